@@ -1,0 +1,42 @@
+//! Audio primitives: speaker roles, file decoding, G.711 and resampling.
+//!
+//! Everything downstream works on 16 kHz mono `f32` samples in [-1, 1] per speaker.
+
+use serde::{Deserialize, Serialize};
+
+/// The rate every analysis stage works at.
+pub const ANALYSIS_RATE: u32 = 16_000;
+
+/// Who is speaking on a channel or leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    Customer,
+    Agent,
+}
+
+impl Speaker {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Speaker::Customer => "customer",
+            Speaker::Agent => "agent",
+        }
+    }
+}
+
+impl std::fmt::Display for Speaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Speaker {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "customer" | "caller" => Ok(Speaker::Customer),
+            "agent" => Ok(Speaker::Agent),
+            other => Err(format!("unknown speaker {other:?}; expected customer or agent")),
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The event schema: what the pipeline says, as every sink (stdout JSONL, MQTT, dashboard,
+//! report) sees it. This is the interface contract of ARCHITECTURE.md "Events"; change it
+//! only deliberately and update the README in the same commit.
+//!
+//! Invariants: within one call `seq` runs 0, 1, 2, … without gaps, and `event_id` is
+//! `{call_id}:{seq}` so consumers can de-duplicate retried deliveries.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::Speaker;
+
+/// One event as published: common envelope plus a typed body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub call_id: String,
+    pub seq: u64,
+    pub event_id: String,
+    /// Seconds of call audio since the call started.
+    pub t: f64,
+    /// RFC 3339 wall clock when emitted.
+    pub ts: String,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// The typed part of an event; serialised with a `type` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    CallStarted(CallStarted),
+    Utterance(Utterance),
+    State(State),
+    Alert(Alert),
+    CallEnded(CallEnded),
+}
+
+impl EventBody {
+    /// The `type` tag as it appears on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::CallStarted(_) => "call_started",
+            EventBody::Utterance(_) => "utterance",
+            EventBody::State(_) => "state",
+            EventBody::Alert(_) => "alert",
+            EventBody::CallEnded(_) => "call_ended",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStarted {
+    /// Where the audio comes from: `file`, `audiosocket`, `twilio`, `l16`, `device`.
+    pub source: String,
+    pub speakers: Vec<Speaker>,
+    /// Input sample rate in Hz (before resampling to 16 kHz).
+    pub sample_rate: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Word {
+    pub w: String,
+    pub start: f64,
+    pub end: f64,
+    /// Whisper's token probability for the word, 0..1.
+    pub p: f32,
+}
+
+/// Per-utterance prosody summary (the contract's subset of the full functionals).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProsodySummary {
+    pub f0_mean_hz: Option<f32>,
+    pub f0_range_st: Option<f32>,
+    pub loudness: Option<f32>,
+    pub jitter: Option<f32>,
+    pub shimmer_db: Option<f32>,
+    pub hnr_db: Option<f32>,
+    pub speaking_rate_wps: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Utterance {
+    pub speaker: Speaker,
+    pub start: f64,
+    pub end: f64,
+    /// Transcript after PII redaction.
+    pub text: String,
+    pub redacted: bool,
+    pub words: Vec<Word>,
+    /// Why there is no transcript, when there is none (`overload`, `asr_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_transcribed: Option<String>,
+    /// Text sentiment, −1..1.
+    pub sentiment: f32,
+    /// P(high arousal), 0..1; null for speakers without emotion inference.
+    pub arousal: Option<f32>,
+    pub emotion: Option<String>,
+    pub prosody: ProsodySummary,
+}
+
+/// One speaker's live state, sent about once a second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerState {
+    pub arousal: Option<f32>,
+    pub stress: Option<f32>,
+    pub emotion: Option<String>,
+    pub talk_ratio: f32,
+    pub speaking_rate_wps: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub speakers: BTreeMap<Speaker, SpeakerState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    CustomerStress,
+    NegativeSentiment,
+    EscalationPhrase,
+    Overtalk,
+    LongSilence,
+    AgentSpeakingRate,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::CustomerStress => "customer_stress",
+            AlertKind::NegativeSentiment => "negative_sentiment",
+            AlertKind::EscalationPhrase => "escalation_phrase",
+            AlertKind::Overtalk => "overtalk",
+            AlertKind::LongSilence => "long_silence",
+            AlertKind::AgentSpeakingRate => "agent_speaking_rate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Unique within the call: `{call_id}:alert:{n}`.
+    pub alert_id: String,
+    pub kind: AlertKind,
+    pub severity: Severity,
+    /// The speaker the alert is about; null for call-level alerts (silence, over-talk).
+    pub speaker: Option<Speaker>,
+    pub start: f64,
+    pub end: f64,
+    /// One human sentence.
+    pub message: String,
+    /// The numbers or words that fired it.
+    pub evidence: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerSummary {
+    pub mean_stress: Option<f32>,
+    pub max_stress: Option<f32>,
+    pub talk_ratio: f32,
+    pub talk_s: f64,
+    pub overtalk_s: f64,
+    pub silence_s: f64,
+    pub utterances: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallSummary {
+    pub speakers: BTreeMap<Speaker, SpeakerSummary>,
+    pub alerts: BTreeMap<AlertKind, u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallEnded {
+    /// `end_of_file`, `hangup`, `disconnected`, `shutdown`, `restart_recovery`, `error`.
+    pub reason: String,
+    pub duration: f64,
+    pub summary: CallSummary,
+}
+
+/// Stamps events of one call with `seq`, `event_id` and `ts`.
+#[derive(Debug)]
+pub struct EventStamper {
+    call_id: String,
+    next_seq: u64,
+}
+
+impl EventStamper {
+    pub fn new(call_id: impl Into<String>) -> Self {
+        Self {
+            call_id: call_id.into(),
+            next_seq: 0,
+        }
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// Wraps `body` with the next sequence number; `ts` comes from the caller so that pure
+    /// code stays clock-free.
+    pub fn stamp(&mut self, t: f64, ts: String, body: EventBody) -> Event {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Event {
+            call_id: self.call_id.clone(),
+            seq,
+            event_id: format!("{}:{}", self.call_id, seq),
+            t,
+            ts,
+            body,
+        }
+    }
+}
+
+/// RFC 3339 UTC timestamp of now, for `ts`.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_serialises_flat_with_type_tag() {
+        let mut st = EventStamper::new("c1");
+        let e = st.stamp(
+            0.0,
+            "2026-01-01T00:00:00Z".into(),
+            EventBody::CallStarted(CallStarted {
+                source: "file".into(),
+                speakers: vec![Speaker::Customer, Speaker::Agent],
+                sample_rate: 8000,
+            }),
+        );
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "call_started");
+        assert_eq!(v["event_id"], "c1:0");
+        assert_eq!(v["speakers"][1], "agent");
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        let e2 = st.stamp(1.0, String::new(), e.body.clone());
+        assert_eq!(e2.seq, 1);
+    }
+}

@@ -1,0 +1,24 @@
+//! calltone: on-box call audio analytics for contact centers.
+//!
+//! Module map (pure computation has no I/O; I/O lives in sources, the ASR pool and sinks):
+//! * [`audio`] — speaker roles, file decoding, G.711, resampling to 16 kHz.
+//! * [`prosody`] — streaming pitch, voice quality, loudness and rate features (pure DSP).
+//! * [`segment`] — voice activity detection and utterance segmentation per speaker.
+//! * [`asr`] — Whisper model provisioning (fetch, CTranslate2 import) and transcription.
+//! * [`emotion`] — arousal model, text sentiment, escalation phrases, fusion.
+//! * [`alerts`] — alert rules with hysteresis and cooldown.
+//! * [`redact`] — PII redaction of transcripts.
+//! * [`events`] — the event schema shared by every sink (the interface contract).
+//! * [`pipeline`] — per-call orchestration shared by replay and live paths.
+//! * [`config`] — typed configuration with documented defaults.
+
+pub mod alerts;
+pub mod asr;
+pub mod audio;
+pub mod config;
+pub mod emotion;
+pub mod events;
+pub mod pipeline;
+pub mod prosody;
+pub mod redact;
+pub mod segment;
