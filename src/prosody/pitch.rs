@@ -31,7 +31,8 @@ pub struct Candidate {
     /// Normalised autocorrelation at the candidate's period (≤ 1), of the signal with
     /// its spectrum tapered above ~1.2 kHz (see [`AcAnalyzer`]).
     pub r: f32,
-    /// Normalised autocorrelation of the unfiltered signal near that period (for HNR).
+    /// Normalised forward cross-correlation of the unfiltered signal near that period
+    /// (for HNR).
     pub r_raw: f32,
 }
 
@@ -68,6 +69,7 @@ pub struct AcAnalyzer {
     spec_w: Vec<Complex<f32>>,
     smooth: Vec<f32>,
     r_w: Vec<f32>,
+    cum: Vec<f64>,
     scratch_f: Vec<Complex<f32>>,
     scratch_i: Vec<Complex<f32>>,
     r: Vec<f32>,
@@ -117,6 +119,7 @@ impl AcAnalyzer {
             spec_w: r2c.make_output_vec(),
             smooth,
             r_w: vec![0.0; max_lag + 2],
+            cum: vec![0.0; window_len + 1],
             scratch_f: r2c.make_scratch_vec(),
             scratch_i: c2r.make_scratch_vec(),
             r: vec![0.0; max_lag + 2],
@@ -135,7 +138,7 @@ impl AcAnalyzer {
         self.win.len()
     }
 
-    /// Normalised autocorrelation of the last analysed frame, indexed by lag in samples.
+    /// Normalised forward cross-correlation of the last analysed frame, by lag in samples.
     pub fn normalized_ac(&self) -> &[f32] {
         &self.r
     }
@@ -156,6 +159,8 @@ impl AcAnalyzer {
             local_peak,
             ..Default::default()
         };
+        // (1) Praat's AC: Hann window, autocorrelation divided by the window's; here with
+        // the spectrum tapered (CANDIDATE_SMOOTH_HZ) for robust candidate picking.
         // Buffers are sized by the plans, so process_with_scratch cannot fail.
         if self
             .r2c
@@ -166,12 +171,32 @@ impl AcAnalyzer {
         }
         for (c, (cw, &g)) in self
             .spec
-            .iter_mut()
+            .iter()
             .zip(self.spec_w.iter_mut().zip(&self.smooth))
         {
-            let p = c.norm_sqr();
-            *c = Complex::new(p, 0.0);
-            *cw = Complex::new(p * g, 0.0);
+            *cw = Complex::new(c.norm_sqr() * g, 0.0);
+        }
+        // (2) Forward cross-correlation (Praat's FCC / "Harmonicity (cc)"): rectangular
+        // window, each lag normalised by the energies of the two overlapping parts, which
+        // is exactly 1 for a periodic signal however few periods fit the window. The
+        // Hann-window AC is biased there at low F0 (3–4 pulses per window), so HNR comes
+        // from this one.
+        self.cum[0] = 0.0;
+        for (i, &x) in frame.iter().enumerate() {
+            let v = x - mean;
+            self.time[i] = v;
+            self.cum[i + 1] = self.cum[i] + (v as f64) * (v as f64);
+        }
+        self.time[n..].iter_mut().for_each(|v| *v = 0.0);
+        if self
+            .r2c
+            .process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch_f)
+            .is_err()
+        {
+            return out;
+        }
+        for c in self.spec.iter_mut() {
+            *c = Complex::new(c.norm_sqr(), 0.0);
         }
         if self
             .c2r
@@ -184,14 +209,23 @@ impl AcAnalyzer {
         {
             return out;
         }
-        let (ac0, acw0) = (self.time[0], self.time_w[0]);
-        if ac0 <= 1e-20 || acw0 <= 1e-20 {
+        let acw0 = self.time_w[0];
+        if self.cum[n] <= 1e-20 || acw0 <= 1e-20 {
             return out;
         }
-        let (inv, invw) = (1.0 / ac0, 1.0 / acw0);
+        let invw = 1.0 / acw0;
+        // realfft's inverse is unnormalised: scale by 1/nfft.
+        let scale = 1.0 / self.time.len() as f64;
         for lag in 0..self.r.len() {
-            self.r[lag] = self.time[lag] * inv / self.win_ac[lag];
             self.r_w[lag] = self.time_w[lag] * invw / self.win_ac[lag];
+            let e1 = self.cum[n - lag];
+            let e2 = self.cum[n] - self.cum[lag];
+            let den = (e1 * e2).sqrt();
+            self.r[lag] = if den > 1e-30 {
+                (self.time[lag] as f64 * scale / den) as f32
+            } else {
+                0.0
+            };
         }
         let thr = 0.5 * self.voicing_threshold;
         let mut best_r = f32::MIN;
