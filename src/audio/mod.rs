@@ -36,7 +36,9 @@ impl std::str::FromStr for Speaker {
         match s.trim().to_ascii_lowercase().as_str() {
             "customer" | "caller" => Ok(Speaker::Customer),
             "agent" => Ok(Speaker::Agent),
-            other => Err(format!("unknown speaker {other:?}; expected customer or agent")),
+            other => Err(format!(
+                "unknown speaker {other:?}; expected customer or agent"
+            )),
         }
     }
 }

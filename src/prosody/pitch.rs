@@ -1,0 +1,561 @@
+//! Pitch candidates and path tracking, after Praat's "To Pitch (ac)" (Boersma 1993).
+//!
+//! [`AcAnalyzer`] turns one analysis window into a short list of F0 candidates: the
+//! Hann-windowed frame's autocorrelation (via a real FFT) is divided by the window's own
+//! autocorrelation, so a perfectly periodic signal scores r = 1 at its period whatever the
+//! taper. Local maxima in the lag range are refined by parabolic interpolation.
+//! Autocorrelation does not need the fundamental itself, only its harmonics, so it works on
+//! telephone audio that starts at 300 Hz.
+//!
+//! [`PathTracker`] picks one candidate (or "unvoiced") per frame with Praat's path costs
+//! (octave cost, octave-jump cost, voiced/unvoiced cost) by fixed-lag Viterbi decoding: a
+//! frame is decided once `lookahead` newer frames have been seen, which bounds the latency
+//! while still letting later evidence veto octave jumps.
+//!
+//! Invariant: no allocation after construction.
+
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Maximum number of voiced candidates kept per frame (Praat keeps up to 15; beyond ~6 the
+/// extra ones are never chosen on speech).
+pub const MAX_CANDIDATES: usize = 8;
+
+/// One F0 hypothesis for a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Candidate {
+    /// F0 in Hz.
+    pub f0_hz: f32,
+    /// Normalised autocorrelation at the candidate's period (≤ 1), of the signal with
+    /// its spectrum tapered above ~1.2 kHz (see [`AcAnalyzer`]).
+    pub r: f32,
+    /// Normalised forward cross-correlation of the unfiltered signal near that period
+    /// (for HNR).
+    pub r_raw: f32,
+}
+
+/// Result of analysing one window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PitchFrame {
+    /// Voiced candidates, `n` of them valid, strongest first.
+    pub cands: [Candidate; MAX_CANDIDATES],
+    pub n: usize,
+    /// Largest absolute (mean-removed) sample in the window, for the silence criterion.
+    pub local_peak: f32,
+    /// Highest normalised autocorrelation anywhere in the lag range (voicing strength).
+    pub best_r: f32,
+}
+
+/// Gaussian taper of the power spectrum used for picking candidates, Hz (1/e point).
+/// Smoothing the autocorrelation over ±3 samples keeps one peak per period when pulses are
+/// sharp and irregular (jitter of a few percent splits raw peaks and lets the doubled
+/// period win); HNR still comes from the raw autocorrelation.
+const CANDIDATE_SMOOTH_HZ: f32 = 1200.0;
+
+/// Autocorrelation candidate extractor with preallocated FFT buffers.
+pub struct AcAnalyzer {
+    win: Vec<f32>,
+    win_ac: Vec<f32>,
+    min_lag: usize,
+    max_lag: usize,
+    sample_rate: f32,
+    r2c: Arc<dyn RealToComplex<f32>>,
+    c2r: Arc<dyn ComplexToReal<f32>>,
+    time: Vec<f32>,
+    time_w: Vec<f32>,
+    spec: Vec<Complex<f32>>,
+    spec_w: Vec<Complex<f32>>,
+    smooth: Vec<f32>,
+    r_w: Vec<f32>,
+    cum: Vec<f64>,
+    scratch_f: Vec<Complex<f32>>,
+    scratch_i: Vec<Complex<f32>>,
+    r: Vec<f32>,
+    voicing_threshold: f32,
+}
+
+impl AcAnalyzer {
+    /// `window_len` samples (Praat: 3 periods of the floor), lag range from the F0 limits.
+    pub fn new(
+        sample_rate: u32,
+        window_len: usize,
+        f0_min_hz: f32,
+        f0_max_hz: f32,
+        voicing_threshold: f32,
+    ) -> Self {
+        let sr = sample_rate as f32;
+        let min_lag = ((sr / f0_max_hz).floor() as usize).max(2);
+        let max_lag = ((sr / f0_min_hz).ceil() as usize).min(window_len / 2);
+        let nfft = (window_len + max_lag + 2).next_power_of_two();
+        let win: Vec<f32> = (0..window_len)
+            .map(|i| {
+                let x = (i as f32 + 0.5) / window_len as f32;
+                0.5 - 0.5 * (2.0 * std::f32::consts::PI * x).cos()
+            })
+            .collect();
+        let mut planner = RealFftPlanner::<f32>::new();
+        let r2c = planner.plan_fft_forward(nfft);
+        let c2r = planner.plan_fft_inverse(nfft);
+        // Window autocorrelation, normalised to 1 at lag 0 (computed directly once).
+        let w0: f64 = win.iter().map(|&w| (w as f64) * (w as f64)).sum();
+        let win_ac = (0..=max_lag + 1)
+            .map(|lag| {
+                let s: f64 = (0..window_len - lag)
+                    .map(|i| win[i] as f64 * win[i + lag] as f64)
+                    .sum();
+                (s / w0).max(1e-6) as f32
+            })
+            .collect();
+        let hz_per_bin = sr / nfft as f32;
+        let smooth = (0..nfft / 2 + 1)
+            .map(|k| (-(k as f32 * hz_per_bin / CANDIDATE_SMOOTH_HZ).powi(2)).exp())
+            .collect();
+        Self {
+            time: r2c.make_input_vec(),
+            time_w: r2c.make_input_vec(),
+            spec: r2c.make_output_vec(),
+            spec_w: r2c.make_output_vec(),
+            smooth,
+            r_w: vec![0.0; max_lag + 2],
+            cum: vec![0.0; window_len + 1],
+            scratch_f: r2c.make_scratch_vec(),
+            scratch_i: c2r.make_scratch_vec(),
+            r: vec![0.0; max_lag + 2],
+            win,
+            win_ac,
+            min_lag,
+            max_lag,
+            sample_rate: sr,
+            r2c,
+            c2r,
+            voicing_threshold,
+        }
+    }
+
+    pub fn window_len(&self) -> usize {
+        self.win.len()
+    }
+
+    /// Normalised forward cross-correlation of the last analysed frame, by lag in samples.
+    pub fn normalized_ac(&self) -> &[f32] {
+        &self.r
+    }
+
+    /// Analyse one window (`frame.len() == window_len()`).
+    pub fn analyze(&mut self, frame: &[f32]) -> PitchFrame {
+        let n = self.win.len();
+        debug_assert_eq!(frame.len(), n);
+        let mean = frame.iter().sum::<f32>() / n as f32;
+        let mut local_peak = 0.0f32;
+        for (i, (&x, &w)) in frame.iter().zip(&self.win).enumerate() {
+            let v = x - mean;
+            local_peak = local_peak.max(v.abs());
+            self.time[i] = v * w;
+        }
+        self.time[n..].iter_mut().for_each(|v| *v = 0.0);
+        let mut out = PitchFrame {
+            local_peak,
+            ..Default::default()
+        };
+        // (1) Praat's AC: Hann window, autocorrelation divided by the window's; here with
+        // the spectrum tapered (CANDIDATE_SMOOTH_HZ) for robust candidate picking.
+        // Buffers are sized by the plans, so process_with_scratch cannot fail.
+        if self
+            .r2c
+            .process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch_f)
+            .is_err()
+        {
+            return out;
+        }
+        for (c, (cw, &g)) in self
+            .spec
+            .iter()
+            .zip(self.spec_w.iter_mut().zip(&self.smooth))
+        {
+            *cw = Complex::new(c.norm_sqr() * g, 0.0);
+        }
+        // (2) Forward cross-correlation (Praat's FCC / "Harmonicity (cc)"): rectangular
+        // window, each lag normalised by the energies of the two overlapping parts, which
+        // is exactly 1 for a periodic signal however few periods fit the window. The
+        // Hann-window AC is biased there at low F0 (3–4 pulses per window), so HNR comes
+        // from this one.
+        self.cum[0] = 0.0;
+        for (i, &x) in frame.iter().enumerate() {
+            let v = x - mean;
+            self.time[i] = v;
+            self.cum[i + 1] = self.cum[i] + (v as f64) * (v as f64);
+        }
+        self.time[n..].iter_mut().for_each(|v| *v = 0.0);
+        if self
+            .r2c
+            .process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch_f)
+            .is_err()
+        {
+            return out;
+        }
+        for c in self.spec.iter_mut() {
+            *c = Complex::new(c.norm_sqr(), 0.0);
+        }
+        if self
+            .c2r
+            .process_with_scratch(&mut self.spec, &mut self.time, &mut self.scratch_i)
+            .is_err()
+            || self
+                .c2r
+                .process_with_scratch(&mut self.spec_w, &mut self.time_w, &mut self.scratch_i)
+                .is_err()
+        {
+            return out;
+        }
+        let acw0 = self.time_w[0];
+        if self.cum[n] <= 1e-20 || acw0 <= 1e-20 {
+            return out;
+        }
+        let invw = 1.0 / acw0;
+        // realfft's inverse is unnormalised: scale by 1/nfft.
+        let scale = 1.0 / self.time.len() as f64;
+        for lag in 0..self.r.len() {
+            self.r_w[lag] = self.time_w[lag] * invw / self.win_ac[lag];
+            let e1 = self.cum[n - lag];
+            let e2 = self.cum[n] - self.cum[lag];
+            let den = (e1 * e2).sqrt();
+            self.r[lag] = if den > 1e-30 {
+                (self.time[lag] as f64 * scale / den) as f32
+            } else {
+                0.0
+            };
+        }
+        let thr = 0.5 * self.voicing_threshold;
+        let mut best_r = f32::MIN;
+        for lag in self.min_lag..=self.max_lag {
+            best_r = best_r.max(self.r[lag]);
+            let (a, b, c) = (self.r_w[lag - 1], self.r_w[lag], self.r_w[lag + 1]);
+            if !(b > a && b >= c && b > thr) {
+                continue;
+            }
+            let (d, peak) = sinc_peak(&self.r_w, lag);
+            let lag_f = lag as f32 + d;
+            // Periodicity of the unsmoothed signal at the nearest raw peak (for HNR).
+            let lo = (lag.saturating_sub(3)).max(1);
+            let hi = (lag + 3).min(self.max_lag);
+            let raw_lag = (lo..=hi)
+                .max_by(|&x, &y| self.r[x].total_cmp(&self.r[y]))
+                .unwrap_or(lag);
+            let (_, r_raw) = sinc_peak(&self.r, raw_lag);
+            let cand = Candidate {
+                f0_hz: self.sample_rate / lag_f,
+                r: peak.min(1.0),
+                r_raw: r_raw.min(1.0),
+            };
+            insert_candidate(&mut out, cand);
+        }
+        out.best_r = best_r.clamp(0.0, 1.0);
+        out
+    }
+}
+
+/// Vertex of the parabola through three equally spaced points: (offset in −0.5..0.5, value).
+#[inline]
+pub fn parabolic(a: f32, b: f32, c: f32) -> (f32, f32) {
+    let den = a - 2.0 * b + c;
+    if den >= 0.0 {
+        return (0.0, b);
+    }
+    let d = (0.5 * (a - c) / den).clamp(-0.5, 0.5);
+    (d, b - 0.25 * (a - c) * d)
+}
+
+/// Interpolation depth (samples each side) of [`sinc_peak`].
+pub const SINC_DEPTH: usize = 8;
+
+/// Value at fractional index `x` of the band-limited interpolation of `y` (windowed sinc,
+/// `SINC_DEPTH` samples each side; samples outside `y` count as absent).
+#[inline]
+fn sinc_interp(y: &[f32], x: f32) -> f32 {
+    let i = x.floor() as i64;
+    let frac = x - i as f32;
+    if frac.abs() < 1e-6 {
+        return y.get(i as usize).copied().unwrap_or(0.0);
+    }
+    let s = (std::f32::consts::PI * frac).sin() / std::f32::consts::PI;
+    let d = SINC_DEPTH as i64;
+    let span = (d + 1) as f32;
+    let mut acc = 0.0f32;
+    for j in (i - d + 1)..=(i + d) {
+        if j < 0 || j as usize >= y.len() {
+            continue;
+        }
+        let u = x - j as f32; // in (−d, d)
+                              // sin(π u) = ±sin(π frac); the sign alternates with j.
+        let sign = if (i - j) % 2 == 0 { 1.0 } else { -1.0 };
+        let q = u / span;
+        let w = (1.0 - q * q) * (1.0 - q * q);
+        acc += y[j as usize] * sign * s / u * w;
+    }
+    acc
+}
+
+/// Refine a local maximum of a sampled band-limited function at integer index `i`: returns
+/// (fractional offset from `i` in −1..1, interpolated peak value). Parabolic interpolation
+/// is biased towards whole samples on sharp peaks (it shrinks period differences, i.e.
+/// jitter, and underestimates r, i.e. HNR); this evaluates the sinc interpolation on a
+/// 1/16-sample grid around the parabolic estimate and finishes with a parabola there.
+pub fn sinc_peak(y: &[f32], i: usize) -> (f32, f32) {
+    let a = if i > 0 { y[i - 1] } else { y[i] };
+    let c = y.get(i + 1).copied().unwrap_or(y[i]);
+    let (d0, _) = parabolic(a, y[i], c);
+    const STEP: f32 = 1.0 / 16.0;
+    let x0 = i as f32 + d0;
+    let mut best = (x0, sinc_interp(y, x0));
+    let mut lo = sinc_interp(y, x0 - STEP);
+    let mut hi = sinc_interp(y, x0 + STEP);
+    // Walk uphill (at most one sample either way).
+    for _ in 0..16 {
+        if lo > best.1 && lo >= hi {
+            hi = best.1;
+            best = (best.0 - STEP, lo);
+            lo = sinc_interp(y, best.0 - STEP);
+        } else if hi > best.1 {
+            lo = best.1;
+            best = (best.0 + STEP, hi);
+            hi = sinc_interp(y, best.0 + STEP);
+        } else {
+            break;
+        }
+    }
+    let (d, v) = parabolic(lo, best.1, hi);
+    ((best.0 + d * STEP - i as f32).clamp(-1.0, 1.0), v)
+}
+
+fn insert_candidate(f: &mut PitchFrame, c: Candidate) {
+    if f.n < MAX_CANDIDATES {
+        f.cands[f.n] = c;
+        f.n += 1;
+    } else {
+        // Replace the weakest if the newcomer is stronger.
+        let (imin, min) = f.cands[..f.n]
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::MAX),
+                |acc, (i, k)| if k.r < acc.1 { (i, k.r) } else { acc },
+            );
+        if c.r > min {
+            f.cands[imin] = c;
+        }
+    }
+}
+
+/// Praat's path-finder parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct PathCosts {
+    pub voicing_threshold: f32,
+    pub silence_threshold: f32,
+    pub octave_cost: f32,
+    pub octave_jump_cost: f32,
+    pub voiced_unvoiced_cost: f32,
+    pub f0_max_hz: f32,
+}
+
+/// States per frame: index 0 is "unvoiced", 1..=n are the candidates.
+const NS: usize = MAX_CANDIDATES + 1;
+
+#[derive(Clone, Copy, Default)]
+struct Step {
+    cands: [Candidate; MAX_CANDIDATES],
+    n: usize,
+    back: [u8; NS],
+}
+
+/// Decision for one frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PitchDecision {
+    /// 0 when unvoiced.
+    pub f0_hz: f32,
+    /// Normalised autocorrelation of the chosen candidate (0 when unvoiced).
+    pub r: f32,
+    /// Its raw (unsmoothed) counterpart, for HNR.
+    pub r_raw: f32,
+}
+
+/// Fixed-lag Viterbi over per-frame candidates.
+pub struct PathTracker {
+    costs: PathCosts,
+    lookahead: usize,
+    steps: VecDeque<Step>,
+    score: [f32; NS],
+    n_prev: usize,
+    prev_cands: [Candidate; MAX_CANDIDATES],
+    started: bool,
+}
+
+impl PathTracker {
+    pub fn new(costs: PathCosts, lookahead: usize) -> Self {
+        Self {
+            costs,
+            lookahead,
+            steps: VecDeque::with_capacity(lookahead + 2),
+            score: [0.0; NS],
+            n_prev: 0,
+            prev_cands: [Candidate::default(); MAX_CANDIDATES],
+            started: false,
+        }
+    }
+
+    pub fn lookahead(&self) -> usize {
+        self.lookahead
+    }
+
+    /// Forget all history (start of a new stream).
+    pub fn reset(&mut self) {
+        self.steps.clear();
+        self.score = [0.0; NS];
+        self.n_prev = 0;
+        self.started = false;
+    }
+
+    /// Frames pushed but not yet decided.
+    pub fn pending(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Add a frame; `intensity` is its local peak relative to the signal's peak.
+    /// Returns the decision for the frame `lookahead` frames back, once there is one.
+    pub fn push(&mut self, f: &PitchFrame, intensity: f32) -> Option<PitchDecision> {
+        let c = self.costs;
+        let mut local = [f32::MIN; NS];
+        let unv = 2.0 - intensity / (c.silence_threshold / (1.0 + c.voicing_threshold));
+        local[0] = c.voicing_threshold + unv.max(0.0);
+        for i in 0..f.n {
+            let k = f.cands[i];
+            local[i + 1] = k.r - c.octave_cost * (c.f0_max_hz / k.f0_hz).log2();
+        }
+        let mut step = Step {
+            cands: f.cands,
+            n: f.n,
+            back: [0; NS],
+        };
+        let mut new_score = [f32::MIN; NS];
+        if !self.started {
+            new_score[..=f.n].copy_from_slice(&local[..=f.n]);
+            self.started = true;
+        } else {
+            for j in 0..=f.n {
+                let mut best = f32::MIN;
+                let mut arg = 0u8;
+                for i in 0..=self.n_prev {
+                    let trans = match (i, j) {
+                        (0, 0) => 0.0,
+                        (0, _) | (_, 0) => c.voiced_unvoiced_cost,
+                        _ => {
+                            c.octave_jump_cost
+                                * (self.prev_cands[i - 1].f0_hz / f.cands[j - 1].f0_hz)
+                                    .log2()
+                                    .abs()
+                        }
+                    };
+                    let s = self.score[i] - trans;
+                    if s > best {
+                        best = s;
+                        arg = i as u8;
+                    }
+                }
+                new_score[j] = best + local[j];
+                step.back[j] = arg;
+            }
+        }
+        // Keep scores bounded.
+        let top = new_score[..=f.n].iter().cloned().fold(f32::MIN, f32::max);
+        for s in new_score[..=f.n].iter_mut() {
+            *s -= top;
+        }
+        self.score = new_score;
+        self.n_prev = f.n;
+        self.prev_cands = f.cands;
+        self.steps.push_back(step);
+        if self.steps.len() > self.lookahead {
+            Some(self.pop_oldest())
+        } else {
+            None
+        }
+    }
+
+    /// Decide and remove the oldest pending frame (for flushing at the end).
+    pub fn pop_oldest(&mut self) -> PitchDecision {
+        let mut state = (0..=self.n_prev)
+            .max_by(|&a, &b| self.score[a].total_cmp(&self.score[b]))
+            .unwrap_or(0);
+        for k in (1..self.steps.len()).rev() {
+            state = self.steps[k].back[state] as usize;
+        }
+        // steps is non-empty whenever this is called (callers check pending()).
+        let Some(oldest) = self.steps.pop_front() else {
+            return PitchDecision::default();
+        };
+        if state == 0 || state > oldest.n {
+            PitchDecision::default()
+        } else {
+            let k = oldest.cands[state - 1];
+            PitchDecision {
+                f0_hz: k.f0_hz,
+                r: k.r,
+                r_raw: k.r_raw,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parabolic_vertex() {
+        // y = -(x-0.3)^2 sampled at -1, 0, 1
+        let f = |x: f32| -(x - 0.3) * (x - 0.3);
+        let (d, v) = parabolic(f(-1.0), f(0.0), f(1.0));
+        assert!((d - 0.3).abs() < 1e-5);
+        assert!(v.abs() < 1e-5);
+    }
+
+    #[test]
+    fn sinc_peak_of_sampled_sinc_squared() {
+        // A band-limited peak at 10.37: sinc² with a broad main lobe.
+        let f = |x: f32| {
+            let u = (x - 10.37) * 0.4;
+            if u.abs() < 1e-6 {
+                1.0
+            } else {
+                let s = (std::f32::consts::PI * u).sin() / (std::f32::consts::PI * u);
+                s * s
+            }
+        };
+        let y: Vec<f32> = (0..21).map(|i| f(i as f32)).collect();
+        let (d, v) = sinc_peak(&y, 10);
+        assert!((10.0 + d - 10.37).abs() < 0.01, "{d}");
+        assert!((v - 1.0).abs() < 0.01, "{v}");
+    }
+
+    #[test]
+    fn sine_candidate_at_period() {
+        let sr = 16000;
+        let mut ac = AcAnalyzer::new(sr, 800, 60.0, 500.0, 0.45);
+        let f0 = 123.0f32;
+        let x: Vec<f32> = (0..800)
+            .map(|i| (2.0 * std::f32::consts::PI * f0 * i as f32 / sr as f32).sin())
+            .collect();
+        let pf = ac.analyze(&x);
+        let best = pf.cands[..pf.n]
+            .iter()
+            .max_by(|a, b| {
+                let sa = a.r + 0.01 * a.f0_hz.log2();
+                let sb = b.r + 0.01 * b.f0_hz.log2();
+                sa.total_cmp(&sb)
+            })
+            .unwrap();
+        assert!((best.f0_hz - f0).abs() / f0 < 0.005, "{best:?}");
+        assert!(best.r > 0.95, "{best:?}");
+    }
+}
