@@ -1,1 +1,223 @@
-//! (placeholder, filled in by the module's owner)
+//! Typed configuration: one TOML file (`firmware-config/calltone.toml` is the complete,
+//! commented reference), every field with a documented default, validated once at load.
+//! Command-line flags override individual keys after loading.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::segment::VadConfig;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub asr: AsrConfig,
+    pub vad: VadConfig,
+    pub prosody: ProsodySettings,
+    pub pipeline: PipelineConfig,
+    pub emotion: EmotionConfig,
+    pub redact: crate::redact::RedactConfig,
+    pub alerts: crate::alerts::AlertConfig,
+}
+
+/// `[emotion]`: the arousal model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmotionConfig {
+    /// A retrained arousal model (JSON, as written by `examples/train_arousal`). Default:
+    /// none, the model built into the binary (`models/arousal.json` at build time).
+    pub arousal_model: Option<PathBuf>,
+}
+
+/// `[asr]`: Whisper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsrConfig {
+    /// Path of the ggml Whisper model. Default `models/ggml-tiny.en.bin`.
+    pub model: PathBuf,
+    /// Language code passed to Whisper; empty for auto-detection. Default "en".
+    pub language: String,
+    /// CPU threads per transcription. 0 = all cores. Default 0.
+    pub threads: usize,
+    /// ASR worker threads in `serve` (each with its own Whisper state). Default 1.
+    pub workers: usize,
+    /// Utterances waiting for ASR in `serve` before the oldest are shed. Default 16.
+    pub queue: usize,
+}
+
+impl Default for AsrConfig {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::from("models/ggml-tiny.en.bin"),
+            language: "en".into(),
+            threads: 0,
+            workers: 1,
+            queue: 16,
+        }
+    }
+}
+
+/// `[prosody]`: the pitch search range (the other analysis constants follow Praat's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProsodySettings {
+    /// Lowest F0 searched, Hz. Default 60.
+    pub f0_min_hz: f32,
+    /// Highest F0 searched, Hz. Default 500.
+    pub f0_max_hz: f32,
+}
+
+impl Default for ProsodySettings {
+    fn default() -> Self {
+        let d = crate::prosody::ProsodyConfig::default();
+        Self {
+            f0_min_hz: d.f0_min_hz,
+            f0_max_hz: d.f0_max_hz,
+        }
+    }
+}
+
+impl ProsodySettings {
+    /// The analyzer configuration these settings describe.
+    pub fn analyzer_config(&self) -> crate::prosody::ProsodyConfig {
+        crate::prosody::ProsodyConfig {
+            f0_min_hz: self.f0_min_hz,
+            f0_max_hz: self.f0_max_hz,
+            ..Default::default()
+        }
+    }
+}
+
+/// `[pipeline]`: per-call analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Seconds of call audio between `state` events. Default 1.0.
+    pub state_interval_s: f64,
+    /// Infer emotion for the agent too. Off by default: inferring employees' emotions at
+    /// work is prohibited in the EU (AI Act Art. 5(1)(f)); enable only where lawful.
+    pub agent_emotion: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            state_interval_s: 1.0,
+            agent_emotion: false,
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.message().replace('\n', " "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges once so the rest of the code can trust the values.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            message,
+        };
+        self.alerts
+            .validate()
+            .map_err(|e| bad("alerts", e.to_string()))?;
+        let (lo, hi) = (self.prosody.f0_min_hz, self.prosody.f0_max_hz);
+        if !(30.0..=200.0).contains(&lo) || !(150.0..=1000.0).contains(&hi) || lo * 2.0 > hi {
+            return Err(bad(
+                "prosody.f0_min_hz",
+                format!("F0 range {lo}..{hi} Hz invalid; expected 30 ≤ min ≤ 200, 150 ≤ max ≤ 1000, max ≥ 2·min"),
+            ));
+        }
+        if self.asr.workers == 0 {
+            return Err(bad("asr.workers", "must be at least 1".into()));
+        }
+        if self.asr.queue == 0 {
+            return Err(bad("asr.queue", "must be at least 1".into()));
+        }
+        if !(0.1..=60.0).contains(&self.pipeline.state_interval_s) {
+            return Err(bad(
+                "pipeline.state_interval_s",
+                format!("{} out of range 0.1..=60", self.pipeline.state_interval_s),
+            ));
+        }
+        if self.vad.hangover_s <= 0.0 || self.vad.max_utterance_s < 2.0 {
+            return Err(bad(
+                "vad",
+                "hangover_s must be > 0 and max_utterance_s ≥ 2".into(),
+            ));
+        }
+        if self.vad.onset_frames == 0 || self.vad.onset_frames > self.vad.onset_window {
+            return Err(bad(
+                "vad.onset_frames",
+                "must be between 1 and vad.onset_window".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_loads_and_equals_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/calltone.toml");
+        let cfg = Config::load(&path).expect("shipped config must load");
+        assert_eq!(
+            cfg,
+            Config::default(),
+            "shipped file documents the defaults"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let e = Config::from_toml("[asr]\nmodle = 'x'\n", Path::new("c.toml")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("c.toml: "), "{msg}");
+        assert!(msg.contains("modle"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_value_names_the_key() {
+        let e = Config::from_toml("[asr]\nworkers = 0\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("asr.workers"), "{e}");
+    }
+}

@@ -21,4 +21,6 @@ pub mod events;
 pub mod pipeline;
 pub mod prosody;
 pub mod redact;
+pub mod replay;
 pub mod segment;
+pub mod sources;

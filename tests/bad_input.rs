@@ -1,0 +1,166 @@
+//! Bad input to `calltone replay`: exit code 2, one line on stderr naming the file and the
+//! problem, no panic, and the other files of the same run still processed.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn pcm16(n: usize, channels: u16) -> Vec<u8> {
+    (0..n * channels as usize)
+        .flat_map(|i| (((i as f32 * 0.05).sin() * 8000.0) as i16).to_le_bytes())
+        .collect()
+}
+
+/// Runs replay on `path` and checks the failure contract; returns the stderr line.
+fn assert_rejected(path: &Path, what: &str) -> String {
+    let out = calltone()
+        .args(["replay", path.to_str().unwrap()])
+        .env("CALLTONE_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{what}: exit {:?}, stderr {stderr}",
+        out.status
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: expected one line, got {stderr:?}");
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        lines[0].contains(name),
+        "{what}: message does not name the file: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: events written for a bad file"
+    );
+    lines[0].to_string()
+}
+
+#[test]
+fn each_bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    let msg = assert_rejected(&d.join("missing.wav"), "missing file");
+    assert!(msg.to_lowercase().contains("no such file"), "{msg}");
+
+    std::fs::write(d.join("empty.wav"), b"").unwrap();
+    let msg = assert_rejected(&d.join("empty.wav"), "empty file");
+    assert!(msg.contains("empty"), "{msg}");
+
+    std::fs::write(
+        d.join("truncated.wav"),
+        b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00",
+    )
+    .unwrap();
+    assert_rejected(&d.join("truncated.wav"), "truncated header");
+
+    write_wav_raw(&d.join("zero.wav"), 1, 1, 16000, 16, &[]);
+    let msg = assert_rejected(&d.join("zero.wav"), "zero samples");
+    assert!(msg.contains("no audio"), "{msg}");
+
+    write_wav_raw(&d.join("three.wav"), 1, 3, 16000, 16, &pcm16(1600, 3));
+    let msg = assert_rejected(&d.join("three.wav"), "3 channels");
+    assert!(msg.contains("3 channels"), "{msg}");
+
+    // GSM 6.10 in WAV (format tag 0x31): a codec calltone does not decode.
+    write_wav_raw(&d.join("gsm.wav"), 0x31, 1, 8000, 0, &[0u8; 650]);
+    let msg = assert_rejected(&d.join("gsm.wav"), "unsupported codec");
+    assert!(msg.to_lowercase().contains("unsupported"), "{msg}");
+
+    write_wav_raw(&d.join("slow.wav"), 1, 1, 4000, 16, &pcm16(4000, 1));
+    let msg = assert_rejected(&d.join("slow.wav"), "rate below 8 kHz");
+    assert!(msg.contains("4000"), "{msg}");
+
+    write_wav_raw(&d.join("fast.wav"), 1, 1, 96000, 16, &pcm16(9600, 1));
+    let msg = assert_rejected(&d.join("fast.wav"), "rate above 48 kHz");
+    assert!(msg.contains("96000"), "{msg}");
+
+    std::fs::write(
+        d.join("notes.wav"),
+        "these are my meeting notes\nnot audio\n",
+    )
+    .unwrap();
+    assert_rejected(&d.join("notes.wav"), "text file named .wav");
+}
+
+#[test]
+fn channel_mapping_must_match_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mono.wav");
+    write_wav_raw(&p, 1, 1, 16000, 16, &pcm16(1600, 1));
+    let out = calltone()
+        .args([
+            "replay",
+            p.to_str().unwrap(),
+            "--channels",
+            "customer,agent",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("mono.wav"), "{stderr}");
+
+    let out = calltone()
+        .args(["replay", p.to_str().unwrap(), "--channels", "customer,boss"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("boss"), "{stderr}");
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ok.wav");
+    write_wav_raw(&p, 1, 1, 16000, 16, &pcm16(16000, 1));
+    let out = calltone()
+        .args([
+            "replay",
+            p.to_str().unwrap(),
+            "--model",
+            "/nonexistent/ggml-x.bin",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/ggml-x.bin"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_bad_file_does_not_stop_the_good_ones() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wav");
+    std::fs::write(&bad, "not audio").unwrap();
+    let good = root().join("demo/calm-call.wav");
+    let out = calltone()
+        .args([
+            "replay",
+            bad.to_str().unwrap(),
+            good.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let ev = events(&out.stdout);
+    assert!(ev
+        .iter()
+        .any(|e| e["type"] == "call_ended" && e["call_id"] == "calm-call"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.wav"));
+}

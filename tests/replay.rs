@@ -1,0 +1,194 @@
+//! `calltone replay` end to end: the real binary, the real Whisper model, real files.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn jfk_transcribes_with_low_wer() {
+    let (Some(asr), Some(model)) = (shared_data("asr"), model()) else {
+        return;
+    };
+    let jfk = asr.join("jfk.wav");
+    let out = run(&[
+        "replay",
+        jfk.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out.stdout);
+    let text = joined_text(&ev);
+    let w = wer(&reference(&asr, "jfk.wav"), &text);
+    eprintln!("jfk WER {:.1}%: {text}", w * 100.0);
+    assert!(w <= 0.05, "WER {w:.3} > 5%: {text}");
+
+    // Event stream shape: started, utterances, ended, seq 0..n without gaps.
+    assert_eq!(ev.first().unwrap()["type"], "call_started");
+    assert_eq!(ev.last().unwrap()["type"], "call_ended");
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64, "seq gap at {i}");
+        assert_eq!(e["event_id"], format!("jfk:{i}"));
+    }
+    let utt = ev.iter().find(|e| e["type"] == "utterance").unwrap();
+    assert_eq!(utt["speaker"], "customer");
+    let words = utt["words"].as_array().unwrap();
+    assert!(words.len() >= 15, "word timestamps: {words:?}");
+    for w in words.windows(2) {
+        assert!(w[0]["start"].as_f64() <= w[1]["start"].as_f64(), "{w:?}");
+    }
+    // jfk.wav is 11 s; the last word ends near the end of speech.
+    let last_end = words.last().unwrap()["end"].as_f64().unwrap();
+    assert!(
+        (8.0..=11.5).contains(&last_end),
+        "last word ends at {last_end}"
+    );
+    let f0 = utt["prosody"]["f0_mean_hz"]
+        .as_f64()
+        .expect("f0 of a male voice");
+    assert!((80.0..=200.0).contains(&f0), "f0_mean_hz {f0}");
+}
+
+/// μ-law at 8 kHz, as a telephone line delivers it, made here from jfk.wav.
+#[test]
+fn jfk_over_8khz_mulaw_still_transcribes() {
+    let (Some(asr), Some(model)) = (shared_data("asr"), model()) else {
+        return;
+    };
+    let (rate, samples) = read_wav_f32(&asr.join("jfk.wav"));
+    let s8 = calltone::audio::resample::resample_all(&samples, rate, 8000).unwrap();
+    let bytes: Vec<u8> = s8
+        .iter()
+        .map(|&x| {
+            calltone::audio::g711::linear_to_ulaw(
+                (x * 32767.0).round().clamp(-32768.0, 32767.0) as i16
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jfk-ulaw.wav");
+    write_wav_raw(&path, 7, 1, 8000, 8, &bytes);
+    let out = run(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out.stdout);
+    assert_eq!(ev[0]["sample_rate"], 8000);
+    let text = joined_text(&ev);
+    let w = wer(&reference(&asr, "jfk.wav"), &text);
+    eprintln!("jfk μ-law 8 kHz WER {:.1}%: {text}", w * 100.0);
+    assert!(w <= 0.15, "WER {w:.3} > 15%: {text}");
+}
+
+#[test]
+fn demo_call_has_both_speakers_in_time_order() {
+    let Some(model) = model() else { return };
+    let demo = root().join("demo/demo-call.wav");
+    let out = run(&[
+        "replay",
+        demo.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out.stdout);
+    let utts: Vec<_> = ev.iter().filter(|e| e["type"] == "utterance").collect();
+    let text_of = |who: &str| {
+        utts.iter()
+            .filter(|u| u["speaker"] == who)
+            .map(|u| u["text"].as_str().unwrap().to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let customer = text_of("customer");
+    let agent = text_of("agent");
+    eprintln!("customer: {customer}\nagent: {agent}");
+    // The script has 5 customer turns and 6 agent turns.
+    let n_c = utts.iter().filter(|u| u["speaker"] == "customer").count();
+    let n_a = utts.iter().filter(|u| u["speaker"] == "agent").count();
+    assert!((4..=8).contains(&n_c), "{n_c} customer utterances");
+    assert!((5..=9).contains(&n_a), "{n_a} agent utterances");
+    for word in ["bill", "cancel", "supervisor"] {
+        assert!(
+            customer.contains(word),
+            "customer never says {word:?}: {customer}"
+        );
+    }
+    for word in ["calling", "help", "transfer"] {
+        assert!(agent.contains(word), "agent never says {word:?}: {agent}");
+    }
+    // The agent's words never show up as customer utterances (no bleed), and vice versa.
+    assert!(!customer.contains("transfer you"), "{customer}");
+    assert!(!agent.contains("supervisor right now"), "{agent}");
+    // Utterances come out in time order (by end time; the live path emits them as they end).
+    for w in utts.windows(2) {
+        assert!(
+            w[0]["end"].as_f64() <= w[1]["end"].as_f64(),
+            "out of order: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+    // Turns do not overlap in this scripted call; the first utterance is the agent's greeting.
+    assert_eq!(utts[0]["speaker"], "agent");
+    assert!(utts[0]["start"].as_f64().unwrap() >= 0.7);
+}
+
+#[test]
+fn same_file_gives_same_events() {
+    let Some(model) = model() else { return };
+    let demo = root().join("demo/calm-call.wav");
+    let strip = |out: std::process::Output| {
+        assert!(out.status.success());
+        events(&out.stdout)
+            .into_iter()
+            .map(|mut e| {
+                e.as_object_mut().unwrap().remove("ts");
+                e
+            })
+            .collect::<Vec<_>>()
+    };
+    let args = [
+        "replay",
+        demo.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ];
+    let a = strip(run(&args));
+    let b = strip(run(&args));
+    assert!(a.len() > 5);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn out_dir_gets_events_file() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let demo = root().join("demo/calm-call.wav");
+    let out = run(&[
+        "replay",
+        demo.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let file = std::fs::read(dir.path().join("calm-call.events.jsonl")).unwrap();
+    assert_eq!(events(&file), events(&out.stdout));
+}
