@@ -2,10 +2,28 @@
 //!
 //! Everything downstream works on 16 kHz mono `f32` samples in [-1, 1] per speaker.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
+
+pub mod channels;
+pub mod decode;
+pub mod error;
+pub mod g711;
+pub mod resample;
+mod wav;
+
+pub use channels::{split_speakers, ChannelMap};
+pub use decode::{decode_bytes, decode_file, DecodedAudio};
+pub use error::AudioError;
+pub use resample::{resample_all, StreamResampler};
 
 /// The rate every analysis stage works at.
 pub const ANALYSIS_RATE: u32 = 16_000;
+
+/// Input sample rates the pipeline accepts, in Hz: narrowband telephony up to studio rates.
+/// Anything else is almost certainly a mislabelled file or a broken stream header.
+pub const SUPPORTED_RATES: RangeInclusive<u32> = 8_000..=48_000;
 
 /// Who is speaking on a channel or leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -36,7 +54,9 @@ impl std::str::FromStr for Speaker {
         match s.trim().to_ascii_lowercase().as_str() {
             "customer" | "caller" => Ok(Speaker::Customer),
             "agent" => Ok(Speaker::Agent),
-            other => Err(format!("unknown speaker {other:?}; expected customer or agent")),
+            other => Err(format!(
+                "unknown speaker {other:?}; expected customer or agent"
+            )),
         }
     }
 }
