@@ -240,7 +240,10 @@ fn compressed_formats_via_sox() {
         // the encoder delay and padding (under two 1152-sample frames) cannot be trimmed.
         let frames = d.frames();
         let slack = if ext == "mp3" { 2 * 1152 } else { 0 };
-        assert!((16_000..=16_000 + slack).contains(&frames), "{ext}: {frames} frames");
+        assert!(
+            (16_000..=16_000 + slack).contains(&frames),
+            "{ext}: {frames} frames"
+        );
         if ext == "flac" {
             assert_close(&d.channels[0], &x, 1e-4);
         } else {
