@@ -4,6 +4,11 @@
 //! WAVE_FORMAT_EXTENSIBLE), FLAC, MP3 and Ogg/Vorbis, at 8–48 kHz, mono or stereo. Every other
 //! input is an [`AudioError`] naming the file and the problem; no input makes this panic.
 //!
+//! MP3 encoder delay and padding are trimmed only when the file carries a Xing/LAME info
+//! frame (symphonia's gapless mode); otherwise the audio starts up to ~1100 samples late.
+//! A decoder panic is caught and reported as [`AudioError::Corrupt`], but the process's panic
+//! hook still prints it, so binaries that want silence install their own hook.
+//!
 //! Invariants of a returned [`DecodedAudio`]: 1 or 2 channels of equal, non-zero length, a
 //! sample rate in [`SUPPORTED_RATES`], and every sample finite and within [-1, 1].
 
