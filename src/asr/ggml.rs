@@ -583,7 +583,7 @@ pub fn write_ggml<W: Write>(
 ) -> Result<(Hparams, usize), ConvertError> {
     let h = hparams_from_ct2(m)?;
     let n_vocab = h.n_vocab as usize;
-    if vocab.len() > n_vocab || vocab.len() + 1000 < n_vocab {
+    if vocab.len() > n_vocab {
         return Err(ConvertError::VocabSize {
             got: vocab.len(),
             expected: n_vocab,

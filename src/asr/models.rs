@@ -302,6 +302,13 @@ pub fn import_ct2(path: &Path, out: Option<&Path>) -> Result<PathBuf, ModelError
         source,
     };
     let hparams = ggml::hparams_from_ct2(&model).map_err(conv)?;
+    // The vocabulary lists every token id, special tokens included.
+    if files.vocabulary.len() != hparams.n_vocab as usize {
+        return Err(conv(ConvertError::VocabSize {
+            got: files.vocabulary.len(),
+            expected: hparams.n_vocab as usize,
+        }));
+    }
     let vocab = ggml::ggml_vocab(&files.vocabulary).map_err(conv)?;
     let dest = match out {
         Some(p) => p.to_path_buf(),

