@@ -1,1 +1,1098 @@
-//! (placeholder, filled in by the module's owner)
+//! PII redaction of transcripts, before anything leaves the pipeline.
+//!
+//! What is caught, and replaced by a placeholder:
+//! * `[CARD]` — payment card numbers: 13–19 digits that pass the Luhn check, however grouped
+//!   ("4111 1111 1111 1111", "4111-1111-…", Whisper's "4,111,111,111,111,111", spoken
+//!   "four one one one …", "oh" = 0, "double five" = 55). A 13–19 digit number that fails Luhn
+//!   is still a card when card words ("card", "visa", "credit", …) are near it, because one
+//!   mis-heard digit must not leak the other fifteen; elsewhere (order and tracking numbers)
+//!   it is left alone.
+//! * `[CVV]` — 3–4 digits near "cvv", "cvc", "security code", "code on the back", "pin".
+//! * `[EXPIRY]` — the date after "expires", "expiry", "expiration", "valid thru": "04/27",
+//!   "oh four twenty seven", "April 2027".
+//! * `[SSN]` — US social security numbers: 3-2-4 grouped ("123-45-6789", "123 45 6789"), or
+//!   9 digits (or the last 4) near "social security", "social", "ssn".
+//! * `[EMAIL]` — written ("jo.smith@mail.com") and spoken ("john dot smith at gmail dot com",
+//!   "j o h n at gmail dot com") addresses; a spoken domain must end in a known TLD.
+//! * `[PHONE]` — NANP numbers grouped 3-3-4 / 1-3-3-4 / "(555) 123-4567" (area code 2–9),
+//!   "+" international numbers (8–15 digits), and 7, 10 or 11 (leading 1) digits, or "00"
+//!   international, near phone words ("phone", "number", "call", "cell", …), spoken or not.
+//!
+//! Ordinary numbers ("waited 45 minutes", "order number 12", "$1,200") are untouched.
+//!
+//! Invariants: only the characters of a detected item are replaced, so surrounding
+//! punctuation and spacing survive; [`Redactor::redact_words`] keeps each untouched word and
+//! its times, turns each run of words touched by one item into one token spanning the run's
+//! start and end, and the output words joined with single spaces equal
+//! `redact(words joined with single spaces).text`.
+//!
+//! Limits: spoken tens ("forty one eleven") are not read as digits except inside expiry dates;
+//! an account number of phone length next to "number" is redacted as `[PHONE]`.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of personal data the redactor knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiKind {
+    Card,
+    Cvv,
+    Expiry,
+    Ssn,
+    Email,
+    Phone,
+}
+
+impl PiiKind {
+    pub const ALL: [PiiKind; 6] = [
+        PiiKind::Card,
+        PiiKind::Cvv,
+        PiiKind::Expiry,
+        PiiKind::Ssn,
+        PiiKind::Email,
+        PiiKind::Phone,
+    ];
+
+    /// The text that replaces a redacted item.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            PiiKind::Card => "[CARD]",
+            PiiKind::Cvv => "[CVV]",
+            PiiKind::Expiry => "[EXPIRY]",
+            PiiKind::Ssn => "[SSN]",
+            PiiKind::Email => "[EMAIL]",
+            PiiKind::Phone => "[PHONE]",
+        }
+    }
+}
+
+/// Redaction settings (`[redact]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Redact transcripts at all. Default: `true`.
+    pub enabled: bool,
+    /// Which kinds to redact. Default: all (`card`, `cvv`, `expiry`, `ssn`, `email`, `phone`).
+    pub kinds: Vec<PiiKind>,
+}
+
+impl Default for RedactConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            kinds: PiiKind::ALL.to_vec(),
+        }
+    }
+}
+
+/// One redacted item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactedSpan {
+    pub kind: PiiKind,
+    /// Byte range of the item in the input text.
+    pub input: Range<usize>,
+    /// Byte range of its placeholder in the output text.
+    pub output: Range<usize>,
+}
+
+/// A redacted text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redacted {
+    pub text: String,
+    /// Whether anything was replaced.
+    pub redacted: bool,
+    /// The replaced items, in text order.
+    pub spans: Vec<RedactedSpan>,
+}
+
+/// Replaces personal data in transcripts by placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    config: RedactConfig,
+}
+
+impl Redactor {
+    pub fn new(config: RedactConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &RedactConfig {
+        &self.config
+    }
+
+    /// Redacts one text.
+    pub fn redact(&self, text: &str) -> Redacted {
+        let spans = if self.config.enabled {
+            self.find(text)
+        } else {
+            Vec::new()
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut pos = 0;
+        let mut result = Vec::with_capacity(spans.len());
+        for (kind, input) in spans {
+            out.push_str(&text[pos..input.start]);
+            let start = out.len();
+            out.push_str(kind.placeholder());
+            result.push(RedactedSpan {
+                kind,
+                output: start..out.len(),
+                input: input.clone(),
+            });
+            pos = input.end;
+        }
+        out.push_str(&text[pos..]);
+        Redacted {
+            text: out,
+            redacted: !result.is_empty(),
+            spans: result,
+        }
+    }
+
+    /// Redacts timed words `(word, start_s, end_s)`. A run of words touched by one item
+    /// becomes one token from the run's first start to its last end; returns whether anything
+    /// was replaced.
+    pub fn redact_words(&self, words: &[(String, f64, f64)]) -> (Vec<(String, f64, f64)>, bool) {
+        let texts: Vec<&str> = words.iter().map(|w| w.0.as_str()).collect();
+        let (groups, redacted) = self.redact_word_groups(&texts);
+        let out = groups
+            .into_iter()
+            .map(|(r, text)| (text, words[r.start].1, words[r.end - 1].2))
+            .collect();
+        (out, redacted)
+    }
+
+    /// [`Redactor::redact_words`] for event words; a merged token keeps the lowest `p`.
+    pub fn redact_event_words(
+        &self,
+        words: &[crate::events::Word],
+    ) -> (Vec<crate::events::Word>, bool) {
+        let texts: Vec<&str> = words.iter().map(|w| w.w.as_str()).collect();
+        let (groups, redacted) = self.redact_word_groups(&texts);
+        let out = groups
+            .into_iter()
+            .map(|(r, w)| crate::events::Word {
+                w,
+                start: words[r.start].start,
+                end: words[r.end - 1].end,
+                p: words[r.clone()]
+                    .iter()
+                    .map(|w| w.p)
+                    .fold(f32::INFINITY, f32::min),
+            })
+            .collect();
+        (out, redacted)
+    }
+
+    /// Groups of input word indices with their output text.
+    fn redact_word_groups(&self, words: &[&str]) -> (Vec<(Range<usize>, String)>, bool) {
+        let mut bounds = Vec::with_capacity(words.len());
+        let mut pos = 0;
+        for w in words {
+            bounds.push(pos..pos + w.len());
+            pos += w.len() + 1;
+        }
+        let joined = words.join(" ");
+        let r = self.redact(&joined);
+        // Output position of an input position outside every span.
+        let map = |p: usize| -> usize {
+            let mut q = p as isize;
+            for s in r.spans.iter().filter(|s| s.input.end <= p) {
+                q += s.output.len() as isize - s.input.len() as isize;
+            }
+            q as usize
+        };
+        let mut groups = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            let mut j = i;
+            // Extend while an item crosses the gap after word j.
+            while j + 1 < words.len()
+                && r.spans
+                    .iter()
+                    .any(|s| s.input.start < bounds[j].end && s.input.end > bounds[j].end)
+            {
+                j += 1;
+            }
+            let text = r.text[map(bounds[i].start)..map(bounds[j].end)].to_string();
+            groups.push((i..j + 1, text));
+            i = j + 1;
+        }
+        (groups, r.redacted)
+    }
+
+    /// The items to replace, as non-overlapping byte ranges in text order.
+    fn find(&self, text: &str) -> Vec<(PiiKind, Range<usize>)> {
+        let toks = lex(text);
+        let mut scan = Scan {
+            toks: &toks,
+            taken: vec![false; toks.len()],
+            found: Vec::new(),
+        };
+        let wants = |k: PiiKind| self.config.kinds.contains(&k);
+        if wants(PiiKind::Email) {
+            scan.emails();
+        }
+        let runs = digit_runs(&toks);
+        for kind in [PiiKind::Card, PiiKind::Ssn, PiiKind::Phone, PiiKind::Cvv] {
+            if wants(kind) {
+                for run in &runs {
+                    scan.numbers(run, kind);
+                }
+            }
+        }
+        if wants(PiiKind::Expiry) {
+            scan.expiries();
+        }
+        let mut found: Vec<(PiiKind, Range<usize>)> = scan
+            .found
+            .into_iter()
+            .map(|(kind, t)| (kind, toks[t.start].start..toks[t.end - 1].end))
+            .collect();
+        found.sort_by_key(|(_, r)| r.start);
+        found
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// ASCII digits only.
+    Digits,
+    /// Letters, or letters and digits.
+    Word,
+    /// One non-alphanumeric, non-space character.
+    Punct,
+}
+
+#[derive(Debug, Clone)]
+struct Tok {
+    start: usize,
+    end: usize,
+    /// Whitespace (or the start of text) precedes it.
+    gap: bool,
+    class: Class,
+    lower: String,
+}
+
+impl Tok {
+    fn is_punct(&self, c: char) -> bool {
+        self.class == Class::Punct && self.lower.starts_with(c)
+    }
+    fn is_label(&self) -> bool {
+        self.class != Class::Punct
+    }
+}
+
+fn lex(text: &str) -> Vec<Tok> {
+    let mut toks = Vec::new();
+    let mut gap = true;
+    let mut it = text.char_indices().peekable();
+    while let Some((i, c)) = it.next() {
+        if c.is_whitespace() {
+            gap = true;
+            continue;
+        }
+        let mut end = i + c.len_utf8();
+        let class = if c.is_alphanumeric() {
+            while let Some(&(j, d)) = it.peek() {
+                if !d.is_alphanumeric() {
+                    break;
+                }
+                end = j + d.len_utf8();
+                it.next();
+            }
+            if text[i..end].bytes().all(|b| b.is_ascii_digit()) {
+                Class::Digits
+            } else {
+                Class::Word
+            }
+        } else {
+            Class::Punct
+        };
+        toks.push(Tok {
+            start: i,
+            end,
+            gap,
+            class,
+            lower: text[i..end].to_lowercase(),
+        });
+        gap = false;
+    }
+    toks
+}
+
+fn spoken_digit(word: &str) -> Option<char> {
+    Some(match word {
+        "zero" | "oh" | "o" => '0',
+        "one" => '1',
+        "two" => '2',
+        "three" => '3',
+        "four" => '4',
+        "five" => '5',
+        "six" => '6',
+        "seven" => '7',
+        "eight" => '8',
+        "nine" => '9',
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Digit runs: maximal sequences of digit groups joined by spaces, dashes, commas, dots, parens.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sep {
+    Start,
+    Space,
+    Dash,
+    Dot,
+    Comma,
+    Paren,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    toks: Range<usize>,
+    digits: String,
+    spoken: bool,
+    sep: Sep,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    groups: Vec<Group>,
+    /// Token index of a leading "+" or "(" that belongs to the number.
+    prefix: Option<usize>,
+    plus: bool,
+}
+
+/// A digit group at token `i`: digits, a spoken digit, or "double"/"triple" + digit.
+fn digit_group(toks: &[Tok], i: usize) -> Option<Group> {
+    let t = toks.get(i)?;
+    if t.class == Class::Digits {
+        return Some(Group {
+            toks: i..i + 1,
+            digits: t.lower.clone(),
+            spoken: false,
+            sep: Sep::Start,
+        });
+    }
+    if let Some(d) = spoken_digit(&t.lower) {
+        return Some(Group {
+            toks: i..i + 1,
+            digits: d.to_string(),
+            spoken: true,
+            sep: Sep::Start,
+        });
+    }
+    let times = match t.lower.as_str() {
+        "double" => 2,
+        "triple" => 3,
+        _ => return None,
+    };
+    let next = toks.get(i + 1)?;
+    let d = spoken_digit(&next.lower).or_else(|| {
+        (next.class == Class::Digits && next.lower.len() == 1)
+            .then(|| next.lower.as_bytes()[0] as char)
+    })?;
+    Some(Group {
+        toks: i..i + 2,
+        digits: std::iter::repeat_n(d, times).collect(),
+        spoken: true,
+        sep: Sep::Start,
+    })
+}
+
+fn digit_runs(toks: &[Tok]) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        let Some(first) = digit_group(toks, i) else {
+            i += 1;
+            continue;
+        };
+        let prefix =
+            (i > 0 && !toks[i].gap && (toks[i - 1].is_punct('+') || toks[i - 1].is_punct('(')))
+                .then(|| i - 1);
+        let plus = prefix.is_some_and(|p| toks[p].is_punct('+'));
+        let mut groups = vec![first];
+        let mut j = groups[0].toks.end;
+        loop {
+            // Up to two separator tokens, e.g. ") " or " - ".
+            let mut k = j;
+            let mut sep = Sep::Space;
+            let mut ok = true;
+            while k < toks.len() && k < j + 2 && toks[k].class == Class::Punct {
+                let t = &toks[k];
+                sep = match t.lower.chars().next() {
+                    Some('-' | '–') => Sep::Dash,
+                    Some(',') => Sep::Comma,
+                    Some('(' | ')') => Sep::Paren,
+                    // A dot only between digits without spaces: "555.123.4567", not "45. One".
+                    Some('.') if !t.gap && toks.get(k + 1).is_some_and(|n| !n.gap) => Sep::Dot,
+                    _ => {
+                        ok = false;
+                        break;
+                    }
+                };
+                k += 1;
+            }
+            if !ok || (k == j && toks.get(k).is_some_and(|t| !t.gap)) {
+                break;
+            }
+            let Some(mut g) = digit_group(toks, k) else {
+                break;
+            };
+            g.sep = sep;
+            j = g.toks.end;
+            groups.push(g);
+        }
+        i = j;
+        runs.push(Run {
+            groups,
+            prefix,
+            plus,
+        });
+    }
+    runs
+}
+
+fn luhn(digits: &str) -> bool {
+    let mut sum = 0;
+    for (i, b) in digits.bytes().rev().enumerate() {
+        let mut d = u32::from(b - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum % 10 == 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Detection
+
+const CARD_WORDS: &[&str] = &[
+    "card",
+    "visa",
+    "mastercard",
+    "amex",
+    "american express",
+    "discover",
+    "credit",
+    "debit",
+];
+const SSN_WORDS: &[&str] = &["ssn", "social", "social security"];
+const PHONE_WORDS: &[&str] = &[
+    "phone",
+    "number",
+    "call",
+    "cell",
+    "mobile",
+    "reach",
+    "text",
+    "contact",
+    "callback",
+    "landline",
+    "fax",
+    "telephone",
+    "dial",
+];
+const CVV_WORDS: &[&str] = &[
+    "cvv",
+    "cvc",
+    "cvv2",
+    "cvc2",
+    "csc",
+    "security code",
+    "security number",
+    "on the back",
+    "verification code",
+    "three digit code",
+    "pin",
+];
+const EXPIRY_WORDS: &[&str] = &[
+    "expires",
+    "expire",
+    "expired",
+    "expiring",
+    "expiry",
+    "expiration",
+    "exp",
+    "valid thru",
+    "valid through",
+    "good thru",
+    "good through",
+];
+const TLDS: &[&str] = &[
+    "com", "net", "org", "edu", "gov", "mil", "io", "co", "uk", "us", "ca", "au", "de", "fr", "ie",
+    "nz", "eu", "in", "info", "biz", "me", "ai", "app", "dev", "tv",
+];
+const MONTHS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+];
+
+struct Scan<'a> {
+    toks: &'a [Tok],
+    taken: Vec<bool>,
+    found: Vec<(PiiKind, Range<usize>)>,
+}
+
+impl Scan<'_> {
+    fn free(&self, r: &Range<usize>) -> bool {
+        !self.taken[r.clone()].iter().any(|&t| t)
+    }
+
+    fn take(&mut self, kind: PiiKind, r: Range<usize>) {
+        self.taken[r.clone()].iter_mut().for_each(|t| *t = true);
+        self.found.push((kind, r));
+    }
+
+    /// Words (not digits, not punctuation) within `before` words before token `start` and
+    /// `after` words after token `end`, checked for any of `cues` (which may be multi-word).
+    fn near(&self, span: &Range<usize>, before: usize, after: usize, cues: &[&str]) -> bool {
+        let is_word = |t: &&Tok| t.class == Class::Word && spoken_digit(&t.lower).is_none();
+        let mut pre: Vec<&str> = self.toks[..span.start]
+            .iter()
+            .rev()
+            .filter(is_word)
+            .take(before)
+            .map(|t| t.lower.as_str())
+            .collect();
+        pre.reverse();
+        let post: Vec<&str> = self.toks[span.end..]
+            .iter()
+            .filter(is_word)
+            .take(after)
+            .map(|t| t.lower.as_str())
+            .collect();
+        [pre, post].iter().any(|words| {
+            cues.iter().any(|cue| {
+                let cue: Vec<&str> = cue.split(' ').collect();
+                words.windows(cue.len()).any(|w| w == cue.as_slice())
+            })
+        })
+    }
+
+    /// Tries every group-aligned slice of `run`, longest first, for one kind.
+    fn numbers(&mut self, run: &Run, kind: PiiKind) {
+        let n = run.groups.len();
+        for len in (1..=n).rev() {
+            for a in 0..=n - len {
+                let b = a + len - 1;
+                let digits: String = run.groups[a..=b]
+                    .iter()
+                    .map(|g| g.digits.as_str())
+                    .collect();
+                if digits.len() > 19 {
+                    continue;
+                }
+                let start = match run.prefix {
+                    Some(p) if a == 0 => p,
+                    _ => run.groups[a].toks.start,
+                };
+                let span = start..run.groups[b].toks.end;
+                if !self.free(&span) {
+                    continue;
+                }
+                let groups = &run.groups[a..=b];
+                let hit = match kind {
+                    PiiKind::Card => self.is_card(&digits, &span),
+                    PiiKind::Ssn => self.is_ssn(&digits, groups, &span),
+                    PiiKind::Phone => self.is_phone(&digits, groups, run.plus && a == 0, &span),
+                    PiiKind::Cvv => {
+                        (3..=4).contains(&digits.len()) && self.near(&span, 6, 3, CVV_WORDS)
+                    }
+                    _ => false,
+                };
+                if hit {
+                    self.take(kind, span);
+                }
+            }
+        }
+    }
+
+    fn is_card(&self, digits: &str, span: &Range<usize>) -> bool {
+        (13..=19).contains(&digits.len()) && (luhn(digits) || self.near(span, 8, 3, CARD_WORDS))
+    }
+
+    fn is_ssn(&self, digits: &str, groups: &[Group], span: &Range<usize>) -> bool {
+        let shape = groups.iter().map(|g| g.digits.len()).collect::<Vec<_>>() == [3, 2, 4]
+            && !groups.iter().any(|g| g.spoken)
+            && groups[1..]
+                .iter()
+                .all(|g| matches!(g.sep, Sep::Dash | Sep::Space));
+        let valid = digits.len() == 9
+            && !digits.starts_with("000")
+            && !digits.starts_with("666")
+            && !digits.starts_with('9')
+            && &digits[3..5] != "00"
+            && &digits[5..] != "0000";
+        (shape && valid)
+            || ((digits.len() == 9 || digits.len() == 4) && self.near(span, 6, 3, SSN_WORDS))
+    }
+
+    fn is_phone(&self, digits: &str, groups: &[Group], plus: bool, span: &Range<usize>) -> bool {
+        if plus {
+            return (8..=15).contains(&digits.len());
+        }
+        let shape: Vec<usize> = groups.iter().map(|g| g.digits.len()).collect();
+        let written = !groups.iter().any(|g| g.spoken)
+            && groups[1..]
+                .iter()
+                .all(|g| matches!(g.sep, Sep::Dash | Sep::Dot | Sep::Space | Sep::Paren));
+        let nanp = match shape.as_slice() {
+            [3, 3, 4] => true,
+            [1, 3, 3, 4] => digits.starts_with('1'),
+            _ => false,
+        };
+        let area_ok = {
+            let area = if shape.len() == 4 {
+                &digits[1..]
+            } else {
+                digits
+            };
+            area.as_bytes()[0] >= b'2'
+        };
+        if written && nanp && area_ok {
+            return true;
+        }
+        let phone_length = matches!(digits.len(), 7 | 10)
+            || (digits.len() == 11 && digits.starts_with('1'))
+            || (digits.starts_with("00") && (10..=15).contains(&digits.len()));
+        phone_length && self.near(span, 6, 3, PHONE_WORDS)
+    }
+
+    /// Written (`a.b@c.com`) and spoken (`a dot b at c dot com`) addresses.
+    fn emails(&mut self) {
+        let toks = self.toks;
+        for (at, t) in toks.iter().enumerate().skip(1) {
+            if !(t.is_punct('@') || (t.class == Class::Word && t.lower == "at")) {
+                continue;
+            }
+            let Some(domain_end) = self.domain_end(at + 1) else {
+                continue;
+            };
+            let Some(local_start) = self.local_start(at) else {
+                continue;
+            };
+            let span = local_start..domain_end;
+            if self.free(&span) {
+                self.take(PiiKind::Email, span);
+            }
+        }
+    }
+
+    fn is_connector(t: &Tok) -> bool {
+        matches!(
+            t.lower.as_str(),
+            "." | "_" | "-" | "+" | "dot" | "underscore" | "dash" | "hyphen"
+        )
+    }
+
+    /// Start of the local part ending just before token `at`.
+    fn local_start(&self, at: usize) -> Option<usize> {
+        let toks = self.toks;
+        let mut s = at.checked_sub(1)?;
+        if !toks[s].is_label() {
+            return None;
+        }
+        loop {
+            if s >= 2 && Self::is_connector(&toks[s - 1]) && toks[s - 2].is_label() {
+                s -= 2;
+            } else if s >= 1
+                && toks[s].lower.chars().count() == 1
+                && toks[s - 1].is_label()
+                && toks[s - 1].lower.chars().count() == 1
+            {
+                s -= 1; // spelled out: "j o h n"
+            } else if s >= 1 && toks[s - 1].is_label() && !toks[s].gap {
+                s -= 1;
+            } else {
+                return Some(s);
+            }
+        }
+    }
+
+    /// End (exclusive) of a domain starting at token `i`: labels joined by dots, ending in a TLD.
+    fn domain_end(&self, i: usize) -> Option<usize> {
+        let toks = self.toks;
+        let mut j = i;
+        let mut dots = 0;
+        let mut last_label = None;
+        while j < toks.len() && toks[j].is_label() {
+            last_label = Some(j);
+            // "my-company" inside a label.
+            if toks.get(j + 1).is_some_and(|t| t.is_punct('-') && !t.gap)
+                && toks.get(j + 2).is_some_and(|t| t.is_label() && !t.gap)
+            {
+                j += 2;
+                continue;
+            }
+            let is_dot = toks
+                .get(j + 1)
+                .is_some_and(|t| t.lower == "dot" || (t.is_punct('.') && !t.gap));
+            if is_dot && toks.get(j + 2).is_some_and(Tok::is_label) {
+                dots += 1;
+                j += 2;
+            } else {
+                break;
+            }
+        }
+        let last = last_label?;
+        (dots > 0 && TLDS.contains(&toks[last].lower.as_str())).then_some(last + 1)
+    }
+
+    /// The date after an expiry cue.
+    fn expiries(&mut self) {
+        let toks = self.toks;
+        let is_word = |t: &Tok| t.class == Class::Word;
+        for c in 0..toks.len() {
+            let cue_len = EXPIRY_WORDS
+                .iter()
+                .map(|cue| cue.split(' ').collect::<Vec<_>>())
+                .find(|cue| {
+                    cue.iter()
+                        .enumerate()
+                        .all(|(k, w)| toks.get(c + k).is_some_and(|t| is_word(t) && t.lower == *w))
+                })
+                .map(|cue| cue.len());
+            let Some(cue_len) = cue_len else { continue };
+            let mut i = c + cue_len;
+            let mut skipped = 0;
+            while skipped < 4
+                && toks.get(i).is_some_and(|t| {
+                    matches!(
+                        t.lower.as_str(),
+                        "date"
+                            | "is"
+                            | "its"
+                            | "s"
+                            | "'"
+                            | "’"
+                            | "on"
+                            | "the"
+                            | "of"
+                            | "in"
+                            | "it"
+                            | ":"
+                            | ","
+                    )
+                })
+            {
+                i += 1;
+                skipped += 1;
+            }
+            let start = i;
+            let (mut digits, mut month, mut end) = (0, false, start);
+            while i < toks.len() && i < start + 8 {
+                let t = &toks[i].lower;
+                if toks[i].class == Class::Digits && t.len() <= 4 {
+                    digits += t.len();
+                } else if spoken_digit(t).is_some() {
+                    digits += 1;
+                } else if tens_or_teens(t) {
+                    digits += 2;
+                } else if MONTHS.contains(&t.as_str()) {
+                    month = true;
+                } else if !matches!(t.as_str(), "/" | "-" | "slash" | "of") {
+                    break;
+                }
+                i += 1;
+                if !matches!(t.as_str(), "/" | "-" | "slash" | "of") {
+                    end = i;
+                }
+            }
+            let span = start..end;
+            if end > start && (digits >= 3 || (month && digits >= 1)) && self.free(&span) {
+                self.take(PiiKind::Expiry, span);
+            }
+        }
+    }
+}
+
+fn tens_or_teens(w: &str) -> bool {
+    matches!(
+        w,
+        "ten"
+            | "eleven"
+            | "twelve"
+            | "thirteen"
+            | "fourteen"
+            | "fifteen"
+            | "sixteen"
+            | "seventeen"
+            | "eighteen"
+            | "nineteen"
+            | "twenty"
+            | "thirty"
+            | "forty"
+            | "fifty"
+            | "sixty"
+            | "seventy"
+            | "eighty"
+            | "ninety"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn red(text: &str) -> String {
+        Redactor::default().redact(text).text
+    }
+
+    #[test]
+    fn card_numbers_in_every_shape() {
+        assert_eq!(red("my card is 4111 1111 1111 1111."), "my card is [CARD].");
+        assert_eq!(red("it's 4111-1111-1111-1111 ok"), "it's [CARD] ok");
+        assert_eq!(red("4,111,111,111,111,111"), "[CARD]");
+        assert_eq!(red("number 4111111111111111"), "number [CARD]");
+        assert_eq!(red("amex 3782 822463 10005 thanks"), "amex [CARD] thanks");
+        assert_eq!(
+            red("it is four one one one one one one one one one one one one one one one"),
+            "it is [CARD]"
+        );
+        assert_eq!(
+            red("five five double five, five five five five, five five five five, four four four four"),
+            "[CARD]"
+        );
+    }
+
+    #[test]
+    fn non_luhn_long_numbers_are_cards_only_near_card_words() {
+        // 4111 1111 1111 1112 fails Luhn.
+        assert_eq!(
+            red("tracking 4111 1111 1111 1112"),
+            "tracking 4111 1111 1111 1112"
+        );
+        assert_eq!(
+            red("the card number is 4111 1111 1111 1112"),
+            "the card number is [CARD]"
+        );
+    }
+
+    #[test]
+    fn cvv_and_expiry_in_context() {
+        assert_eq!(
+            red("the security code is 123"),
+            "the security code is [CVV]"
+        );
+        assert_eq!(red("CVV 1234."), "CVV [CVV].");
+        assert_eq!(red("cvv is one two three"), "cvv is [CVV]");
+        assert_eq!(red("it expires 04/27"), "it expires [EXPIRY]");
+        assert_eq!(
+            red("expiry date oh four twenty seven thanks"),
+            "expiry date [EXPIRY] thanks"
+        );
+        assert_eq!(red("expiration is April 2027."), "expiration is [EXPIRY].");
+        assert_eq!(red("it expires in 12 months"), "it expires in 12 months");
+        assert_eq!(red("I paid 123 dollars"), "I paid 123 dollars");
+    }
+
+    #[test]
+    fn ssn() {
+        assert_eq!(red("SSN: 123-45-6789"), "SSN: [SSN]");
+        assert_eq!(red("it's 123-45-6789"), "it's [SSN]");
+        assert_eq!(
+            red("my social security number is 123456789"),
+            "my social security number is [SSN]"
+        );
+        assert_eq!(
+            red("social is one two three four five six seven eight nine"),
+            "social is [SSN]"
+        );
+        assert_eq!(
+            red("last four of my social are 6789"),
+            "last four of my social are [SSN]"
+        );
+        // 000 area numbers are not SSNs without context.
+        assert_eq!(red("code 000-12-3456"), "code 000-12-3456");
+    }
+
+    #[test]
+    fn emails_written_and_spoken() {
+        assert_eq!(
+            red("mail jo.smith@example.com, please"),
+            "mail [EMAIL], please"
+        );
+        assert_eq!(red("it's john dot smith at gmail dot com"), "it's [EMAIL]");
+        assert_eq!(red("j o h n at my-company dot co dot uk."), "[EMAIL].");
+        assert_eq!(red("john_smith at gmail.com"), "[EMAIL]");
+        assert_eq!(red("look at this dot"), "look at this dot");
+        assert_eq!(red("I'm at home."), "I'm at home.");
+    }
+
+    #[test]
+    fn phone_numbers() {
+        assert_eq!(red("call 555-123-4567"), "call [PHONE]");
+        assert_eq!(red("it's (555) 123-4567."), "it's [PHONE].");
+        assert_eq!(red("1 800 555 1234"), "[PHONE]");
+        assert_eq!(red("+44 20 7946 0958"), "[PHONE]");
+        assert_eq!(red("555.123.4567"), "[PHONE]");
+        assert_eq!(
+            red("my number is five five five one two three four five six seven"),
+            "my number is [PHONE]"
+        );
+        assert_eq!(red("cell 5551234567"), "cell [PHONE]");
+        assert_eq!(red("reach me at 555-1234"), "reach me at [PHONE]");
+        // A lone 10-digit number without phone words or phone grouping stays.
+        assert_eq!(red("reference 5551234567"), "reference 5551234567");
+    }
+
+    #[test]
+    fn ordinary_numbers_untouched() {
+        for text in [
+            "I've been waiting 45 minutes",
+            "order number 12",
+            "I paid $1,200 for this",
+            "it happened on 04/27 last year",
+            "one or two times, maybe three",
+            "I called 3 times in 2024",
+            "Oh, one more thing.",
+            "my order number is 12345678",
+        ] {
+            let r = Redactor::default().redact(text);
+            assert_eq!(r.text, text);
+            assert!(!r.redacted);
+        }
+    }
+
+    #[test]
+    fn spans_and_config() {
+        let r = Redactor::default().redact("card 4111 1111 1111 1111 and call 555-123-4567");
+        assert!(r.redacted);
+        assert_eq!(r.text, "card [CARD] and call [PHONE]");
+        assert_eq!(r.spans.len(), 2);
+        assert_eq!(r.spans[0].kind, PiiKind::Card);
+        assert_eq!(r.spans[0].input, 5..24);
+        assert_eq!(&r.text[r.spans[1].output.clone()], "[PHONE]");
+
+        let off = Redactor::new(RedactConfig {
+            enabled: false,
+            ..RedactConfig::default()
+        });
+        assert_eq!(off.redact("call 555-123-4567").text, "call 555-123-4567");
+        let only_email = Redactor::new(RedactConfig {
+            enabled: true,
+            kinds: vec![PiiKind::Email],
+        });
+        assert_eq!(
+            only_email.redact("a@b.com 555-123-4567").text,
+            "[EMAIL] 555-123-4567"
+        );
+        let cfg: RedactConfig = toml::from_str("kinds = [\"card\", \"ssn\"]").unwrap();
+        assert!(cfg.enabled);
+        assert_eq!(cfg.kinds, vec![PiiKind::Card, PiiKind::Ssn]);
+    }
+
+    fn timed(words: &[&str]) -> Vec<(String, f64, f64)> {
+        words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as f64, i as f64 + 0.5))
+            .collect()
+    }
+
+    #[test]
+    fn word_level_redaction_keeps_times_and_text() {
+        let words = timed(&[
+            "my", "card", "is", "4111", "1111", "1111", "1111.", "Thanks",
+        ]);
+        let (out, redacted) = Redactor::default().redact_words(&words);
+        assert!(redacted);
+        assert_eq!(
+            out,
+            vec![
+                ("my".to_string(), 0.0, 0.5),
+                ("card".to_string(), 1.0, 1.5),
+                ("is".to_string(), 2.0, 2.5),
+                ("[CARD].".to_string(), 3.0, 6.5),
+                ("Thanks".to_string(), 7.0, 7.5),
+            ]
+        );
+        let joined: Vec<&str> = words.iter().map(|w| w.0.as_str()).collect();
+        let text = Redactor::default().redact(&joined.join(" ")).text;
+        let out_joined: Vec<&str> = out.iter().map(|w| w.0.as_str()).collect();
+        assert_eq!(out_joined.join(" "), text);
+    }
+
+    #[test]
+    fn word_level_spoken_email_and_untouched_words() {
+        let words = timed(&[
+            "mail", "john", "dot", "smith", "at", "gmail", "dot", "com,", "ok",
+        ]);
+        let (out, redacted) = Redactor::default().redact_words(&words);
+        assert!(redacted);
+        let texts: Vec<&str> = out.iter().map(|w| w.0.as_str()).collect();
+        assert_eq!(texts, ["mail", "[EMAIL],", "ok"]);
+        assert_eq!((out[1].1, out[1].2), (1.0, 7.5));
+
+        let calm = timed(&["waited", "45", "minutes"]);
+        assert_eq!(
+            Redactor::default().redact_words(&calm),
+            (calm.clone(), false)
+        );
+        assert_eq!(Redactor::default().redact_words(&[]), (vec![], false));
+    }
+
+    #[test]
+    fn event_words_keep_lowest_probability() {
+        use crate::events::Word;
+        let w = |s: &str, t: f64, p: f32| Word {
+            w: s.into(),
+            start: t,
+            end: t + 0.4,
+            p,
+        };
+        let words = [
+            w("call", 0.0, 0.9),
+            w("555-123-", 0.5, 0.8),
+            w("4567", 1.0, 0.6),
+        ];
+        let (out, redacted) = Redactor::default().redact_event_words(&words);
+        assert!(redacted);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].w, "[PHONE]");
+        assert_eq!((out[1].start, out[1].end, out[1].p), (0.5, 1.4, 0.6));
+    }
+
+    #[test]
+    fn luhn_check() {
+        assert!(luhn("4111111111111111"));
+        assert!(luhn("378282246310005"));
+        assert!(!luhn("4111111111111112"));
+    }
+}
