@@ -697,8 +697,7 @@ impl Scan<'_> {
     /// Written (`a.b@c.com`) and spoken (`a dot b at c dot com`) addresses.
     fn emails(&mut self) {
         let toks = self.toks;
-        for at in 1..toks.len() {
-            let t = &toks[at];
+        for (at, t) in toks.iter().enumerate().skip(1) {
             if !(t.is_punct('@') || (t.class == Class::Word && t.lower == "at")) {
                 continue;
             }

@@ -130,7 +130,7 @@ impl PhraseMatcher {
             .filter(|(_, toks)| !toks.is_empty())
             .collect();
         // Stable sort: longest first, configured order among equals.
-        list.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        list.sort_by_key(|p| std::cmp::Reverse(p.1.len()));
         let mut seen = std::collections::HashSet::new();
         list.retain(|(name, _)| seen.insert(name.clone()));
         Self { phrases: list }
@@ -262,8 +262,8 @@ fn osa_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
