@@ -52,7 +52,9 @@ fn bench(c: &mut Criterion) {
     for (name, x) in [("wideband_10s", &wide), ("telephone_10s", &tel)] {
         let mut a = ProsodyAnalyzer::new(16000, &cfg);
         let mut out = ProsodyOutput::default();
-        g.bench_function(name, |b| b.iter(|| black_box(run(black_box(x), &mut a, &mut out))));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(run(black_box(x), &mut a, &mut out)))
+        });
     }
     g.finish();
 }

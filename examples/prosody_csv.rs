@@ -21,7 +21,10 @@ fn read_wav(path: &Path, channel: usize) -> Result<(Vec<f32>, u32)> {
     let spec = r.spec();
     let ch = spec.channels as usize;
     if channel >= ch {
-        bail!("{}: has {ch} channel(s); --channel {channel} does not exist", path.display());
+        bail!(
+            "{}: has {ch} channel(s); --channel {channel} does not exist",
+            path.display()
+        );
     }
     let all: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Int, 16) => r
@@ -35,7 +38,10 @@ fn read_wav(path: &Path, channel: usize) -> Result<(Vec<f32>, u32)> {
                 .collect::<Result<_, _>>()?
         }
         (hound::SampleFormat::Float, 32) => r.samples::<f32>().collect::<Result<_, _>>()?,
-        (f, b) => bail!("{}: unsupported sample format {f:?} {b}-bit", path.display()),
+        (f, b) => bail!(
+            "{}: unsupported sample format {f:?} {b}-bit",
+            path.display()
+        ),
     };
     let x = all.iter().skip(channel).step_by(ch).copied().collect();
     Ok((x, spec.sample_rate))
@@ -80,7 +86,9 @@ fn main() -> Result<()> {
             "--summary" => summary = true,
             "--out-dir" => out_dir = Some(args.next().context("--out-dir DIR")?.into()),
             "-h" | "--help" => {
-                eprintln!("usage: prosody_csv [--channel N] [--summary] [--out-dir DIR] FILE.wav...");
+                eprintln!(
+                    "usage: prosody_csv [--channel N] [--summary] [--out-dir DIR] FILE.wav..."
+                );
                 return Ok(());
             }
             _ => files.push(PathBuf::from(a)),
@@ -91,14 +99,18 @@ fn main() -> Result<()> {
     }
     let cfg = ProsodyConfig::default();
     let mut out = ProsodyOutput::default();
+    // One analyzer for all files (finish() resets it), as one would per live speaker.
+    let mut a = ProsodyAnalyzer::new(16000, &cfg);
     for path in &files {
         let (x, sr) = read_wav(path, channel)?;
         if sr != 16000 {
-            bail!("{}: {sr} Hz; expected 16000 Hz (resample first)", path.display());
+            bail!(
+                "{}: {sr} Hz; expected 16000 Hz (resample first)",
+                path.display()
+            );
         }
         out.clear();
         let t0 = Instant::now();
-        let mut a = ProsodyAnalyzer::new(sr, &cfg);
         // Feed 20 ms chunks, as the live pipeline does.
         for chunk in x.chunks(320) {
             a.push(chunk, &mut out);
@@ -106,13 +118,15 @@ fn main() -> Result<()> {
         a.finish(&mut out);
         let f = functionals(&out.frames, &out.cycles);
         let elapsed = t0.elapsed().as_secs_f64();
-        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into());
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into());
         let dur = x.len() as f64 / sr as f64;
         match &out_dir {
             Some(dir) => {
                 let csv = dir.join(Path::new(&name).with_extension("csv"));
-                let file = std::fs::File::create(&csv)
-                    .with_context(|| format!("{}", csv.display()))?;
+                let file =
+                    std::fs::File::create(&csv).with_context(|| format!("{}", csv.display()))?;
                 write_frames_csv(&out.frames, file)?;
                 if summary {
                     println!("{}", summary_json(&name, dur, elapsed, &f));
