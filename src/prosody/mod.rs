@@ -283,16 +283,17 @@ impl ProsodyAnalyzer {
 
     /// Copy `len` samples centred on absolute sample `c` into `scratch`, zero outside.
     fn fill_window(&mut self, c: u64, len: usize) {
-        let start = c as i64 - (len / 2) as i64;
-        for (j, s) in self.scratch[..len].iter_mut().enumerate() {
-            let abs = start + j as i64;
-            let i = abs - self.buf_start as i64;
-            *s = if i < 0 || i as usize >= self.buf.len() {
-                0.0
-            } else {
-                self.buf[i as usize]
-            };
+        let start = c as i64 - (len / 2) as i64 - self.buf_start as i64;
+        let dst = &mut self.scratch[..len];
+        // Part of the window inside the buffer: [lo, hi) in window coordinates.
+        let lo = (-start).clamp(0, len as i64) as usize;
+        let hi = (self.buf.len() as i64 - start).clamp(lo as i64, len as i64) as usize;
+        dst[..lo].fill(0.0);
+        if hi > lo {
+            let s0 = (start + lo as i64) as usize;
+            dst[lo..hi].copy_from_slice(&self.buf[s0..s0 + (hi - lo)]);
         }
+        dst[hi..].fill(0.0);
     }
 
     fn process(&mut self, out: &mut ProsodyOutput) {

@@ -165,18 +165,24 @@ impl PulseTracker {
         }
         let len = tmpl.len();
         let mut best = (0usize, f32::MIN);
+        // Energy of the sliding segment, updated incrementally (f64: no drift).
+        let s0 = (t0 + first) as usize;
+        let mut e: f64 = buf[s0..s0 + len]
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum();
         for (k, d) in (first..=last).enumerate() {
-            let seg = &buf[(t0 + d) as usize..(t0 + d) as usize + len];
-            let mut num = 0.0f32;
-            let mut e = 0.0f32;
-            for (a, b) in tmpl.iter().zip(seg) {
-                num += a * b;
-                e += b * b;
+            let start = (t0 + d) as usize;
+            if k > 0 {
+                let (out, inn) = (buf[start - 1] as f64, buf[start + len - 1] as f64);
+                e += inn * inn - out * out;
             }
+            let seg = &buf[start..start + len];
+            let num: f32 = tmpl.iter().zip(seg).map(|(a, b)| a * b).sum();
             let v = if e <= 1e-20 {
                 0.0
             } else {
-                num / (e_t * e).sqrt()
+                num / (e_t as f64 * e).sqrt() as f32
             };
             self.cc[k] = v;
             if (lo..=hi).contains(&d) && v > best.1 {

@@ -88,7 +88,7 @@ impl AcAnalyzer {
         let sr = sample_rate as f32;
         let min_lag = ((sr / f0_max_hz).floor() as usize).max(2);
         let max_lag = ((sr / f0_min_hz).ceil() as usize).min(window_len / 2);
-        let nfft = (window_len + max_lag + 2).next_power_of_two();
+        let nfft = fft_size(window_len + max_lag + 2);
         let win: Vec<f32> = (0..window_len)
             .map(|i| {
                 let x = (i as f32 + 0.5) / window_len as f32;
@@ -99,15 +99,23 @@ impl AcAnalyzer {
         let r2c = planner.plan_fft_forward(nfft);
         let c2r = planner.plan_fft_inverse(nfft);
         // Window autocorrelation, normalised to 1 at lag 0 (computed directly once).
-        let w0: f64 = win.iter().map(|&w| (w as f64) * (w as f64)).sum();
-        let win_ac = (0..=max_lag + 1)
-            .map(|lag| {
-                let s: f64 = (0..window_len - lag)
-                    .map(|i| win[i] as f64 * win[i + lag] as f64)
-                    .sum();
-                (s / w0).max(1e-6) as f32
-            })
-            .collect();
+        // Window autocorrelation, normalised to 1 at lag 0 (through the same FFT).
+        let win_ac = {
+            let mut t = r2c.make_input_vec();
+            t[..window_len].copy_from_slice(&win);
+            let mut sp = r2c.make_output_vec();
+            // Sizes come from the plans: cannot fail.
+            let _ = r2c.process(&mut t, &mut sp);
+            for c in sp.iter_mut() {
+                *c = Complex::new(c.norm_sqr(), 0.0);
+            }
+            let _ = c2r.process(&mut sp, &mut t);
+            let w0 = t[0];
+            t[..=max_lag + 1]
+                .iter()
+                .map(|v| (v / w0).max(1e-6))
+                .collect::<Vec<f32>>()
+        };
         let hz_per_bin = sr / nfft as f32;
         let smooth = (0..nfft / 2 + 1)
             .map(|k| (-(k as f32 * hz_per_bin / CANDIDATE_SMOOTH_HZ).powi(2)).exp())
@@ -215,14 +223,15 @@ impl AcAnalyzer {
         }
         let invw = 1.0 / acw0;
         // realfft's inverse is unnormalised: scale by 1/nfft.
-        let scale = 1.0 / self.time.len() as f64;
+        let scale = 1.0 / self.time.len() as f32;
+        let total = self.cum[n] as f32;
         for lag in 0..self.r.len() {
             self.r_w[lag] = self.time_w[lag] * invw / self.win_ac[lag];
-            let e1 = self.cum[n - lag];
-            let e2 = self.cum[n] - self.cum[lag];
-            let den = (e1 * e2).sqrt();
+            let e1 = self.cum[n - lag] as f32;
+            let e2 = total - self.cum[lag] as f32;
+            let den = e1 * e2;
             self.r[lag] = if den > 1e-30 {
-                (self.time[lag] as f64 * scale / den) as f32
+                self.time[lag] * scale / den.sqrt()
             } else {
                 0.0
             };
@@ -235,24 +244,80 @@ impl AcAnalyzer {
             if !(b > a && b >= c && b > thr) {
                 continue;
             }
-            let (d, peak) = sinc_peak(&self.r_w, lag);
-            let lag_f = lag as f32 + d;
-            // Periodicity of the unsmoothed signal at the nearest raw peak (for HNR).
-            let lo = (lag.saturating_sub(3)).max(1);
-            let hi = (lag + 3).min(self.max_lag);
-            let raw_lag = (lo..=hi)
-                .max_by(|&x, &y| self.r[x].total_cmp(&self.r[y]))
-                .unwrap_or(lag);
-            let (_, r_raw) = sinc_peak(&self.r, raw_lag);
+            // Cheap parabolic refinement for every peak; the strongest few get the
+            // band-limited (sinc) refinement below.
+            let (d, peak) = parabolic(a, b, c);
+            let raw_lag = self.raw_peak_near(lag);
+            let (_, r_raw) = parabolic(self.r[raw_lag - 1], self.r[raw_lag], self.r[raw_lag + 1]);
             let cand = Candidate {
-                f0_hz: self.sample_rate / lag_f,
+                f0_hz: self.sample_rate / (lag as f32 + d),
                 r: peak.min(1.0),
                 r_raw: r_raw.min(1.0),
             };
             insert_candidate(&mut out, cand);
         }
+        for _ in 0..SINC_REFINED.min(out.n) {
+            // Strongest candidate not yet refined (refined ones are marked by f0 < 0).
+            let Some(i) = (0..out.n)
+                .filter(|&i| out.cands[i].f0_hz > 0.0)
+                .max_by(|&x, &y| out.cands[x].r.total_cmp(&out.cands[y].r))
+            else {
+                break;
+            };
+            let lag_f = self.sample_rate / out.cands[i].f0_hz;
+            let mut lag = lag_f.round() as usize;
+            lag = lag.clamp(self.min_lag, self.max_lag);
+            if self.r_w[lag + 1] > self.r_w[lag] {
+                lag += 1;
+            } else if self.r_w[lag - 1] > self.r_w[lag] {
+                lag -= 1;
+            }
+            let (d, peak) = sinc_peak(&self.r_w, lag);
+            let (_, r_raw) = sinc_peak(&self.r, self.raw_peak_near(lag));
+            out.cands[i] = Candidate {
+                f0_hz: -self.sample_rate / (lag as f32 + d),
+                r: peak.min(1.0),
+                r_raw: r_raw.min(1.0),
+            };
+        }
+        for c in out.cands[..out.n].iter_mut() {
+            c.f0_hz = c.f0_hz.abs();
+        }
         out.best_r = best_r.clamp(0.0, 1.0);
         out
+    }
+}
+
+impl AcAnalyzer {
+    /// Highest raw (FCC) correlation within ±3 lags of `lag`.
+    fn raw_peak_near(&self, lag: usize) -> usize {
+        let lo = lag.saturating_sub(3).max(self.min_lag.max(1));
+        let hi = (lag + 3).min(self.max_lag);
+        (lo..=hi)
+            .max_by(|&x, &y| self.r[x].total_cmp(&self.r[y]))
+            .unwrap_or(lag)
+    }
+}
+
+/// Candidates per frame that get the sinc refinement (the others keep a parabolic fit;
+/// they are rarely chosen and then only need to be within a few percent).
+const SINC_REFINED: usize = 3;
+
+/// Smallest FFT length ≥ `n` whose factors are 2, 3 and 5 only (and even, as realfft
+/// wants): rustfft is about as fast on these as on powers of two, and 1080 is half of 2048.
+pub fn fft_size(n: usize) -> usize {
+    let mut m = n.max(2);
+    loop {
+        let mut k = m;
+        for p in [2, 3, 5] {
+            while k % p == 0 {
+                k /= p;
+            }
+        }
+        if k == 1 && m % 2 == 0 {
+            return m;
+        }
+        m += 1;
     }
 }
 

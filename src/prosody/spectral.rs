@@ -76,7 +76,7 @@ impl SpectralAnalyzer {
     pub fn new(sample_rate: u32) -> Self {
         let sr = sample_rate as f32;
         let n = (WINDOW_S * sr).round() as usize;
-        let nfft = n.next_power_of_two();
+        let nfft = super::pitch::fft_size(n);
         let win: Vec<f32> = (0..n)
             .map(|i| 0.54 - 0.46 * (2.0 * std::f32::consts::PI * i as f32 / (n - 1) as f32).cos())
             .collect();
