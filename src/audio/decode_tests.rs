@@ -198,8 +198,24 @@ fn accepts_every_rate_in_range() {
 
 /// Encode with sox when it is installed; None (and a message) otherwise.
 fn sox_encode(dir: &Path, src: &Path, ext: &str) -> Option<PathBuf> {
-    let out = dir.join(format!("tone.{ext}"));
-    match Command::new("sox").arg(src).arg(&out).output() {
+    sox_encode_with(dir, src, ext, &[], "tone")
+}
+
+/// `sox SRC OUT_OPTIONS DIR/STEM.EXT`, or None (and a message) when sox is missing or fails.
+fn sox_encode_with(
+    dir: &Path,
+    src: &Path,
+    ext: &str,
+    out_options: &[&str],
+    stem: &str,
+) -> Option<PathBuf> {
+    let out = dir.join(format!("{stem}.{ext}"));
+    match Command::new("sox")
+        .arg(src)
+        .args(out_options)
+        .arg(&out)
+        .output()
+    {
         Ok(o) if o.status.success() => Some(out),
         Ok(o) => {
             eprintln!(
@@ -212,6 +228,44 @@ fn sox_encode(dir: &Path, src: &Path, ext: &str) -> Option<PathBuf> {
             eprintln!("skipping {ext}: sox not installed");
             None
         }
+    }
+}
+
+#[test]
+fn wav_encodings_written_by_sox() {
+    // Real-world headers (fact chunks, 18/20-byte fmt chunks) rather than our own.
+    let dir = tmp();
+    let rate = 8000;
+    let x = tone(rate, 8000);
+    let src = dir.path().join("src.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    write_hound(&src, spec, std::slice::from_ref(&x));
+    for (encoding, tol) in [
+        ("u-law", 0.02),
+        ("a-law", 0.02),
+        ("ima-adpcm", 0.05),
+        ("ms-adpcm", 0.05),
+        ("floating-point", 1e-4),
+    ] {
+        let Some(path) = sox_encode_with(dir.path(), &src, "wav", &["-e", encoding], encoding)
+        else {
+            continue;
+        };
+        let d = decode_file(&path).unwrap_or_else(|e| panic!("{encoding}: {e}"));
+        assert_eq!(d.sample_rate, rate, "{encoding}");
+        // ADPCM pads the last block; compare the frames that exist in both.
+        let n = x.len().min(d.frames());
+        assert!(
+            d.frames() >= x.len() - 1024,
+            "{encoding}: {} frames",
+            d.frames()
+        );
+        assert_close(&d.channels[0][..n], &x[..n], tol);
     }
 }
 
