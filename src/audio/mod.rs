@@ -11,6 +11,7 @@ pub mod decode;
 pub mod error;
 pub mod g711;
 pub mod resample;
+pub mod telephone;
 mod wav;
 
 pub use channels::{split_speakers, ChannelMap};

@@ -4,6 +4,7 @@
 //! Compliance (ARCHITECTURE.md "Speakers and compliance"): callers run [`emotion_label`] for
 //! the customer only, unless agent emotion inference has been lawfully enabled.
 
+pub mod arousal;
 pub mod phrases;
 pub mod sentiment;
 
