@@ -13,10 +13,11 @@
 //! * `[SSN]` — US social security numbers: 3-2-4 grouped ("123-45-6789", "123 45 6789"), or
 //!   9 digits (or the last 4) near "social security", "social", "ssn".
 //! * `[EMAIL]` — written ("jo.smith@mail.com") and spoken ("john dot smith at gmail dot com",
-//!   "j o h n at gmail dot com") addresses; a spoken domain must end in a known TLD.
+//!   "j o h n at gmail dot com", "my email is john smith at aol dot com") addresses; a spoken
+//!   domain must end in a known TLD.
 //! * `[PHONE]` — NANP numbers grouped 3-3-4 / 1-3-3-4 / "(555) 123-4567" (area code 2–9),
-//!   "+" international numbers (8–15 digits), and 7, 10 or 11 (leading 1) digits, or "00"
-//!   international, near phone words ("phone", "number", "call", "cell", …), spoken or not.
+//!   "+" international numbers (8–15 digits), and 7, 10 or 11 digits, or "00" international,
+//!   near phone words ("phone", "number", "call", "cell", …), spoken or not.
 //!
 //! Ordinary numbers ("waited 45 minutes", "order number 12", "$1,200") are untouched.
 //!
@@ -688,8 +689,9 @@ impl Scan<'_> {
         if written && nanp && area_ok {
             return true;
         }
-        let phone_length = matches!(digits.len(), 7 | 10)
-            || (digits.len() == 11 && digits.starts_with('1'))
+        // Local (7), national (10, or 11 as in UK "07700 900123" / US "1 800 …") and "00"
+        // international lengths.
+        let phone_length = matches!(digits.len(), 7 | 10 | 11)
             || (digits.starts_with("00") && (10..=15).contains(&digits.len()));
         phone_length && self.near(span, 6, 3, PHONE_WORDS)
     }
@@ -707,6 +709,7 @@ impl Scan<'_> {
             let Some(local_start) = self.local_start(at) else {
                 continue;
             };
+            let local_start = self.announced_local_start(local_start);
             let span = local_start..domain_end;
             if self.free(&span) {
                 self.take(PiiKind::Email, span);
@@ -743,6 +746,29 @@ impl Scan<'_> {
                 return Some(s);
             }
         }
+    }
+
+    /// "my email is john smith at …": a spoken local part may contain spaces. When the
+    /// address was announced ("email is", "e-mail address:"), take up to two more words back
+    /// to the announcement.
+    fn announced_local_start(&self, s: usize) -> usize {
+        let toks = self.toks;
+        let cue = |t: &Tok| matches!(t.lower.as_str(), "email" | "mail" | "address");
+        for back in 1..=3 {
+            let Some(k) = s.checked_sub(back) else { break };
+            if cue(&toks[k]) || matches!(toks[k].lower.as_str(), "is" | ":") {
+                let announced = toks[k.saturating_sub(2)..=k].iter().any(cue);
+                return if announced { k + 1 } else { s };
+            }
+            let function_word = matches!(
+                toks[k].lower.as_str(),
+                "at" | "me" | "to" | "my" | "you" | "us" | "it" | "on" | "please" | "the"
+            );
+            if !toks[k].is_label() || function_word {
+                break;
+            }
+        }
+        s
     }
 
     /// End (exclusive) of a domain starting at token `i`: labels joined by dots, ending in a TLD.
@@ -951,6 +977,18 @@ mod tests {
         assert_eq!(red("it's john dot smith at gmail dot com"), "it's [EMAIL]");
         assert_eq!(red("j o h n at my-company dot co dot uk."), "[EMAIL].");
         assert_eq!(red("john_smith at gmail.com"), "[EMAIL]");
+        assert_eq!(
+            red("My email is john smith at gmail dot com."),
+            "My email is [EMAIL]."
+        );
+        assert_eq!(
+            red("e-mail address: j o h n at aol dot com"),
+            "e-mail address: [EMAIL]"
+        );
+        assert_eq!(
+            red("email me at jo at gmail dot com"),
+            "email me at [EMAIL]"
+        );
         assert_eq!(red("look at this dot"), "look at this dot");
         assert_eq!(red("I'm at home."), "I'm at home.");
     }
@@ -970,6 +1008,98 @@ mod tests {
         assert_eq!(red("reach me at 555-1234"), "reach me at [PHONE]");
         // A lone 10-digit number without phone words or phone grouping stays.
         assert_eq!(red("reference 5551234567"), "reference 5551234567");
+    }
+
+    #[test]
+    fn several_items_in_one_utterance() {
+        assert_eq!(
+            red("card number 4111 1111 1111 1111 expiry 04/27 and the CVV is 123, thanks"),
+            "card number [CARD] expiry [EXPIRY] and the CVV is [CVV], thanks"
+        );
+        assert_eq!(red("4111 1111 1111 1111 04 27"), "[CARD] 04 27");
+        assert_eq!(red("+1 (555) 123-4567"), "[PHONE]");
+        assert_eq!(
+            red("my phone is oh seven seven oh oh nine oh oh one two three"),
+            "my phone is [PHONE]"
+        );
+    }
+
+    /// A tiny deterministic generator of transcript-like word soup.
+    fn soup(seed: u64, n: usize) -> Vec<String> {
+        const VOCAB: &[&str] = &[
+            "my",
+            "card",
+            "number",
+            "is",
+            "4111",
+            "1111",
+            "1111.",
+            "one",
+            "oh",
+            "five",
+            "double",
+            "at",
+            "dot",
+            "com",
+            "gmail",
+            "john",
+            "call",
+            "555-123-",
+            "4567",
+            "-",
+            "(555)",
+            "+44",
+            "cvv",
+            "123",
+            "expires",
+            "04/27",
+            "social",
+            "123-45-6789",
+            "a@b.co",
+            "ok,",
+            "twenty",
+            "seven",
+            "é",
+            "",
+            " ",
+            "4,111,111,111,111,111",
+            "security",
+            "code",
+        ];
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                VOCAB[(x >> 33) as usize % VOCAB.len()].to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn word_level_invariant_holds_on_generated_transcripts() {
+        let r = Redactor::default();
+        for seed in 0..300 {
+            let words: Vec<(String, f64, f64)> = soup(seed, 1 + seed as usize % 40)
+                .into_iter()
+                .enumerate()
+                .map(|(i, w)| (w, i as f64, i as f64 + 0.5))
+                .collect();
+            let (out, redacted) = r.redact_words(&words);
+            let joined: Vec<&str> = words.iter().map(|w| w.0.as_str()).collect();
+            let text = r.redact(&joined.join(" "));
+            let out_joined: Vec<&str> = out.iter().map(|w| w.0.as_str()).collect();
+            assert_eq!(out_joined.join(" "), text.text, "seed {seed}");
+            assert_eq!(redacted, text.redacted);
+            assert!(
+                out.windows(2).all(|w| w[0].2 <= w[1].1),
+                "times stay ordered"
+            );
+            for s in &text.spans {
+                assert_eq!(&text.text[s.output.clone()], s.kind.placeholder());
+            }
+        }
     }
 
     #[test]
