@@ -13,10 +13,11 @@
 //! * `[SSN]` — US social security numbers: 3-2-4 grouped ("123-45-6789", "123 45 6789"), or
 //!   9 digits (or the last 4) near "social security", "social", "ssn".
 //! * `[EMAIL]` — written ("jo.smith@mail.com") and spoken ("john dot smith at gmail dot com",
-//!   "j o h n at gmail dot com") addresses; a spoken domain must end in a known TLD.
+//!   "j o h n at gmail dot com", "my email is john smith at aol dot com") addresses; a spoken
+//!   domain must end in a known TLD.
 //! * `[PHONE]` — NANP numbers grouped 3-3-4 / 1-3-3-4 / "(555) 123-4567" (area code 2–9),
-//!   "+" international numbers (8–15 digits), and 7, 10 or 11 (leading 1) digits, or "00"
-//!   international, near phone words ("phone", "number", "call", "cell", …), spoken or not.
+//!   "+" international numbers (8–15 digits), and 7, 10 or 11 digits, or "00" international,
+//!   near phone words ("phone", "number", "call", "cell", …), spoken or not.
 //!
 //! Ordinary numbers ("waited 45 minutes", "order number 12", "$1,200") are untouched.
 //!
@@ -583,7 +584,9 @@ impl Scan<'_> {
     /// `after` words after token `end`, checked for any of `cues` (which may be multi-word).
     fn near(&self, span: &Range<usize>, before: usize, after: usize, cues: &[&str]) -> bool {
         let is_word = |t: &&Tok| t.class == Class::Word && spoken_digit(&t.lower).is_none();
-        let mut pre: Vec<&str> = self.toks[..span.start]
+        // Look only this many tokens away, so long digit rambles stay linear.
+        const REACH: usize = 48;
+        let mut pre: Vec<&str> = self.toks[span.start.saturating_sub(REACH)..span.start]
             .iter()
             .rev()
             .filter(is_word)
@@ -593,6 +596,7 @@ impl Scan<'_> {
         pre.reverse();
         let post: Vec<&str> = self.toks[span.end..]
             .iter()
+            .take(REACH)
             .filter(is_word)
             .take(after)
             .map(|t| t.lower.as_str())
@@ -608,16 +612,22 @@ impl Scan<'_> {
     /// Tries every group-aligned slice of `run`, longest first, for one kind.
     fn numbers(&mut self, run: &Run, kind: PiiKind) {
         let n = run.groups.len();
-        for len in (1..=n).rev() {
+        // Digits before group i, so slices longer than any item are skipped cheaply.
+        let mut before = vec![0usize; n + 1];
+        for (i, g) in run.groups.iter().enumerate() {
+            before[i + 1] = before[i] + g.digits.len();
+        }
+        // Every group has a digit, so no item spans more than 19 groups.
+        for len in (1..=n.min(19)).rev() {
             for a in 0..=n - len {
                 let b = a + len - 1;
+                if before[b + 1] - before[a] > 19 {
+                    continue;
+                }
                 let digits: String = run.groups[a..=b]
                     .iter()
                     .map(|g| g.digits.as_str())
                     .collect();
-                if digits.len() > 19 {
-                    continue;
-                }
                 let start = match run.prefix {
                     Some(p) if a == 0 => p,
                     _ => run.groups[a].toks.start,
@@ -688,8 +698,9 @@ impl Scan<'_> {
         if written && nanp && area_ok {
             return true;
         }
-        let phone_length = matches!(digits.len(), 7 | 10)
-            || (digits.len() == 11 && digits.starts_with('1'))
+        // Local (7), national (10, or 11 as in UK "07700 900123" / US "1 800 …") and "00"
+        // international lengths.
+        let phone_length = matches!(digits.len(), 7 | 10 | 11)
             || (digits.starts_with("00") && (10..=15).contains(&digits.len()));
         phone_length && self.near(span, 6, 3, PHONE_WORDS)
     }
@@ -707,6 +718,7 @@ impl Scan<'_> {
             let Some(local_start) = self.local_start(at) else {
                 continue;
             };
+            let local_start = self.announced_local_start(local_start);
             let span = local_start..domain_end;
             if self.free(&span) {
                 self.take(PiiKind::Email, span);
@@ -743,6 +755,29 @@ impl Scan<'_> {
                 return Some(s);
             }
         }
+    }
+
+    /// "my email is john smith at …": a spoken local part may contain spaces. When the
+    /// address was announced ("email is", "e-mail address:"), take up to two more words back
+    /// to the announcement.
+    fn announced_local_start(&self, s: usize) -> usize {
+        let toks = self.toks;
+        let cue = |t: &Tok| matches!(t.lower.as_str(), "email" | "mail" | "address");
+        for back in 1..=3 {
+            let Some(k) = s.checked_sub(back) else { break };
+            if cue(&toks[k]) || matches!(toks[k].lower.as_str(), "is" | ":") {
+                let announced = toks[k.saturating_sub(2)..=k].iter().any(cue);
+                return if announced { k + 1 } else { s };
+            }
+            let function_word = matches!(
+                toks[k].lower.as_str(),
+                "at" | "me" | "to" | "my" | "you" | "us" | "it" | "on" | "please" | "the"
+            );
+            if !toks[k].is_label() || function_word {
+                break;
+            }
+        }
+        s
     }
 
     /// End (exclusive) of a domain starting at token `i`: labels joined by dots, ending in a TLD.
@@ -951,6 +986,18 @@ mod tests {
         assert_eq!(red("it's john dot smith at gmail dot com"), "it's [EMAIL]");
         assert_eq!(red("j o h n at my-company dot co dot uk."), "[EMAIL].");
         assert_eq!(red("john_smith at gmail.com"), "[EMAIL]");
+        assert_eq!(
+            red("My email is john smith at gmail dot com."),
+            "My email is [EMAIL]."
+        );
+        assert_eq!(
+            red("e-mail address: j o h n at aol dot com"),
+            "e-mail address: [EMAIL]"
+        );
+        assert_eq!(
+            red("email me at jo at gmail dot com"),
+            "email me at [EMAIL]"
+        );
         assert_eq!(red("look at this dot"), "look at this dot");
         assert_eq!(red("I'm at home."), "I'm at home.");
     }
@@ -970,6 +1017,98 @@ mod tests {
         assert_eq!(red("reach me at 555-1234"), "reach me at [PHONE]");
         // A lone 10-digit number without phone words or phone grouping stays.
         assert_eq!(red("reference 5551234567"), "reference 5551234567");
+    }
+
+    #[test]
+    fn several_items_in_one_utterance() {
+        assert_eq!(
+            red("card number 4111 1111 1111 1111 expiry 04/27 and the CVV is 123, thanks"),
+            "card number [CARD] expiry [EXPIRY] and the CVV is [CVV], thanks"
+        );
+        assert_eq!(red("4111 1111 1111 1111 04 27"), "[CARD] 04 27");
+        assert_eq!(red("+1 (555) 123-4567"), "[PHONE]");
+        assert_eq!(
+            red("my phone is oh seven seven oh oh nine oh oh one two three"),
+            "my phone is [PHONE]"
+        );
+    }
+
+    /// A tiny deterministic generator of transcript-like word soup.
+    fn soup(seed: u64, n: usize) -> Vec<String> {
+        const VOCAB: &[&str] = &[
+            "my",
+            "card",
+            "number",
+            "is",
+            "4111",
+            "1111",
+            "1111.",
+            "one",
+            "oh",
+            "five",
+            "double",
+            "at",
+            "dot",
+            "com",
+            "gmail",
+            "john",
+            "call",
+            "555-123-",
+            "4567",
+            "-",
+            "(555)",
+            "+44",
+            "cvv",
+            "123",
+            "expires",
+            "04/27",
+            "social",
+            "123-45-6789",
+            "a@b.co",
+            "ok,",
+            "twenty",
+            "seven",
+            "é",
+            "",
+            " ",
+            "4,111,111,111,111,111",
+            "security",
+            "code",
+        ];
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                VOCAB[(x >> 33) as usize % VOCAB.len()].to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn word_level_invariant_holds_on_generated_transcripts() {
+        let r = Redactor::default();
+        for seed in 0..300 {
+            let words: Vec<(String, f64, f64)> = soup(seed, 1 + seed as usize % 40)
+                .into_iter()
+                .enumerate()
+                .map(|(i, w)| (w, i as f64, i as f64 + 0.5))
+                .collect();
+            let (out, redacted) = r.redact_words(&words);
+            let joined: Vec<&str> = words.iter().map(|w| w.0.as_str()).collect();
+            let text = r.redact(&joined.join(" "));
+            let out_joined: Vec<&str> = out.iter().map(|w| w.0.as_str()).collect();
+            assert_eq!(out_joined.join(" "), text.text, "seed {seed}");
+            assert_eq!(redacted, text.redacted);
+            assert!(
+                out.windows(2).all(|w| w[0].2 <= w[1].1),
+                "times stay ordered"
+            );
+            for s in &text.spans {
+                assert_eq!(&text.text[s.output.clone()], s.kind.placeholder());
+            }
+        }
     }
 
     #[test]
@@ -1087,6 +1226,15 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].w, "[PHONE]");
         assert_eq!((out[1].start, out[1].end, out[1].p), (0.5, 1.4, 0.6));
+    }
+
+    #[test]
+    fn long_spoken_ramble_is_fast_and_safe() {
+        let text = "one two three ".repeat(2000);
+        let r = Redactor::default().redact(&text);
+        // Without context only Luhn-valid 13–19 digit slices become cards; the rest stays.
+        assert!(r.spans.iter().all(|s| s.kind == PiiKind::Card));
+        assert!(r.text.contains("one two three"));
     }
 
     #[test]

@@ -351,21 +351,35 @@ impl AlertEngine {
 
     fn negative_sentiment(&mut self, u: &UtteranceInfo<'_>) -> Option<Alert> {
         let rule = self.config.negative_sentiment.clone();
-        self.sentiments.push_back(Scored {
-            start: u.start,
-            end: u.end,
-            sentiment: u.sentiment,
-        });
+        // The ASR pool may finish utterances out of order: keep the window in time order.
+        let pos = self
+            .sentiments
+            .iter()
+            .rposition(|s| s.start <= u.start)
+            .map_or(0, |p| p + 1);
+        self.sentiments.insert(
+            pos,
+            Scored {
+                start: u.start,
+                end: u.end,
+                sentiment: u.sentiment,
+            },
+        );
         while self.sentiments.len() > rule.window {
             self.sentiments.pop_front();
         }
+        // A late utterance older than the whole window cannot fire.
+        let in_window = self
+            .sentiments
+            .iter()
+            .any(|s| s.start == u.start && s.end == u.end);
         let negative = |s: &Scored| s.sentiment <= rule.threshold;
         let count = self.sentiments.iter().filter(|s| negative(s)).count();
         if count < rule.min_negative {
             self.sentiment_fired = false;
             return None;
         }
-        if self.sentiment_fired || u.sentiment > rule.threshold {
+        if self.sentiment_fired || u.sentiment > rule.threshold || !in_window {
             return None;
         }
         let first = self
@@ -820,6 +834,43 @@ mod tests {
             n += say(&mut e, &utt(c, start, "x", s)).len();
         }
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn negative_sentiment_orders_late_utterances_by_time() {
+        let mut e = AlertEngine::new("c", only(AlertKind::NegativeSentiment));
+        let c = Speaker::Customer;
+        for (start, s) in [(10.0, 0.5), (13.0, 0.5), (16.0, 0.5)] {
+            assert!(say(&mut e, &utt(c, start, "fine", s)).is_empty());
+        }
+        // Arrives late and is older than the whole window: ignored.
+        assert!(say(&mut e, &utt(c, 1.0, "awful", -0.9)).is_empty());
+        assert!(say(&mut e, &utt(c, 4.0, "awful", -0.9)).is_empty());
+        // Two new negatives in time order do fire.
+        assert!(say(&mut e, &utt(c, 20.0, "awful", -0.9)).is_empty());
+        let a = say(&mut e, &utt(c, 18.0, "awful", -0.9));
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].start, 18.0);
+    }
+
+    #[test]
+    fn utterance_info_from_event() {
+        let u = crate::events::Utterance {
+            speaker: Speaker::Customer,
+            start: 1.0,
+            end: 2.0,
+            text: "I want a supervisor".into(),
+            redacted: false,
+            words: vec![],
+            not_transcribed: None,
+            sentiment: -0.1,
+            arousal: None,
+            emotion: None,
+            prosody: Default::default(),
+        };
+        let mut e = AlertEngine::new("c", only(AlertKind::EscalationPhrase));
+        let a = e.on_utterance(&UtteranceInfo::from(&u));
+        assert_eq!((a[0].start, a[0].end), (1.0, 2.0));
     }
 
     fn words(start: f64, text: &str) -> Vec<Word> {

@@ -29,8 +29,13 @@ pub const DEFAULT_PHRASES: &[&str] = &[
     "manager",
     "complaint",
     "speak to someone",
+    "speak with someone",
     "talk to someone",
+    "talk with someone",
     "real person",
+    "speak to a human",
+    "talk to a human",
+    "real human",
     "refund",
     "ridiculous",
     "unacceptable",
@@ -363,6 +368,11 @@ mod tests {
         assert_eq!(phrases("please close my account"), vec!["close my account"]);
         assert_eq!(phrases("I'm going to sue you"), vec!["going to sue"]);
         assert_eq!(phrases("I'll sue"), vec!["ill sue"]);
+        assert_eq!(phrases("can I talk to a human?"), vec!["talk to a human"]);
+        assert_eq!(
+            phrases("let me speak with someone else"),
+            vec!["speak with someone"]
+        );
         assert!(phrases("speak to me").is_empty());
     }
 
