@@ -158,7 +158,12 @@ impl Affect {
     /// labelling that utterance itself).
     fn relative_before(&self, arousal: f32) -> f32 {
         let n = (self.level_n - 1.0).max(0.0);
-        let sum = self.level_sum - if self.level_n >= 1.0 { logit(arousal) } else { 0.0 };
+        let sum = self.level_sum
+            - if self.level_n >= 1.0 {
+                logit(arousal)
+            } else {
+                0.0
+            };
         let level = sum / (LEVEL_PRIOR_N + n);
         crate::emotion::arousal::sigmoid(STRESS_GAIN * (logit(arousal) - level - STRESS_OFFSET))
     }
@@ -658,7 +663,10 @@ impl CallPipeline {
         };
         let red_text = self.analyzers.redactor.redact(&transcript.text);
         let (words, words_redacted) = self.analyzers.redactor.redact_event_words(&words);
-        let speech_s = (p.functionals.voiced_ratio as f64 * (p.end - p.start)).max(0.2);
+        // Speaking time: the utterance span without the segmenter's padding (voiced frames
+        // alone would leave out consonants and inflate the rate).
+        let pad = self.cfg.vad.pre_roll_s + self.cfg.vad.post_roll_s;
+        let speech_s = (p.end - p.start - pad).max(0.2);
         let wps = (!words.is_empty()).then(|| (words.len() as f64 / speech_s) as f32);
         let track_i = self.tracks.iter().position(|t| t.speaker == p.speaker);
         let mut emotion = None;

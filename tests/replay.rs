@@ -123,7 +123,7 @@ fn demo_call_has_both_speakers_in_time_order() {
     let n_a = utts.iter().filter(|u| u["speaker"] == "agent").count();
     assert!((4..=8).contains(&n_c), "{n_c} customer utterances");
     assert!((5..=9).contains(&n_a), "{n_a} agent utterances");
-    for word in ["bill", "cancel", "supervisor"] {
+    for word in ["charged", "cancel", "supervisor"] {
         assert!(
             customer.contains(word),
             "customer never says {word:?}: {customer}"
@@ -191,4 +191,105 @@ fn out_dir_gets_events_file() {
     assert!(out.status.success());
     let file = std::fs::read(dir.path().join("calm-call.events.jsonl")).unwrap();
     assert_eq!(events(&file), events(&out.stdout));
+}
+
+fn replay_events(file: &str) -> Option<Vec<serde_json::Value>> {
+    let model = model()?;
+    let path = root().join(file);
+    let out = run(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(events(&out.stdout))
+}
+
+/// The escalating demo call: stress and phrase alerts for the customer, none in the calm
+/// opening, and no emotion inferred for the agent.
+#[test]
+fn demo_call_alerts_on_the_customer_only_when_it_escalates() {
+    let Some(ev) = replay_events("demo/demo-call.wav") else {
+        return;
+    };
+    let alerts: Vec<_> = ev.iter().filter(|e| e["type"] == "alert").collect();
+    for a in &alerts {
+        eprintln!(
+            "{} {} {}..{} {}",
+            a["kind"], a["speaker"], a["start"], a["end"], a["message"]
+        );
+    }
+    let kinds = |k: &str| alerts.iter().filter(|a| a["kind"] == k).collect::<Vec<_>>();
+    let stress = kinds("customer_stress");
+    assert_eq!(stress.len(), 1, "one stress alert per episode");
+    assert_eq!(stress[0]["speaker"], "customer");
+    let phrase = kinds("escalation_phrase");
+    assert!(!phrase.is_empty(), "no escalation_phrase alert");
+    assert_eq!(phrase[0]["speaker"], "customer");
+    let ev_words = phrase[0]["evidence"].to_string().to_lowercase();
+    assert!(
+        ["ridiculous", "cancel", "supervisor"]
+            .iter()
+            .any(|w| ev_words.contains(w)),
+        "{ev_words}"
+    );
+    // The calm opening (the first three customer turns end by ~32 s) raises nothing.
+    let first_escalation = ev
+        .iter()
+        .filter(|e| e["type"] == "utterance" && e["speaker"] == "customer")
+        .nth(3)
+        .map(|u| u["start"].as_f64().unwrap())
+        .unwrap();
+    for a in &alerts {
+        assert!(
+            a["start"].as_f64().unwrap() >= first_escalation - 0.5,
+            "alert during the calm opening: {a}"
+        );
+    }
+    // Nothing about the agent's emotions.
+    for e in &ev {
+        if e["type"] == "utterance" && e["speaker"] == "agent" {
+            assert!(e["arousal"].is_null() && e["emotion"].is_null(), "{e}");
+        }
+        if e["type"] == "state" {
+            let agent = &e["speakers"]["agent"];
+            assert!(
+                agent["stress"].is_null() && agent["emotion"].is_null(),
+                "{e}"
+            );
+        }
+        if e["type"] == "alert" {
+            assert_ne!(e["speaker"], "agent", "alert about the agent: {e}");
+        }
+    }
+    // The customer ends angrier than they started.
+    let customer: Vec<_> = ev
+        .iter()
+        .filter(|e| e["type"] == "utterance" && e["speaker"] == "customer")
+        .collect();
+    let (first, last) = (customer.first().unwrap(), customer.last().unwrap());
+    assert!(last["arousal"].as_f64() > first["arousal"].as_f64());
+    assert!(last["sentiment"].as_f64().unwrap() < 0.0, "{last}");
+    let end = ev.last().unwrap();
+    assert_eq!(end["summary"]["alerts"]["customer_stress"], 1);
+}
+
+#[test]
+fn calm_call_raises_no_alert() {
+    let Some(ev) = replay_events("demo/calm-call.wav") else {
+        return;
+    };
+    let alerts: Vec<_> = ev.iter().filter(|e| e["type"] == "alert").collect();
+    assert!(alerts.is_empty(), "{alerts:?}");
+    let customer_positive = ev
+        .iter()
+        .filter(|e| e["type"] == "utterance" && e["speaker"] == "customer")
+        .filter(|e| e["sentiment"].as_f64().unwrap() > 0.3)
+        .count();
+    assert!(customer_positive >= 2);
 }

@@ -51,25 +51,25 @@ build() {
 }
 
 # The escalating call.
-turn agent    160 40  90 "Thank you for calling Acme Telecom, my name is Sam. How can I help you today?"
+turn agent    140 40  90 "Thank you for calling Acme Telecom, my name is Sam. How can I help you today?"
 turn customer 150 45  60 "Hi. I have a question about my bill this month."
-turn agent    160 40  90 "Of course, I can help with that. Could you tell me what you see on the bill?"
+turn agent    140 40  90 "Of course, I can help with that. Could you tell me what you see on the bill?"
 turn customer 165 55  90 "I was charged twice for the same service, again."
-turn agent    160 40  90 "I see. Let me look into that for you. One moment please."
+turn agent    140 40  90 "I see. Let me look into that for you. One moment please."
 turn customer 185 70 140 "This is the third time this has happened, and nobody has fixed it!"
-turn agent    160 40  90 "I understand your frustration. I am checking the charges now."
+turn agent    140 40  90 "I understand your frustration. I am checking the charges now."
 turn customer 205 85 190 "No, this is ridiculous! I have been waiting for weeks! I want to cancel my account!"
-turn agent    160 40  90 "I am sorry to hear that. Let me see what I can do for you."
+turn agent    140 40  90 "I am sorry to hear that. Let me see what I can do for you."
 turn customer 215 95 200 "I want to speak to your supervisor right now! This is completely unacceptable!"
-turn agent    160 40  90 "Certainly. I will transfer you to my supervisor."
+turn agent    140 40  90 "Certainly. I will transfer you to my supervisor."
 build demo-call.wav 0.7
 
 # The calm call.
-turn agent    160 40  90 "Thank you for calling Acme Telecom, my name is Sam. How can I help you today?"
+turn agent    140 40  90 "Thank you for calling Acme Telecom, my name is Sam. How can I help you today?"
 turn customer 150 45  70 "Hi. I would like to check when my next bill is due."
-turn agent    160 40  90 "Sure. Your next bill is due on the fifth of next month."
+turn agent    140 40  90 "Sure. Your next bill is due on the fifth of next month."
 turn customer 150 45  70 "Great, thank you. And can I pay it online?"
-turn agent    160 40  90 "Yes, you can pay it online or in the mobile app."
+turn agent    140 40  90 "Yes, you can pay it online or in the mobile app."
 turn customer 150 45  70 "Perfect. That is all I needed. Thanks for your help."
-turn agent    160 40  90 "You are welcome. Have a nice day."
+turn agent    140 40  90 "You are welcome. Have a nice day."
 build calm-call.wav 0.7

@@ -331,7 +331,10 @@ impl AlertEngine {
             Speaker::Customer => "Customer",
             Speaker::Agent => "Agent",
         };
-        let message = format!("{who} said \"{}\".", matches[0].matched_words.join(" "));
+        // Quote the words as spoken, without the punctuation Whisper attaches to them.
+        let quoted = matches[0].matched_words.join(" ");
+        let quoted = quoted.trim_matches(|c: char| c.is_ascii_punctuation());
+        let message = format!("{who} said \"{quoted}\".");
         let evidence = json!({
             "phrases": phrases,
             "matched_words": matches.iter().map(|m| &m.matched_words).collect::<Vec<_>>(),
