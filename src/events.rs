@@ -202,6 +202,14 @@ impl EventStamper {
         }
     }
 
+    /// Continues a call's numbering at `next_seq` (after a restart).
+    pub fn resume(call_id: impl Into<String>, next_seq: u64) -> Self {
+        Self {
+            call_id: call_id.into(),
+            next_seq,
+        }
+    }
+
     pub fn call_id(&self) -> &str {
         &self.call_id
     }

@@ -201,6 +201,9 @@ struct Track {
     affect: Option<Affect>,
     /// Recent (end time, words) for the speaking rate.
     recent_words: VecDeque<(f64, usize, f64)>,
+    /// Whether this speaker has sent any audio; a leg that never connects does not hold
+    /// back the others.
+    active: bool,
 }
 
 struct PendingUtterance {
@@ -277,6 +280,7 @@ impl CallPipeline {
                     valence: None,
                 }),
                 recent_words: VecDeque::new(),
+                active: false,
             });
         }
         let mut p = Self {
@@ -366,6 +370,7 @@ impl CallPipeline {
             return;
         };
         let track = &mut self.tracks[i];
+        track.active = true;
         track.scratch16.clear();
         track.resampler.push(samples, &mut track.scratch16);
         track.analyze_scratch(false);
@@ -410,7 +415,8 @@ impl CallPipeline {
             for tr in &self.tracks {
                 match tr.unsegmented.front() {
                     Some(f) => t = t.min(f.t),
-                    None => all_have = false,
+                    None if tr.active => all_have = false,
+                    None => {}
                 }
                 if let Some(b) = tr.unsegmented.back() {
                     newest = newest.max(b.t);

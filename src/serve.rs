@@ -1,0 +1,473 @@
+//! `calltone serve`: the live service. Wires sources → call router → one task per call
+//! (the [`CallPipeline`]) → sinks (MQTT with the durable outbox, the event bus for the HTTP
+//! API), with the shared ASR pool on the side.
+//!
+//! Invariants:
+//! * intake never waits for ASR: transcription requests go to the pool, which sheds the
+//!   oldest waiting utterance when it falls behind, and transcripts come back to the call
+//!   task on their own channel;
+//! * every QoS 1 event is in the on-disk outbox before anything else sees it;
+//! * a call that was open when the process died is ended (`restart_recovery`) on the next
+//!   start, continuing its `seq`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::asr::pool::AsrPool;
+use crate::asr::transcribe::{TranscribeOptions, WhisperModel};
+use crate::audio::Speaker;
+use crate::config::Config;
+use crate::events::{
+    now_rfc3339, CallEnded, CallSummary, Event, EventBody, EventStamper,
+};
+use crate::http::{serve_http, AppState, CallRegistry};
+use crate::metrics::Metrics;
+use crate::pipeline::{Analyzers, CallPipeline, Output, TranscriptResult};
+use crate::publish::broker::EmbeddedBroker;
+use crate::publish::mqtt::{MqttHandle, MqttSink};
+use crate::sources::CallEvent;
+
+/// `[serve]`: listeners and state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Dashboard, `/media/*` WebSocket ingest, `/api`, `/metrics`, `/healthz`.
+    /// Default `127.0.0.1:8080`.
+    pub http: SocketAddr,
+    /// Asterisk AudioSocket listener; empty string disables it. Default `0.0.0.0:9092`.
+    pub audiosocket: String,
+    /// Outbox and open-call state. Default `/var/lib/calltone`.
+    pub data_dir: PathBuf,
+    /// On shutdown, how long to wait for open calls' transcripts and the outbox to drain,
+    /// seconds. Default 10.
+    pub shutdown_grace_s: f64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            audiosocket: "0.0.0.0:9092".into(),
+            data_dir: PathBuf::from("/var/lib/calltone"),
+            shutdown_grace_s: 10.0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{addr}: cannot listen: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything call tasks share.
+struct Shared {
+    cfg: Config,
+    analyzers: Analyzers,
+    pool: AsrPool,
+    mqtt: Option<MqttHandle>,
+    bus: broadcast::Sender<Event>,
+    metrics: Arc<Metrics>,
+    open_calls: OpenCalls,
+}
+
+/// Runs the service until `shutdown` is cancelled. Returns after a graceful drain.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| ServeError::Setup(format!("{what}: {e}"));
+    std::fs::create_dir_all(&cfg.serve.data_dir)
+        .map_err(|e| setup(&cfg.serve.data_dir.display().to_string(), &e))?;
+    let metrics = Metrics::new();
+
+    // The model first: a missing or broken model is a setup error, before any socket opens.
+    let model = WhisperModel::load(&cfg.asr.model).map_err(|e| setup("asr.model", &e))?;
+    let mut opts = TranscribeOptions::default();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    opts.threads = if cfg.asr.threads > 0 {
+        cfg.asr.threads
+    } else {
+        (cores / cfg.asr.workers).max(1)
+    };
+    opts.language = (!cfg.asr.language.is_empty()).then(|| cfg.asr.language.clone());
+    let pool = AsrPool::start(&model, cfg.asr.workers, opts, cfg.asr.queue)
+        .map_err(|e| setup("asr", &e))?;
+    let analyzers = Analyzers::from_config(&cfg).map_err(|e| setup("emotion", &e))?;
+    if cfg.pipeline.agent_emotion {
+        tracing::warn!("emotion inference for agents is ON (pipeline.agent_emotion); make sure this is lawful where the box runs");
+    }
+
+    let _broker = if cfg.mqtt.url == "embedded" {
+        let b = EmbeddedBroker::start(cfg.mqtt.embedded_listen)
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
+        tracing::info!(addr = %b.addr(), "embedded MQTT broker started");
+        Some(b)
+    } else {
+        None
+    };
+    let sink = MqttSink::start(&cfg.mqtt, &cfg.serve.data_dir, metrics.clone())
+        .map_err(|e| setup("mqtt", &e))?;
+    let mqtt = sink.handle();
+
+    let (bus, _) = broadcast::channel::<Event>(4096);
+    let registry = CallRegistry::new(metrics.clone());
+    let stop_sources = CancellationToken::new();
+    let mut background = JoinSet::new();
+    background.spawn(registry.clone().follow(bus.subscribe(), shutdown.clone()));
+
+    let open_calls = OpenCalls::new(cfg.serve.data_dir.join("calls"))
+        .map_err(|e| setup("data_dir/calls", &e))?;
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        analyzers,
+        pool,
+        mqtt: Some(mqtt.clone()),
+        bus: bus.clone(),
+        metrics: metrics.clone(),
+        open_calls,
+    });
+    // Calls that were open when the previous process died end now, continuing their seq.
+    for (call_id, next_seq, t) in shared.open_calls.leftovers() {
+        tracing::warn!(%call_id, "ending call left open by a previous run");
+        let mut st = EventStamper::resume(&call_id, next_seq);
+        let ev = st.stamp(
+            t,
+            now_rfc3339(),
+            EventBody::CallEnded(CallEnded {
+                reason: "restart_recovery".into(),
+                duration: t,
+                summary: CallSummary::default(),
+            }),
+        );
+        shared.publish(&ev);
+        shared.open_calls.remove(&call_id);
+    }
+
+    let (tx, rx) = mpsc::channel::<CallEvent>(1024);
+    let http_listener = TcpListener::bind(cfg.serve.http)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: cfg.serve.http.to_string(),
+            source,
+        })?;
+    let media = crate::sources::media_stream::router(
+        cfg.media_stream.clone(),
+        tx.clone(),
+        metrics.clone(),
+        stop_sources.clone(),
+    );
+    let state = AppState::new(metrics.clone(), registry.clone(), Some(mqtt.clone()));
+    let http_stop = CancellationToken::new();
+    background.spawn({
+        let stop = http_stop.clone();
+        async move {
+            if let Err(e) = serve_http(http_listener, state, media, stop).await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }
+    });
+    if !cfg.serve.audiosocket.trim().is_empty() {
+        let addr = cfg.serve.audiosocket.trim().to_string();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        background.spawn({
+            let (tx, metrics, stop) = (tx.clone(), metrics.clone(), stop_sources.clone());
+            let acfg = cfg.audiosocket.clone();
+            async move {
+                if let Err(e) =
+                    crate::sources::audiosocket::serve_audiosocket(listener, acfg, tx, metrics, stop)
+                        .await
+                {
+                    tracing::error!(error = %e, "audiosocket server failed");
+                }
+            }
+        });
+    }
+    let device = if cfg.device.enabled {
+        Some(
+            crate::sources::device::start(&cfg.device, tx.clone(), stop_sources.clone())
+                .map_err(|e| ServeError::Setup(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    drop(tx);
+    background.spawn(sample_pool_gauges(shared.clone(), shutdown.clone()));
+    tracing::info!(http = %cfg.serve.http, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.url, "calltone serving");
+
+    let router = tokio::spawn(route_calls(rx, shared.clone()));
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: stopping intake");
+    stop_sources.cancel();
+    // WebSocket sessions end their legs on `stop_sources`; the HTTP server then closes so its
+    // handle on the router channel goes away too.
+    http_stop.cancel();
+    drop(device);
+    let grace = Duration::from_secs_f64(cfg.serve.shutdown_grace_s.max(0.0));
+    // The router ends once every source has dropped its sender and every call has ended.
+    if tokio::time::timeout(grace + Duration::from_secs(2), router)
+        .await
+        .is_err()
+    {
+        tracing::warn!("calls did not finish within the grace period");
+    }
+    sink.shutdown(grace).await;
+    background.abort_all();
+    Ok(())
+}
+
+impl Shared {
+    /// Hands an event to every sink: the durable outbox first, then the in-process bus.
+    fn publish(&self, ev: &Event) {
+        if let Some(m) = &self.mqtt {
+            if let Err(e) = m.publish(ev) {
+                tracing::error!(call_id = %ev.call_id, seq = ev.seq, error = %e, "event not queued for MQTT");
+            }
+        }
+        let _ = self.bus.send(ev.clone());
+    }
+}
+
+/// Messages a call task receives.
+enum CallMsg {
+    Source(CallEvent),
+    Transcript(u64, TranscriptResult, Duration),
+}
+
+/// Routes source events to per-call tasks, creating a task for each new call id.
+async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
+    let mut calls: HashMap<String, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    while let Some(ev) = rx.recv().await {
+        let id = ev.call_id().to_string();
+        if let Some(tx) = calls.get(&id) {
+            if tx.send(CallMsg::Source(ev.clone())).is_ok() {
+                continue;
+            }
+            calls.remove(&id); // the task has ended; a new Start begins a new call
+        }
+        let CallEvent::Start { source, .. } = &ev else {
+            tracing::debug!(call_id = %id, "event for an unknown call ignored");
+            continue;
+        };
+        let (tx, crx) = mpsc::unbounded_channel();
+        let source = *source;
+        let _ = tx.send(CallMsg::Source(ev));
+        tasks.spawn(call_task(id.clone(), source, crx, tx.clone(), shared.clone()));
+        calls.insert(id, tx);
+        while tasks.try_join_next().is_some() {}
+    }
+    // Every source has stopped; wait for the open calls to end.
+    drop(calls);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One call: owns its pipeline, feeds it audio and transcripts, publishes its events.
+async fn call_task(
+    call_id: String,
+    source: &'static str,
+    mut rx: mpsc::UnboundedReceiver<CallMsg>,
+    self_tx: mpsc::UnboundedSender<CallMsg>,
+    shared: Arc<Shared>,
+) {
+    let cfg = &shared.cfg;
+    let mut pipeline: Option<CallPipeline> = None;
+    let mut live_legs: Vec<Speaker> = Vec::new();
+    let mut out = Vec::new();
+    // Wall-clock arrival of audio per (call time) so alert latency can be measured from the
+    // moment the triggering audio entered the process.
+    let mut arrivals: std::collections::VecDeque<(f64, Instant)> = Default::default();
+    let mut audio_t = 0.0f64;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            CallMsg::Source(CallEvent::Start { speakers, .. }) => {
+                for s in speakers {
+                    if !live_legs.contains(&s) {
+                        live_legs.push(s);
+                    }
+                }
+            }
+            CallMsg::Source(CallEvent::Audio {
+                speaker,
+                sample_rate,
+                samples,
+                ..
+            }) => {
+                let p = match pipeline.as_mut() {
+                    Some(p) => p,
+                    None => {
+                        match CallPipeline::new(
+                            &call_id,
+                            source,
+                            &[Speaker::Customer, Speaker::Agent],
+                            sample_rate,
+                            cfg,
+                            &shared.analyzers,
+                            now_rfc3339,
+                            &mut out,
+                        ) {
+                            Ok(p) => {
+                                tracing::info!(%call_id, source, sample_rate, "call started");
+                                pipeline.insert(p)
+                            }
+                            Err(e) => {
+                                tracing::warn!(%call_id, error = %e, "call rejected");
+                                return;
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = p.set_input_rate(speaker, sample_rate) {
+                    tracing::warn!(%call_id, %speaker, error = %e, "bad sample rate; audio dropped");
+                    continue;
+                }
+                if speaker == Speaker::Customer {
+                    audio_t += samples.len() as f64 / sample_rate as f64;
+                    arrivals.push_back((audio_t, Instant::now()));
+                    while arrivals.len() > 4096 {
+                        arrivals.pop_front();
+                    }
+                }
+                p.push(speaker, &samples, &mut out);
+            }
+            CallMsg::Source(CallEvent::End { speaker, reason, .. }) => {
+                live_legs.retain(|s| *s != speaker);
+                if live_legs.is_empty() {
+                    tracing::info!(%call_id, %reason, "call ending");
+                    match pipeline.as_mut() {
+                        Some(p) => p.finish(&reason, &mut out),
+                        None => return, // no audio ever arrived: nothing to report
+                    }
+                }
+            }
+            CallMsg::Transcript(job, result, queued) => {
+                shared
+                    .metrics
+                    .asr_lag_seconds
+                    .set(queued.as_secs_f64());
+                if let Some(p) = pipeline.as_mut() {
+                    p.on_transcript(job, result, &mut out);
+                }
+            }
+        }
+        for o in out.drain(..) {
+            match o {
+                Output::Event(ev) => {
+                    if let EventBody::Alert(a) = &ev.body {
+                        if let Some((_, at)) = arrivals.iter().find(|(t, _)| *t >= a.end) {
+                            shared
+                                .metrics
+                                .audio_to_alert_latency
+                                .observe(at.elapsed().as_secs_f64());
+                        }
+                    }
+                    if matches!(ev.body, EventBody::CallEnded(_)) {
+                        shared.open_calls.remove(&call_id);
+                    } else {
+                        shared.open_calls.record(&call_id, ev.seq + 1, ev.t);
+                    }
+                    shared.publish(&ev);
+                }
+                Output::Asr(job) => {
+                    let tx = self_tx.clone();
+                    shared.pool.submit(
+                        job,
+                        Box::new(move |job, result, timing| {
+                            let _ = tx.send(CallMsg::Transcript(job.job_id, result, timing.queued));
+                        }),
+                    );
+                }
+            }
+        }
+        if pipeline.as_ref().is_some_and(|p| p.is_finished()) {
+            tracing::info!(%call_id, "call ended");
+            return;
+        }
+    }
+}
+
+async fn sample_pool_gauges(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut shed_seen = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let m = &shared.metrics;
+        m.asr_queue_depth.set(shared.pool.depth() as f64);
+        let shed = shared
+            .pool
+            .stats()
+            .shed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        m.asr_shed.add(shed - shed_seen);
+        shed_seen = shed;
+    }
+}
+
+/// Open calls on disk (`data_dir/calls/{call_id}`: next seq and call time), so a crash
+/// leaves a record that the next start turns into `call_ended{reason: restart_recovery}`.
+struct OpenCalls {
+    dir: PathBuf,
+}
+
+impl OpenCalls {
+    fn new(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, call_id: &str) -> PathBuf {
+        self.dir.join(crate::publish::mqtt::topic_level(call_id))
+    }
+
+    fn record(&self, call_id: &str, next_seq: u64, t: f64) {
+        let tmp = self.dir.join(".tmp");
+        let body = format!("{call_id}\n{next_seq}\n{t}\n");
+        if let Err(e) = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, self.path(call_id))) {
+            tracing::error!(%call_id, error = %e, "cannot record open call");
+        }
+    }
+
+    fn remove(&self, call_id: &str) {
+        let _ = std::fs::remove_file(self.path(call_id));
+    }
+
+    fn leftovers(&self) -> Vec<(String, u64, f64)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| parse_open_call(&e.path()))
+            .collect()
+    }
+}
+
+fn parse_open_call(path: &Path) -> Option<(String, u64, f64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let id = lines.next()?.to_string();
+    let seq = lines.next()?.parse().ok()?;
+    let t = lines.next()?.parse().ok()?;
+    Some((id, seq, t))
+}
