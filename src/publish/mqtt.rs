@@ -426,7 +426,8 @@ impl MqttSink {
             min: Duration::from_millis(config.reconnect_min_ms),
             max: Duration::from_millis(config.reconnect_max_ms),
         };
-        let poller_stop = stop.child_token();
+        // Independent of `stop`: the poller must keep running while the sink shuts down gracefully.
+        let poller_stop = CancellationToken::new();
         let poller = tokio::spawn(poll_eventloop(eventloop, notice_tx, resume_rx, backoff, poller_stop.clone()));
         let grace = Arc::new(Mutex::new(Duration::ZERO));
         let task = SinkTask {
@@ -436,6 +437,7 @@ impl MqttSink {
             resume: resume_tx,
             connected: false,
             fifo: VecDeque::new(),
+            offline_pkid: None,
             inflight: HashMap::new(),
             outstanding: 0,
             last_sent: None,
@@ -630,15 +632,27 @@ async fn poll_eventloop(
     }
 }
 
+/// A publish request handed to the client, as the FIFO remembers it.
+#[derive(Debug, Clone, Copy)]
+enum Req {
+    /// An outbox entry: acknowledged in the outbox on its PUBACK.
+    Entry(u64),
+    /// Online status and QoS 0 state: nothing to do on acknowledgement.
+    Untracked,
+    /// The offline status at shutdown: its PUBACK ends the shutdown wait.
+    Offline,
+}
+
 struct SinkTask {
     shared: Arc<Shared>,
     client: AsyncClient,
     notices: mpsc::Receiver<Notice>,
     resume: mpsc::Sender<()>,
     connected: bool,
-    /// Requests handed to the client, in order, awaiting their `Outgoing::Publish(pkid)`:
-    /// `Some(index)` for outbox entries, `None` for status and state publishes.
-    fifo: VecDeque<Option<u64>>,
+    /// Requests handed to the client, in order, awaiting their `Outgoing::Publish(pkid)`.
+    fifo: VecDeque<Req>,
+    /// pkid of the offline status published at shutdown.
+    offline_pkid: Option<u16>,
     /// pkid → (outbox index, when it was handed to the client).
     inflight: HashMap<u16, (u64, Instant)>,
     /// Outbox entries handed to the client in this session and not yet acknowledged.
@@ -695,7 +709,7 @@ impl SinkTask {
                     .try_publish(status, QoS::AtLeastOnce, true, self.online.clone())
                     .is_ok()
                 {
-                    self.fifo.push_back(None);
+                    self.fifo.push_back(Req::Untracked);
                 }
             }
             Notice::Down(err) => {
@@ -716,9 +730,10 @@ impl SinkTask {
                 let _ = self.resume.send(()).await;
             }
             Notice::Sent(pkid) => match self.fifo.pop_front() {
-                Some(Some(index)) if pkid != 0 => {
+                Some(Req::Entry(index)) if pkid != 0 => {
                     self.inflight.insert(pkid, (index, Instant::now()));
                 }
+                Some(Req::Offline) => self.offline_pkid = Some(pkid),
                 Some(_) => {}
                 None => tracing::debug!(pkid, "mqtt: publish not issued by the sink"),
             },
@@ -753,7 +768,7 @@ impl SinkTask {
         let states = std::mem::take(&mut *self.shared.states.lock().unwrap_or_else(|e| e.into_inner()));
         for (topic, payload) in states {
             match self.client.try_publish(topic, QoS::AtMostOnce, true, payload) {
-                Ok(()) => self.fifo.push_back(None),
+                Ok(()) => self.fifo.push_back(Req::Untracked),
                 Err(_) => self.shared.metrics.mqtt_state_dropped.inc(),
             }
         }
@@ -775,7 +790,7 @@ impl SinkTask {
             let qos = if entry.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
             match self.client.try_publish(entry.topic, qos, entry.retain, entry.payload) {
                 Ok(()) => {
-                    self.fifo.push_back(Some(index));
+                    self.fifo.push_back(Req::Entry(index));
                     self.last_sent = Some(index);
                     self.outstanding += 1;
                     self.shared.metrics.mqtt_published.inc();
@@ -793,6 +808,7 @@ impl SinkTask {
     }
 
     async fn stop(&mut self, grace: Duration) {
+        tracing::debug!(?grace, connected = self.connected, "mqtt: stopping");
         let deadline = tokio::time::Instant::now() + grace;
         // Deliver what is queued, within the grace period.
         while self.connected && self.shared.outbox().depth() > 0 {
@@ -812,21 +828,40 @@ impl SinkTask {
                 .try_publish(status, QoS::AtLeastOnce, true, self.offline.clone())
                 .is_ok()
             {
-                self.fifo.push_back(None);
-                // Wait briefly for its PUBACK so the offline status is really there.
+                self.fifo.push_back(Req::Offline);
+                // Wait briefly for its PUBACK so the offline status is really stored.
                 let until = tokio::time::Instant::now() + Duration::from_millis(500).min(grace);
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep_until(until) => break,
                         n = self.notices.recv() => match n {
-                            Some(Notice::Acked(_)) if self.fifo.is_empty() && self.inflight.is_empty() => break,
+                            Some(Notice::Acked(p)) if Some(p) == self.offline_pkid => {
+                                tracing::debug!(pkid = p, "mqtt: offline status acknowledged");
+                                break;
+                            }
                             Some(n) => self.on_notice(n).await,
                             None => break,
                         },
                     }
                 }
             }
-            let _ = self.client.try_disconnect();
+            // Let the poller put DISCONNECT on the wire (a clean disconnect suppresses the
+            // Last Will) before it is stopped.
+            if self.client.try_disconnect().is_ok() {
+                let until = tokio::time::Instant::now() + Duration::from_millis(300);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => {
+                            tracing::debug!("mqtt: no disconnect confirmation");
+                            break;
+                        }
+                        n = self.notices.recv() => match n {
+                            Some(Notice::Down(_)) | None => break,
+                            Some(_) => {}
+                        },
+                    }
+                }
+            }
         }
         self.persist_cursor().await;
         let ob = self.shared.outbox();
