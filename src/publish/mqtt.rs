@@ -38,8 +38,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, MqttOptions, Outgoing,
-    Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, MqttOptions, MqttState,
+    Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, Notify};
@@ -591,6 +591,7 @@ async fn poll_eventloop(
     stop: CancellationToken,
 ) {
     let mut attempt = 0u32;
+    let inflight = el.mqtt_options.inflight();
     loop {
         let ev = tokio::select! {
             _ = stop.cancelled() => return,
@@ -617,6 +618,10 @@ async fn poll_eventloop(
                 }
                 el.clean();
                 el.pending.clear();
+                // `clean()` keeps events parsed before the error (e.g. PUBACKs of the old
+                // session) and the pkid counter; replayed after the reconnect they would ack
+                // the wrong entries. A clean session needs a fresh state.
+                el.state = MqttState::new(inflight, false);
                 let delay = backoff.delay(attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
@@ -811,7 +816,11 @@ impl SinkTask {
         tracing::debug!(?grace, connected = self.connected, "mqtt: stopping");
         let deadline = tokio::time::Instant::now() + grace;
         // Deliver what is queued, within the grace period.
-        while self.connected && self.shared.outbox().depth() > 0 {
+        loop {
+            self.pump().await;
+            if !self.connected || self.shared.outbox().depth() == 0 {
+                break;
+            }
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 n = self.notices.recv() => match n {
@@ -819,7 +828,6 @@ impl SinkTask {
                     None => break,
                 },
             }
-            self.pump().await;
         }
         if self.connected && !grace.is_zero() {
             let status = self.shared.topics.status();
