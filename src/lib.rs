@@ -11,6 +11,10 @@
 //! * [`events`] — the event schema shared by every sink (the interface contract).
 //! * [`pipeline`] — per-call orchestration shared by replay and live paths.
 //! * [`config`] — typed configuration with documented defaults.
+//! * [`sources`] — network ingest (AudioSocket, WebSocket media streams) → `CallEvent`s.
+//! * [`publish`] — MQTT sink with durable outbox, embedded broker.
+//! * [`metrics`] — counters/gauges/histograms with Prometheus exposition.
+//! * [`http`] — `/healthz`, `/metrics`, `/api/calls`, `/media/*`.
 
 pub mod alerts;
 pub mod asr;
@@ -24,3 +28,6 @@ pub mod redact;
 pub mod replay;
 pub mod segment;
 pub mod sources;
+pub mod metrics;
+pub mod publish;
+pub mod http;

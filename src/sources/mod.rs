@@ -1,8 +1,22 @@
 //! Sources turn any input (sockets, sound devices, files) into [`CallEvent`]s. They know
 //! nothing about analysis: they validate what arrives, decode it to `f32` samples and send
 //! events into a bounded channel that the call router drains.
+//!
+//! * [`audiosocket`] — Asterisk AudioSocket TCP server (one connection = one leg).
+//! * [`media_stream`] — WebSocket ingest: Twilio Media Streams and mod_audio_fork-style L16.
+//! * [`ingest`] — the shared sending side: backpressure policy and per-source counters.
+//!
+//! Backpressure (see [`ingest::IngestTx`]): `Start`/`End` always wait for room in the
+//! channel (the router must see them); `Audio` waits at most a short timeout and is then
+//! dropped and counted, so a slow router never stalls a socket read for long; when the router
+//! is gone (channel closed) the leg is closed.
 
 use crate::audio::Speaker;
+
+pub mod audiosocket;
+pub mod ingest;
+pub mod media_stream;
+pub mod reorder;
 
 /// What a source says about a call.
 #[derive(Debug, Clone, PartialEq)]

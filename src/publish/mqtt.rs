@@ -1,0 +1,947 @@
+//! MQTT sink: publishes events on the contract's topics with rumqttc, QoS 1 events through the
+//! durable [`Outbox`].
+//!
+//! Topics (`{base}` = `{prefix}/{site}/{box}`):
+//! * `{base}/status` — retained `{"state":"online",…}` on every connect; the Last Will (and a
+//!   graceful shutdown) leaves retained `{"state":"offline",…}`.
+//! * `{base}/calls/{call_id}/lifecycle` — `call_started`, `call_ended` (QoS 1).
+//! * `{base}/calls/{call_id}/utterance`, `…/alert` — QoS 1.
+//! * `{base}/calls/{call_id}/state` — retained QoS 0, best effort; cleared with an empty
+//!   retained payload when the call ends (that clear goes through the outbox at QoS 1 so a
+//!   stale state never outlives an outage).
+//!
+//! Design:
+//! * Input is [`MqttHandle::publish`], a synchronous call: a QoS 1 event is appended to the
+//!   outbox before it returns, so nothing is lost between the event bus and the disk, and
+//!   there is no in-memory queue to overflow. State updates are coalesced per call (only the
+//!   latest unsent one is kept). [`forward_from_bus`] adapts a `broadcast::Receiver<Event>`;
+//!   a subscriber that lags behind a broadcast channel loses events, which that function
+//!   counts (`calltone_bus_lagged_total{subscriber="mqtt"}`) and logs — give the bus enough
+//!   capacity, or call `publish` from the producer directly.
+//! * One task owns the outbox cursor and the send window; another polls the rumqttc
+//!   `EventLoop` and reports `ConnAck`, `Outgoing::Publish(pkid)`, `PubAck(pkid)` and errors.
+//!   Requests reach the event loop in order, so the n-th `Outgoing::Publish` belongs to the
+//!   n-th request; that FIFO maps each pkid to its outbox entry, and an entry is acknowledged
+//!   in the outbox only on the PUBACK for its pkid. At most `inflight` QoS 1 entries are
+//!   outstanding (below rumqttc's own pkid space, so pkids never collide).
+//! * Clean session: the outbox, not the broker session, is the durability. On an error the
+//!   poller waits until the sink has forgotten the session's in-flight map, drops whatever
+//!   rumqttc still holds for the old session, backs off (exponential from
+//!   `reconnect_min_ms` to `reconnect_max_ms`, jitter ×0.5–1.0) and reconnects; the sink then
+//!   resends every unacknowledged entry in outbox order. Consumers de-duplicate by `event_id`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, LastWill, MqttOptions, MqttState,
+    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::outbox::{Outbox, OutboxError};
+use crate::events::{Event, EventBody};
+use crate::metrics::Metrics;
+
+/// MQTT settings (`[mqtt]` in the config file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker: `embedded` (start the in-process broker on `embedded_listen` and publish to
+    /// it), `mqtt://host[:port]` (port 1883 by default) or `mqtts://host[:port]` (TLS, 8883).
+    /// Default `embedded`.
+    pub url: String,
+    /// Where the embedded broker listens. Default `127.0.0.1:1883`.
+    pub embedded_listen: SocketAddr,
+    /// First topic level. Default `calltone`.
+    pub prefix: String,
+    /// Second topic level. Default `site1`.
+    pub site: String,
+    /// Third topic level. Default: this machine's host name.
+    #[serde(rename = "box")]
+    pub box_id: String,
+    /// MQTT client id. Default `calltone-{site}-{box}`.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM file with the CA certificate(s) for `mqtts://`; default: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Keep-alive interval, seconds. Default 30.
+    pub keep_alive_s: u64,
+    /// Outbox bound on disk, bytes. Default 256 MiB.
+    pub outbox_max_bytes: u64,
+    /// QoS 1 entries outstanding (sent, not yet PUBACKed) at once. Default 16.
+    pub inflight: u16,
+    /// First reconnect delay, milliseconds. Default 250.
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay, milliseconds. Default 30000.
+    pub reconnect_max_ms: u64,
+    /// Largest MQTT packet sent or received, bytes. Default 1 MiB.
+    pub max_packet_bytes: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: "embedded".into(),
+            embedded_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            prefix: "calltone".into(),
+            site: "site1".into(),
+            box_id: default_box_id(),
+            client_id: None,
+            username: None,
+            password: None,
+            ca_file: None,
+            keep_alive_s: 30,
+            outbox_max_bytes: 256 << 20,
+            inflight: 16,
+            reconnect_min_ms: 250,
+            reconnect_max_ms: 30_000,
+            max_packet_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The host name, made safe as a topic level; `box1` if unknown.
+pub fn default_box_id() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let id = topic_level(raw.trim());
+    if id.is_empty() {
+        "box1".into()
+    } else {
+        id
+    }
+}
+
+/// Replaces characters that are not allowed (or not wise) in one MQTT topic level.
+pub fn topic_level(s: &str) -> String {
+    s.chars()
+        .map(|c| if matches!(c, '/' | '+' | '#') || c.is_control() { '_' } else { c })
+        .collect()
+}
+
+/// Where the sink connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerTarget {
+    /// The in-process broker (start it with [`super::broker::EmbeddedBroker::start`]).
+    Embedded(SocketAddr),
+    Tcp { host: String, port: u16 },
+    Tls { host: String, port: u16 },
+}
+
+impl MqttConfig {
+    /// Checks values; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.target()?;
+        for (key, v) in [("mqtt.prefix", &self.prefix), ("mqtt.site", &self.site), ("mqtt.box", &self.box_id)] {
+            if v.is_empty() || topic_level(v) != *v {
+                return Err(format!("{key} {v:?} must be a non-empty topic level without '/', '+', '#'"));
+            }
+        }
+        if self.inflight == 0 || self.inflight > 1000 {
+            return Err("mqtt.inflight must be in 1..=1000".into());
+        }
+        if self.reconnect_min_ms == 0 || self.reconnect_max_ms < self.reconnect_min_ms {
+            return Err("mqtt.reconnect_min_ms must be > 0 and <= mqtt.reconnect_max_ms".into());
+        }
+        if self.outbox_max_bytes < 64 * 1024 {
+            return Err("mqtt.outbox_max_bytes must be at least 65536".into());
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err("mqtt.password needs mqtt.username".into());
+        }
+        Ok(())
+    }
+
+    /// Parses `url`.
+    pub fn target(&self) -> Result<BrokerTarget, String> {
+        let url = self.url.trim();
+        if url == "embedded" {
+            return Ok(BrokerTarget::Embedded(self.embedded_listen));
+        }
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!("mqtt.url {url:?}: expected embedded, mqtt://host:port or mqtts://host:port"));
+        };
+        let rest = rest.trim_end_matches('/');
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("mqtt.url {url:?}: unclosed '['"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("mqtt.url {url:?}: bad port"))?,
+                None if after.is_empty() => default_port,
+                None => return Err(format!("mqtt.url {url:?}: bad host")),
+            };
+            (h.to_string(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("mqtt.url {url:?}: bad port {p:?}"))?),
+                None => (rest.to_string(), default_port),
+            }
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("mqtt.url {url:?}: bad host"));
+        }
+        Ok(if tls {
+            BrokerTarget::Tls { host, port }
+        } else {
+            BrokerTarget::Tcp { host, port }
+        })
+    }
+
+    fn base_topic(&self) -> String {
+        format!("{}/{}/{}", self.prefix, self.site, self.box_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MqttError {
+    #[error("{0}")]
+    Config(String),
+    #[error("mqtt TLS: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The outbox refused the event (full, or a disk error); it is not queued.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("event {event_id} could not be serialised: {source}")]
+    Json {
+        event_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Topic names of one box.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+    /// `kind`: `lifecycle`, `utterance`, `alert`, `state`.
+    pub fn call(&self, call_id: &str, kind: &str) -> String {
+        format!("{}/calls/{}/{kind}", self.base, topic_level(call_id))
+    }
+}
+
+struct Shared {
+    outbox: Mutex<Outbox>,
+    /// Latest unsent state payload per state topic.
+    states: Mutex<BTreeMap<String, Vec<u8>>>,
+    wake: Notify,
+    connected: AtomicBool,
+    metrics: Arc<Metrics>,
+    topics: Topics,
+    refusals: AtomicU64,
+}
+
+impl Shared {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding the lock leaves the outbox consistent on disk; keep going.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update_gauges(&self, ob: &Outbox) {
+        self.metrics.outbox_depth.set(ob.depth() as f64);
+        self.metrics.outbox_bytes.set(ob.bytes() as f64);
+    }
+}
+
+/// Cheap, cloneable input side of the sink.
+#[derive(Clone)]
+pub struct MqttHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MqttHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttHandle")
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl MqttHandle {
+    /// Queues an event for its topic. QoS 1 events are in the outbox file when this returns;
+    /// state updates replace the call's previous unsent state. An `Err` means the event was
+    /// refused (counted in `calltone_outbox_full_drops_total` and logged).
+    pub fn publish(&self, ev: &Event) -> Result<(), PublishError> {
+        let sh = &self.shared;
+        let payload = serde_json::to_vec(ev).map_err(|source| PublishError::Json {
+            event_id: ev.event_id.clone(),
+            source,
+        })?;
+        let kind = match &ev.body {
+            EventBody::State(_) => {
+                let topic = sh.topics.call(&ev.call_id, "state");
+                sh.states
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(topic, payload);
+                sh.wake.notify_one();
+                return Ok(());
+            }
+            EventBody::CallStarted(_) | EventBody::CallEnded(_) => "lifecycle",
+            EventBody::Utterance(_) => "utterance",
+            EventBody::Alert(_) => "alert",
+        };
+        let mut ob = sh.outbox();
+        let r = ob
+            .append(&sh.topics.call(&ev.call_id, kind), &ev.event_id, &payload, 1, false)
+            .map(|_| ());
+        let r = r.and_then(|()| {
+            if !matches!(ev.body, EventBody::CallEnded(_)) {
+                return Ok(());
+            }
+            let state_topic = sh.topics.call(&ev.call_id, "state");
+            sh.states
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&state_topic);
+            ob.append(&state_topic, &format!("{}:state-clear", ev.event_id), b"", 1, true)
+                .map(|_| ())
+        });
+        sh.update_gauges(&ob);
+        drop(ob);
+        sh.wake.notify_one();
+        if let Err(e) = &r {
+            if matches!(e, OutboxError::Full { .. }) {
+                sh.metrics.outbox_full_drops.inc();
+            }
+            let n = sh.refusals.fetch_add(1, Ordering::Relaxed);
+            // Every refusal is counted; the log is rate-limited so a long outage can't flood it.
+            if n < 10 || n % 1000 == 0 {
+                tracing::error!(call_id = %ev.call_id, event_id = %ev.event_id, error = %e, refused_so_far = n + 1, "mqtt: event not queued");
+            }
+        }
+        r.map_err(PublishError::from)
+    }
+
+    /// Whether the client is connected to the broker now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// Unacknowledged QoS 1 entries.
+    pub fn outbox_depth(&self) -> usize {
+        self.shared.outbox().depth()
+    }
+
+    /// Bytes of outbox segments on disk.
+    pub fn outbox_bytes(&self) -> u64 {
+        self.shared.outbox().bytes()
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.shared.topics
+    }
+}
+
+/// Feeds events from the event bus into the sink until the bus closes or `shutdown` fires.
+/// Lagging (missed events) is counted and logged, never silent.
+pub async fn forward_from_bus(
+    mut rx: broadcast::Receiver<Event>,
+    handle: MqttHandle,
+    shutdown: CancellationToken,
+) {
+    let lagged = handle.shared.metrics.bus_lagged.with(&["mqtt"]);
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = rx.recv() => r,
+        };
+        match ev {
+            Ok(ev) => {
+                let _ = handle.publish(&ev);
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                lagged.add(n);
+                tracing::error!(missed = n, "mqtt: event bus subscriber lagged; events lost before the outbox");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The running sink: the outbox owner task plus the rumqttc event-loop poller.
+pub struct MqttSink {
+    handle: MqttHandle,
+    stop: CancellationToken,
+    grace: Arc<Mutex<Duration>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl MqttSink {
+    /// Opens the outbox in `{data_dir}/outbox` and starts connecting to the configured broker
+    /// (which, for `embedded`, the caller has started). Must run inside a tokio runtime.
+    pub fn start(config: &MqttConfig, data_dir: &Path, metrics: Arc<Metrics>) -> Result<Self, MqttError> {
+        config.validate().map_err(MqttError::Config)?;
+        let outbox = Outbox::open(data_dir.join("outbox"), config.outbox_max_bytes)?;
+        metrics.outbox_truncations.add(outbox.truncations());
+        let topics = Topics {
+            base: config.base_topic(),
+        };
+        let options = mqtt_options(config, &topics)?;
+        let (client, eventloop) = AsyncClient::new(options, 1024);
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(outbox),
+            states: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+            connected: AtomicBool::new(false),
+            metrics,
+            topics,
+            refusals: AtomicU64::new(0),
+        });
+        shared.update_gauges(&shared.outbox());
+        let stop = CancellationToken::new();
+        let (notice_tx, notice_rx) = mpsc::channel(1024);
+        let (resume_tx, resume_rx) = mpsc::channel(1);
+        let backoff = Backoff {
+            min: Duration::from_millis(config.reconnect_min_ms),
+            max: Duration::from_millis(config.reconnect_max_ms),
+        };
+        // Independent of `stop`: the poller must keep running while the sink shuts down gracefully.
+        let poller_stop = CancellationToken::new();
+        let poller = tokio::spawn(poll_eventloop(eventloop, notice_tx, resume_rx, backoff, poller_stop.clone()));
+        let grace = Arc::new(Mutex::new(Duration::ZERO));
+        let task = SinkTask {
+            shared: shared.clone(),
+            client,
+            notices: notice_rx,
+            resume: resume_tx,
+            connected: false,
+            fifo: VecDeque::new(),
+            offline_pkid: None,
+            inflight: HashMap::new(),
+            outstanding: 0,
+            last_sent: None,
+            window: config.inflight as usize,
+            online: status_payload(config, "online"),
+            offline: status_payload(config, "offline"),
+        };
+        let task = tokio::spawn(task.run(stop.clone(), grace.clone(), poller, poller_stop));
+        Ok(Self {
+            handle: MqttHandle { shared },
+            stop,
+            grace,
+            task: Some(task),
+        })
+    }
+
+    pub fn handle(&self) -> MqttHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the sink: waits up to `grace` for queued QoS 1 entries to be acknowledged,
+    /// publishes the retained offline status, persists the outbox cursor and disconnects.
+    /// Entries still unacknowledged stay in the outbox for the next start.
+    pub async fn shutdown(mut self, grace: Duration) {
+        *self.grace.lock().unwrap_or_else(|e| e.into_inner()) = grace;
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for MqttSink {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn status_payload(config: &MqttConfig, state: &str) -> Vec<u8> {
+    serde_json::json!({
+        "state": state,
+        "site": config.site,
+        "box": config.box_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "ts": crate::events::now_rfc3339(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn mqtt_options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttError> {
+    let target = config.target().map_err(MqttError::Config)?;
+    let (host, port, tls) = match target {
+        BrokerTarget::Embedded(addr) => (addr.ip().to_string(), addr.port(), false),
+        BrokerTarget::Tcp { host, port } => (host, port, false),
+        BrokerTarget::Tls { host, port } => (host, port, true),
+    };
+    let client_id = config
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("calltone-{}-{}", config.site, config.box_id));
+    let mut o = MqttOptions::new(client_id, host, port);
+    o.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)));
+    o.set_clean_session(true);
+    // rumqttc's own pkid space is twice our window so pkids are never reused while pending.
+    o.set_inflight(config.inflight.saturating_mul(2).max(2));
+    o.set_max_packet_size(config.max_packet_bytes, config.max_packet_bytes);
+    o.set_last_will(LastWill::new(
+        topics.status(),
+        status_payload(config, "offline"),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some(user) = &config.username {
+        o.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    if tls {
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
+            tls_config(config.ca_file.as_deref())?,
+        ))));
+    }
+    Ok(o)
+}
+
+/// rustls client config on the `ring` provider (aws-lc stays out of the build), with the CA
+/// file's certificates or the system roots.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, MqttError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Also make ring the process default, for any rustls user that does not pass a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| MqttError::Tls(format!("mqtt.ca_file {}: {e}", path.display())))?;
+            let mut rd = std::io::BufReader::new(file);
+            for cert in rustls_pemfile::certs(&mut rd) {
+                let cert = cert.map_err(|e| MqttError::Tls(format!("mqtt.ca_file {}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| MqttError::Tls(format!("mqtt.ca_file {}: {e}", path.display())))?;
+            }
+            if roots.is_empty() {
+                return Err(MqttError::Tls(format!("mqtt.ca_file {}: no certificates found", path.display())));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(MqttError::Tls("no system CA certificates found; set mqtt.ca_file".into()));
+            }
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn delay(&self, attempt: u32) -> Duration {
+        let exp = self.min.saturating_mul(1u32 << attempt.min(20));
+        exp.min(self.max).mul_f64(0.5 + 0.5 * fastrand::f64())
+    }
+}
+
+/// What the poller tells the sink.
+#[derive(Debug)]
+enum Notice {
+    Up,
+    Down(String),
+    Sent(u16),
+    Acked(u16),
+}
+
+async fn poll_eventloop(
+    mut el: EventLoop,
+    tx: mpsc::Sender<Notice>,
+    mut resume: mpsc::Receiver<()>,
+    backoff: Backoff,
+    stop: CancellationToken,
+) {
+    let mut attempt = 0u32;
+    let inflight = el.mqtt_options.inflight();
+    loop {
+        let ev = tokio::select! {
+            _ = stop.cancelled() => return,
+            ev = el.poll() => ev,
+        };
+        let notice = match ev {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                attempt = 0;
+                Notice::Up
+            }
+            Ok(MqttEvent::Incoming(Packet::PubAck(a))) => Notice::Acked(a.pkid),
+            Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => Notice::Sent(pkid),
+            Ok(_) => continue,
+            Err(e) => {
+                let graceful = matches!(e, ConnectionError::RequestsDone);
+                if tx.send(Notice::Down(e.to_string())).await.is_err() || graceful {
+                    return;
+                }
+                // Wait until the sink has dropped this session's in-flight map, then throw
+                // away whatever rumqttc still holds for it: the sink resends from the outbox.
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = resume.recv() => if r.is_none() { return },
+                }
+                el.clean();
+                el.pending.clear();
+                // `clean()` keeps events parsed before the error (e.g. PUBACKs of the old
+                // session) and the pkid counter; replayed after the reconnect they would ack
+                // the wrong entries. A clean session needs a fresh state.
+                el.state = MqttState::new(inflight, false);
+                let delay = backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                continue;
+            }
+        };
+        if tx.send(notice).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A publish request handed to the client, as the FIFO remembers it.
+#[derive(Debug, Clone, Copy)]
+enum Req {
+    /// An outbox entry: acknowledged in the outbox on its PUBACK.
+    Entry(u64),
+    /// Online status and QoS 0 state: nothing to do on acknowledgement.
+    Untracked,
+    /// The offline status at shutdown: its PUBACK ends the shutdown wait.
+    Offline,
+}
+
+struct SinkTask {
+    shared: Arc<Shared>,
+    client: AsyncClient,
+    notices: mpsc::Receiver<Notice>,
+    resume: mpsc::Sender<()>,
+    connected: bool,
+    /// Requests handed to the client, in order, awaiting their `Outgoing::Publish(pkid)`.
+    fifo: VecDeque<Req>,
+    /// pkid of the offline status published at shutdown.
+    offline_pkid: Option<u16>,
+    /// pkid → (outbox index, when it was handed to the client).
+    inflight: HashMap<u16, (u64, Instant)>,
+    /// Outbox entries handed to the client in this session and not yet acknowledged.
+    outstanding: usize,
+    /// The last outbox index handed to the client in this session.
+    last_sent: Option<u64>,
+    window: usize,
+    online: Vec<u8>,
+    offline: Vec<u8>,
+}
+
+impl SinkTask {
+    async fn run(
+        mut self,
+        stop: CancellationToken,
+        grace: Arc<Mutex<Duration>>,
+        poller: JoinHandle<()>,
+        poller_stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                n = self.notices.recv() => match n {
+                    Some(n) => self.on_notice(n).await,
+                    None => break,
+                },
+                _ = self.shared.wake.notified() => {}
+                _ = tick.tick() => self.persist_cursor().await,
+            }
+            self.pump().await;
+        }
+        let grace = *grace.lock().unwrap_or_else(|e| e.into_inner());
+        self.stop(grace).await;
+        poller_stop.cancel();
+        let _ = poller.await;
+    }
+
+    async fn on_notice(&mut self, n: Notice) {
+        match n {
+            Notice::Up => {
+                tracing::info!("mqtt: connected");
+                self.connected = true;
+                self.shared.connected.store(true, Ordering::Relaxed);
+                self.shared.metrics.mqtt_connected.set(1.0);
+                self.fifo.clear();
+                self.inflight.clear();
+                self.outstanding = 0;
+                self.last_sent = None;
+                let status = self.shared.topics.status();
+                if self
+                    .client
+                    .try_publish(status, QoS::AtLeastOnce, true, self.online.clone())
+                    .is_ok()
+                {
+                    self.fifo.push_back(Req::Untracked);
+                }
+            }
+            Notice::Down(err) => {
+                if self.connected {
+                    tracing::warn!(error = %err, "mqtt: connection lost; will reconnect and resend unacknowledged events");
+                    self.shared.metrics.mqtt_disconnects.inc();
+                } else {
+                    tracing::debug!(error = %err, "mqtt: connect failed");
+                    self.shared.metrics.mqtt_disconnects.inc();
+                }
+                self.connected = false;
+                self.shared.connected.store(false, Ordering::Relaxed);
+                self.shared.metrics.mqtt_connected.set(0.0);
+                self.fifo.clear();
+                self.inflight.clear();
+                self.outstanding = 0;
+                self.last_sent = None;
+                let _ = self.resume.send(()).await;
+            }
+            Notice::Sent(pkid) => match self.fifo.pop_front() {
+                Some(Req::Entry(index)) if pkid != 0 => {
+                    self.inflight.insert(pkid, (index, Instant::now()));
+                }
+                Some(Req::Offline) => self.offline_pkid = Some(pkid),
+                Some(_) => {}
+                None => tracing::debug!(pkid, "mqtt: publish not issued by the sink"),
+            },
+            Notice::Acked(pkid) => {
+                if let Some((index, sent)) = self.inflight.remove(&pkid) {
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                    self.shared
+                        .metrics
+                        .mqtt_publish_latency
+                        .observe(sent.elapsed().as_secs_f64());
+                    let mut ob = self.shared.outbox();
+                    if let Err(e) = ob.ack(index) {
+                        tracing::error!(error = %e, "mqtt: outbox ack failed");
+                    }
+                    self.shared.update_gauges(&ob);
+                }
+            }
+        }
+    }
+
+    /// Hands queued work to the client: fsync new outbox records (group commit), then the
+    /// latest state per call, then outbox entries in order up to the window.
+    async fn pump(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let sh = self.shared.clone();
+        let synced = tokio::task::spawn_blocking(move || sh.outbox().sync()).await;
+        if let Ok(Err(e)) = synced {
+            tracing::error!(error = %e, "mqtt: outbox fsync failed");
+        }
+        let states = std::mem::take(&mut *self.shared.states.lock().unwrap_or_else(|e| e.into_inner()));
+        for (topic, payload) in states {
+            match self.client.try_publish(topic, QoS::AtMostOnce, true, payload) {
+                Ok(()) => self.fifo.push_back(Req::Untracked),
+                Err(_) => self.shared.metrics.mqtt_state_dropped.inc(),
+            }
+        }
+        while self.outstanding < self.window {
+            let mut ob = self.shared.outbox();
+            let Some(index) = ob.next_pending_after(self.last_sent) else {
+                break;
+            };
+            let entry = match ob.read(index) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Unreadable on disk: nothing can ever send it; drop it loudly.
+                    tracing::error!(index, error = %e, "mqtt: outbox entry unreadable; dropped");
+                    let _ = ob.ack(index);
+                    continue;
+                }
+            };
+            drop(ob);
+            let qos = if entry.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+            match self.client.try_publish(entry.topic, qos, entry.retain, entry.payload) {
+                Ok(()) => {
+                    self.fifo.push_back(Req::Entry(index));
+                    self.last_sent = Some(index);
+                    self.outstanding += 1;
+                    self.shared.metrics.mqtt_published.inc();
+                }
+                Err(_) => break, // request channel full: retried on the next notice
+            }
+        }
+    }
+
+    async fn persist_cursor(&self) {
+        let sh = self.shared.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sh.outbox().persist_cursor()).await {
+            tracing::error!(error = %e, "mqtt: outbox cursor not persisted");
+        }
+    }
+
+    async fn stop(&mut self, grace: Duration) {
+        tracing::debug!(?grace, connected = self.connected, "mqtt: stopping");
+        let deadline = tokio::time::Instant::now() + grace;
+        // Deliver what is queued, within the grace period.
+        loop {
+            self.pump().await;
+            if !self.connected || self.shared.outbox().depth() == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                n = self.notices.recv() => match n {
+                    Some(n) => self.on_notice(n).await,
+                    None => break,
+                },
+            }
+        }
+        if self.connected && !grace.is_zero() {
+            let status = self.shared.topics.status();
+            if self
+                .client
+                .try_publish(status, QoS::AtLeastOnce, true, self.offline.clone())
+                .is_ok()
+            {
+                self.fifo.push_back(Req::Offline);
+                // Wait briefly for its PUBACK so the offline status is really stored.
+                let until = tokio::time::Instant::now() + Duration::from_millis(500).min(grace);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => break,
+                        n = self.notices.recv() => match n {
+                            Some(Notice::Acked(p)) if Some(p) == self.offline_pkid => {
+                                tracing::debug!(pkid = p, "mqtt: offline status acknowledged");
+                                break;
+                            }
+                            Some(n) => self.on_notice(n).await,
+                            None => break,
+                        },
+                    }
+                }
+            }
+            // Let the poller put DISCONNECT on the wire (a clean disconnect suppresses the
+            // Last Will) before it is stopped.
+            if self.client.try_disconnect().is_ok() {
+                let until = tokio::time::Instant::now() + Duration::from_millis(300);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => {
+                            tracing::debug!("mqtt: no disconnect confirmation");
+                            break;
+                        }
+                        n = self.notices.recv() => match n {
+                            Some(Notice::Down(_)) | None => break,
+                            Some(_) => {}
+                        },
+                    }
+                }
+            }
+        }
+        self.persist_cursor().await;
+        let ob = self.shared.outbox();
+        if ob.depth() > 0 {
+            tracing::info!(pending = ob.depth(), "mqtt: stopping with unacknowledged events; they are resent on the next start");
+        }
+        self.shared.connected.store(false, Ordering::Relaxed);
+        self.shared.metrics.mqtt_connected.set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let mut c = MqttConfig::default();
+        assert_eq!(c.target().unwrap(), BrokerTarget::Embedded("127.0.0.1:1883".parse().unwrap()));
+        c.url = "mqtt://broker.local".into();
+        assert_eq!(c.target().unwrap(), BrokerTarget::Tcp { host: "broker.local".into(), port: 1883 });
+        c.url = "mqtts://10.0.0.1:8884".into();
+        assert_eq!(c.target().unwrap(), BrokerTarget::Tls { host: "10.0.0.1".into(), port: 8884 });
+        c.url = "mqtt://[::1]:1999".into();
+        assert_eq!(c.target().unwrap(), BrokerTarget::Tcp { host: "::1".into(), port: 1999 });
+        c.url = "http://x".into();
+        assert!(c.target().is_err());
+        c.url = "mqtt://x:notaport".into();
+        assert!(c.target().is_err());
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let mut c = MqttConfig::default();
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        c.site = "a/b".into();
+        assert!(c.validate().unwrap_err().contains("mqtt.site"));
+    }
+
+    #[test]
+    fn topics_follow_contract() {
+        let c = MqttConfig {
+            site: "s".into(),
+            box_id: "b".into(),
+            ..Default::default()
+        };
+        let t = Topics { base: c.base_topic() };
+        assert_eq!(t.status(), "calltone/s/b/status");
+        assert_eq!(t.call("CA1", "alert"), "calltone/s/b/calls/CA1/alert");
+        assert_eq!(t.call("x/+#", "state"), "calltone/s/b/calls/x___/state");
+    }
+
+    #[test]
+    fn backoff_is_capped_with_jitter() {
+        let b = Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+        };
+        for attempt in 0..40 {
+            let d = b.delay(attempt);
+            assert!(d <= Duration::from_millis(1000));
+            assert!(d >= Duration::from_millis(50));
+        }
+        assert!(b.delay(30) >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn tls_config_uses_ring_and_a_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, "not a cert").unwrap();
+        assert!(tls_config(Some(&p)).is_err());
+        assert!(tls_config(Some(&dir.path().join("missing.pem"))).is_err());
+    }
+}

@@ -1,0 +1,650 @@
+//! Durable on-disk outbox for QoS 1 MQTT events: an append-only segment log plus a
+//! persisted ack cursor. An entry is removed only after the broker acknowledged it, so broker
+//! outages and process restarts lose nothing; unacknowledged entries are replayed in order.
+//!
+//! Layout in `dir` (normally `{data_dir}/outbox`):
+//! * `{first_index:020}.seg` — segments; each record is
+//!   `[len u32 LE][crc32 u32 LE][body]` with
+//!   `body = [index u64][flags u8 (bit 0 retain)][qos u8][topic_len u16][topic][id_len u16][event_id][payload]`
+//!   (all little-endian; `len` counts the body; the CRC covers the body).
+//! * `cursor` — `[next_unacked_index u64 LE][crc32 u32 LE]`: every entry below it has been
+//!   acknowledged. Written to a temp file, fsynced and renamed.
+//!
+//! Policies:
+//! * **fsync**: [`Outbox::append`] writes the record to the segment file (so a killed process
+//!   loses nothing); [`Outbox::sync`] fsyncs it. The MQTT sink calls `sync` once per batch of
+//!   appends before handing them to the broker (group commit), so a power loss can lose at
+//!   most the batch that was being written.
+//! * **cursor**: persisted lazily (the sink does it every 250 ms and at shutdown). A cursor
+//!   that lags only causes duplicates after a restart, never loss; consumers de-duplicate by
+//!   `event_id`. Out-of-order acks beyond the cursor are kept in memory only.
+//! * **bound**: the segment files together never exceed `max_bytes`. When an append would,
+//!   the *new* event is refused with [`OutboxError::Full`] (drop-newest): what is already
+//!   queued stays in order and complete, and the caller counts and logs the refusal. Space
+//!   comes back as acknowledged segments are deleted.
+//! * **corruption**: a record with a bad length, CRC or index (a torn write after `kill -9`
+//!   or power loss) ends its segment: the file is truncated there on open and a warning is
+//!   logged; open never fails because of it.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Largest record accepted (MQTT payloads from calltone are far smaller).
+pub const MAX_RECORD_BYTES: usize = 8 << 20;
+const HEADER: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    #[error("outbox {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("outbox full: {used} of {max} bytes in use; event {event_id} refused")]
+    Full {
+        used: u64,
+        max: u64,
+        event_id: String,
+    },
+    #[error("outbox record of {0} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("outbox entry {0} is not pending")]
+    NotPending(u64),
+    #[error("outbox entry {index} is corrupt on disk")]
+    Corrupt { index: u64 },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutboxError + '_ {
+    move |source| OutboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One queued event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub index: u64,
+    pub topic: String,
+    pub event_id: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+    pub qos: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    index: u64,
+    segment: u64,
+    offset: u64,
+    len: u32,
+    acked: bool,
+}
+
+#[derive(Debug)]
+struct Segment {
+    first: u64,
+    size: u64,
+}
+
+/// The outbox. Not thread-safe by itself; the sink keeps it behind a mutex.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    segments: VecDeque<Segment>,
+    /// Append handle on the last segment, if it is still being written.
+    active: Option<File>,
+    readers: HashMap<u64, File>,
+    /// Entries at or after the cursor, in index order.
+    pending: VecDeque<Loc>,
+    next_index: u64,
+    cursor: u64,
+    persisted_cursor: u64,
+    total_bytes: u64,
+    dirty: bool,
+    new_segment_unsynced: bool,
+    truncations: u64,
+}
+
+fn seg_name(first: u64) -> String {
+    format!("{first:020}.seg")
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox in `dir`, bounded to `max_bytes` of segment files.
+    /// Truncates a corrupt tail instead of failing.
+    pub fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> Result<Self, OutboxError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let cursor = read_cursor(&dir);
+        let mut firsts: Vec<u64> = fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".seg")?.parse::<u64>().ok()
+            })
+            .collect();
+        firsts.sort_unstable();
+
+        let mut ob = Outbox {
+            segment_bytes: (max_bytes / 8).clamp(4096, 16 << 20),
+            dir,
+            max_bytes,
+            segments: VecDeque::new(),
+            active: None,
+            readers: HashMap::new(),
+            pending: VecDeque::new(),
+            next_index: cursor,
+            cursor,
+            persisted_cursor: cursor,
+            total_bytes: 0,
+            dirty: false,
+            new_segment_unsynced: false,
+            truncations: 0,
+        };
+        let mut last_index: Option<u64> = None;
+        for first in firsts {
+            let path = ob.dir.join(seg_name(first));
+            let (size, locs) = ob.scan_segment(&path, first, last_index)?;
+            if let Some(l) = locs.last() {
+                last_index = Some(l.index);
+            }
+            ob.next_index = ob.next_index.max(first);
+            ob.segments.push_back(Segment { first, size });
+            ob.total_bytes += size;
+            ob.pending
+                .extend(locs.into_iter().filter(|l| l.index >= cursor));
+        }
+        if let Some(l) = last_index {
+            ob.next_index = ob.next_index.max(l + 1);
+        }
+        // A cursor ahead of everything on disk (segments deleted after acks): start there.
+        ob.cursor = ob.pending.front().map(|l| l.index).unwrap_or(ob.next_index).max(cursor);
+        ob.drop_acked_segments()?;
+        // Keep appending to the last segment if it has room.
+        if let Some(last) = ob.segments.back() {
+            if last.size < ob.segment_bytes {
+                let path = ob.dir.join(seg_name(last.first));
+                ob.active = Some(
+                    OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .map_err(io_err(&path))?,
+                );
+            }
+        }
+        Ok(ob)
+    }
+
+    /// Reads every record of a segment, truncating at the first bad one.
+    fn scan_segment(
+        &mut self,
+        path: &Path,
+        first: u64,
+        mut prev: Option<u64>,
+    ) -> Result<(u64, Vec<Loc>), OutboxError> {
+        let mut data = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(io_err(path))?;
+        let mut locs = Vec::new();
+        let mut off = 0usize;
+        let mut bad: Option<String> = None;
+        while off < data.len() {
+            if data.len() - off < HEADER {
+                bad = Some("torn record header".into());
+                break;
+            }
+            let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
+            let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().unwrap_or_default());
+            if !(10..=MAX_RECORD_BYTES).contains(&len) || data.len() - off - HEADER < len {
+                bad = Some(format!("record length {len} invalid or past end of file"));
+                break;
+            }
+            let body = &data[off + HEADER..off + HEADER + len];
+            if crc32fast::hash(body) != crc {
+                bad = Some("record CRC mismatch".into());
+                break;
+            }
+            let index = u64::from_le_bytes(body[..8].try_into().unwrap_or_default());
+            let in_order = match prev {
+                Some(p) => index > p,
+                None => index >= first,
+            };
+            if !in_order || decode_body(body).is_none() {
+                bad = Some(format!("record index {index} out of order or undecodable"));
+                break;
+            }
+            locs.push(Loc {
+                index,
+                segment: first,
+                offset: off as u64,
+                len: (HEADER + len) as u32,
+                acked: false,
+            });
+            prev = Some(index);
+            off += HEADER + len;
+        }
+        if let Some(why) = bad {
+            tracing::warn!(
+                path = %path.display(),
+                offset = off,
+                dropped_bytes = data.len() - off,
+                reason = %why,
+                "outbox: corrupt segment tail truncated"
+            );
+            let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+            f.set_len(off as u64).map_err(io_err(path))?;
+            f.sync_all().map_err(io_err(path))?;
+            self.truncations += 1;
+        }
+        Ok((off as u64, locs))
+    }
+
+    /// Queues an event. The record is in the segment file when this returns (durable against
+    /// a process kill); call [`Outbox::sync`] to make it durable against power loss.
+    pub fn append(
+        &mut self,
+        topic: &str,
+        event_id: &str,
+        payload: &[u8],
+        qos: u8,
+        retain: bool,
+    ) -> Result<u64, OutboxError> {
+        let index = self.next_index;
+        let body = encode_body(index, topic, event_id, payload, qos, retain);
+        if body.len() > MAX_RECORD_BYTES || topic.len() > u16::MAX as usize || event_id.len() > u16::MAX as usize {
+            return Err(OutboxError::TooLarge(body.len()));
+        }
+        let rec_len = (HEADER + body.len()) as u64;
+        if self.total_bytes + rec_len > self.max_bytes {
+            return Err(OutboxError::Full {
+                used: self.total_bytes,
+                max: self.max_bytes,
+                event_id: event_id.to_string(),
+            });
+        }
+        let needs_roll = match self.segments.back() {
+            None => true,
+            Some(s) => self.active.is_none() || (s.size > 0 && s.size + rec_len > self.segment_bytes),
+        };
+        if needs_roll {
+            self.roll(index)?;
+        }
+        let mut rec = Vec::with_capacity(rec_len as usize);
+        rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        rec.extend_from_slice(&body);
+        let seg = self.segments.back_mut().expect("roll() leaves an active segment");
+        let path = self.dir.join(seg_name(seg.first));
+        let file = self.active.as_mut().expect("roll() leaves an active segment");
+        if let Err(e) = file.write_all(&rec) {
+            // Cut a partial record off so later appends stay readable.
+            let _ = file.set_len(seg.size);
+            return Err(io_err(&path)(e));
+        }
+        self.pending.push_back(Loc {
+            index,
+            segment: seg.first,
+            offset: seg.size,
+            len: rec_len as u32,
+            acked: false,
+        });
+        seg.size += rec_len;
+        self.total_bytes += rec_len;
+        self.next_index += 1;
+        self.dirty = true;
+        Ok(index)
+    }
+
+    fn roll(&mut self, first: u64) -> Result<(), OutboxError> {
+        if let Some(f) = self.active.take() {
+            let _ = f.sync_data();
+        }
+        let path = self.dir.join(seg_name(first));
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        self.active = Some(f);
+        self.segments.push_back(Segment { first, size });
+        self.total_bytes += size;
+        self.new_segment_unsynced = true;
+        Ok(())
+    }
+
+    /// fsyncs appended records (and the directory after a new segment was created).
+    pub fn sync(&mut self) -> Result<(), OutboxError> {
+        if self.dirty {
+            if let Some(f) = &self.active {
+                f.sync_data().map_err(io_err(&self.dir))?;
+            }
+            self.dirty = false;
+        }
+        if self.new_segment_unsynced {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&self.dir))?;
+            self.new_segment_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Marks an entry acknowledged; advances the cursor over the acknowledged prefix and
+    /// deletes segments that hold only acknowledged entries.
+    pub fn ack(&mut self, index: u64) -> Result<(), OutboxError> {
+        if index < self.cursor {
+            return Ok(());
+        }
+        if let Ok(i) = self.pending.binary_search_by_key(&index, |l| l.index) {
+            self.pending[i].acked = true;
+        }
+        while self.pending.front().is_some_and(|l| l.acked) {
+            self.pending.pop_front();
+        }
+        self.cursor = self.pending.front().map(|l| l.index).unwrap_or(self.next_index);
+        self.drop_acked_segments()
+    }
+
+    fn drop_acked_segments(&mut self) -> Result<(), OutboxError> {
+        loop {
+            let n = self.segments.len();
+            let Some(front) = self.segments.front() else {
+                return Ok(());
+            };
+            // Everything in the front segment is below the next segment's first index (or
+            // below next_index if it is the last one).
+            let end = if n > 1 { self.segments[1].first } else { self.next_index };
+            if end > self.cursor || (n == 1 && front.size == 0) {
+                return Ok(());
+            }
+            let first = front.first;
+            let size = front.size;
+            if n == 1 {
+                self.active = None;
+            }
+            self.readers.remove(&first);
+            let path = self.dir.join(seg_name(first));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+            self.segments.pop_front();
+            self.total_bytes -= size;
+        }
+    }
+
+    /// Writes the cursor if it moved since the last call.
+    pub fn persist_cursor(&mut self) -> Result<(), OutboxError> {
+        if self.cursor == self.persisted_cursor {
+            return Ok(());
+        }
+        let tmp = self.dir.join("cursor.tmp");
+        let path = self.dir.join("cursor");
+        let mut buf = self.cursor.to_le_bytes().to_vec();
+        let crc = crc32fast::hash(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_data()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(io_err(&path))?;
+        self.persisted_cursor = self.cursor;
+        Ok(())
+    }
+
+    /// Reads a pending entry back from disk.
+    pub fn read(&mut self, index: u64) -> Result<OutboxEntry, OutboxError> {
+        let i = self
+            .pending
+            .binary_search_by_key(&index, |l| l.index)
+            .map_err(|_| OutboxError::NotPending(index))?;
+        let loc = self.pending[i];
+        let path = self.dir.join(seg_name(loc.segment));
+        if !self.readers.contains_key(&loc.segment) {
+            let f = File::open(&path).map_err(io_err(&path))?;
+            self.readers.insert(loc.segment, f);
+        }
+        let f = &self.readers[&loc.segment];
+        let mut buf = vec![0u8; loc.len as usize];
+        f.read_exact_at(&mut buf, loc.offset).map_err(io_err(&path))?;
+        let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
+        let body = &buf[HEADER..];
+        if crc32fast::hash(body) != crc {
+            return Err(OutboxError::Corrupt { index });
+        }
+        decode_body(body).ok_or(OutboxError::Corrupt { index })
+    }
+
+    /// The first pending, unacknowledged index after `after` (from the start when `None`).
+    pub fn next_pending_after(&self, after: Option<u64>) -> Option<u64> {
+        let start = match after {
+            None => 0,
+            Some(a) => self.pending.partition_point(|l| l.index <= a),
+        };
+        self.pending.range(start..).find(|l| !l.acked).map(|l| l.index)
+    }
+
+    /// Unacknowledged entries.
+    pub fn depth(&self) -> usize {
+        self.pending.iter().filter(|l| !l.acked).count()
+    }
+
+    /// Bytes of segment files on disk.
+    pub fn bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Corrupt tails truncated when this outbox was opened.
+    pub fn truncations(&self) -> u64 {
+        self.truncations
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn read_cursor(dir: &Path) -> u64 {
+    let path = dir.join("cursor");
+    match fs::read(&path) {
+        Ok(b) if b.len() == 12 => {
+            let crc = u32::from_le_bytes(b[8..12].try_into().unwrap_or_default());
+            if crc32fast::hash(&b[..8]) == crc {
+                return u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+            }
+            tracing::warn!(path = %path.display(), "outbox: cursor file corrupt; replaying every stored entry");
+            0
+        }
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "outbox: cursor file has the wrong size; replaying every stored entry");
+            0
+        }
+        Err(_) => 0,
+    }
+}
+
+fn encode_body(index: u64, topic: &str, event_id: &str, payload: &[u8], qos: u8, retain: bool) -> Vec<u8> {
+    let mut b = Vec::with_capacity(14 + topic.len() + event_id.len() + payload.len());
+    b.extend_from_slice(&index.to_le_bytes());
+    b.push(retain as u8);
+    b.push(qos);
+    b.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+    b.extend_from_slice(topic.as_bytes());
+    b.extend_from_slice(&(event_id.len() as u16).to_le_bytes());
+    b.extend_from_slice(event_id.as_bytes());
+    b.extend_from_slice(payload);
+    b
+}
+
+fn decode_body(b: &[u8]) -> Option<OutboxEntry> {
+    let index = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+    let flags = *b.get(8)?;
+    let qos = *b.get(9)?;
+    let tl = u16::from_le_bytes(b.get(10..12)?.try_into().ok()?) as usize;
+    let topic = std::str::from_utf8(b.get(12..12 + tl)?).ok()?.to_string();
+    let p = 12 + tl;
+    let il = u16::from_le_bytes(b.get(p..p + 2)?.try_into().ok()?) as usize;
+    let event_id = std::str::from_utf8(b.get(p + 2..p + 2 + il)?).ok()?.to_string();
+    let payload = b.get(p + 2 + il..)?.to_vec();
+    Some(OutboxEntry {
+        index,
+        topic,
+        event_id,
+        payload,
+        retain: flags & 1 != 0,
+        qos,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(ob: &mut Outbox, n: u64) -> u64 {
+        ob.append(&format!("t/{n}"), &format!("c:{n}"), format!("payload {n}").as_bytes(), 1, false)
+            .unwrap()
+    }
+
+    fn pending(ob: &Outbox) -> Vec<u64> {
+        let mut v = vec![];
+        let mut after = None;
+        while let Some(i) = ob.next_pending_after(after) {
+            v.push(i);
+            after = Some(i);
+        }
+        v
+    }
+
+    #[test]
+    fn append_ack_reopen_replays_unacked_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+            for n in 0..5 {
+                assert_eq!(add(&mut ob, n), n);
+            }
+            ob.sync().unwrap();
+            ob.ack(0).unwrap();
+            ob.ack(1).unwrap();
+            ob.ack(3).unwrap(); // out of order: kept in memory only
+            assert_eq!(pending(&ob), vec![2, 4]);
+            assert_eq!(ob.depth(), 2);
+            ob.persist_cursor().unwrap();
+            let e = ob.read(4).unwrap();
+            assert_eq!(e.topic, "t/4");
+            assert_eq!(e.event_id, "c:4");
+            assert_eq!(e.payload, b"payload 4");
+            assert_eq!(e.qos, 1);
+        }
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        // 3 comes back: its ack was beyond the persisted cursor (a duplicate, never a loss).
+        assert_eq!(pending(&ob), vec![2, 3, 4]);
+        assert_eq!(ob.read(2).unwrap().event_id, "c:2");
+        assert_eq!(add(&mut ob, 5), 5, "indices continue after reopen");
+        for i in 2..=5 {
+            ob.ack(i).unwrap();
+        }
+        assert_eq!(ob.depth(), 0);
+        ob.persist_cursor().unwrap();
+        drop(ob);
+        let ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(pending(&ob), Vec::<u64>::new());
+        assert_eq!(ob.bytes(), 0, "fully acknowledged segments are deleted");
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg;
+        {
+            let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+            for n in 0..3 {
+                add(&mut ob, n);
+            }
+            ob.sync().unwrap();
+            seg = dir.path().join(seg_name(0));
+        }
+        // Simulate a torn write: half a record at the end.
+        let full = fs::read(&seg).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&full[..full.len() / 3 / 2]).unwrap();
+        drop(f);
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(ob.truncations(), 1);
+        assert_eq!(pending(&ob), vec![0, 1, 2]);
+        assert_eq!(fs::read(&seg).unwrap().len(), full.len());
+        assert_eq!(add(&mut ob, 3), 3);
+        drop(ob);
+
+        // A flipped bit in the last record: that record is dropped, earlier ones survive.
+        let mut bytes = fs::read(&seg).unwrap();
+        let n = bytes.len();
+        bytes[n - 2] ^= 0x40;
+        fs::write(&seg, &bytes).unwrap();
+        let ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(pending(&ob), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn bound_refuses_newest_and_frees_space_after_acks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 8192).unwrap();
+        let payload = vec![7u8; 900];
+        let mut accepted = vec![];
+        let mut refused = 0;
+        for n in 0..20 {
+            match ob.append("t", &format!("c:{n}"), &payload, 1, false) {
+                Ok(i) => accepted.push(i),
+                Err(OutboxError::Full { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused > 0 && !accepted.is_empty());
+        assert!(ob.bytes() <= 8192);
+        assert_eq!(accepted, (0..accepted.len() as u64).collect::<Vec<_>>(), "oldest are kept");
+        for i in &accepted {
+            ob.ack(*i).unwrap();
+        }
+        assert_eq!(ob.bytes(), 0);
+        assert!(ob.append("t", "c:new", &payload, 1, false).is_ok());
+    }
+
+    #[test]
+    fn segments_roll_and_acked_ones_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 64 * 1024).unwrap(); // 8 KiB segments
+        for n in 0..40 {
+            ob.append("t", &format!("c:{n}"), &[1u8; 500], 1, true).unwrap();
+        }
+        let segs = || fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count();
+        assert!(segs() >= 3);
+        for i in 0..20 {
+            ob.ack(i).unwrap();
+        }
+        let before = ob.bytes();
+        assert!(before < 40 * 530);
+        assert!(ob.read(25).unwrap().retain);
+        ob.persist_cursor().unwrap();
+        drop(ob);
+        let ob = Outbox::open(dir.path(), 64 * 1024).unwrap();
+        assert_eq!(pending(&ob), (20..40).collect::<Vec<_>>());
+    }
+}

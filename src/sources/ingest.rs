@@ -1,0 +1,181 @@
+//! The sending side every network source shares: pushes [`CallEvent`]s into the router's
+//! bounded channel with an explicit backpressure policy, and counts what happens per source.
+//!
+//! Policy:
+//! * `Start` and `End` wait for room (they are rare and the router must see both).
+//! * `Audio` waits at most `audio_send_timeout` (default 1 s). A router that is briefly busy
+//!   therefore pushes back on the socket (TCP flow control) without losing audio; a router
+//!   that stays full longer makes the source drop that frame and count it in
+//!   `calltone_audio_dropped_total{source,reason="router_full"}` — the socket read never
+//!   blocks for longer than the timeout.
+//! * A closed channel means the router is gone (service shutting down): the send returns
+//!   [`RouterGone`] and the source closes the leg.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
+
+use super::CallEvent;
+use crate::metrics::{Counter, Metrics};
+
+/// Default wait for room in the router channel before an audio frame is dropped.
+pub const DEFAULT_AUDIO_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The call router has stopped receiving (its channel is closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("call router is gone")]
+pub struct RouterGone;
+
+/// A source's handle on the router channel; cheap to clone (one per connection).
+#[derive(Debug, Clone)]
+pub struct IngestTx {
+    tx: mpsc::Sender<CallEvent>,
+    source: &'static str,
+    audio_send_timeout: Duration,
+    frames: Arc<Counter>,
+    dropped_full: Arc<Counter>,
+    metrics: Arc<Metrics>,
+}
+
+impl IngestTx {
+    pub fn new(
+        tx: mpsc::Sender<CallEvent>,
+        source: &'static str,
+        metrics: Arc<Metrics>,
+        audio_send_timeout: Duration,
+    ) -> Self {
+        Self {
+            frames: metrics.audio_frames.with(&[source]),
+            dropped_full: metrics.audio_dropped.with(&[source, "router_full"]),
+            tx,
+            source,
+            audio_send_timeout,
+            metrics,
+        }
+    }
+
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Sends a `Start` or `End`, waiting for room.
+    pub async fn send_control(&self, ev: CallEvent) -> Result<(), RouterGone> {
+        self.tx.send(ev).await.map_err(|_| RouterGone)
+    }
+
+    /// Sends an `Audio` event under the audio policy (see module docs). `Ok` also when the
+    /// frame was dropped because the router stayed full.
+    pub async fn send_audio(&self, ev: CallEvent) -> Result<(), RouterGone> {
+        self.frames.inc();
+        match self.tx.send_timeout(ev, self.audio_send_timeout).await {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Timeout(ev)) => {
+                self.dropped_full.inc();
+                tracing::debug!(call_id = ev.call_id(), source = self.source, "router full; audio frame dropped");
+                Ok(())
+            }
+            Err(SendTimeoutError::Closed(_)) => Err(RouterGone),
+        }
+    }
+
+    /// Counts a malformed frame.
+    pub fn bad_frame(&self, reason: &str) {
+        self.metrics.bad_frames.with(&[self.source, reason]).inc();
+    }
+
+    /// Counts a closed connection; `reason` is a short class (`hangup`, `disconnected`,
+    /// `timeout`, `error`, `shutdown`, `rejected`, `router_gone`), not the full message.
+    pub fn closed(&self, reason: &str) {
+        self.metrics
+            .connections_closed
+            .with(&[self.source, reason])
+            .inc();
+    }
+}
+
+/// The short class of an `End` reason, for metrics labels.
+pub fn reason_class(reason: &str) -> &str {
+    match reason.split_once(':') {
+        Some((head, _)) => head,
+        None => reason,
+    }
+}
+
+/// Checks a caller-supplied call id before it becomes part of MQTT topics and file names:
+/// 1..=128 characters, no MQTT wildcards or level separators, no control characters.
+pub fn validate_call_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("empty call_id".into());
+    }
+    if id.chars().count() > 128 {
+        return Err("call_id longer than 128 characters".into());
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| matches!(c, '/' | '+' | '#') || c.is_control())
+    {
+        return Err(format!("call_id contains {c:?}"));
+    }
+    Ok(())
+}
+
+/// Decodes little-endian signed 16-bit PCM to `f32` in [-1, 1). `bytes.len()` must be even.
+pub fn s16le_to_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_id_rules() {
+        assert!(validate_call_id("CA123-abc").is_ok());
+        assert!(validate_call_id("").is_err());
+        assert!(validate_call_id("a/b").is_err());
+        assert!(validate_call_id("a+b").is_err());
+        assert!(validate_call_id("a\nb").is_err());
+        assert!(validate_call_id(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn pcm_decodes() {
+        let v = s16le_to_f32(&[0x00, 0x80, 0xff, 0x7f, 0, 0]);
+        assert_eq!(v, vec![-1.0, 32767.0 / 32768.0, 0.0]);
+    }
+
+    #[test]
+    fn reason_classes() {
+        assert_eq!(reason_class("error: bad frame"), "error");
+        assert_eq!(reason_class("hangup"), "hangup");
+    }
+
+    #[tokio::test]
+    async fn full_router_drops_audio_and_counts() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let m = Metrics::new();
+        let ing = IngestTx::new(tx, "test", m.clone(), Duration::from_millis(20));
+        let audio = || CallEvent::Audio {
+            call_id: "c".into(),
+            speaker: crate::audio::Speaker::Customer,
+            sample_rate: 8000,
+            samples: vec![0.0; 4],
+        };
+        ing.send_audio(audio()).await.unwrap();
+        ing.send_audio(audio()).await.unwrap(); // channel full: dropped after 20 ms
+        assert_eq!(m.audio_dropped.with(&["test", "router_full"]).get(), 1);
+        assert_eq!(m.audio_frames.with(&["test"]).get(), 2);
+        rx.close();
+        assert!(rx.recv().await.is_some());
+        assert_eq!(ing.send_audio(audio()).await, Err(RouterGone));
+    }
+}

@@ -1,0 +1,630 @@
+//! WebSocket media ingest, as axum routes merged into the HTTP server:
+//!
+//! * `GET /media/twilio` — Twilio Media Streams: JSON text frames `connected`, `start`
+//!   (`start.callSid`, `start.streamSid`, `start.tracks`, `start.mediaFormat` =
+//!   `{encoding:"audio/x-mulaw", sampleRate:8000, channels:1}`), `media` (`media.track`
+//!   inbound|outbound, `media.chunk`, `media.timestamp`, `media.payload` = base64 μ-law),
+//!   `mark`, `dtmf`, `stop`. `inbound` = customer, `outbound` = agent;
+//!   `call_id` = `callSid` (else `streamSid`). Chunks are ordered per track through a
+//!   [`ReorderBuffer`] (window `reorder_window` chunks, 20 ms each): duplicates and late
+//!   chunks are dropped and counted; chunks lost for good are filled with silence of the
+//!   last chunk's length (at most `max_gap_fill_chunks`) so both tracks stay aligned.
+//! * `GET /media/l16` — mod_audio_fork style: first a JSON text frame
+//!   `{call_id, sample_rate, channels}` (rate 8000..=48000, channels 1|2), then binary frames
+//!   of interleaved s16le; channel 0 = customer, 1 = agent. Later text frames are ignored.
+//!
+//! Bad data (bad JSON, bad base64, unsupported format, media before `start`, a binary frame
+//! whose length is not whole sample frames) closes only that socket with a logged reason;
+//! speakers already started get `End{reason:"error: …"}`. A socket silent for
+//! `read_timeout_s` ends with `timeout`; one that closes without `stop` with `disconnected`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::ingest::{reason_class, s16le_to_f32, validate_call_id, IngestTx};
+use super::reorder::{Pushed, Released, ReorderBuffer};
+use super::CallEvent;
+use crate::audio::Speaker;
+use crate::metrics::Metrics;
+
+/// WebSocket ingest settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaStreamConfig {
+    /// A socket that sends nothing for this many seconds ends with `timeout`. Default 10.
+    pub read_timeout_s: f64,
+    /// Twilio: chunks that may wait for a missing one, per track. Default 5 (100 ms).
+    pub reorder_window: usize,
+    /// Twilio: most chunks of silence inserted for one hole. Default 50 (1 s).
+    pub max_gap_fill_chunks: u64,
+    /// Largest WebSocket message accepted, bytes. Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// How long an audio frame may wait for room in the router channel, seconds. Default 1.
+    pub audio_send_timeout_s: f64,
+}
+
+impl Default for MediaStreamConfig {
+    fn default() -> Self {
+        Self {
+            read_timeout_s: 10.0,
+            reorder_window: 5,
+            max_gap_fill_chunks: 50,
+            max_message_bytes: 1 << 20,
+            audio_send_timeout_s: 1.0,
+        }
+    }
+}
+
+impl MediaStreamConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.read_timeout_s > 0.0 && self.read_timeout_s.is_finite()) {
+            return Err("media_stream.read_timeout_s must be > 0".into());
+        }
+        if !(self.audio_send_timeout_s >= 0.0 && self.audio_send_timeout_s.is_finite()) {
+            return Err("media_stream.audio_send_timeout_s must be >= 0".into());
+        }
+        if self.max_message_bytes < 1024 {
+            return Err("media_stream.max_message_bytes must be >= 1024".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct MediaState {
+    config: Arc<MediaStreamConfig>,
+    twilio: IngestTx,
+    l16: IngestTx,
+    shutdown: CancellationToken,
+}
+
+/// The `/media/twilio` and `/media/l16` routes, ready to merge into the HTTP router.
+/// Live sockets end their legs with `shutdown` when `shutdown` is cancelled.
+pub fn router(
+    config: MediaStreamConfig,
+    tx: mpsc::Sender<CallEvent>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Router {
+    let timeout = Duration::from_secs_f64(config.audio_send_timeout_s.max(0.0));
+    let state = MediaState {
+        twilio: IngestTx::new(tx.clone(), "twilio", metrics.clone(), timeout),
+        l16: IngestTx::new(tx, "l16", metrics, timeout),
+        config: Arc::new(config),
+        shutdown,
+    };
+    Router::new()
+        .route("/media/twilio", get(twilio_upgrade))
+        .route("/media/l16", get(l16_upgrade))
+        .with_state(state)
+}
+
+async fn twilio_upgrade(ws: WebSocketUpgrade, State(st): State<MediaState>) -> Response {
+    ws.max_message_size(st.config.max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            let mut session = TwilioSession::new(&st);
+            session.run(socket).await;
+        })
+}
+
+async fn l16_upgrade(ws: WebSocketUpgrade, State(st): State<MediaState>) -> Response {
+    ws.max_message_size(st.config.max_message_bytes)
+        .on_upgrade(move |socket| l16_session(socket, st))
+}
+
+/// G.711 μ-law to linear, scaled to [-1, 1).
+// TODO(lead): switch to `crate::audio::g711` once the audio branch lands.
+fn ulaw_to_f32(u: u8) -> f32 {
+    let u = !u;
+    let sign = u & 0x80;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = (u & 0x0f) as i32;
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    let s = if sign != 0 { -magnitude } else { magnitude };
+    s as f32 / 32768.0
+}
+
+/// What the next step of a session is.
+enum Step {
+    Continue,
+    /// End every started speaker with this reason and close.
+    End(String),
+    /// Close without sending anything more (router gone).
+    Abort,
+}
+
+/// Receives the next message, honouring shutdown and the read timeout.
+async fn next_message(
+    socket: &mut WebSocket,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Message, String> {
+    tokio::select! {
+        _ = shutdown.cancelled() => Err("shutdown".into()),
+        r = tokio::time::timeout(timeout, socket.recv()) => match r {
+            Err(_) => Err("timeout".into()),
+            Ok(None) => Err("disconnected".into()),
+            Ok(Some(Err(e))) => {
+                tracing::debug!(error = %e, "websocket receive failed");
+                Err("disconnected".into())
+            }
+            Ok(Some(Ok(Message::Close(_)))) => Err("disconnected".into()),
+            Ok(Some(Ok(m))) => Ok(m),
+        }
+    }
+}
+
+/// Sends End for each speaker, counts the close and closes the socket.
+async fn finish(
+    socket: &mut WebSocket,
+    ingest: &IngestTx,
+    call_id: Option<&str>,
+    speakers: &[Speaker],
+    reason: String,
+) {
+    ingest.closed(reason_class(&reason));
+    if let Some(call_id) = call_id {
+        for &speaker in speakers {
+            let _ = ingest
+                .send_control(CallEvent::End {
+                    call_id: call_id.to_string(),
+                    speaker,
+                    reason: reason.clone(),
+                })
+                .await;
+        }
+    }
+    let close = if reason.starts_with("error") {
+        Some(CloseFrame {
+            code: 1003, // unsupported data
+            reason: reason.chars().take(120).collect::<String>().into(),
+        })
+    } else {
+        None
+    };
+    let _ = socket.send(Message::Close(close)).await;
+}
+
+// ---------------------------------------------------------------- Twilio
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+enum TwilioMsg {
+    Connected {},
+    Start {
+        start: TwilioStart,
+        #[serde(rename = "streamSid")]
+        stream_sid: Option<String>,
+    },
+    Media {
+        media: TwilioMedia,
+    },
+    Mark {},
+    Dtmf {},
+    Stop {},
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct TwilioStart {
+    #[serde(rename = "callSid")]
+    call_sid: Option<String>,
+    #[serde(rename = "streamSid")]
+    stream_sid: Option<String>,
+    tracks: Option<Vec<String>>,
+    #[serde(rename = "mediaFormat")]
+    media_format: Option<TwilioFormat>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TwilioFormat {
+    encoding: String,
+    #[serde(rename = "sampleRate")]
+    sample_rate: u32,
+    channels: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct TwilioMedia {
+    track: Option<String>,
+    chunk: serde_json::Value,
+    payload: String,
+}
+
+fn twilio_track(name: &str) -> Option<Speaker> {
+    match name {
+        "inbound" | "inbound_track" => Some(Speaker::Customer),
+        "outbound" | "outbound_track" => Some(Speaker::Agent),
+        _ => None,
+    }
+}
+
+struct TwilioTrack {
+    speaker: Speaker,
+    reorder: ReorderBuffer,
+    /// Samples in the last chunk released, for gap fill.
+    last_len: usize,
+}
+
+struct TwilioSession<'a> {
+    st: &'a MediaState,
+    call_id: Option<String>,
+    tracks: Vec<TwilioTrack>,
+    released: Vec<Released>,
+}
+
+impl<'a> TwilioSession<'a> {
+    fn new(st: &'a MediaState) -> Self {
+        Self {
+            st,
+            call_id: None,
+            tracks: Vec::new(),
+            released: Vec::new(),
+        }
+    }
+
+    fn speakers(&self) -> Vec<Speaker> {
+        self.tracks.iter().map(|t| t.speaker).collect()
+    }
+
+    async fn run(&mut self, mut socket: WebSocket) {
+        let timeout = Duration::from_secs_f64(self.st.config.read_timeout_s);
+        let reason = loop {
+            let msg = match next_message(&mut socket, timeout, &self.st.shutdown).await {
+                Ok(m) => m,
+                Err(reason) => break reason,
+            };
+            let step = match msg {
+                Message::Text(text) => self.on_text(text.as_str()).await,
+                Message::Binary(_) => self.bad("binary_frame", "unexpected binary frame".into()),
+                _ => Step::Continue,
+            };
+            match step {
+                Step::Continue => {}
+                Step::End(reason) => break reason,
+                Step::Abort => {
+                    self.st.twilio.closed("router_gone");
+                    return;
+                }
+            }
+        };
+        if reason == "timeout" {
+            tracing::warn!(call_id = ?self.call_id, "twilio stream silent; closing");
+        }
+        if reason != "hangup" && self.flush_all().await.is_err() {
+            self.st.twilio.closed("router_gone");
+            return;
+        }
+        let speakers = self.speakers();
+        finish(&mut socket, &self.st.twilio, self.call_id.as_deref(), &speakers, reason).await;
+    }
+
+    fn bad(&self, class: &str, reason: String) -> Step {
+        tracing::warn!(call_id = ?self.call_id, %reason, "twilio stream: bad data; closing socket");
+        self.st.twilio.bad_frame(class);
+        Step::End(format!("error: {reason}"))
+    }
+
+    async fn on_text(&mut self, text: &str) -> Step {
+        let msg: TwilioMsg = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => return self.bad("bad_json", format!("bad JSON: {e}")),
+        };
+        match msg {
+            TwilioMsg::Connected {} | TwilioMsg::Mark {} | TwilioMsg::Dtmf {} | TwilioMsg::Other => {
+                Step::Continue
+            }
+            TwilioMsg::Start { start, stream_sid } => self.on_start(start, stream_sid).await,
+            TwilioMsg::Media { media } => self.on_media(media).await,
+            TwilioMsg::Stop {} => {
+                if self.flush_all().await.is_err() {
+                    return Step::Abort;
+                }
+                Step::End("hangup".into())
+            }
+        }
+    }
+
+    async fn on_start(&mut self, start: TwilioStart, stream_sid: Option<String>) -> Step {
+        if self.call_id.is_some() {
+            return self.bad("duplicate_start", "second start message".into());
+        }
+        if let Some(f) = &start.media_format {
+            if f.encoding != "audio/x-mulaw" || f.sample_rate != 8000 || f.channels != 1 {
+                return self.bad(
+                    "bad_format",
+                    format!(
+                        "unsupported media format {} {} Hz {} ch; expected audio/x-mulaw 8000 Hz 1 ch",
+                        f.encoding, f.sample_rate, f.channels
+                    ),
+                );
+            }
+        }
+        let Some(call_id) = start.call_sid.or(start.stream_sid).or(stream_sid) else {
+            return self.bad("no_call_id", "start has neither callSid nor streamSid".into());
+        };
+        if let Err(e) = validate_call_id(&call_id) {
+            return self.bad("bad_call_id", e);
+        }
+        let names = start.tracks.unwrap_or_else(|| vec!["inbound".into()]);
+        let mut speakers = Vec::new();
+        for name in &names {
+            match twilio_track(name) {
+                Some(s) if !speakers.contains(&s) => speakers.push(s),
+                Some(_) => {}
+                None => return self.bad("bad_track", format!("unknown track {name:?}")),
+            }
+        }
+        if speakers.is_empty() {
+            return self.bad("bad_track", "start lists no tracks".into());
+        }
+        speakers.sort();
+        self.tracks = speakers
+            .iter()
+            .map(|&speaker| TwilioTrack {
+                speaker,
+                reorder: ReorderBuffer::new(self.st.config.reorder_window),
+                last_len: 160,
+            })
+            .collect();
+        tracing::info!(call_id = %call_id, speakers = ?speakers, "twilio stream started");
+        self.call_id = Some(call_id.clone());
+        let ev = CallEvent::Start {
+            call_id,
+            source: "twilio",
+            speakers,
+        };
+        match self.st.twilio.send_control(ev).await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Abort,
+        }
+    }
+
+    async fn on_media(&mut self, media: TwilioMedia) -> Step {
+        if self.call_id.is_none() {
+            return self.bad("media_before_start", "media before start".into());
+        }
+        let track = media.track.as_deref().unwrap_or("inbound");
+        let Some(speaker) = twilio_track(track) else {
+            return self.bad("bad_track", format!("unknown track {track:?}"));
+        };
+        let Some(ti) = self.tracks.iter().position(|t| t.speaker == speaker) else {
+            return self.bad("bad_track", format!("media for track {track:?} not announced in start"));
+        };
+        let chunk = match &media.chunk {
+            serde_json::Value::String(s) => s.parse::<u64>().ok(),
+            serde_json::Value::Number(n) => n.as_u64(),
+            _ => None,
+        };
+        let Some(chunk) = chunk else {
+            return self.bad("bad_chunk", format!("chunk {} is not a non-negative integer", media.chunk));
+        };
+        let bytes = match base64::engine::general_purpose::STANDARD.decode(media.payload.as_bytes()) {
+            Ok(b) => b,
+            Err(e) => return self.bad("bad_base64", format!("bad base64 payload: {e}")),
+        };
+        let mut released = std::mem::take(&mut self.released);
+        released.clear();
+        let pushed = self.tracks[ti].reorder.push(chunk, bytes, &mut released);
+        match pushed {
+            Pushed::Accepted => {}
+            Pushed::Duplicate => self.reorder_drop("duplicate"),
+            Pushed::Late => self.reorder_drop("late"),
+        }
+        let r = self.emit(ti, &mut released).await;
+        self.released = released;
+        match r {
+            Ok(()) => Step::Continue,
+            Err(()) => Step::Abort,
+        }
+    }
+
+    fn reorder_drop(&self, reason: &str) {
+        self.st
+            .twilio
+            .metrics()
+            .reorder_dropped
+            .with(&["twilio", reason])
+            .inc();
+    }
+
+    /// Sends released chunks of track `ti` as audio; Err when the router is gone.
+    async fn emit(&mut self, ti: usize, released: &mut Vec<Released>) -> Result<(), ()> {
+        let call_id = self.call_id.clone().unwrap_or_default();
+        for r in released.drain(..) {
+            let samples: Vec<f32> = match r {
+                Released::Data(bytes) => {
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    self.tracks[ti].last_len = bytes.len();
+                    bytes.into_iter().map(ulaw_to_f32).collect()
+                }
+                Released::Gap(n) => {
+                    let fill = n.min(self.st.config.max_gap_fill_chunks);
+                    self.reorder_drop("gap_filled");
+                    tracing::debug!(call_id = %call_id, missing = n, "twilio: chunks lost; filling with silence");
+                    vec![0.0; fill as usize * self.tracks[ti].last_len]
+                }
+            };
+            if samples.is_empty() {
+                continue;
+            }
+            let ev = CallEvent::Audio {
+                call_id: call_id.clone(),
+                speaker: self.tracks[ti].speaker,
+                sample_rate: 8000,
+                samples,
+            };
+            self.st.twilio.send_audio(ev).await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    async fn flush_all(&mut self) -> Result<(), ()> {
+        let mut released = std::mem::take(&mut self.released);
+        for ti in 0..self.tracks.len() {
+            released.clear();
+            self.tracks[ti].reorder.flush(&mut released);
+            self.emit(ti, &mut released).await?;
+        }
+        self.released = released;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- L16
+
+#[derive(Debug, Deserialize)]
+struct L16Meta {
+    call_id: String,
+    sample_rate: u32,
+    channels: u32,
+}
+
+async fn l16_session(mut socket: WebSocket, st: MediaState) {
+    let ingest = &st.l16;
+    let timeout = Duration::from_secs_f64(st.config.read_timeout_s);
+    let bad = |class: &str, call_id: Option<&str>, reason: String| {
+        tracing::warn!(call_id = ?call_id, %reason, "l16 stream: bad data; closing socket");
+        ingest.bad_frame(class);
+        format!("error: {reason}")
+    };
+
+    // Metadata first.
+    let first = match next_message(&mut socket, timeout, &st.shutdown).await {
+        Ok(m) => m,
+        Err(reason) => return finish(&mut socket, ingest, None, &[], reason).await,
+    };
+    let meta = match first {
+        Message::Text(t) => match serde_json::from_str::<L16Meta>(t.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                let r = bad("bad_json", None, format!("bad metadata JSON: {e}"));
+                return finish(&mut socket, ingest, None, &[], r).await;
+            }
+        },
+        _ => {
+            let r = bad("no_metadata", None, "first message must be JSON metadata".into());
+            return finish(&mut socket, ingest, None, &[], r).await;
+        }
+    };
+    let problem = validate_call_id(&meta.call_id).err().or_else(|| {
+        if !(8000..=48000).contains(&meta.sample_rate) {
+            Some(format!("sample_rate {} outside 8000..=48000", meta.sample_rate))
+        } else if !(1..=2).contains(&meta.channels) {
+            Some(format!("channels {}; expected 1 or 2", meta.channels))
+        } else {
+            None
+        }
+    });
+    if let Some(p) = problem {
+        let r = bad("bad_metadata", Some(&meta.call_id), p);
+        return finish(&mut socket, ingest, None, &[], r).await;
+    }
+    let call_id = meta.call_id;
+    let channels = meta.channels as usize;
+    let speakers: Vec<Speaker> = [Speaker::Customer, Speaker::Agent][..channels].to_vec();
+    tracing::info!(call_id = %call_id, rate = meta.sample_rate, channels, "l16 stream started");
+    let start = CallEvent::Start {
+        call_id: call_id.clone(),
+        source: "l16",
+        speakers: speakers.clone(),
+    };
+    if ingest.send_control(start).await.is_err() {
+        ingest.closed("router_gone");
+        return;
+    }
+
+    let frame_bytes = 2 * channels;
+    let reason = loop {
+        let msg = match next_message(&mut socket, timeout, &st.shutdown).await {
+            Ok(m) => m,
+            Err(reason) => break reason,
+        };
+        let data = match msg {
+            Message::Binary(b) => b,
+            _ => continue,
+        };
+        if data.len() % frame_bytes != 0 {
+            break bad(
+                "odd_length",
+                Some(&call_id),
+                format!("binary frame of {} bytes is not whole {channels}-channel s16le frames", data.len()),
+            );
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let samples = s16le_to_f32(&data);
+        let mut gone = false;
+        for (ch, &speaker) in speakers.iter().enumerate() {
+            let mono: Vec<f32> = samples.iter().skip(ch).step_by(channels).copied().collect();
+            let ev = CallEvent::Audio {
+                call_id: call_id.clone(),
+                speaker,
+                sample_rate: meta.sample_rate,
+                samples: mono,
+            };
+            if ingest.send_audio(ev).await.is_err() {
+                gone = true;
+                break;
+            }
+        }
+        if gone {
+            ingest.closed("router_gone");
+            return;
+        }
+    };
+    if reason == "timeout" {
+        tracing::warn!(call_id = %call_id, "l16 stream silent; closing");
+    }
+    finish(&mut socket, ingest, Some(&call_id), &speakers, reason).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulaw_reference_points() {
+        assert_eq!(ulaw_to_f32(0xff), 0.0);
+        assert_eq!(ulaw_to_f32(0x7f), 0.0);
+        assert_eq!(ulaw_to_f32(0x00), -32124.0 / 32768.0);
+        assert_eq!(ulaw_to_f32(0x80), 32124.0 / 32768.0);
+        // Monotonic over the positive half.
+        let pos: Vec<f32> = (0x80..=0xffu8).rev().map(ulaw_to_f32).collect();
+        assert!(pos.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn twilio_messages_parse() {
+        let start = r#"{"event":"start","sequenceNumber":"1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound","outbound"],"customParameters":{},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"streamSid":"MZ1"}"#;
+        match serde_json::from_str::<TwilioMsg>(start).unwrap() {
+            TwilioMsg::Start { start, .. } => {
+                assert_eq!(start.call_sid.as_deref(), Some("CA1"));
+                assert_eq!(start.tracks.unwrap().len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        let media = r#"{"event":"media","sequenceNumber":"3","media":{"track":"outbound","chunk":"2","timestamp":"20","payload":"/w=="},"streamSid":"MZ1"}"#;
+        assert!(matches!(serde_json::from_str::<TwilioMsg>(media).unwrap(), TwilioMsg::Media { .. }));
+        let stop = r#"{"event":"stop","sequenceNumber":"5","stop":{"accountSid":"AC1","callSid":"CA1"},"streamSid":"MZ1"}"#;
+        assert!(matches!(serde_json::from_str::<TwilioMsg>(stop).unwrap(), TwilioMsg::Stop {}));
+        let connected = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
+        assert!(matches!(serde_json::from_str::<TwilioMsg>(connected).unwrap(), TwilioMsg::Connected {}));
+        let other = r#"{"event":"somethingnew","x":1}"#;
+        assert!(matches!(serde_json::from_str::<TwilioMsg>(other).unwrap(), TwilioMsg::Other));
+    }
+}
