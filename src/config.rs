@@ -37,6 +37,11 @@ pub struct Config {
     pub emotion: EmotionConfig,
     pub redact: crate::redact::RedactConfig,
     pub alerts: crate::alerts::AlertConfig,
+    pub serve: crate::serve::ServeConfig,
+    pub mqtt: crate::publish::mqtt::MqttConfig,
+    pub audiosocket: crate::sources::audiosocket::AudioSocketConfig,
+    pub media_stream: crate::sources::media_stream::MediaStreamConfig,
+    pub device: crate::sources::device::DeviceConfig,
 }
 
 /// `[emotion]`: the arousal model.

@@ -27,6 +27,7 @@ pub mod prosody;
 pub mod redact;
 pub mod replay;
 pub mod segment;
+pub mod serve;
 pub mod sources;
 pub mod metrics;
 pub mod publish;

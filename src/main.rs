@@ -24,6 +24,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The live service: sources → pipeline → MQTT + HTTP API + metrics.
+    Serve {
+        /// Config file (TOML); see firmware-config/calltone.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Broker: mqtt://host:port, mqtts://host:port, or `embedded` (in-process broker).
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// HTTP listener: dashboard API, /media/* WebSocket ingest, /metrics, /healthz.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+        /// Asterisk AudioSocket listener, e.g. 0.0.0.0:9092 (`off` disables it).
+        #[arg(long)]
+        audiosocket: Option<String>,
+        /// Directory for the MQTT outbox and open-call state.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Whisper ggml model; overrides `asr.model`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Replay recorded calls through the pipeline; events as JSON lines on stdout.
     Replay {
         /// Audio files: WAV (PCM, float, μ-law, A-law), FLAC, MP3, OGG; 8–48 kHz; mono or stereo.
@@ -52,6 +73,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         channel: usize,
     },
+    /// List capture devices (for `[device]` in the config).
+    Devices,
     /// Provision Whisper models.
     Model {
         #[command(subcommand)]
@@ -115,9 +138,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Replay prints events on stdout, so logs stay quiet; the service logs what it does.
+fn default_filter() -> &'static str {
+    if std::env::args().nth(1).as_deref() == Some("serve") {
+        "info,whisper_rs=warn,rumqttd=warn"
+    } else {
+        "warn,whisper_rs=error"
+    }
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLTONE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,whisper_rs=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter()));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -155,6 +187,44 @@ fn run(cli: Cli) -> Result<(), Failure> {
             run_replay(&files, &cfg, &opts, out.as_deref())
         }
         Command::Prosody { file, channel } => run_prosody(&file, channel),
+        Command::Serve {
+            config,
+            mqtt,
+            http,
+            audiosocket,
+            data_dir,
+            model,
+        } => {
+            let mut cfg = load_config(config.as_deref())?;
+            if let Some(m) = mqtt {
+                cfg.mqtt.url = m;
+            }
+            if let Some(h) = http {
+                cfg.serve.http = h;
+            }
+            if let Some(a) = audiosocket {
+                cfg.serve.audiosocket = if a == "off" { String::new() } else { a };
+            }
+            if let Some(d) = data_dir {
+                cfg.serve.data_dir = d;
+            }
+            if let Some(m) = model {
+                cfg.asr.model = m;
+            }
+            let origin = config.unwrap_or_else(|| PathBuf::from("<flags>"));
+            cfg.validate(&origin).map_err(Failure::bad_input)?;
+            run_serve(cfg)
+        }
+        Command::Devices => {
+            let devices = calltone::sources::device::list_devices();
+            if devices.is_empty() {
+                println!("no capture devices found");
+            }
+            for d in devices {
+                println!("{d}");
+            }
+            Ok(())
+        }
         Command::Model { command } => run_model(command),
     }
 }
@@ -227,6 +297,38 @@ fn run_replay(
         Some(f) => std::process::exit(f.code as i32),
         None => Ok(()),
     }
+}
+
+fn run_serve(cfg: Config) -> Result<(), Failure> {
+    let rt = tokio::runtime::Runtime::new().map_err(Failure::internal)?;
+    rt.block_on(async move {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::terminate(),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("signal received");
+            signals.cancel();
+        });
+        calltone::serve::run(cfg, shutdown).await
+    })
+    .map_err(|e| match e {
+        calltone::serve::ServeError::Listen { .. } | calltone::serve::ServeError::Setup(_) => {
+            Failure::bad_input(e)
+        }
+        other => Failure::internal(other),
+    })
 }
 
 fn run_prosody(file: &Path, channel: usize) -> Result<(), Failure> {

@@ -14,6 +14,7 @@
 use crate::audio::Speaker;
 
 pub mod audiosocket;
+pub mod device;
 pub mod ingest;
 pub mod media_stream;
 pub mod reorder;
