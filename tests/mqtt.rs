@@ -40,7 +40,11 @@ fn free_port() -> u16 {
 }
 
 fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+    std::net::TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
 }
 
 /// A private Mosquitto on a free port, with persistence in its own directory so a graceful
@@ -53,7 +57,13 @@ struct Mosquitto {
 
 impl Mosquitto {
     fn start(dir: &Path) -> Option<Self> {
-        if Command::new("mosquitto").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        if Command::new("mosquitto")
+            .arg("-h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
             eprintln!("SKIP: mosquitto binary not found");
             return None;
         }
@@ -88,7 +98,11 @@ impl Mosquitto {
         self.child = Some(child);
         let t0 = Instant::now();
         while !port_open(self.port) {
-            assert!(t0.elapsed() < Duration::from_secs(10), "mosquitto did not start on {}", self.port);
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "mosquitto did not start on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -96,7 +110,10 @@ impl Mosquitto {
     /// Graceful stop (SIGTERM): connections drop, the broker saves its sessions.
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(10) {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -137,7 +154,12 @@ impl Msg {
 
 /// A subscriber on `filter` that resubscribes after every reconnect; messages arrive on the
 /// returned channel. `persistent` keeps a broker-side session (clean_session = false).
-async fn subscribe(port: u16, filter: &str, client_id: &str, persistent: bool) -> (AsyncClient, mpsc::UnboundedReceiver<Msg>) {
+async fn subscribe(
+    port: u16,
+    filter: &str,
+    client_id: &str,
+    persistent: bool,
+) -> (AsyncClient, mpsc::UnboundedReceiver<Msg>) {
     let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
     o.set_clean_session(!persistent);
     o.set_keep_alive(Duration::from_secs(5));
@@ -169,18 +191,29 @@ async fn subscribe(port: u16, filter: &str, client_id: &str, persistent: bool) -
             }
         }
     });
-    tokio::time::timeout(WAIT, ready_rx.recv()).await.expect("subscription not acknowledged");
+    tokio::time::timeout(WAIT, ready_rx.recv())
+        .await
+        .expect("subscription not acknowledged");
     (client, rx)
 }
 
 /// Receives until `done` says so, bounded.
-async fn collect(rx: &mut mpsc::UnboundedReceiver<Msg>, mut done: impl FnMut(&[Msg]) -> bool) -> Vec<Msg> {
+async fn collect(
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
+    mut done: impl FnMut(&[Msg]) -> bool,
+) -> Vec<Msg> {
     let mut got = vec![];
     let deadline = tokio::time::Instant::now() + WAIT;
     while !done(&got) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(m)) => got.push(m),
-            _ => panic!("timed out; got {} messages: {:?}", got.len(), got.iter().map(|m| (&m.topic, m.event_id())).collect::<Vec<_>>()),
+            _ => panic!(
+                "timed out; got {} messages: {:?}",
+                got.len(),
+                got.iter()
+                    .map(|m| (&m.topic, m.event_id()))
+                    .collect::<Vec<_>>()
+            ),
         }
     }
     got
@@ -315,38 +348,63 @@ async fn contract_roundtrip(port: u16, url: String) {
         want.iter().all(|w| ids.contains(w)) && g.iter().any(|m| m.topic.ends_with("/state"))
     })
     .await;
-    let by_id = |id: &str| got.iter().find(|m| m.event_id().as_deref() == Some(id)).unwrap().clone();
-    assert_eq!(by_id(&events[0].event_id).topic, format!("{base}/calls/{call}/lifecycle"));
-    assert_eq!(by_id(&events[2].event_id).topic, format!("{base}/calls/{call}/utterance"));
+    let by_id = |id: &str| {
+        got.iter()
+            .find(|m| m.event_id().as_deref() == Some(id))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        by_id(&events[0].event_id).topic,
+        format!("{base}/calls/{call}/lifecycle")
+    );
+    assert_eq!(
+        by_id(&events[2].event_id).topic,
+        format!("{base}/calls/{call}/utterance")
+    );
     let alert = by_id(&events[3].event_id);
     assert_eq!(alert.topic, format!("{base}/calls/{call}/alert"));
     assert_eq!(alert.json()["type"], "alert");
     assert_eq!(alert.json()["kind"], "escalation_phrase");
-    assert!(got.iter().any(|m| m.topic == format!("{base}/status") && m.json()["state"] == "online"));
+    assert!(got
+        .iter()
+        .any(|m| m.topic == format!("{base}/status") && m.json()["state"] == "online"));
 
     // A late subscriber gets the retained status and the retained live state.
     let (_late, mut late_rx) = subscribe(port, &format!("{base}/#"), &unique("late"), false).await;
     let late = collect(&mut late_rx, |g| {
-        g.iter().any(|m| m.topic.ends_with("/status")) && g.iter().any(|m| m.topic.ends_with("/state"))
+        g.iter().any(|m| m.topic.ends_with("/status"))
+            && g.iter().any(|m| m.topic.ends_with("/state"))
     })
     .await;
     let state = late.iter().find(|m| m.topic.ends_with("/state")).unwrap();
     assert!(state.retain);
     assert_eq!(state.json()["type"], "state");
-    assert_eq!(state.json()["speakers"]["customer"]["stress"].as_f64().map(|v| (v * 10.0).round()), Some(6.0));
+    assert_eq!(
+        state.json()["speakers"]["customer"]["stress"]
+            .as_f64()
+            .map(|v| (v * 10.0).round()),
+        Some(6.0)
+    );
     let status = late.iter().find(|m| m.topic.ends_with("/status")).unwrap();
     assert!(status.retain && status.json()["state"] == "online");
 
     // The call ends: call_ended on lifecycle, and the retained state is cleared.
     h.publish(ended).unwrap();
     let got = collect(&mut rx, |g| {
-        dedup_ids(g).contains(&ended.event_id) && g.iter().any(|m| m.topic.ends_with("/state") && m.payload.is_empty())
+        dedup_ids(g).contains(&ended.event_id)
+            && g.iter()
+                .any(|m| m.topic.ends_with("/state") && m.payload.is_empty())
     })
     .await;
-    assert!(got.iter().any(|m| m.topic == format!("{base}/calls/{call}/lifecycle") && m.json()["type"] == "call_ended"));
+    assert!(got
+        .iter()
+        .any(|m| m.topic == format!("{base}/calls/{call}/lifecycle")
+            && m.json()["type"] == "call_ended"));
     wait_for(|| h.outbox_depth() == 0, "outbox to drain").await;
     // Nothing retained for the call any more: a third subscriber sees only the status.
-    let (_third, mut third_rx) = subscribe(port, &format!("{base}/calls/#"), &unique("third"), false).await;
+    let (_third, mut third_rx) =
+        subscribe(port, &format!("{base}/calls/#"), &unique("third"), false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(third_rx.try_recv().is_err(), "state should be cleared");
 
@@ -355,7 +413,8 @@ async fn contract_roundtrip(port: u16, url: String) {
     sink.shutdown(Duration::from_secs(2)).await;
 
     // Graceful shutdown leaves the retained offline status.
-    let (_fourth, mut fourth_rx) = subscribe(port, &format!("{base}/status"), &unique("fourth"), false).await;
+    let (_fourth, mut fourth_rx) =
+        subscribe(port, &format!("{base}/status"), &unique("fourth"), false).await;
     let st = collect(&mut fourth_rx, |g| !g.is_empty()).await;
     assert_eq!(st[0].json()["state"], "offline");
 }
@@ -376,27 +435,41 @@ async fn embedded_broker_contract() {
     // "embedded" connects to the embedded listen address.
     let mut c = config("embedded".into(), "x");
     c.embedded_listen = broker.addr();
-    assert_eq!(c.target().unwrap(), calltone::publish::mqtt::BrokerTarget::Embedded(broker.addr()));
+    assert_eq!(
+        c.target().unwrap(),
+        calltone::publish::mqtt::BrokerTarget::Embedded(broker.addr())
+    );
     contract_roundtrip(port, format!("mqtt://127.0.0.1:{port}")).await;
     // The same address again: a clear error.
-    let err = EmbeddedBroker::start(broker.addr()).unwrap_err().to_string();
+    let err = EmbeddedBroker::start(broker.addr())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("address in use"), "{err}");
 }
 
 #[tokio::test]
 async fn broker_outage_loses_nothing() {
     let bdir = tempfile::tempdir().unwrap();
-    let Some(mut broker) = Mosquitto::start(bdir.path()) else { return };
+    let Some(mut broker) = Mosquitto::start(bdir.path()) else {
+        return;
+    };
     let site = unique("outage");
     let base = format!("calltone/{site}/box7");
     let (_sub, mut rx) = subscribe(broker.port, &format!("{base}/#"), &unique("sub"), true).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new();
-    let sink = MqttSink::start(&config(format!("mqtt://127.0.0.1:{}", broker.port), &site), dir.path(), metrics.clone()).unwrap();
+    let sink = MqttSink::start(
+        &config(format!("mqtt://127.0.0.1:{}", broker.port), &site),
+        dir.path(),
+        metrics.clone(),
+    )
+    .unwrap();
     let h = sink.handle();
     wait_for(|| h.is_connected(), "sink connected").await;
 
-    let calls: Vec<Vec<Event>> = (0..3).map(|i| call_events(&format!("call-{i}"), 15)).collect();
+    let calls: Vec<Vec<Event>> = (0..3)
+        .map(|i| call_events(&format!("call-{i}"), 15))
+        .collect();
     let all: Vec<&Event> = {
         // Interleave the calls like a live box would.
         let mut v = vec![];
@@ -417,11 +490,18 @@ async fn broker_outage_loses_nothing() {
         h.publish(e).unwrap();
     }
     wait_for(|| !h.is_connected(), "sink to notice the outage").await;
-    assert!(h.outbox_depth() > 0, "events wait in the outbox during the outage");
+    assert!(
+        h.outbox_depth() > 0,
+        "events wait in the outbox during the outage"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     broker.restart();
 
-    let want: Vec<String> = all.iter().filter(|e| !matches!(e.body, EventBody::State(_))).map(|e| e.event_id.clone()).collect();
+    let want: Vec<String> = all
+        .iter()
+        .filter(|e| !matches!(e.body, EventBody::State(_)))
+        .map(|e| e.event_id.clone())
+        .collect();
     let got = collect(&mut rx, |g| {
         let ids: HashSet<String> = dedup_ids(g).into_iter().collect();
         want.iter().all(|w| ids.contains(w))
@@ -429,12 +509,26 @@ async fn broker_outage_loses_nothing() {
     .await;
     // Order per call is kept for QoS 1 events (first deliveries, after de-duplication by
     // event_id); QoS 0 state takes its own, coalescing path.
-    let qos1: Vec<Msg> = got.iter().filter(|m| !m.topic.ends_with("/state")).cloned().collect();
+    let qos1: Vec<Msg> = got
+        .iter()
+        .filter(|m| !m.topic.ends_with("/state"))
+        .cloned()
+        .collect();
     let ids = dedup_ids(&qos1);
     for c in &calls {
-        let order: Vec<&String> = ids.iter().filter(|id| id.starts_with(&format!("{}:", c[0].call_id))).collect();
-        let seqs: Vec<u64> = order.iter().map(|id| id.rsplit(':').next().unwrap().parse().unwrap()).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "order broken for {}: {seqs:?}", c[0].call_id);
+        let order: Vec<&String> = ids
+            .iter()
+            .filter(|id| id.starts_with(&format!("{}:", c[0].call_id)))
+            .collect();
+        let seqs: Vec<u64> = order
+            .iter()
+            .map(|id| id.rsplit(':').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "order broken for {}: {seqs:?}",
+            c[0].call_id
+        );
     }
     wait_for(|| h.outbox_depth() == 0, "outbox to drain after the outage").await;
     assert!(metrics.mqtt_disconnects.get() >= 1);
@@ -451,7 +545,9 @@ async fn broker_outage_loses_nothing() {
 #[tokio::test]
 async fn process_restart_replays_the_outbox() {
     let bdir = tempfile::tempdir().unwrap();
-    let Some(mut broker) = Mosquitto::start(bdir.path()) else { return };
+    let Some(mut broker) = Mosquitto::start(bdir.path()) else {
+        return;
+    };
     let port = broker.port;
     broker.stop(); // the broker is down while the first "process" runs
     let site = unique("restart");
@@ -459,12 +555,21 @@ async fn process_restart_replays_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let events = call_events("call-r", 10);
     {
-        let sink = MqttSink::start(&config(format!("mqtt://127.0.0.1:{port}"), &site), dir.path(), Metrics::new()).unwrap();
+        let sink = MqttSink::start(
+            &config(format!("mqtt://127.0.0.1:{port}"), &site),
+            dir.path(),
+            Metrics::new(),
+        )
+        .unwrap();
         let h = sink.handle();
         for e in &events {
             h.publish(e).unwrap();
         }
-        assert_eq!(h.outbox_depth(), qos1_ids(&events).len() + 1, "QoS 1 events + the state clear");
+        assert_eq!(
+            h.outbox_depth(),
+            qos1_ids(&events).len() + 1,
+            "QoS 1 events + the state clear"
+        );
         // A crash-like stop: no grace, nothing delivered.
         sink.shutdown(Duration::ZERO).await;
     }
@@ -481,12 +586,19 @@ async fn process_restart_replays_the_outbox() {
     broker.restart();
     let (_sub, mut rx) = subscribe(port, &format!("{base}/#"), &unique("sub"), false).await;
     let metrics = Metrics::new();
-    let sink = MqttSink::start(&config(format!("mqtt://127.0.0.1:{port}"), &site), dir.path(), metrics.clone()).unwrap();
+    let sink = MqttSink::start(
+        &config(format!("mqtt://127.0.0.1:{port}"), &site),
+        dir.path(),
+        metrics.clone(),
+    )
+    .unwrap();
     let h = sink.handle();
     let want = qos1_ids(&events);
     let got = collect(&mut rx, |g| {
         let ids = dedup_ids(g);
-        want.iter().all(|w| ids.contains(w)) && g.iter().any(|m| m.topic.ends_with("/state") && m.payload.is_empty())
+        want.iter().all(|w| ids.contains(w))
+            && g.iter()
+                .any(|m| m.topic.ends_with("/state") && m.payload.is_empty())
     })
     .await;
     assert_eq!(dedup_ids(&got), want, "replayed in order");
@@ -508,7 +620,12 @@ async fn process_restart_replays_the_outbox() {
     drop(broker);
 
     // And once acknowledged, a third start has nothing to send.
-    let sink = MqttSink::start(&config(format!("mqtt://127.0.0.1:{}", free_port()), &site), dir.path(), Arc::new(Metrics::default())).unwrap();
+    let sink = MqttSink::start(
+        &config(format!("mqtt://127.0.0.1:{}", free_port()), &site),
+        dir.path(),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
     assert_eq!(sink.handle().outbox_depth(), 0);
     sink.shutdown(Duration::ZERO).await;
 }
@@ -531,6 +648,8 @@ async fn full_outbox_refuses_newest_and_counts() {
     assert!(refused > 0);
     assert!(h.outbox_bytes() <= 64 * 1024);
     assert_eq!(metrics.outbox_full_drops.get(), refused as u64);
-    assert!(metrics.render().contains("calltone_outbox_full_drops_total"));
+    assert!(metrics
+        .render()
+        .contains("calltone_outbox_full_drops_total"));
     sink.shutdown(Duration::ZERO).await;
 }

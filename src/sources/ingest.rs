@@ -77,7 +77,11 @@ impl IngestTx {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Timeout(ev)) => {
                 self.dropped_full.inc();
-                tracing::debug!(call_id = ev.call_id(), source = self.source, "router full; audio frame dropped");
+                tracing::debug!(
+                    call_id = ev.call_id(),
+                    source = self.source,
+                    "router full; audio frame dropped"
+                );
                 Ok(())
             }
             Err(SendTimeoutError::Closed(_)) => Err(RouterGone),
