@@ -17,7 +17,7 @@ use calltone::events::{
     Severity, SpeakerState, State, Utterance,
 };
 use calltone::metrics::Metrics;
-use calltone::publish::{EmbeddedBroker, MqttConfig, MqttSink};
+use calltone::publish::{forward_from_bus, EmbeddedBroker, MqttConfig, MqttSink};
 use rumqttc::{AsyncClient, Event as MEvent, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -328,20 +328,32 @@ async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
 
 /// The whole contract against one broker: topics, QoS 1 events, retained state and its
 /// clearing, retained status.
-async fn contract_roundtrip(port: u16, url: String) {
+async fn contract_roundtrip(port: u16, url: String, embedded_listen: Option<SocketAddr>) {
     let site = unique("site");
     let base = format!("calltone/{site}/box7");
     let (_sub, mut rx) = subscribe(port, &format!("{base}/#"), &unique("sub"), false).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new();
-    let sink = MqttSink::start(&config(url, &site), dir.path(), metrics.clone()).unwrap();
+    let mut c = config(url, &site);
+    if let Some(addr) = embedded_listen {
+        c.embedded_listen = addr;
+    }
+    let sink = MqttSink::start(&c, dir.path(), metrics.clone()).unwrap();
     let h = sink.handle();
     let call = "123e4567-e89b-12d3-a456-426614174000";
     let events = call_events(call, 0);
     let (ended, live) = events.split_last().unwrap();
+    // Live events travel over an event bus, as in `serve`.
+    let (bus, bus_rx) = tokio::sync::broadcast::channel(64);
+    let forwarder = tokio::spawn(forward_from_bus(bus_rx, h.clone()));
     for e in live {
-        h.publish(e).unwrap();
+        bus.send(e.clone()).unwrap();
     }
+    drop(bus);
+    tokio::time::timeout(WAIT, forwarder)
+        .await
+        .unwrap()
+        .unwrap();
     let want: Vec<String> = qos1_ids(live);
     let got = collect(&mut rx, |g| {
         let ids = dedup_ids(g);
@@ -425,21 +437,21 @@ async fn system_mosquitto_contract() {
         eprintln!("SKIP: no MQTT broker on 127.0.0.1:1883 (start: mosquitto -d -c /etc/mosquitto/mosquitto.conf)");
         return;
     }
-    contract_roundtrip(1883, "mqtt://127.0.0.1:1883".into()).await;
+    contract_roundtrip(1883, "mqtt://127.0.0.1:1883".into(), None).await;
 }
 
 #[tokio::test]
 async fn embedded_broker_contract() {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = broker.addr().port();
-    // "embedded" connects to the embedded listen address.
     let mut c = config("embedded".into(), "x");
-    c.embedded_listen = broker.addr();
-    assert_eq!(
-        c.target().unwrap(),
-        calltone::publish::mqtt::BrokerTarget::Embedded(broker.addr())
-    );
-    contract_roundtrip(port, format!("mqtt://127.0.0.1:{port}")).await;
+    c.embedded_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let broker = EmbeddedBroker::for_config(&c)
+        .unwrap()
+        .expect("url embedded starts the broker");
+    assert_eq!(broker.addr(), c.embedded_listen);
+    let external = config("mqtt://127.0.0.1:1".into(), "x");
+    assert!(EmbeddedBroker::for_config(&external).unwrap().is_none());
+    // url "embedded": the sink connects to the embedded listen address.
+    contract_roundtrip(broker.addr().port(), "embedded".into(), Some(broker.addr())).await;
     // The same address again: a clear error.
     let err = EmbeddedBroker::start(broker.addr())
         .unwrap_err()

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
+use super::mqtt::{BrokerTarget, MqttConfig};
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
@@ -76,6 +78,14 @@ impl EmbeddedBroker {
                 });
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker when `config.url` is `embedded`; `None` for an external broker.
+    pub fn for_config(config: &MqttConfig) -> Result<Option<Self>, BrokerError> {
+        match config.target() {
+            Ok(BrokerTarget::Embedded(addr)) => Self::start(addr).map(Some),
+            _ => Ok(None),
         }
     }
 

@@ -401,21 +401,16 @@ impl MqttHandle {
     }
 }
 
-/// Feeds events from the event bus into the sink until the bus closes or `shutdown` fires.
-/// Lagging (missed events) is counted and logged, never silent.
-pub async fn forward_from_bus(
-    mut rx: broadcast::Receiver<Event>,
-    handle: MqttHandle,
-    shutdown: CancellationToken,
-) {
+/// Feeds events from the event bus into the sink until the bus closes (every sender
+/// dropped) — deliberately not on a shutdown signal, so that the `call_ended` events emitted
+/// while calls are being shut down still reach the outbox. Lagging (missed events) is
+/// counted in `calltone_bus_lagged_total{subscriber="mqtt"}` and logged, never silent.
+pub async fn forward_from_bus(mut rx: broadcast::Receiver<Event>, handle: MqttHandle) {
     let lagged = handle.shared.metrics.bus_lagged.with(&["mqtt"]);
     loop {
-        let ev = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = rx.recv() => r,
-        };
-        match ev {
+        match rx.recv().await {
             Ok(ev) => {
+                // A refusal is counted and logged by `publish`.
                 let _ = handle.publish(&ev);
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -822,10 +817,12 @@ impl SinkTask {
         if !self.connected {
             return;
         }
-        let sh = self.shared.clone();
-        let synced = tokio::task::spawn_blocking(move || sh.outbox().sync()).await;
-        if let Ok(Err(e)) = synced {
-            tracing::error!(error = %e, "mqtt: outbox fsync failed");
+        if self.shared.outbox().needs_sync() {
+            let sh = self.shared.clone();
+            let synced = tokio::task::spawn_blocking(move || sh.outbox().sync()).await;
+            if let Ok(Err(e)) = synced {
+                tracing::error!(error = %e, "mqtt: outbox fsync failed");
+            }
         }
         let states =
             std::mem::take(&mut *self.shared.states.lock().unwrap_or_else(|e| e.into_inner()));
@@ -874,6 +871,9 @@ impl SinkTask {
     }
 
     async fn persist_cursor(&self) {
+        if !self.shared.outbox().cursor_moved() {
+            return;
+        }
         let sh = self.shared.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sh.outbox().persist_cursor()).await
         {

@@ -471,6 +471,16 @@ impl Outbox {
             .map(|l| l.index)
     }
 
+    /// Whether appended records await [`Outbox::sync`].
+    pub fn needs_sync(&self) -> bool {
+        self.dirty || self.new_segment_unsynced
+    }
+
+    /// Whether the cursor moved since it was last persisted.
+    pub fn cursor_moved(&self) -> bool {
+        self.cursor != self.persisted_cursor
+    }
+
     /// Unacknowledged entries.
     pub fn depth(&self) -> usize {
         self.pending.iter().filter(|l| !l.acked).count()
