@@ -48,7 +48,9 @@ fn port_open(port: u16) -> bool {
 }
 
 /// A private Mosquitto on a free port, with persistence in its own directory so a graceful
-/// restart keeps the test subscriber's session.
+/// restart keeps the test subscriber's session. `user root` keeps a root-started broker from
+/// dropping to the `mosquitto` user, which could not write the private temp directory (the
+/// option is ignored when the tests do not run as root).
 struct Mosquitto {
     port: u16,
     conf: std::path::PathBuf,
@@ -72,7 +74,7 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
                 dir.display()
             ),
         )
@@ -664,4 +666,166 @@ async fn full_outbox_refuses_newest_and_counts() {
         .render()
         .contains("calltone_outbox_full_drops_total"));
     sink.shutdown(Duration::ZERO).await;
+}
+
+/// Runs `openssl` with `args` in `dir`; false when it is missing or fails.
+fn openssl(dir: &Path, args: &[&str]) -> bool {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A CA and a server certificate for localhost/127.0.0.1, made with the openssl CLI.
+fn make_certs(dir: &Path) -> bool {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=calltone test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ) && openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ) && openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    )
+}
+
+#[tokio::test]
+async fn mqtts_with_ring_and_a_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    if Command::new("mosquitto")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIP: mosquitto binary not found");
+        return;
+    }
+    if !make_certs(dir.path()) {
+        eprintln!("SKIP: openssl CLI not available to make test certificates");
+        return;
+    }
+    let (plain, tls) = (free_port(), free_port());
+    let d = dir.path().display();
+    let conf = dir.path().join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nper_listener_settings false\nallow_anonymous true\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut broker = Mosquitto {
+        port: plain,
+        conf,
+        child: Some(child),
+    };
+    let t0 = Instant::now();
+    while !(port_open(plain) && port_open(tls)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "TLS mosquitto did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let site = unique("tls");
+    let (_sub, mut rx) = subscribe(
+        plain,
+        &format!("calltone/{site}/box7/#"),
+        &unique("sub"),
+        false,
+    )
+    .await;
+    let mut c = config(format!("mqtts://localhost:{tls}"), &site);
+    c.ca_file = Some(dir.path().join("ca.pem"));
+    let sink = MqttSink::start(&c, &dir.path().join("data"), Metrics::new()).unwrap();
+    let h = sink.handle();
+    let events = call_events("call-tls", 0);
+    h.publish(&events[0]).unwrap();
+    let got = collect(&mut rx, |g| dedup_ids(g).contains(&events[0].event_id)).await;
+    assert!(got.iter().any(|m| m.topic.ends_with("/lifecycle")));
+    assert!(h.is_connected());
+    sink.shutdown(Duration::from_secs(1)).await;
+
+    // A CA that did not sign the server certificate: the handshake fails, nothing is sent.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    assert!(make_certs(&other));
+    let mut c = config(format!("mqtts://localhost:{tls}"), &site);
+    c.ca_file = Some(other.join("ca.pem"));
+    let metrics = Metrics::new();
+    let sink = MqttSink::start(&c, &dir.path().join("data2"), metrics.clone()).unwrap();
+    sink.handle().publish(&events[1]).unwrap_or(());
+    wait_for(
+        || metrics.mqtt_disconnects.get() >= 1,
+        "TLS failure to be reported",
+    )
+    .await;
+    assert!(!sink.handle().is_connected());
+    sink.shutdown(Duration::ZERO).await;
+    broker.stop();
 }
