@@ -104,6 +104,8 @@ pub struct Outbox {
     readers: HashMap<u64, File>,
     /// Entries at or after the cursor, in index order.
     pending: VecDeque<Loc>,
+    /// Entries in `pending` not acknowledged yet.
+    unacked: usize,
     next_index: u64,
     cursor: u64,
     persisted_cursor: u64,
@@ -142,6 +144,7 @@ impl Outbox {
             active: None,
             readers: HashMap::new(),
             pending: VecDeque::new(),
+            unacked: 0,
             next_index: cursor,
             cursor,
             persisted_cursor: cursor,
@@ -173,6 +176,7 @@ impl Outbox {
             .map(|l| l.index)
             .unwrap_or(ob.next_index)
             .max(cursor);
+        ob.unacked = ob.pending.len();
         ob.drop_acked_segments()?;
         // Keep appending to the last segment if it has room.
         if let Some(last) = ob.segments.back() {
@@ -319,6 +323,7 @@ impl Outbox {
             acked: false,
         });
         seg.size += rec_len;
+        self.unacked += 1;
         self.total_bytes += rec_len;
         self.next_index += 1;
         self.dirty = true;
@@ -367,7 +372,10 @@ impl Outbox {
             return Ok(());
         }
         if let Ok(i) = self.pending.binary_search_by_key(&index, |l| l.index) {
-            self.pending[i].acked = true;
+            if !self.pending[i].acked {
+                self.pending[i].acked = true;
+                self.unacked -= 1;
+            }
         }
         while self.pending.front().is_some_and(|l| l.acked) {
             self.pending.pop_front();
@@ -483,7 +491,7 @@ impl Outbox {
 
     /// Unacknowledged entries.
     pub fn depth(&self) -> usize {
-        self.pending.iter().filter(|l| !l.acked).count()
+        self.unacked
     }
 
     /// Bytes of segment files on disk.
