@@ -172,7 +172,11 @@ struct Health {
 
 async fn healthz(AxState(st): AxState<AppState>) -> Json<Health> {
     let (broker_connected, outbox_depth, outbox_bytes) = match &st.mqtt {
-        Some(m) => (Some(m.is_connected()), Some(m.outbox_depth()), Some(m.outbox_bytes())),
+        Some(m) => (
+            Some(m.is_connected()),
+            Some(m.outbox_depth()),
+            Some(m.outbox_bytes()),
+        ),
         None => (None, None, None),
     };
     Json(Health {
@@ -187,7 +191,10 @@ async fn healthz(AxState(st): AxState<AppState>) -> Json<Health> {
 
 async fn metrics(AxState(st): AxState<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.metrics.render(),
     )
         .into_response()

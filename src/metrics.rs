@@ -227,28 +227,133 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let w = &mut out;
-        gauge(w, "calltone_active_calls", "Calls in progress.", &self.active_calls);
-        counter_family(w, "calltone_audio_frames_total", "Audio frames received.", &self.audio_frames);
-        counter_family(w, "calltone_audio_dropped_total", "Audio frames dropped before the call router.", &self.audio_dropped);
-        counter_family(w, "calltone_bad_frames_total", "Malformed ingest frames.", &self.bad_frames);
-        counter_family(w, "calltone_connections_closed_total", "Ingest connections closed.", &self.connections_closed);
-        counter_family(w, "calltone_reorder_dropped_total", "Media frames dropped by the reorder buffer.", &self.reorder_dropped);
-        counter(w, "calltone_utterances_total", "Utterances emitted.", &self.utterances);
+        gauge(
+            w,
+            "calltone_active_calls",
+            "Calls in progress.",
+            &self.active_calls,
+        );
+        counter_family(
+            w,
+            "calltone_audio_frames_total",
+            "Audio frames received.",
+            &self.audio_frames,
+        );
+        counter_family(
+            w,
+            "calltone_audio_dropped_total",
+            "Audio frames dropped before the call router.",
+            &self.audio_dropped,
+        );
+        counter_family(
+            w,
+            "calltone_bad_frames_total",
+            "Malformed ingest frames.",
+            &self.bad_frames,
+        );
+        counter_family(
+            w,
+            "calltone_connections_closed_total",
+            "Ingest connections closed.",
+            &self.connections_closed,
+        );
+        counter_family(
+            w,
+            "calltone_reorder_dropped_total",
+            "Media frames dropped by the reorder buffer.",
+            &self.reorder_dropped,
+        );
+        counter(
+            w,
+            "calltone_utterances_total",
+            "Utterances emitted.",
+            &self.utterances,
+        );
         counter_family(w, "calltone_alerts_total", "Alerts emitted.", &self.alerts);
-        gauge(w, "calltone_asr_queue_depth", "Utterances waiting for ASR.", &self.asr_queue_depth);
-        gauge(w, "calltone_asr_lag_seconds", "Age of the oldest utterance waiting for ASR.", &self.asr_lag_seconds);
-        counter(w, "calltone_asr_shed_total", "Utterances shed by the ASR pool.", &self.asr_shed);
-        gauge(w, "calltone_outbox_depth", "Unacknowledged QoS 1 events in the outbox.", &self.outbox_depth);
-        gauge(w, "calltone_outbox_bytes", "Bytes used by outbox segments on disk.", &self.outbox_bytes);
-        counter(w, "calltone_outbox_full_drops_total", "QoS 1 events refused because the outbox was full.", &self.outbox_full_drops);
-        counter(w, "calltone_outbox_truncations_total", "Corrupt outbox tails truncated on open.", &self.outbox_truncations);
-        gauge(w, "calltone_mqtt_connected", "1 while connected to the MQTT broker.", &self.mqtt_connected);
-        counter(w, "calltone_mqtt_disconnects_total", "MQTT connection failures and disconnects.", &self.mqtt_disconnects);
-        counter(w, "calltone_mqtt_published_total", "QoS 1 publishes (including resends).", &self.mqtt_published);
-        counter(w, "calltone_mqtt_state_dropped_total", "QoS 0 state updates dropped.", &self.mqtt_state_dropped);
-        histogram(w, "calltone_mqtt_publish_latency_seconds", "Publish to PUBACK.", &self.mqtt_publish_latency);
-        histogram(w, "calltone_audio_to_alert_latency_seconds", "Triggering audio to alert emission.", &self.audio_to_alert_latency);
-        counter_family(w, "calltone_bus_lagged_total", "Events missed by a lagging bus subscriber.", &self.bus_lagged);
+        gauge(
+            w,
+            "calltone_asr_queue_depth",
+            "Utterances waiting for ASR.",
+            &self.asr_queue_depth,
+        );
+        gauge(
+            w,
+            "calltone_asr_lag_seconds",
+            "Age of the oldest utterance waiting for ASR.",
+            &self.asr_lag_seconds,
+        );
+        counter(
+            w,
+            "calltone_asr_shed_total",
+            "Utterances shed by the ASR pool.",
+            &self.asr_shed,
+        );
+        gauge(
+            w,
+            "calltone_outbox_depth",
+            "Unacknowledged QoS 1 events in the outbox.",
+            &self.outbox_depth,
+        );
+        gauge(
+            w,
+            "calltone_outbox_bytes",
+            "Bytes used by outbox segments on disk.",
+            &self.outbox_bytes,
+        );
+        counter(
+            w,
+            "calltone_outbox_full_drops_total",
+            "QoS 1 events refused because the outbox was full.",
+            &self.outbox_full_drops,
+        );
+        counter(
+            w,
+            "calltone_outbox_truncations_total",
+            "Corrupt outbox tails truncated on open.",
+            &self.outbox_truncations,
+        );
+        gauge(
+            w,
+            "calltone_mqtt_connected",
+            "1 while connected to the MQTT broker.",
+            &self.mqtt_connected,
+        );
+        counter(
+            w,
+            "calltone_mqtt_disconnects_total",
+            "MQTT connection failures and disconnects.",
+            &self.mqtt_disconnects,
+        );
+        counter(
+            w,
+            "calltone_mqtt_published_total",
+            "QoS 1 publishes (including resends).",
+            &self.mqtt_published,
+        );
+        counter(
+            w,
+            "calltone_mqtt_state_dropped_total",
+            "QoS 0 state updates dropped.",
+            &self.mqtt_state_dropped,
+        );
+        histogram(
+            w,
+            "calltone_mqtt_publish_latency_seconds",
+            "Publish to PUBACK.",
+            &self.mqtt_publish_latency,
+        );
+        histogram(
+            w,
+            "calltone_audio_to_alert_latency_seconds",
+            "Triggering audio to alert emission.",
+            &self.audio_to_alert_latency,
+        );
+        counter_family(
+            w,
+            "calltone_bus_lagged_total",
+            "Events missed by a lagging bus subscriber.",
+            &self.bus_lagged,
+        );
         out
     }
 }
@@ -260,7 +365,11 @@ fn header(w: &mut String, name: &str, help: &str, kind: &str) {
 
 fn fmt_f64(v: f64) -> String {
     if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -329,7 +438,9 @@ mod tests {
         let text = m.render();
         assert!(text.contains("calltone_active_calls 2\n"), "{text}");
         assert!(text.contains("calltone_audio_frames_total{source=\"audiosocket\"} 5\n"));
-        assert!(text.contains(r#"calltone_bad_frames_total{source="twilio",reason="bad \"json\""} 1"#));
+        assert!(
+            text.contains(r#"calltone_bad_frames_total{source="twilio",reason="bad \"json\""} 1"#)
+        );
         assert!(text.contains("calltone_mqtt_publish_latency_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("calltone_mqtt_publish_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("calltone_mqtt_publish_latency_seconds_count 2\n"));

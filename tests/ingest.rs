@@ -32,7 +32,13 @@ async fn audiosocket(config: AudioSocketConfig) -> Harness {
     let (tx, rx) = mpsc::channel(1024);
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
-    tokio::spawn(serve_audiosocket(listener, config, tx, metrics.clone(), shutdown.clone()));
+    tokio::spawn(serve_audiosocket(
+        listener,
+        config,
+        tx,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     Harness {
         rx,
         addr,
@@ -47,7 +53,12 @@ async fn http_server() -> Harness {
     let (tx, rx) = mpsc::channel(1024);
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
-    let media = media_stream::router(MediaStreamConfig::default(), tx, metrics.clone(), shutdown.clone());
+    let media = media_stream::router(
+        MediaStreamConfig::default(),
+        tx,
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let state = AppState::new(metrics.clone(), CallRegistry::new(metrics.clone()), None);
     tokio::spawn(serve_http(listener, state, media, shutdown.clone()));
     Harness {
@@ -120,7 +131,9 @@ fn end_reason(events: &[CallEvent], call: &str, who: Speaker) -> Option<String> 
     })
 }
 
-const UUID_A: [u8; 16] = [0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0x00];
+const UUID_A: [u8; 16] = [
+    0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0x00,
+];
 const UUID_A_STR: &str = "123e4567-e89b-12d3-a456-426614174000";
 
 fn uuid(n: u8) -> ([u8; 16], String) {
@@ -148,7 +161,11 @@ async fn audiosocket_two_legs_make_one_call() {
     let mut customer = TcpStream::connect(h.addr).await.unwrap();
     customer.write_all(&frame(0x01, &UUID_A)).await.unwrap();
     match h.next().await {
-        CallEvent::Start { call_id, source, speakers } => {
+        CallEvent::Start {
+            call_id,
+            source,
+            speakers,
+        } => {
             assert_eq!(call_id, UUID_A_STR);
             assert_eq!(source, "audiosocket");
             assert_eq!(speakers, vec![Speaker::Customer]);
@@ -178,9 +195,17 @@ async fn audiosocket_two_legs_make_one_call() {
     let got_a = samples_of(&evs, UUID_A_STR, Speaker::Agent);
     assert_eq!(got_a.len(), 160);
     assert_eq!(got_a[2], -100.0 / 32768.0);
-    assert!(evs.iter().all(|e| !matches!(e, CallEvent::Audio { sample_rate, .. } if *sample_rate != 8000)));
-    assert_eq!(end_reason(&evs, UUID_A_STR, Speaker::Customer).as_deref(), Some("hangup"));
-    assert_eq!(end_reason(&evs, UUID_A_STR, Speaker::Agent).as_deref(), Some("hangup"));
+    assert!(evs
+        .iter()
+        .all(|e| !matches!(e, CallEvent::Audio { sample_rate, .. } if *sample_rate != 8000)));
+    assert_eq!(
+        end_reason(&evs, UUID_A_STR, Speaker::Customer).as_deref(),
+        Some("hangup")
+    );
+    assert_eq!(
+        end_reason(&evs, UUID_A_STR, Speaker::Agent).as_deref(),
+        Some("hangup")
+    );
     expect_closed(&mut customer).await;
     assert_eq!(h.metrics.audio_frames.with(&["audiosocket"]).get(), 3);
     h.shutdown.cancel();
@@ -198,12 +223,16 @@ async fn audiosocket_bad_frames_close_only_their_connection() {
     let bad_frames: Vec<(u8, Vec<u8>, &str)> = vec![
         (0x02, frame(0x42, &[0; 4]), "unknown frame kind 0x42"),
         (0x03, frame(0x10, &[0; 3]), "not whole 16-bit samples"),
-        (0x04, {
-            // Header announcing 60000 bytes: refused before reading the payload.
-            let mut f = vec![0x10];
-            f.extend_from_slice(&60000u16.to_be_bytes());
-            f
-        }, "exceeds"),
+        (
+            0x04,
+            {
+                // Header announcing 60000 bytes: refused before reading the payload.
+                let mut f = vec![0x10];
+                f.extend_from_slice(&60000u16.to_be_bytes());
+                f
+            },
+            "exceeds",
+        ),
         (0x05, frame(0x01, &[1, 2, 3]), "second UUID"),
     ];
     let mut bad_conns = vec![];
@@ -216,7 +245,10 @@ async fn audiosocket_bad_frames_close_only_their_connection() {
     }
     // No UUID first: closed without any event.
     let mut no_uuid = TcpStream::connect(h.addr).await.unwrap();
-    no_uuid.write_all(&frame(0x10, &pcm(&[0; 160]))).await.unwrap();
+    no_uuid
+        .write_all(&frame(0x10, &pcm(&[0; 160])))
+        .await
+        .unwrap();
     // Short UUID: closed without any event.
     let mut short_uuid = TcpStream::connect(h.addr).await.unwrap();
     short_uuid.write_all(&frame(0x01, &[1; 15])).await.unwrap();
@@ -230,7 +262,13 @@ async fn audiosocket_bad_frames_close_only_their_connection() {
 
     let mut evs = vec![];
     let mut ended_good = false;
-    while !ended_good || evs.iter().filter(|e| matches!(e, CallEvent::End { .. })).count() < 5 {
+    while !ended_good
+        || evs
+            .iter()
+            .filter(|e| matches!(e, CallEvent::End { .. }))
+            .count()
+            < 5
+    {
         let ev = h.next().await;
         if matches!(&ev, CallEvent::End { call_id, .. } if *call_id == good) {
             ended_good = true;
@@ -239,20 +277,41 @@ async fn audiosocket_bad_frames_close_only_their_connection() {
     }
     for (n, _, why) in &bad_frames {
         let (_, id) = uuid(*n);
-        let r = end_reason(&evs, &id, Speaker::Customer).unwrap_or_else(|| panic!("no End for {id}"));
+        let r =
+            end_reason(&evs, &id, Speaker::Customer).unwrap_or_else(|| panic!("no End for {id}"));
         assert!(r.starts_with("error: ") && r.contains(why), "{id}: {r}");
     }
     let g_samples = samples_of(&evs, &good, Speaker::Customer);
     assert_eq!(g_samples.len(), 320);
-    assert_eq!(end_reason(&evs, &good, Speaker::Customer).as_deref(), Some("hangup"));
+    assert_eq!(
+        end_reason(&evs, &good, Speaker::Customer).as_deref(),
+        Some("hangup")
+    );
     // Nothing at all from the connections that never named a call.
-    let starts = evs.iter().filter(|e| matches!(e, CallEvent::Start { .. })).count();
+    let starts = evs
+        .iter()
+        .filter(|e| matches!(e, CallEvent::Start { .. }))
+        .count();
     assert_eq!(starts, 5);
     let m = &h.metrics;
-    for reason in ["unknown_kind", "odd_length", "oversize", "uuid_changed", "no_uuid", "bad_uuid"] {
-        assert_eq!(m.bad_frames.with(&["audiosocket", reason]).get(), 1, "{reason}");
+    for reason in [
+        "unknown_kind",
+        "odd_length",
+        "oversize",
+        "uuid_changed",
+        "no_uuid",
+        "bad_uuid",
+    ] {
+        assert_eq!(
+            m.bad_frames.with(&["audiosocket", reason]).get(),
+            1,
+            "{reason}"
+        );
     }
-    assert_eq!(m.connections_closed.with(&["audiosocket", "error"]).get(), 6);
+    assert_eq!(
+        m.connections_closed.with(&["audiosocket", "error"]).get(),
+        6
+    );
     h.shutdown.cancel();
 }
 
@@ -269,10 +328,14 @@ async fn audiosocket_leg_endings_timeout_eof_error_third_leg_and_rates() {
     let (b, id) = uuid(0x10);
     let mut a = TcpStream::connect(h.addr).await.unwrap();
     a.write_all(&frame(0x01, &b)).await.unwrap();
-    assert!(matches!(h.next().await, CallEvent::Start { speakers, .. } if speakers == vec![Speaker::Agent]));
+    assert!(
+        matches!(h.next().await, CallEvent::Start { speakers, .. } if speakers == vec![Speaker::Agent])
+    );
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     c.write_all(&frame(0x01, &b)).await.unwrap();
-    assert!(matches!(h.next().await, CallEvent::Start { speakers, .. } if speakers == vec![Speaker::Customer]));
+    assert!(
+        matches!(h.next().await, CallEvent::Start { speakers, .. } if speakers == vec![Speaker::Customer])
+    );
     // A third connection for the same call is rejected.
     let mut third = TcpStream::connect(h.addr).await.unwrap();
     third.write_all(&frame(0x01, &b)).await.unwrap();
@@ -280,16 +343,30 @@ async fn audiosocket_leg_endings_timeout_eof_error_third_leg_and_rates() {
 
     a.write_all(&frame(0x12, &pcm(&[7; 320]))).await.unwrap();
     match h.next().await {
-        CallEvent::Audio { sample_rate, samples, speaker, .. } => {
-            assert_eq!((sample_rate, samples.len(), speaker), (16000, 320, Speaker::Agent));
+        CallEvent::Audio {
+            sample_rate,
+            samples,
+            speaker,
+            ..
+        } => {
+            assert_eq!(
+                (sample_rate, samples.len(), speaker),
+                (16000, 320, Speaker::Agent)
+            );
         }
         other => panic!("{other:?}"),
     }
     // Agent: Asterisk error frame. Customer: just goes silent → timeout.
     a.write_all(&frame(0xff, &[0x02])).await.unwrap();
     let evs = h.until_ends(&id, 2).await;
-    assert_eq!(end_reason(&evs, &id, Speaker::Agent).as_deref(), Some("error: asterisk error code 0x02"));
-    assert_eq!(end_reason(&evs, &id, Speaker::Customer).as_deref(), Some("timeout"));
+    assert_eq!(
+        end_reason(&evs, &id, Speaker::Agent).as_deref(),
+        Some("error: asterisk error code 0x02")
+    );
+    assert_eq!(
+        end_reason(&evs, &id, Speaker::Customer).as_deref(),
+        Some("timeout")
+    );
     expect_closed(&mut c).await;
 
     // EOF without hang-up.
@@ -299,8 +376,17 @@ async fn audiosocket_leg_endings_timeout_eof_error_third_leg_and_rates() {
     d.write_all(&frame(0x10, &pcm(&[1; 160]))).await.unwrap();
     drop(d);
     let evs = h.until_ends(&id2, 1).await;
-    assert_eq!(end_reason(&evs, &id2, Speaker::Agent).as_deref(), Some("disconnected"));
-    assert_eq!(h.metrics.connections_closed.with(&["audiosocket", "rejected"]).get(), 1);
+    assert_eq!(
+        end_reason(&evs, &id2, Speaker::Agent).as_deref(),
+        Some("disconnected")
+    );
+    assert_eq!(
+        h.metrics
+            .connections_closed
+            .with(&["audiosocket", "rejected"])
+            .get(),
+        1
+    );
 
     // Shutdown ends live legs with "shutdown".
     let (b3, id3) = uuid(0x12);
@@ -309,7 +395,10 @@ async fn audiosocket_leg_endings_timeout_eof_error_third_leg_and_rates() {
     assert!(matches!(h.next().await, CallEvent::Start { .. }));
     h.shutdown.cancel();
     let evs = h.until_ends(&id3, 1).await;
-    assert_eq!(end_reason(&evs, &id3, Speaker::Agent).as_deref(), Some("shutdown"));
+    assert_eq!(
+        end_reason(&evs, &id3, Speaker::Agent).as_deref(),
+        Some("shutdown")
+    );
 }
 
 // ---------------------------------------------------------------- WebSocket
@@ -317,18 +406,26 @@ async fn audiosocket_leg_endings_timeout_eof_error_third_leg_and_rates() {
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 async fn ws(addr: std::net::SocketAddr, path: &str) -> Ws {
-    let (s, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(format!("ws://{addr}{path}")))
-        .await
-        .unwrap()
-        .unwrap();
+    let (s, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}{path}")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     s
 }
 
 /// Waits for the server's Close (or the end of the stream), bounded; returns its reason.
 async fn ws_closed(s: &mut Ws) -> String {
     loop {
-        match tokio::time::timeout(WAIT, s.next()).await.expect("server did not close") {
-            Some(Ok(WsMessage::Close(f))) => return f.map(|f| f.reason.as_str().to_string()).unwrap_or_default(),
+        match tokio::time::timeout(WAIT, s.next())
+            .await
+            .expect("server did not close")
+        {
+            Some(Ok(WsMessage::Close(f))) => {
+                return f.map(|f| f.reason.as_str().to_string()).unwrap_or_default()
+            }
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => return String::new(),
         }
@@ -355,17 +452,36 @@ fn twilio_media(seq: u32, track: &str, chunk: u32, payload: &[u8]) -> String {
 }
 
 // μ-law code → linear value (ITU-T G.711 table).
-const MU: [(u8, f32); 5] = [(0x8f, 16764.0), (0x9f, 8316.0), (0xaf, 4092.0), (0xbf, 1980.0), (0x0f, -16764.0)];
+const MU: [(u8, f32); 5] = [
+    (0x8f, 16764.0),
+    (0x9f, 8316.0),
+    (0xaf, 4092.0),
+    (0xbf, 1980.0),
+    (0x0f, -16764.0),
+];
 
 #[tokio::test]
 async fn twilio_stream_reorders_decodes_and_ends() {
     let mut h = http_server().await;
     let mut s = ws(h.addr, "/media/twilio").await;
     let call = "CAtwilio0001";
-    s.send(WsMessage::text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)).await.unwrap();
-    s.send(WsMessage::text(twilio_start(call, r#"["inbound","outbound"]"#))).await.unwrap();
+    s.send(WsMessage::text(
+        r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+    ))
+    .await
+    .unwrap();
+    s.send(WsMessage::text(twilio_start(
+        call,
+        r#"["inbound","outbound"]"#,
+    )))
+    .await
+    .unwrap();
     match h.next().await {
-        CallEvent::Start { call_id, source, speakers } => {
+        CallEvent::Start {
+            call_id,
+            source,
+            speakers,
+        } => {
             assert_eq!((call_id.as_str(), source), (call, "twilio"));
             assert_eq!(speakers, vec![Speaker::Customer, Speaker::Agent]);
         }
@@ -391,15 +507,34 @@ async fn twilio_stream_reorders_decodes_and_ends() {
     let cust = samples_of(&evs, call, Speaker::Customer);
     assert_eq!(cust.len(), 4 * 160);
     for (k, want) in [MU[0].1, MU[1].1, MU[2].1, MU[3].1].iter().enumerate() {
-        assert!(cust[k * 160..(k + 1) * 160].iter().all(|v| *v == want / 32768.0), "chunk {k}");
+        assert!(
+            cust[k * 160..(k + 1) * 160]
+                .iter()
+                .all(|v| *v == want / 32768.0),
+            "chunk {k}"
+        );
     }
     let agent = samples_of(&evs, call, Speaker::Agent);
     assert_eq!(agent.len(), 320);
     assert!(agent.iter().all(|v| *v == MU[4].1 / 32768.0));
-    assert!(evs.iter().all(|e| !matches!(e, CallEvent::Audio { sample_rate, .. } if *sample_rate != 8000)));
-    assert_eq!(end_reason(&evs, call, Speaker::Customer).as_deref(), Some("hangup"));
-    assert_eq!(end_reason(&evs, call, Speaker::Agent).as_deref(), Some("hangup"));
-    assert_eq!(h.metrics.reorder_dropped.with(&["twilio", "duplicate"]).get(), 1);
+    assert!(evs
+        .iter()
+        .all(|e| !matches!(e, CallEvent::Audio { sample_rate, .. } if *sample_rate != 8000)));
+    assert_eq!(
+        end_reason(&evs, call, Speaker::Customer).as_deref(),
+        Some("hangup")
+    );
+    assert_eq!(
+        end_reason(&evs, call, Speaker::Agent).as_deref(),
+        Some("hangup")
+    );
+    assert_eq!(
+        h.metrics
+            .reorder_dropped
+            .with(&["twilio", "duplicate"])
+            .get(),
+        1
+    );
     ws_closed(&mut s).await;
     h.shutdown.cancel();
 }
@@ -409,12 +544,16 @@ async fn twilio_bad_data_closes_only_that_socket() {
     let mut h = http_server().await;
     let good_call = "CAgood";
     let mut good = ws(h.addr, "/media/twilio").await;
-    good.send(WsMessage::text(twilio_start(good_call, r#"["inbound"]"#))).await.unwrap();
+    good.send(WsMessage::text(twilio_start(good_call, r#"["inbound"]"#)))
+        .await
+        .unwrap();
     assert!(matches!(h.next().await, CallEvent::Start { .. }));
 
     // Bad base64 after start → End error, socket closed with a reason.
     let mut bad = ws(h.addr, "/media/twilio").await;
-    bad.send(WsMessage::text(twilio_start("CAbad64", r#"["inbound"]"#))).await.unwrap();
+    bad.send(WsMessage::text(twilio_start("CAbad64", r#"["inbound"]"#)))
+        .await
+        .unwrap();
     bad.send(WsMessage::text(
         r#"{"event":"media","sequenceNumber":"2","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"!!not base64!!"},"streamSid":"MZ"}"#,
     ))
@@ -430,19 +569,34 @@ async fn twilio_bad_data_closes_only_that_socket() {
 
     // Wrong encoding → refused.
     let mut alaw = ws(h.addr, "/media/twilio").await;
-    alaw.send(WsMessage::text(twilio_start("CAalaw", r#"["inbound"]"#).replace("x-mulaw", "x-alaw"))).await.unwrap();
-    assert!(ws_closed(&mut alaw).await.contains("unsupported media format"));
+    alaw.send(WsMessage::text(
+        twilio_start("CAalaw", r#"["inbound"]"#).replace("x-mulaw", "x-alaw"),
+    ))
+    .await
+    .unwrap();
+    assert!(ws_closed(&mut alaw)
+        .await
+        .contains("unsupported media format"));
 
     // The good stream continues.
-    good.send(WsMessage::text(twilio_media(2, "inbound", 1, &[0xff; 160]))).await.unwrap();
-    good.send(WsMessage::text(twilio_media(3, "inbound", 2, &[0xff; 160]))).await.unwrap();
+    good.send(WsMessage::text(twilio_media(2, "inbound", 1, &[0xff; 160])))
+        .await
+        .unwrap();
+    good.send(WsMessage::text(twilio_media(3, "inbound", 2, &[0xff; 160])))
+        .await
+        .unwrap();
     drop(good); // no stop: disconnected
     let evs = h.until_ends(good_call, 1).await;
     assert_eq!(samples_of(&evs, good_call, Speaker::Customer).len(), 320);
-    assert_eq!(end_reason(&evs, good_call, Speaker::Customer).as_deref(), Some("disconnected"));
+    assert_eq!(
+        end_reason(&evs, good_call, Speaker::Customer).as_deref(),
+        Some("disconnected")
+    );
     let r = end_reason(&evs, "CAbad64", Speaker::Customer).expect("End for the bad stream");
     assert!(r.starts_with("error: bad base64"), "{r}");
-    assert!(evs.iter().all(|e| !matches!(e, CallEvent::Start { call_id, .. } if call_id == "CAalaw")));
+    assert!(evs
+        .iter()
+        .all(|e| !matches!(e, CallEvent::Start { call_id, .. } if call_id == "CAalaw")));
     let m = &h.metrics;
     assert_eq!(m.bad_frames.with(&["twilio", "bad_base64"]).get(), 1);
     assert_eq!(m.bad_frames.with(&["twilio", "bad_json"]).get(), 1);
@@ -454,9 +608,17 @@ async fn twilio_bad_data_closes_only_that_socket() {
 async fn l16_stereo_gives_both_speakers() {
     let mut h = http_server().await;
     let mut s = ws(h.addr, "/media/l16").await;
-    s.send(WsMessage::text(r#"{"call_id":"fs-0001","sample_rate":16000,"channels":2}"#)).await.unwrap();
+    s.send(WsMessage::text(
+        r#"{"call_id":"fs-0001","sample_rate":16000,"channels":2}"#,
+    ))
+    .await
+    .unwrap();
     match h.next().await {
-        CallEvent::Start { call_id, source, speakers } => {
+        CallEvent::Start {
+            call_id,
+            source,
+            speakers,
+        } => {
             assert_eq!((call_id.as_str(), source), ("fs-0001", "l16"));
             assert_eq!(speakers, vec![Speaker::Customer, Speaker::Agent]);
         }
@@ -467,7 +629,9 @@ async fn l16_stereo_gives_both_speakers() {
     for _ in 0..3 {
         s.send(WsMessage::binary(pcm(&frames))).await.unwrap();
     }
-    s.send(WsMessage::text(r#"{"event":"ignored"}"#)).await.unwrap();
+    s.send(WsMessage::text(r#"{"event":"ignored"}"#))
+        .await
+        .unwrap();
     s.close(None).await.unwrap();
     let evs = h.until_ends("fs-0001", 2).await;
     let c = samples_of(&evs, "fs-0001", Speaker::Customer);
@@ -475,8 +639,13 @@ async fn l16_stereo_gives_both_speakers() {
     assert_eq!((c.len(), a.len()), (480, 480));
     assert!(c.iter().all(|v| *v == 1000.0 / 32768.0));
     assert!(a.iter().all(|v| *v == -1000.0 / 32768.0));
-    assert!(evs.iter().all(|e| !matches!(e, CallEvent::Audio { sample_rate, .. } if *sample_rate != 16000)));
-    assert_eq!(end_reason(&evs, "fs-0001", Speaker::Agent).as_deref(), Some("disconnected"));
+    assert!(evs
+        .iter()
+        .all(|e| !matches!(e, CallEvent::Audio { sample_rate, .. } if *sample_rate != 16000)));
+    assert_eq!(
+        end_reason(&evs, "fs-0001", Speaker::Agent).as_deref(),
+        Some("disconnected")
+    );
     h.shutdown.cancel();
 }
 
@@ -495,20 +664,32 @@ async fn l16_validates_metadata_and_frame_sizes() {
         assert!(reason.starts_with("error: "), "{meta}: {reason}");
     }
     let mut s = ws(h.addr, "/media/l16").await;
-    s.send(WsMessage::text(r#"{"call_id":"mono1","sample_rate":8000,"channels":2}"#)).await.unwrap();
+    s.send(WsMessage::text(
+        r#"{"call_id":"mono1","sample_rate":8000,"channels":2}"#,
+    ))
+    .await
+    .unwrap();
     assert!(matches!(h.next().await, CallEvent::Start { .. }));
     s.send(WsMessage::binary(vec![0u8; 6])).await.unwrap(); // 1.5 stereo frames
     let reason = ws_closed(&mut s).await;
     assert!(reason.contains("not whole"), "{reason}");
     let evs = h.until_ends("mono1", 2).await;
-    assert!(end_reason(&evs, "mono1", Speaker::Customer).unwrap().starts_with("error: "));
+    assert!(end_reason(&evs, "mono1", Speaker::Customer)
+        .unwrap()
+        .starts_with("error: "));
     assert_eq!(h.metrics.bad_frames.with(&["l16", "bad_metadata"]).get(), 3);
 
     // /healthz and /metrics on the same server.
     let body = http_get(h.addr, "/metrics").await;
-    assert!(body.contains("calltone_bad_frames_total{source=\"l16\",reason=\"odd_length\"} 1"), "{body}");
+    assert!(
+        body.contains("calltone_bad_frames_total{source=\"l16\",reason=\"odd_length\"} 1"),
+        "{body}"
+    );
     let health = http_get(h.addr, "/healthz").await;
-    assert!(health.contains("\"ok\":true") && health.contains("\"broker_connected\":null"), "{health}");
+    assert!(
+        health.contains("\"ok\":true") && health.contains("\"broker_connected\":null"),
+        "{health}"
+    );
     let calls = http_get(h.addr, "/api/calls").await;
     assert!(calls.ends_with("[]"), "{calls}");
     h.shutdown.cancel();
@@ -516,11 +697,16 @@ async fn l16_validates_metadata_and_frame_sizes() {
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     out
 }

@@ -17,7 +17,7 @@ use calltone::events::{
     Severity, SpeakerState, State, Utterance,
 };
 use calltone::metrics::Metrics;
-use calltone::publish::{EmbeddedBroker, MqttConfig, MqttSink};
+use calltone::publish::{forward_from_bus, EmbeddedBroker, MqttConfig, MqttSink};
 use rumqttc::{AsyncClient, Event as MEvent, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -40,11 +40,17 @@ fn free_port() -> u16 {
 }
 
 fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+    std::net::TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
 }
 
 /// A private Mosquitto on a free port, with persistence in its own directory so a graceful
-/// restart keeps the test subscriber's session.
+/// restart keeps the test subscriber's session. `user root` keeps a root-started broker from
+/// dropping to the `mosquitto` user, which could not write the private temp directory (the
+/// option is ignored when the tests do not run as root).
 struct Mosquitto {
     port: u16,
     conf: std::path::PathBuf,
@@ -53,7 +59,13 @@ struct Mosquitto {
 
 impl Mosquitto {
     fn start(dir: &Path) -> Option<Self> {
-        if Command::new("mosquitto").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        if Command::new("mosquitto")
+            .arg("-h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
             eprintln!("SKIP: mosquitto binary not found");
             return None;
         }
@@ -62,7 +74,7 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
                 dir.display()
             ),
         )
@@ -88,7 +100,11 @@ impl Mosquitto {
         self.child = Some(child);
         let t0 = Instant::now();
         while !port_open(self.port) {
-            assert!(t0.elapsed() < Duration::from_secs(10), "mosquitto did not start on {}", self.port);
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "mosquitto did not start on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -96,7 +112,10 @@ impl Mosquitto {
     /// Graceful stop (SIGTERM): connections drop, the broker saves its sessions.
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(10) {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -137,7 +156,12 @@ impl Msg {
 
 /// A subscriber on `filter` that resubscribes after every reconnect; messages arrive on the
 /// returned channel. `persistent` keeps a broker-side session (clean_session = false).
-async fn subscribe(port: u16, filter: &str, client_id: &str, persistent: bool) -> (AsyncClient, mpsc::UnboundedReceiver<Msg>) {
+async fn subscribe(
+    port: u16,
+    filter: &str,
+    client_id: &str,
+    persistent: bool,
+) -> (AsyncClient, mpsc::UnboundedReceiver<Msg>) {
     let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
     o.set_clean_session(!persistent);
     o.set_keep_alive(Duration::from_secs(5));
@@ -169,18 +193,29 @@ async fn subscribe(port: u16, filter: &str, client_id: &str, persistent: bool) -
             }
         }
     });
-    tokio::time::timeout(WAIT, ready_rx.recv()).await.expect("subscription not acknowledged");
+    tokio::time::timeout(WAIT, ready_rx.recv())
+        .await
+        .expect("subscription not acknowledged");
     (client, rx)
 }
 
 /// Receives until `done` says so, bounded.
-async fn collect(rx: &mut mpsc::UnboundedReceiver<Msg>, mut done: impl FnMut(&[Msg]) -> bool) -> Vec<Msg> {
+async fn collect(
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
+    mut done: impl FnMut(&[Msg]) -> bool,
+) -> Vec<Msg> {
     let mut got = vec![];
     let deadline = tokio::time::Instant::now() + WAIT;
     while !done(&got) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(m)) => got.push(m),
-            _ => panic!("timed out; got {} messages: {:?}", got.len(), got.iter().map(|m| (&m.topic, m.event_id())).collect::<Vec<_>>()),
+            _ => panic!(
+                "timed out; got {} messages: {:?}",
+                got.len(),
+                got.iter()
+                    .map(|m| (&m.topic, m.event_id()))
+                    .collect::<Vec<_>>()
+            ),
         }
     }
     got
@@ -295,58 +330,95 @@ async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
 
 /// The whole contract against one broker: topics, QoS 1 events, retained state and its
 /// clearing, retained status.
-async fn contract_roundtrip(port: u16, url: String) {
+async fn contract_roundtrip(port: u16, url: String, embedded_listen: Option<SocketAddr>) {
     let site = unique("site");
     let base = format!("calltone/{site}/box7");
     let (_sub, mut rx) = subscribe(port, &format!("{base}/#"), &unique("sub"), false).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new();
-    let sink = MqttSink::start(&config(url, &site), dir.path(), metrics.clone()).unwrap();
+    let mut c = config(url, &site);
+    if let Some(addr) = embedded_listen {
+        c.embedded_listen = addr;
+    }
+    let sink = MqttSink::start(&c, dir.path(), metrics.clone()).unwrap();
     let h = sink.handle();
     let call = "123e4567-e89b-12d3-a456-426614174000";
     let events = call_events(call, 0);
     let (ended, live) = events.split_last().unwrap();
+    // Live events travel over an event bus, as in `serve`.
+    let (bus, bus_rx) = tokio::sync::broadcast::channel(64);
+    let forwarder = tokio::spawn(forward_from_bus(bus_rx, h.clone()));
     for e in live {
-        h.publish(e).unwrap();
+        bus.send(e.clone()).unwrap();
     }
+    drop(bus);
+    tokio::time::timeout(WAIT, forwarder)
+        .await
+        .unwrap()
+        .unwrap();
     let want: Vec<String> = qos1_ids(live);
     let got = collect(&mut rx, |g| {
         let ids = dedup_ids(g);
         want.iter().all(|w| ids.contains(w)) && g.iter().any(|m| m.topic.ends_with("/state"))
     })
     .await;
-    let by_id = |id: &str| got.iter().find(|m| m.event_id().as_deref() == Some(id)).unwrap().clone();
-    assert_eq!(by_id(&events[0].event_id).topic, format!("{base}/calls/{call}/lifecycle"));
-    assert_eq!(by_id(&events[2].event_id).topic, format!("{base}/calls/{call}/utterance"));
+    let by_id = |id: &str| {
+        got.iter()
+            .find(|m| m.event_id().as_deref() == Some(id))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        by_id(&events[0].event_id).topic,
+        format!("{base}/calls/{call}/lifecycle")
+    );
+    assert_eq!(
+        by_id(&events[2].event_id).topic,
+        format!("{base}/calls/{call}/utterance")
+    );
     let alert = by_id(&events[3].event_id);
     assert_eq!(alert.topic, format!("{base}/calls/{call}/alert"));
     assert_eq!(alert.json()["type"], "alert");
     assert_eq!(alert.json()["kind"], "escalation_phrase");
-    assert!(got.iter().any(|m| m.topic == format!("{base}/status") && m.json()["state"] == "online"));
+    assert!(got
+        .iter()
+        .any(|m| m.topic == format!("{base}/status") && m.json()["state"] == "online"));
 
     // A late subscriber gets the retained status and the retained live state.
     let (_late, mut late_rx) = subscribe(port, &format!("{base}/#"), &unique("late"), false).await;
     let late = collect(&mut late_rx, |g| {
-        g.iter().any(|m| m.topic.ends_with("/status")) && g.iter().any(|m| m.topic.ends_with("/state"))
+        g.iter().any(|m| m.topic.ends_with("/status"))
+            && g.iter().any(|m| m.topic.ends_with("/state"))
     })
     .await;
     let state = late.iter().find(|m| m.topic.ends_with("/state")).unwrap();
     assert!(state.retain);
     assert_eq!(state.json()["type"], "state");
-    assert_eq!(state.json()["speakers"]["customer"]["stress"].as_f64().map(|v| (v * 10.0).round()), Some(6.0));
+    assert_eq!(
+        state.json()["speakers"]["customer"]["stress"]
+            .as_f64()
+            .map(|v| (v * 10.0).round()),
+        Some(6.0)
+    );
     let status = late.iter().find(|m| m.topic.ends_with("/status")).unwrap();
     assert!(status.retain && status.json()["state"] == "online");
 
     // The call ends: call_ended on lifecycle, and the retained state is cleared.
     h.publish(ended).unwrap();
     let got = collect(&mut rx, |g| {
-        dedup_ids(g).contains(&ended.event_id) && g.iter().any(|m| m.topic.ends_with("/state") && m.payload.is_empty())
+        dedup_ids(g).contains(&ended.event_id)
+            && g.iter()
+                .any(|m| m.topic.ends_with("/state") && m.payload.is_empty())
     })
     .await;
-    assert!(got.iter().any(|m| m.topic == format!("{base}/calls/{call}/lifecycle") && m.json()["type"] == "call_ended"));
+    assert!(got
+        .iter()
+        .any(|m| m.topic == format!("{base}/calls/{call}/lifecycle")
+            && m.json()["type"] == "call_ended"));
     wait_for(|| h.outbox_depth() == 0, "outbox to drain").await;
     // Nothing retained for the call any more: a third subscriber sees only the status.
-    let (_third, mut third_rx) = subscribe(port, &format!("{base}/calls/#"), &unique("third"), false).await;
+    let (_third, mut third_rx) =
+        subscribe(port, &format!("{base}/calls/#"), &unique("third"), false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(third_rx.try_recv().is_err(), "state should be cleared");
 
@@ -355,7 +427,8 @@ async fn contract_roundtrip(port: u16, url: String) {
     sink.shutdown(Duration::from_secs(2)).await;
 
     // Graceful shutdown leaves the retained offline status.
-    let (_fourth, mut fourth_rx) = subscribe(port, &format!("{base}/status"), &unique("fourth"), false).await;
+    let (_fourth, mut fourth_rx) =
+        subscribe(port, &format!("{base}/status"), &unique("fourth"), false).await;
     let st = collect(&mut fourth_rx, |g| !g.is_empty()).await;
     assert_eq!(st[0].json()["state"], "offline");
 }
@@ -366,37 +439,51 @@ async fn system_mosquitto_contract() {
         eprintln!("SKIP: no MQTT broker on 127.0.0.1:1883 (start: mosquitto -d -c /etc/mosquitto/mosquitto.conf)");
         return;
     }
-    contract_roundtrip(1883, "mqtt://127.0.0.1:1883".into()).await;
+    contract_roundtrip(1883, "mqtt://127.0.0.1:1883".into(), None).await;
 }
 
 #[tokio::test]
 async fn embedded_broker_contract() {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = broker.addr().port();
-    // "embedded" connects to the embedded listen address.
     let mut c = config("embedded".into(), "x");
-    c.embedded_listen = broker.addr();
-    assert_eq!(c.target().unwrap(), calltone::publish::mqtt::BrokerTarget::Embedded(broker.addr()));
-    contract_roundtrip(port, format!("mqtt://127.0.0.1:{port}")).await;
+    c.embedded_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let broker = EmbeddedBroker::for_config(&c)
+        .unwrap()
+        .expect("url embedded starts the broker");
+    assert_eq!(broker.addr(), c.embedded_listen);
+    let external = config("mqtt://127.0.0.1:1".into(), "x");
+    assert!(EmbeddedBroker::for_config(&external).unwrap().is_none());
+    // url "embedded": the sink connects to the embedded listen address.
+    contract_roundtrip(broker.addr().port(), "embedded".into(), Some(broker.addr())).await;
     // The same address again: a clear error.
-    let err = EmbeddedBroker::start(broker.addr()).unwrap_err().to_string();
+    let err = EmbeddedBroker::start(broker.addr())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("address in use"), "{err}");
 }
 
 #[tokio::test]
 async fn broker_outage_loses_nothing() {
     let bdir = tempfile::tempdir().unwrap();
-    let Some(mut broker) = Mosquitto::start(bdir.path()) else { return };
+    let Some(mut broker) = Mosquitto::start(bdir.path()) else {
+        return;
+    };
     let site = unique("outage");
     let base = format!("calltone/{site}/box7");
     let (_sub, mut rx) = subscribe(broker.port, &format!("{base}/#"), &unique("sub"), true).await;
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new();
-    let sink = MqttSink::start(&config(format!("mqtt://127.0.0.1:{}", broker.port), &site), dir.path(), metrics.clone()).unwrap();
+    let sink = MqttSink::start(
+        &config(format!("mqtt://127.0.0.1:{}", broker.port), &site),
+        dir.path(),
+        metrics.clone(),
+    )
+    .unwrap();
     let h = sink.handle();
     wait_for(|| h.is_connected(), "sink connected").await;
 
-    let calls: Vec<Vec<Event>> = (0..3).map(|i| call_events(&format!("call-{i}"), 15)).collect();
+    let calls: Vec<Vec<Event>> = (0..3)
+        .map(|i| call_events(&format!("call-{i}"), 15))
+        .collect();
     let all: Vec<&Event> = {
         // Interleave the calls like a live box would.
         let mut v = vec![];
@@ -417,11 +504,18 @@ async fn broker_outage_loses_nothing() {
         h.publish(e).unwrap();
     }
     wait_for(|| !h.is_connected(), "sink to notice the outage").await;
-    assert!(h.outbox_depth() > 0, "events wait in the outbox during the outage");
+    assert!(
+        h.outbox_depth() > 0,
+        "events wait in the outbox during the outage"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     broker.restart();
 
-    let want: Vec<String> = all.iter().filter(|e| !matches!(e.body, EventBody::State(_))).map(|e| e.event_id.clone()).collect();
+    let want: Vec<String> = all
+        .iter()
+        .filter(|e| !matches!(e.body, EventBody::State(_)))
+        .map(|e| e.event_id.clone())
+        .collect();
     let got = collect(&mut rx, |g| {
         let ids: HashSet<String> = dedup_ids(g).into_iter().collect();
         want.iter().all(|w| ids.contains(w))
@@ -429,12 +523,26 @@ async fn broker_outage_loses_nothing() {
     .await;
     // Order per call is kept for QoS 1 events (first deliveries, after de-duplication by
     // event_id); QoS 0 state takes its own, coalescing path.
-    let qos1: Vec<Msg> = got.iter().filter(|m| !m.topic.ends_with("/state")).cloned().collect();
+    let qos1: Vec<Msg> = got
+        .iter()
+        .filter(|m| !m.topic.ends_with("/state"))
+        .cloned()
+        .collect();
     let ids = dedup_ids(&qos1);
     for c in &calls {
-        let order: Vec<&String> = ids.iter().filter(|id| id.starts_with(&format!("{}:", c[0].call_id))).collect();
-        let seqs: Vec<u64> = order.iter().map(|id| id.rsplit(':').next().unwrap().parse().unwrap()).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "order broken for {}: {seqs:?}", c[0].call_id);
+        let order: Vec<&String> = ids
+            .iter()
+            .filter(|id| id.starts_with(&format!("{}:", c[0].call_id)))
+            .collect();
+        let seqs: Vec<u64> = order
+            .iter()
+            .map(|id| id.rsplit(':').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "order broken for {}: {seqs:?}",
+            c[0].call_id
+        );
     }
     wait_for(|| h.outbox_depth() == 0, "outbox to drain after the outage").await;
     assert!(metrics.mqtt_disconnects.get() >= 1);
@@ -451,7 +559,9 @@ async fn broker_outage_loses_nothing() {
 #[tokio::test]
 async fn process_restart_replays_the_outbox() {
     let bdir = tempfile::tempdir().unwrap();
-    let Some(mut broker) = Mosquitto::start(bdir.path()) else { return };
+    let Some(mut broker) = Mosquitto::start(bdir.path()) else {
+        return;
+    };
     let port = broker.port;
     broker.stop(); // the broker is down while the first "process" runs
     let site = unique("restart");
@@ -459,12 +569,21 @@ async fn process_restart_replays_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let events = call_events("call-r", 10);
     {
-        let sink = MqttSink::start(&config(format!("mqtt://127.0.0.1:{port}"), &site), dir.path(), Metrics::new()).unwrap();
+        let sink = MqttSink::start(
+            &config(format!("mqtt://127.0.0.1:{port}"), &site),
+            dir.path(),
+            Metrics::new(),
+        )
+        .unwrap();
         let h = sink.handle();
         for e in &events {
             h.publish(e).unwrap();
         }
-        assert_eq!(h.outbox_depth(), qos1_ids(&events).len() + 1, "QoS 1 events + the state clear");
+        assert_eq!(
+            h.outbox_depth(),
+            qos1_ids(&events).len() + 1,
+            "QoS 1 events + the state clear"
+        );
         // A crash-like stop: no grace, nothing delivered.
         sink.shutdown(Duration::ZERO).await;
     }
@@ -481,12 +600,19 @@ async fn process_restart_replays_the_outbox() {
     broker.restart();
     let (_sub, mut rx) = subscribe(port, &format!("{base}/#"), &unique("sub"), false).await;
     let metrics = Metrics::new();
-    let sink = MqttSink::start(&config(format!("mqtt://127.0.0.1:{port}"), &site), dir.path(), metrics.clone()).unwrap();
+    let sink = MqttSink::start(
+        &config(format!("mqtt://127.0.0.1:{port}"), &site),
+        dir.path(),
+        metrics.clone(),
+    )
+    .unwrap();
     let h = sink.handle();
     let want = qos1_ids(&events);
     let got = collect(&mut rx, |g| {
         let ids = dedup_ids(g);
-        want.iter().all(|w| ids.contains(w)) && g.iter().any(|m| m.topic.ends_with("/state") && m.payload.is_empty())
+        want.iter().all(|w| ids.contains(w))
+            && g.iter()
+                .any(|m| m.topic.ends_with("/state") && m.payload.is_empty())
     })
     .await;
     assert_eq!(dedup_ids(&got), want, "replayed in order");
@@ -508,7 +634,12 @@ async fn process_restart_replays_the_outbox() {
     drop(broker);
 
     // And once acknowledged, a third start has nothing to send.
-    let sink = MqttSink::start(&config(format!("mqtt://127.0.0.1:{}", free_port()), &site), dir.path(), Arc::new(Metrics::default())).unwrap();
+    let sink = MqttSink::start(
+        &config(format!("mqtt://127.0.0.1:{}", free_port()), &site),
+        dir.path(),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
     assert_eq!(sink.handle().outbox_depth(), 0);
     sink.shutdown(Duration::ZERO).await;
 }
@@ -531,6 +662,170 @@ async fn full_outbox_refuses_newest_and_counts() {
     assert!(refused > 0);
     assert!(h.outbox_bytes() <= 64 * 1024);
     assert_eq!(metrics.outbox_full_drops.get(), refused as u64);
-    assert!(metrics.render().contains("calltone_outbox_full_drops_total"));
+    assert!(metrics
+        .render()
+        .contains("calltone_outbox_full_drops_total"));
     sink.shutdown(Duration::ZERO).await;
+}
+
+/// Runs `openssl` with `args` in `dir`; false when it is missing or fails.
+fn openssl(dir: &Path, args: &[&str]) -> bool {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A CA and a server certificate for localhost/127.0.0.1, made with the openssl CLI.
+fn make_certs(dir: &Path) -> bool {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=calltone test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ) && openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ) && openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    )
+}
+
+#[tokio::test]
+async fn mqtts_with_ring_and_a_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    if Command::new("mosquitto")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIP: mosquitto binary not found");
+        return;
+    }
+    if !make_certs(dir.path()) {
+        eprintln!("SKIP: openssl CLI not available to make test certificates");
+        return;
+    }
+    let (plain, tls) = (free_port(), free_port());
+    let d = dir.path().display();
+    let conf = dir.path().join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nper_listener_settings false\nallow_anonymous true\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut broker = Mosquitto {
+        port: plain,
+        conf,
+        child: Some(child),
+    };
+    let t0 = Instant::now();
+    while !(port_open(plain) && port_open(tls)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "TLS mosquitto did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let site = unique("tls");
+    let (_sub, mut rx) = subscribe(
+        plain,
+        &format!("calltone/{site}/box7/#"),
+        &unique("sub"),
+        false,
+    )
+    .await;
+    let mut c = config(format!("mqtts://localhost:{tls}"), &site);
+    c.ca_file = Some(dir.path().join("ca.pem"));
+    let sink = MqttSink::start(&c, &dir.path().join("data"), Metrics::new()).unwrap();
+    let h = sink.handle();
+    let events = call_events("call-tls", 0);
+    h.publish(&events[0]).unwrap();
+    let got = collect(&mut rx, |g| dedup_ids(g).contains(&events[0].event_id)).await;
+    assert!(got.iter().any(|m| m.topic.ends_with("/lifecycle")));
+    assert!(h.is_connected());
+    sink.shutdown(Duration::from_secs(1)).await;
+
+    // A CA that did not sign the server certificate: the handshake fails, nothing is sent.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    assert!(make_certs(&other));
+    let mut c = config(format!("mqtts://localhost:{tls}"), &site);
+    c.ca_file = Some(other.join("ca.pem"));
+    let metrics = Metrics::new();
+    let sink = MqttSink::start(&c, &dir.path().join("data2"), metrics.clone()).unwrap();
+    sink.handle().publish(&events[1]).unwrap_or(());
+    wait_for(
+        || metrics.mqtt_disconnects.get() >= 1,
+        "TLS failure to be reported",
+    )
+    .await;
+    assert!(!sink.handle().is_connected());
+    sink.shutdown(Duration::ZERO).await;
+    broker.stop();
 }

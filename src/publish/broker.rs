@@ -7,10 +7,13 @@
 //! `0.0.0.0:1883` to expose it) or a site broker bridges it.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+use super::mqtt::{BrokerTarget, MqttConfig};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -46,7 +49,9 @@ impl EmbeddedBroker {
                 BrokerError::Io { addr, source: e }
             }
         })?;
-        let addr = probe.local_addr().map_err(|e| BrokerError::Io { addr, source: e })?;
+        let addr = probe
+            .local_addr()
+            .map_err(|e| BrokerError::Io { addr, source: e })?;
         drop(probe);
 
         let mut broker = Broker::new(broker_config(addr));
@@ -61,7 +66,7 @@ impl EmbeddedBroker {
 
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if mqtt_handshake(addr).is_ok() {
                 tracing::info!(%addr, "embedded MQTT broker listening");
                 return Ok(Self { addr });
             }
@@ -76,10 +81,39 @@ impl EmbeddedBroker {
         }
     }
 
+    /// Starts the broker when `config.url` is `embedded`; `None` for an external broker.
+    pub fn for_config(config: &MqttConfig) -> Result<Option<Self>, BrokerError> {
+        match config.target() {
+            Ok(BrokerTarget::Embedded(addr)) => Self::start(addr).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+/// Connects as an MQTT 3.1.1 client, expects a successful CONNACK and disconnects cleanly
+/// (a bare TCP probe would make rumqttd log an error).
+fn mqtt_handshake(addr: SocketAddr) -> std::io::Result<()> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let id = b"calltone-probe";
+    let mut connect = vec![0x10, (10 + 2 + id.len()) as u8];
+    connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10]);
+    connect.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    connect.extend_from_slice(id);
+    s.write_all(&connect)?;
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack)?;
+    if connack != [0x20, 0x02, 0x00, 0x00] {
+        return Err(std::io::Error::other(format!(
+            "unexpected CONNACK {connack:02x?}"
+        )));
+    }
+    s.write_all(&[0xe0, 0x00])
 }
 
 fn broker_config(addr: SocketAddr) -> Config {

@@ -12,5 +12,7 @@ pub mod mqtt;
 pub mod outbox;
 
 pub use broker::{BrokerError, EmbeddedBroker};
-pub use mqtt::{forward_from_bus, MqttConfig, MqttError, MqttHandle, MqttSink, PublishError};
+pub use mqtt::{
+    forward_from_bus, BrokerTarget, MqttConfig, MqttError, MqttHandle, MqttSink, PublishError,
+};
 pub use outbox::{Outbox, OutboxEntry, OutboxError};

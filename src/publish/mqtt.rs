@@ -126,7 +126,13 @@ pub fn default_box_id() -> String {
 /// Replaces characters that are not allowed (or not wise) in one MQTT topic level.
 pub fn topic_level(s: &str) -> String {
     s.chars()
-        .map(|c| if matches!(c, '/' | '+' | '#') || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '/' | '+' | '#') || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -135,17 +141,29 @@ pub fn topic_level(s: &str) -> String {
 pub enum BrokerTarget {
     /// The in-process broker (start it with [`super::broker::EmbeddedBroker::start`]).
     Embedded(SocketAddr),
-    Tcp { host: String, port: u16 },
-    Tls { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Tls {
+        host: String,
+        port: u16,
+    },
 }
 
 impl MqttConfig {
     /// Checks values; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
         self.target()?;
-        for (key, v) in [("mqtt.prefix", &self.prefix), ("mqtt.site", &self.site), ("mqtt.box", &self.box_id)] {
+        for (key, v) in [
+            ("mqtt.prefix", &self.prefix),
+            ("mqtt.site", &self.site),
+            ("mqtt.box", &self.box_id),
+        ] {
             if v.is_empty() || topic_level(v) != *v {
-                return Err(format!("{key} {v:?} must be a non-empty topic level without '/', '+', '#'"));
+                return Err(format!(
+                    "{key} {v:?} must be a non-empty topic level without '/', '+', '#'"
+                ));
             }
         }
         if self.inflight == 0 || self.inflight > 1000 {
@@ -174,7 +192,9 @@ impl MqttConfig {
         } else if let Some(r) = url.strip_prefix("mqtt://") {
             (false, r)
         } else {
-            return Err(format!("mqtt.url {url:?}: expected embedded, mqtt://host:port or mqtts://host:port"));
+            return Err(format!(
+                "mqtt.url {url:?}: expected embedded, mqtt://host:port or mqtts://host:port"
+            ));
         };
         let rest = rest.trim_end_matches('/');
         let default_port = if tls { 8883 } else { 1883 };
@@ -183,14 +203,20 @@ impl MqttConfig {
                 .split_once(']')
                 .ok_or_else(|| format!("mqtt.url {url:?}: unclosed '['"))?;
             let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("mqtt.url {url:?}: bad port"))?,
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| format!("mqtt.url {url:?}: bad port"))?,
                 None if after.is_empty() => default_port,
                 None => return Err(format!("mqtt.url {url:?}: bad host")),
             };
             (h.to_string(), port)
         } else {
             match rest.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("mqtt.url {url:?}: bad port {p:?}"))?),
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse()
+                        .map_err(|_| format!("mqtt.url {url:?}: bad port {p:?}"))?,
+                ),
                 None => (rest.to_string(), default_port),
             }
         };
@@ -313,7 +339,13 @@ impl MqttHandle {
         };
         let mut ob = sh.outbox();
         let r = ob
-            .append(&sh.topics.call(&ev.call_id, kind), &ev.event_id, &payload, 1, false)
+            .append(
+                &sh.topics.call(&ev.call_id, kind),
+                &ev.event_id,
+                &payload,
+                1,
+                false,
+            )
             .map(|_| ());
         let r = r.and_then(|()| {
             if !matches!(ev.body, EventBody::CallEnded(_)) {
@@ -324,8 +356,14 @@ impl MqttHandle {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&state_topic);
-            ob.append(&state_topic, &format!("{}:state-clear", ev.event_id), b"", 1, true)
-                .map(|_| ())
+            ob.append(
+                &state_topic,
+                &format!("{}:state-clear", ev.event_id),
+                b"",
+                1,
+                true,
+            )
+            .map(|_| ())
         });
         sh.update_gauges(&ob);
         drop(ob);
@@ -363,26 +401,24 @@ impl MqttHandle {
     }
 }
 
-/// Feeds events from the event bus into the sink until the bus closes or `shutdown` fires.
-/// Lagging (missed events) is counted and logged, never silent.
-pub async fn forward_from_bus(
-    mut rx: broadcast::Receiver<Event>,
-    handle: MqttHandle,
-    shutdown: CancellationToken,
-) {
+/// Feeds events from the event bus into the sink until the bus closes (every sender
+/// dropped) — deliberately not on a shutdown signal, so that the `call_ended` events emitted
+/// while calls are being shut down still reach the outbox. Lagging (missed events) is
+/// counted in `calltone_bus_lagged_total{subscriber="mqtt"}` and logged, never silent.
+pub async fn forward_from_bus(mut rx: broadcast::Receiver<Event>, handle: MqttHandle) {
     let lagged = handle.shared.metrics.bus_lagged.with(&["mqtt"]);
     loop {
-        let ev = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = rx.recv() => r,
-        };
-        match ev {
+        match rx.recv().await {
             Ok(ev) => {
+                // A refusal is counted and logged by `publish`.
                 let _ = handle.publish(&ev);
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 lagged.add(n);
-                tracing::error!(missed = n, "mqtt: event bus subscriber lagged; events lost before the outbox");
+                tracing::error!(
+                    missed = n,
+                    "mqtt: event bus subscriber lagged; events lost before the outbox"
+                );
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
@@ -400,7 +436,11 @@ pub struct MqttSink {
 impl MqttSink {
     /// Opens the outbox in `{data_dir}/outbox` and starts connecting to the configured broker
     /// (which, for `embedded`, the caller has started). Must run inside a tokio runtime.
-    pub fn start(config: &MqttConfig, data_dir: &Path, metrics: Arc<Metrics>) -> Result<Self, MqttError> {
+    pub fn start(
+        config: &MqttConfig,
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, MqttError> {
         config.validate().map_err(MqttError::Config)?;
         let outbox = Outbox::open(data_dir.join("outbox"), config.outbox_max_bytes)?;
         metrics.outbox_truncations.add(outbox.truncations());
@@ -428,7 +468,13 @@ impl MqttSink {
         };
         // Independent of `stop`: the poller must keep running while the sink shuts down gracefully.
         let poller_stop = CancellationToken::new();
-        let poller = tokio::spawn(poll_eventloop(eventloop, notice_tx, resume_rx, backoff, poller_stop.clone()));
+        let poller = tokio::spawn(poll_eventloop(
+            eventloop,
+            notice_tx,
+            resume_rx,
+            backoff,
+            poller_stop.clone(),
+        ));
         let grace = Arc::new(Mutex::new(Duration::ZERO));
         let task = SinkTask {
             shared: shared.clone(),
@@ -515,9 +561,9 @@ fn mqtt_options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, Mqt
         o.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
     }
     if tls {
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
-            tls_config(config.ca_file.as_deref())?,
-        ))));
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(tls_config(config.ca_file.as_deref())?),
+        )));
     }
     Ok(o)
 }
@@ -535,13 +581,17 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, MqttError>
                 .map_err(|e| MqttError::Tls(format!("mqtt.ca_file {}: {e}", path.display())))?;
             let mut rd = std::io::BufReader::new(file);
             for cert in rustls_pemfile::certs(&mut rd) {
-                let cert = cert.map_err(|e| MqttError::Tls(format!("mqtt.ca_file {}: {e}", path.display())))?;
+                let cert = cert
+                    .map_err(|e| MqttError::Tls(format!("mqtt.ca_file {}: {e}", path.display())))?;
                 roots
                     .add(cert)
                     .map_err(|e| MqttError::Tls(format!("mqtt.ca_file {}: {e}", path.display())))?;
             }
             if roots.is_empty() {
-                return Err(MqttError::Tls(format!("mqtt.ca_file {}: no certificates found", path.display())));
+                return Err(MqttError::Tls(format!(
+                    "mqtt.ca_file {}: no certificates found",
+                    path.display()
+                )));
             }
         }
         None => {
@@ -550,7 +600,9 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, MqttError>
                 let _ = roots.add(cert);
             }
             if roots.is_empty() {
-                return Err(MqttError::Tls("no system CA certificates found; set mqtt.ca_file".into()));
+                return Err(MqttError::Tls(
+                    "no system CA certificates found; set mqtt.ca_file".into(),
+                ));
             }
         }
     }
@@ -765,14 +817,20 @@ impl SinkTask {
         if !self.connected {
             return;
         }
-        let sh = self.shared.clone();
-        let synced = tokio::task::spawn_blocking(move || sh.outbox().sync()).await;
-        if let Ok(Err(e)) = synced {
-            tracing::error!(error = %e, "mqtt: outbox fsync failed");
+        if self.shared.outbox().needs_sync() {
+            let sh = self.shared.clone();
+            let synced = tokio::task::spawn_blocking(move || sh.outbox().sync()).await;
+            if let Ok(Err(e)) = synced {
+                tracing::error!(error = %e, "mqtt: outbox fsync failed");
+            }
         }
-        let states = std::mem::take(&mut *self.shared.states.lock().unwrap_or_else(|e| e.into_inner()));
+        let states =
+            std::mem::take(&mut *self.shared.states.lock().unwrap_or_else(|e| e.into_inner()));
         for (topic, payload) in states {
-            match self.client.try_publish(topic, QoS::AtMostOnce, true, payload) {
+            match self
+                .client
+                .try_publish(topic, QoS::AtMostOnce, true, payload)
+            {
                 Ok(()) => self.fifo.push_back(Req::Untracked),
                 Err(_) => self.shared.metrics.mqtt_state_dropped.inc(),
             }
@@ -792,8 +850,15 @@ impl SinkTask {
                 }
             };
             drop(ob);
-            let qos = if entry.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
-            match self.client.try_publish(entry.topic, qos, entry.retain, entry.payload) {
+            let qos = if entry.qos == 0 {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            match self
+                .client
+                .try_publish(entry.topic, qos, entry.retain, entry.payload)
+            {
                 Ok(()) => {
                     self.fifo.push_back(Req::Entry(index));
                     self.last_sent = Some(index);
@@ -806,8 +871,12 @@ impl SinkTask {
     }
 
     async fn persist_cursor(&self) {
+        if !self.shared.outbox().cursor_moved() {
+            return;
+        }
         let sh = self.shared.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sh.outbox().persist_cursor()).await {
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sh.outbox().persist_cursor()).await
+        {
             tracing::error!(error = %e, "mqtt: outbox cursor not persisted");
         }
     }
@@ -874,7 +943,10 @@ impl SinkTask {
         self.persist_cursor().await;
         let ob = self.shared.outbox();
         if ob.depth() > 0 {
-            tracing::info!(pending = ob.depth(), "mqtt: stopping with unacknowledged events; they are resent on the next start");
+            tracing::info!(
+                pending = ob.depth(),
+                "mqtt: stopping with unacknowledged events; they are resent on the next start"
+            );
         }
         self.shared.connected.store(false, Ordering::Relaxed);
         self.shared.metrics.mqtt_connected.set(0.0);
@@ -888,13 +960,34 @@ mod tests {
     #[test]
     fn urls_parse() {
         let mut c = MqttConfig::default();
-        assert_eq!(c.target().unwrap(), BrokerTarget::Embedded("127.0.0.1:1883".parse().unwrap()));
+        assert_eq!(
+            c.target().unwrap(),
+            BrokerTarget::Embedded("127.0.0.1:1883".parse().unwrap())
+        );
         c.url = "mqtt://broker.local".into();
-        assert_eq!(c.target().unwrap(), BrokerTarget::Tcp { host: "broker.local".into(), port: 1883 });
+        assert_eq!(
+            c.target().unwrap(),
+            BrokerTarget::Tcp {
+                host: "broker.local".into(),
+                port: 1883
+            }
+        );
         c.url = "mqtts://10.0.0.1:8884".into();
-        assert_eq!(c.target().unwrap(), BrokerTarget::Tls { host: "10.0.0.1".into(), port: 8884 });
+        assert_eq!(
+            c.target().unwrap(),
+            BrokerTarget::Tls {
+                host: "10.0.0.1".into(),
+                port: 8884
+            }
+        );
         c.url = "mqtt://[::1]:1999".into();
-        assert_eq!(c.target().unwrap(), BrokerTarget::Tcp { host: "::1".into(), port: 1999 });
+        assert_eq!(
+            c.target().unwrap(),
+            BrokerTarget::Tcp {
+                host: "::1".into(),
+                port: 1999
+            }
+        );
         c.url = "http://x".into();
         assert!(c.target().is_err());
         c.url = "mqtt://x:notaport".into();
@@ -916,7 +1009,9 @@ mod tests {
             box_id: "b".into(),
             ..Default::default()
         };
-        let t = Topics { base: c.base_topic() };
+        let t = Topics {
+            base: c.base_topic(),
+        };
         assert_eq!(t.status(), "calltone/s/b/status");
         assert_eq!(t.call("CA1", "alert"), "calltone/s/b/calls/CA1/alert");
         assert_eq!(t.call("x/+#", "state"), "calltone/s/b/calls/x___/state");

@@ -104,6 +104,8 @@ pub struct Outbox {
     readers: HashMap<u64, File>,
     /// Entries at or after the cursor, in index order.
     pending: VecDeque<Loc>,
+    /// Entries in `pending` not acknowledged yet.
+    unacked: usize,
     next_index: u64,
     cursor: u64,
     persisted_cursor: u64,
@@ -142,6 +144,7 @@ impl Outbox {
             active: None,
             readers: HashMap::new(),
             pending: VecDeque::new(),
+            unacked: 0,
             next_index: cursor,
             cursor,
             persisted_cursor: cursor,
@@ -167,7 +170,13 @@ impl Outbox {
             ob.next_index = ob.next_index.max(l + 1);
         }
         // A cursor ahead of everything on disk (segments deleted after acks): start there.
-        ob.cursor = ob.pending.front().map(|l| l.index).unwrap_or(ob.next_index).max(cursor);
+        ob.cursor = ob
+            .pending
+            .front()
+            .map(|l| l.index)
+            .unwrap_or(ob.next_index)
+            .max(cursor);
+        ob.unacked = ob.pending.len();
         ob.drop_acked_segments()?;
         // Keep appending to the last segment if it has room.
         if let Some(last) = ob.segments.back() {
@@ -203,7 +212,8 @@ impl Outbox {
                 bad = Some("torn record header".into());
                 break;
             }
-            let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
+            let len =
+                u32::from_le_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
             let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().unwrap_or_default());
             if !(10..=MAX_RECORD_BYTES).contains(&len) || data.len() - off - HEADER < len {
                 bad = Some(format!("record length {len} invalid or past end of file"));
@@ -241,7 +251,10 @@ impl Outbox {
                 reason = %why,
                 "outbox: corrupt segment tail truncated"
             );
-            let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err(path))?;
             f.set_len(off as u64).map_err(io_err(path))?;
             f.sync_all().map_err(io_err(path))?;
             self.truncations += 1;
@@ -261,7 +274,10 @@ impl Outbox {
     ) -> Result<u64, OutboxError> {
         let index = self.next_index;
         let body = encode_body(index, topic, event_id, payload, qos, retain);
-        if body.len() > MAX_RECORD_BYTES || topic.len() > u16::MAX as usize || event_id.len() > u16::MAX as usize {
+        if body.len() > MAX_RECORD_BYTES
+            || topic.len() > u16::MAX as usize
+            || event_id.len() > u16::MAX as usize
+        {
             return Err(OutboxError::TooLarge(body.len()));
         }
         let rec_len = (HEADER + body.len()) as u64;
@@ -274,7 +290,9 @@ impl Outbox {
         }
         let needs_roll = match self.segments.back() {
             None => true,
-            Some(s) => self.active.is_none() || (s.size > 0 && s.size + rec_len > self.segment_bytes),
+            Some(s) => {
+                self.active.is_none() || (s.size > 0 && s.size + rec_len > self.segment_bytes)
+            }
         };
         if needs_roll {
             self.roll(index)?;
@@ -283,9 +301,15 @@ impl Outbox {
         rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
         rec.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
         rec.extend_from_slice(&body);
-        let seg = self.segments.back_mut().expect("roll() leaves an active segment");
+        let seg = self
+            .segments
+            .back_mut()
+            .expect("roll() leaves an active segment");
         let path = self.dir.join(seg_name(seg.first));
-        let file = self.active.as_mut().expect("roll() leaves an active segment");
+        let file = self
+            .active
+            .as_mut()
+            .expect("roll() leaves an active segment");
         if let Err(e) = file.write_all(&rec) {
             // Cut a partial record off so later appends stay readable.
             let _ = file.set_len(seg.size);
@@ -299,6 +323,7 @@ impl Outbox {
             acked: false,
         });
         seg.size += rec_len;
+        self.unacked += 1;
         self.total_bytes += rec_len;
         self.next_index += 1;
         self.dirty = true;
@@ -347,12 +372,19 @@ impl Outbox {
             return Ok(());
         }
         if let Ok(i) = self.pending.binary_search_by_key(&index, |l| l.index) {
-            self.pending[i].acked = true;
+            if !self.pending[i].acked {
+                self.pending[i].acked = true;
+                self.unacked -= 1;
+            }
         }
         while self.pending.front().is_some_and(|l| l.acked) {
             self.pending.pop_front();
         }
-        self.cursor = self.pending.front().map(|l| l.index).unwrap_or(self.next_index);
+        self.cursor = self
+            .pending
+            .front()
+            .map(|l| l.index)
+            .unwrap_or(self.next_index);
         self.drop_acked_segments()
     }
 
@@ -364,7 +396,11 @@ impl Outbox {
             };
             // Everything in the front segment is below the next segment's first index (or
             // below next_index if it is the last one).
-            let end = if n > 1 { self.segments[1].first } else { self.next_index };
+            let end = if n > 1 {
+                self.segments[1].first
+            } else {
+                self.next_index
+            };
             if end > self.cursor || (n == 1 && front.size == 0) {
                 return Ok(());
             }
@@ -414,13 +450,15 @@ impl Outbox {
             .map_err(|_| OutboxError::NotPending(index))?;
         let loc = self.pending[i];
         let path = self.dir.join(seg_name(loc.segment));
-        if !self.readers.contains_key(&loc.segment) {
-            let f = File::open(&path).map_err(io_err(&path))?;
-            self.readers.insert(loc.segment, f);
-        }
-        let f = &self.readers[&loc.segment];
+        let f = match self.readers.entry(loc.segment) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(File::open(&path).map_err(io_err(&path))?)
+            }
+        };
         let mut buf = vec![0u8; loc.len as usize];
-        f.read_exact_at(&mut buf, loc.offset).map_err(io_err(&path))?;
+        f.read_exact_at(&mut buf, loc.offset)
+            .map_err(io_err(&path))?;
         let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
         let body = &buf[HEADER..];
         if crc32fast::hash(body) != crc {
@@ -435,12 +473,25 @@ impl Outbox {
             None => 0,
             Some(a) => self.pending.partition_point(|l| l.index <= a),
         };
-        self.pending.range(start..).find(|l| !l.acked).map(|l| l.index)
+        self.pending
+            .range(start..)
+            .find(|l| !l.acked)
+            .map(|l| l.index)
+    }
+
+    /// Whether appended records await [`Outbox::sync`].
+    pub fn needs_sync(&self) -> bool {
+        self.dirty || self.new_segment_unsynced
+    }
+
+    /// Whether the cursor moved since it was last persisted.
+    pub fn cursor_moved(&self) -> bool {
+        self.cursor != self.persisted_cursor
     }
 
     /// Unacknowledged entries.
     pub fn depth(&self) -> usize {
-        self.pending.iter().filter(|l| !l.acked).count()
+        self.unacked
     }
 
     /// Bytes of segment files on disk.
@@ -481,7 +532,14 @@ fn read_cursor(dir: &Path) -> u64 {
     }
 }
 
-fn encode_body(index: u64, topic: &str, event_id: &str, payload: &[u8], qos: u8, retain: bool) -> Vec<u8> {
+fn encode_body(
+    index: u64,
+    topic: &str,
+    event_id: &str,
+    payload: &[u8],
+    qos: u8,
+    retain: bool,
+) -> Vec<u8> {
     let mut b = Vec::with_capacity(14 + topic.len() + event_id.len() + payload.len());
     b.extend_from_slice(&index.to_le_bytes());
     b.push(retain as u8);
@@ -502,7 +560,9 @@ fn decode_body(b: &[u8]) -> Option<OutboxEntry> {
     let topic = std::str::from_utf8(b.get(12..12 + tl)?).ok()?.to_string();
     let p = 12 + tl;
     let il = u16::from_le_bytes(b.get(p..p + 2)?.try_into().ok()?) as usize;
-    let event_id = std::str::from_utf8(b.get(p + 2..p + 2 + il)?).ok()?.to_string();
+    let event_id = std::str::from_utf8(b.get(p + 2..p + 2 + il)?)
+        .ok()?
+        .to_string();
     let payload = b.get(p + 2 + il..)?.to_vec();
     Some(OutboxEntry {
         index,
@@ -519,8 +579,14 @@ mod tests {
     use super::*;
 
     fn add(ob: &mut Outbox, n: u64) -> u64 {
-        ob.append(&format!("t/{n}"), &format!("c:{n}"), format!("payload {n}").as_bytes(), 1, false)
-            .unwrap()
+        ob.append(
+            &format!("t/{n}"),
+            &format!("c:{n}"),
+            format!("payload {n}").as_bytes(),
+            1,
+            false,
+        )
+        .unwrap()
     }
 
     fn pending(ob: &Outbox) -> Vec<u64> {
@@ -619,7 +685,11 @@ mod tests {
         }
         assert!(refused > 0 && !accepted.is_empty());
         assert!(ob.bytes() <= 8192);
-        assert_eq!(accepted, (0..accepted.len() as u64).collect::<Vec<_>>(), "oldest are kept");
+        assert_eq!(
+            accepted,
+            (0..accepted.len() as u64).collect::<Vec<_>>(),
+            "oldest are kept"
+        );
         for i in &accepted {
             ob.ack(*i).unwrap();
         }
@@ -632,9 +702,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ob = Outbox::open(dir.path(), 64 * 1024).unwrap(); // 8 KiB segments
         for n in 0..40 {
-            ob.append("t", &format!("c:{n}"), &[1u8; 500], 1, true).unwrap();
+            ob.append("t", &format!("c:{n}"), &[1u8; 500], 1, true)
+                .unwrap();
         }
-        let segs = || fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count();
+        let segs = || {
+            fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "seg")
+                })
+                .count()
+        };
         assert!(segs() >= 3);
         for i in 0..20 {
             ob.ack(i).unwrap();

@@ -214,14 +214,19 @@ enum ReadError {
     Oversize(usize),
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max_payload: usize) -> Result<Frame, ReadError> {
+async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max_payload: usize,
+) -> Result<Frame, ReadError> {
     let mut header = [0u8; 3];
     // Distinguish EOF before a frame (clean) from EOF inside one (torn).
     let n = r.read(&mut header[..1]).await.map_err(ReadError::Io)?;
     if n == 0 {
         return Err(ReadError::Eof);
     }
-    r.read_exact(&mut header[1..]).await.map_err(ReadError::Io)?;
+    r.read_exact(&mut header[1..])
+        .await
+        .map_err(ReadError::Io)?;
     let kind = header[0];
     let len = u16::from_be_bytes([header[1], header[2]]) as usize;
     if len > max_payload {
@@ -235,7 +240,14 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max_payload: usize) -> Resu
 /// Formats 16 bytes as a hyphenated lowercase UUID.
 fn uuid_string(b: &[u8; 16]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// How a leg ended.
@@ -263,14 +275,27 @@ async fn handle_connection(
         r = tokio::time::timeout(read_timeout, read_frame(&mut reader, config.max_payload_bytes)) => r,
     };
     let uuid = match first {
-        Ok(Ok(Frame { kind: KIND_UUID, payload })) => match <[u8; 16]>::try_from(payload.as_slice()) {
+        Ok(Ok(Frame {
+            kind: KIND_UUID,
+            payload,
+        })) => match <[u8; 16]>::try_from(payload.as_slice()) {
             Ok(b) => uuid_string(&b),
             Err(_) => {
-                return reject(&ingest, peer, "bad_uuid", &format!("UUID payload is {} bytes; expected 16", payload.len()));
+                return reject(
+                    &ingest,
+                    peer,
+                    "bad_uuid",
+                    &format!("UUID payload is {} bytes; expected 16", payload.len()),
+                );
             }
         },
         Ok(Ok(Frame { kind, .. })) => {
-            return reject(&ingest, peer, "no_uuid", &format!("first frame has kind 0x{kind:02x}; expected UUID (0x01)"));
+            return reject(
+                &ingest,
+                peer,
+                "no_uuid",
+                &format!("first frame has kind 0x{kind:02x}; expected UUID (0x01)"),
+            );
         }
         Ok(Err(ReadError::Eof)) | Ok(Err(ReadError::Io(_))) => {
             tracing::debug!(%peer, "audiosocket connection closed before UUID");
@@ -278,7 +303,15 @@ async fn handle_connection(
             return;
         }
         Ok(Err(ReadError::Oversize(n))) => {
-            return reject(&ingest, peer, "oversize", &format!("frame payload {n} bytes exceeds {}", config.max_payload_bytes));
+            return reject(
+                &ingest,
+                peer,
+                "oversize",
+                &format!(
+                    "frame payload {n} bytes exceeds {}",
+                    config.max_payload_bytes
+                ),
+            );
         }
         Err(_) => {
             tracing::warn!(%peer, "audiosocket: no UUID within read timeout; closing");
@@ -295,7 +328,16 @@ async fn handle_connection(
     };
     tracing::info!(call_id = %uuid, %speaker, %peer, "audiosocket leg connected");
 
-    let end = run_leg(&mut reader, &uuid, speaker, &config, &ingest, read_timeout, &shutdown).await;
+    let end = run_leg(
+        &mut reader,
+        &uuid,
+        speaker,
+        &config,
+        &ingest,
+        read_timeout,
+        &shutdown,
+    )
+    .await;
     legs.release(&uuid, speaker);
     match end {
         LegEnd::End(reason) => {
@@ -362,7 +404,13 @@ async fn run_leg<R: AsyncRead + Unpin>(
                 return LegEnd::End("disconnected".into());
             }
             Ok(Err(ReadError::Oversize(n))) => {
-                return bad("oversize", format!("frame payload {n} bytes exceeds {}", config.max_payload_bytes));
+                return bad(
+                    "oversize",
+                    format!(
+                        "frame payload {n} bytes exceeds {}",
+                        config.max_payload_bytes
+                    ),
+                );
             }
             Ok(Ok(f)) => f,
         };
@@ -373,7 +421,10 @@ async fn run_leg<R: AsyncRead + Unpin>(
                     .map(|b| uuid_string(&b) == call_id)
                     .unwrap_or(false);
                 if !same {
-                    return bad("uuid_changed", "second UUID frame names another call".into());
+                    return bad(
+                        "uuid_changed",
+                        "second UUID frame names another call".into(),
+                    );
                 }
             }
             KIND_DTMF => {}
@@ -396,12 +447,21 @@ async fn run_leg<R: AsyncRead + Unpin>(
                     return bad("unknown_kind", format!("unknown frame kind 0x{kind:02x}"));
                 };
                 if frame.payload.len() % 2 != 0 {
-                    return bad("odd_length", format!("audio payload of {} bytes is not whole 16-bit samples", frame.payload.len()));
+                    return bad(
+                        "odd_length",
+                        format!(
+                            "audio payload of {} bytes is not whole 16-bit samples",
+                            frame.payload.len()
+                        ),
+                    );
                 }
                 match rate {
                     None => rate = Some(frame_rate),
                     Some(r) if r != frame_rate => {
-                        return bad("rate_change", format!("sample rate changed from {r} to {frame_rate} Hz"));
+                        return bad(
+                            "rate_change",
+                            format!("sample rate changed from {r} to {frame_rate} Hz"),
+                        );
                     }
                     Some(_) => {}
                 }
@@ -465,10 +525,19 @@ mod tests {
         let mut r = data;
         let f = read_frame(&mut r, 100).await.unwrap();
         assert_eq!((f.kind, f.payload), (0x10, vec![1, 0]));
-        assert!(matches!(read_frame(&mut r, 100).await, Err(ReadError::Oversize(65535))));
+        assert!(matches!(
+            read_frame(&mut r, 100).await,
+            Err(ReadError::Oversize(65535))
+        ));
         let mut empty: &[u8] = &[];
-        assert!(matches!(read_frame(&mut empty, 100).await, Err(ReadError::Eof)));
+        assert!(matches!(
+            read_frame(&mut empty, 100).await,
+            Err(ReadError::Eof)
+        ));
         let mut torn: &[u8] = &[0x10, 0x00];
-        assert!(matches!(read_frame(&mut torn, 100).await, Err(ReadError::Io(_))));
+        assert!(matches!(
+            read_frame(&mut torn, 100).await,
+            Err(ReadError::Io(_))
+        ));
     }
 }

@@ -2,7 +2,8 @@
 //! bounded channel with an explicit backpressure policy, and counts what happens per source.
 //!
 //! Policy:
-//! * `Start` and `End` wait for room (they are rare and the router must see both).
+//! * `Start` and `End` wait for room (they are rare and the router must see both), at most
+//!   10 s; a router that stays full that long is treated as gone (logged).
 //! * `Audio` waits at most `audio_send_timeout` (default 1 s). A router that is briefly busy
 //!   therefore pushes back on the socket (TCP flow control) without losing audio; a router
 //!   that stays full longer makes the source drop that frame and count it in
@@ -22,6 +23,9 @@ use crate::metrics::{Counter, Metrics};
 
 /// Default wait for room in the router channel before an audio frame is dropped.
 pub const DEFAULT_AUDIO_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Longest wait for room for a `Start`/`End`.
+pub const CONTROL_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The call router has stopped receiving (its channel is closed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -64,9 +68,18 @@ impl IngestTx {
         &self.metrics
     }
 
-    /// Sends a `Start` or `End`, waiting for room.
+    /// Sends a `Start` or `End`, waiting for room — at most [`CONTROL_SEND_TIMEOUT`], so a
+    /// router that stopped draining cannot hang a source (and its shutdown) forever; such an
+    /// event is logged as lost and reported as [`RouterGone`].
     pub async fn send_control(&self, ev: CallEvent) -> Result<(), RouterGone> {
-        self.tx.send(ev).await.map_err(|_| RouterGone)
+        match self.tx.send_timeout(ev, CONTROL_SEND_TIMEOUT).await {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Timeout(ev)) => {
+                tracing::error!(call_id = ev.call_id(), source = self.source, event = ?ev, "call router not draining; control event lost");
+                Err(RouterGone)
+            }
+            Err(SendTimeoutError::Closed(_)) => Err(RouterGone),
+        }
     }
 
     /// Sends an `Audio` event under the audio policy (see module docs). `Ok` also when the
@@ -77,7 +90,11 @@ impl IngestTx {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Timeout(ev)) => {
                 self.dropped_full.inc();
-                tracing::debug!(call_id = ev.call_id(), source = self.source, "router full; audio frame dropped");
+                tracing::debug!(
+                    call_id = ev.call_id(),
+                    source = self.source,
+                    "router full; audio frame dropped"
+                );
                 Ok(())
             }
             Err(SendTimeoutError::Closed(_)) => Err(RouterGone),

@@ -307,7 +307,14 @@ impl<'a> TwilioSession<'a> {
             return;
         }
         let speakers = self.speakers();
-        finish(&mut socket, &self.st.twilio, self.call_id.as_deref(), &speakers, reason).await;
+        finish(
+            &mut socket,
+            &self.st.twilio,
+            self.call_id.as_deref(),
+            &speakers,
+            reason,
+        )
+        .await;
     }
 
     fn bad(&self, class: &str, reason: String) -> Step {
@@ -322,9 +329,10 @@ impl<'a> TwilioSession<'a> {
             Err(e) => return self.bad("bad_json", format!("bad JSON: {e}")),
         };
         match msg {
-            TwilioMsg::Connected {} | TwilioMsg::Mark {} | TwilioMsg::Dtmf {} | TwilioMsg::Other => {
-                Step::Continue
-            }
+            TwilioMsg::Connected {}
+            | TwilioMsg::Mark {}
+            | TwilioMsg::Dtmf {}
+            | TwilioMsg::Other => Step::Continue,
             TwilioMsg::Start { start, stream_sid } => self.on_start(start, stream_sid).await,
             TwilioMsg::Media { media } => self.on_media(media).await,
             TwilioMsg::Stop {} => {
@@ -352,7 +360,10 @@ impl<'a> TwilioSession<'a> {
             }
         }
         let Some(call_id) = start.call_sid.or(start.stream_sid).or(stream_sid) else {
-            return self.bad("no_call_id", "start has neither callSid nor streamSid".into());
+            return self.bad(
+                "no_call_id",
+                "start has neither callSid nor streamSid".into(),
+            );
         };
         if let Err(e) = validate_call_id(&call_id) {
             return self.bad("bad_call_id", e);
@@ -400,7 +411,10 @@ impl<'a> TwilioSession<'a> {
             return self.bad("bad_track", format!("unknown track {track:?}"));
         };
         let Some(ti) = self.tracks.iter().position(|t| t.speaker == speaker) else {
-            return self.bad("bad_track", format!("media for track {track:?} not announced in start"));
+            return self.bad(
+                "bad_track",
+                format!("media for track {track:?} not announced in start"),
+            );
         };
         let chunk = match &media.chunk {
             serde_json::Value::String(s) => s.parse::<u64>().ok(),
@@ -408,9 +422,13 @@ impl<'a> TwilioSession<'a> {
             _ => None,
         };
         let Some(chunk) = chunk else {
-            return self.bad("bad_chunk", format!("chunk {} is not a non-negative integer", media.chunk));
+            return self.bad(
+                "bad_chunk",
+                format!("chunk {} is not a non-negative integer", media.chunk),
+            );
         };
-        let bytes = match base64::engine::general_purpose::STANDARD.decode(media.payload.as_bytes()) {
+        let bytes = match base64::engine::general_purpose::STANDARD.decode(media.payload.as_bytes())
+        {
             Ok(b) => b,
             Err(e) => return self.bad("bad_base64", format!("bad base64 payload: {e}")),
         };
@@ -516,13 +534,20 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
             }
         },
         _ => {
-            let r = bad("no_metadata", None, "first message must be JSON metadata".into());
+            let r = bad(
+                "no_metadata",
+                None,
+                "first message must be JSON metadata".into(),
+            );
             return finish(&mut socket, ingest, None, &[], r).await;
         }
     };
     let problem = validate_call_id(&meta.call_id).err().or_else(|| {
         if !(8000..=48000).contains(&meta.sample_rate) {
-            Some(format!("sample_rate {} outside 8000..=48000", meta.sample_rate))
+            Some(format!(
+                "sample_rate {} outside 8000..=48000",
+                meta.sample_rate
+            ))
         } else if !(1..=2).contains(&meta.channels) {
             Some(format!("channels {}; expected 1 or 2", meta.channels))
         } else {
@@ -561,7 +586,10 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
             break bad(
                 "odd_length",
                 Some(&call_id),
-                format!("binary frame of {} bytes is not whole {channels}-channel s16le frames", data.len()),
+                format!(
+                    "binary frame of {} bytes is not whole {channels}-channel s16le frames",
+                    data.len()
+                ),
             );
         }
         if data.is_empty() {
@@ -619,12 +647,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let media = r#"{"event":"media","sequenceNumber":"3","media":{"track":"outbound","chunk":"2","timestamp":"20","payload":"/w=="},"streamSid":"MZ1"}"#;
-        assert!(matches!(serde_json::from_str::<TwilioMsg>(media).unwrap(), TwilioMsg::Media { .. }));
+        assert!(matches!(
+            serde_json::from_str::<TwilioMsg>(media).unwrap(),
+            TwilioMsg::Media { .. }
+        ));
         let stop = r#"{"event":"stop","sequenceNumber":"5","stop":{"accountSid":"AC1","callSid":"CA1"},"streamSid":"MZ1"}"#;
-        assert!(matches!(serde_json::from_str::<TwilioMsg>(stop).unwrap(), TwilioMsg::Stop {}));
+        assert!(matches!(
+            serde_json::from_str::<TwilioMsg>(stop).unwrap(),
+            TwilioMsg::Stop {}
+        ));
         let connected = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
-        assert!(matches!(serde_json::from_str::<TwilioMsg>(connected).unwrap(), TwilioMsg::Connected {}));
+        assert!(matches!(
+            serde_json::from_str::<TwilioMsg>(connected).unwrap(),
+            TwilioMsg::Connected {}
+        ));
         let other = r#"{"event":"somethingnew","x":1}"#;
-        assert!(matches!(serde_json::from_str::<TwilioMsg>(other).unwrap(), TwilioMsg::Other));
+        assert!(matches!(
+            serde_json::from_str::<TwilioMsg>(other).unwrap(),
+            TwilioMsg::Other
+        ));
     }
 }
