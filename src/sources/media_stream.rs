@@ -123,15 +123,8 @@ async fn l16_upgrade(ws: WebSocketUpgrade, State(st): State<MediaState>) -> Resp
 }
 
 /// G.711 μ-law to linear, scaled to [-1, 1).
-// TODO(lead): switch to `crate::audio::g711` once the audio branch lands.
 fn ulaw_to_f32(u: u8) -> f32 {
-    let u = !u;
-    let sign = u & 0x80;
-    let exponent = (u >> 4) & 0x07;
-    let mantissa = (u & 0x0f) as i32;
-    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-    let s = if sign != 0 { -magnitude } else { magnitude };
-    s as f32 / 32768.0
+    crate::audio::g711::ulaw_to_linear(u) as f32 / 32768.0
 }
 
 /// What the next step of a session is.
