@@ -49,8 +49,9 @@ pub struct Functionals {
 
 /// Names of [`Functionals::feature_vector`] entries, with the population prior (mean,
 /// standard deviation) that stands in for missing values and seeds
-/// [`super::SpeakerBaseline`]. Priors are rough adult conversational-speech values from
-/// our own engine on acted emotional speech (EmoDB, RAVDESS), both sexes pooled.
+/// [`super::SpeakerBaseline`]. These are hand-set rough values for adult speech, both
+/// sexes pooled — not yet fitted to data; refit them from this engine's output on a corpus
+/// before relying on early-call z-scores.
 pub(crate) const FEATURES: &[(&str, f32, f32)] = &[
     ("f0_mean_st", 30.0, 5.0),
     ("f0_std_st", 2.5, 1.2),

@@ -78,7 +78,7 @@ pub struct PulseTrain {
 }
 
 /// E|X − Y| for independent standard normals, = 2/√π.
-const MEAN_ABS_DIFF: f64 = 1.128_379_167_095_512_6;
+const MEAN_ABS_DIFF: f64 = std::f64::consts::FRAC_2_SQRT_PI;
 
 impl PulseTrain {
     pub fn new(spec: &PulseTrainSpec) -> Self {

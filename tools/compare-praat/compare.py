@@ -41,8 +41,9 @@ def default_data():
     return None
 
 
-def build_example():
-    subprocess.run(["cargo", "build", "--release", "--example", "prosody_csv"], cwd=REPO, check=True)
+def build_example(build=True):
+    if build:
+        subprocess.run(["cargo", "build", "--release", "--example", "prosody_csv"], cwd=REPO, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
     exe = os.path.join(target, "release", "examples", "prosody_csv")
     if not os.path.exists(exe):
@@ -148,13 +149,14 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="use only the first N files")
     ap.add_argument("--keep", help="keep CSVs and telephone WAVs in this directory")
     ap.add_argument("--json", help="also write the results as JSON here")
+    ap.add_argument("--no-build", action="store_true", help="use the already built example")
     args = ap.parse_args()
     if not args.data or not os.path.isdir(args.data):
         sys.exit("no data: pass --data DIR (EmoDB lives in ../shared/data/emodb-train)")
     files = sorted(glob.glob(os.path.join(args.data, "*.wav")))
     if args.limit:
         files = files[: args.limit]
-    exe = build_example()
+    exe = build_example(not args.no_build)
     work = args.keep or tempfile.mkdtemp(prefix="compare-praat-")
     os.makedirs(work, exist_ok=True)
     tel_dir = os.path.join(work, "telephone")
