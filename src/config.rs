@@ -61,7 +61,8 @@ pub struct AsrConfig {
     pub model: PathBuf,
     /// Language code passed to Whisper; empty for auto-detection. Default "en".
     pub language: String,
-    /// CPU threads per transcription. 0 = all cores. Default 0.
+    /// CPU threads per transcription. 0 = automatic (replay: all cores; serve:
+    /// cores / (workers + 1)). Default 0.
     pub threads: usize,
     /// ASR worker threads in `serve` (each with its own Whisper state). Default 1.
     pub workers: usize,

@@ -166,7 +166,8 @@ pub fn start(
     let (mut prod, mut cons) = rb.split();
     let dropped = Arc::new(AtomicU64::new(0));
     let dropped_cb = dropped.clone();
-    let stream_err = |e: cpal::Error| tracing::warn!(source = SOURCE, error = %e, "capture stream error");
+    let stream_err =
+        |e: cpal::Error| tracing::warn!(source = SOURCE, error = %e, "capture stream error");
     let stream = match default.sample_format() {
         cpal::SampleFormat::F32 => device.build_input_stream(
             stream_cfg,
