@@ -44,8 +44,8 @@ use calltone::audio::telephone::telephone_channel;
 use calltone::audio::Speaker;
 use calltone::config::Config;
 use calltone::emotion::arousal::{
-    descriptor_names, descriptors, fit_logistic, input_vector, ArousalModel, Band, Descriptors,
-    Head, FORMAT,
+    descriptor_names, descriptors, fit_logistic_weighted, input_vector, ArousalModel, Band,
+    Descriptors, Head, FORMAT,
 };
 use calltone::pipeline::{Analyzers, CallPipeline, Output, UtteranceFeatures};
 use calltone::prosody::{functionals, Cycle, Frame};
@@ -55,8 +55,9 @@ const RATE: u32 = 16_000;
 
 /// The hyperparameter grid searched by the inner cross-validation (fixed a priori).
 const GRID_PRIOR_WEIGHT: [f32; 3] = [2.0, 5.0, 12.0];
-const GRID_L2: [f64; 4] = [1.0, 4.0, 16.0, 64.0];
+const GRID_L2: [f64; 3] = [1.0, 4.0, 16.0];
 const GRID_SPLIT: [bool; 2] = [true, false];
+const GRID_CORPUS_BALANCE: [f32; 3] = [0.0, 0.5, 1.0];
 /// Speaker-grouped folds of the inner cross-validation.
 const INNER_FOLDS: usize = 4;
 
@@ -123,15 +124,17 @@ struct Hyper {
     prior_weight: f32,
     l2: f64,
     split: bool,
+    corpus_balance: f32,
 }
 
 impl Hyper {
     fn label(&self) -> String {
         format!(
-            "w={} l2={} {}",
+            "w={} l2={} {} cb={}",
             self.prior_weight,
             self.l2,
-            if self.split { "split" } else { "pooled" }
+            if self.split { "split" } else { "pooled" },
+            self.corpus_balance
         )
     }
 }
@@ -139,13 +142,16 @@ impl Hyper {
 fn grid() -> Vec<Hyper> {
     let mut g = Vec::new();
     for &split in &GRID_SPLIT {
-        for &prior_weight in &GRID_PRIOR_WEIGHT {
-            for &l2 in &GRID_L2 {
-                g.push(Hyper {
-                    prior_weight,
-                    l2,
-                    split,
-                });
+        for &corpus_balance in &GRID_CORPUS_BALANCE {
+            for &prior_weight in &GRID_PRIOR_WEIGHT {
+                for &l2 in &GRID_L2 {
+                    g.push(Hyper {
+                        prior_weight,
+                        l2,
+                        split,
+                        corpus_balance,
+                    });
+                }
             }
         }
     }
@@ -171,16 +177,17 @@ fn main() -> Result<()> {
     let orders: u64 = opt("--orders").map_or(Ok(4), |s| s.parse())?;
     let eval_orders: u64 = opt("--eval-orders").map_or(Ok(10), |s| s.parse())?;
     let fixed: Option<Hyper> = match opt("--fixed") {
-        // "w,l2,split|pooled": skip the nested selection (for quick experiments only).
+        // "w,l2,split|pooled,cb": skip the nested selection (for quick experiments only).
         Some(s) => {
             let p: Vec<&str> = s.split(',').collect();
-            if p.len() != 3 {
-                bail!("--fixed w,l2,split|pooled");
+            if p.len() != 4 {
+                bail!("--fixed w,l2,split|pooled,corpus_balance");
             }
             Some(Hyper {
                 prior_weight: p[0].parse()?,
                 l2: p[1].parse()?,
                 split: p[2] == "split",
+                corpus_balance: p[3].parse()?,
             })
         }
         None => None,
@@ -300,10 +307,11 @@ fn main() -> Result<()> {
             "prior_weight": h.prior_weight,
             "l2": h.l2,
             "heads": if h.split { "separate wideband/narrowband" } else { "pooled" },
+            "corpus_balance": h.corpus_balance,
             "chosen_by": if fixed.is_some() {
                 "fixed on the command line (--fixed)".to_string()
             } else {
-                format!("{INNER_FOLDS}-fold speaker-grouped CV on the training speakers, mean of the four corpus×channel clip UARs; grid prior_weight {GRID_PRIOR_WEIGHT:?} × l2 {GRID_L2:?} × heads split/pooled")
+                format!("{INNER_FOLDS}-fold speaker-grouped CV on the training speakers, mean of the four corpus×channel clip UARs; grid prior_weight {GRID_PRIOR_WEIGHT:?} × l2 {GRID_L2:?} × heads split/pooled × corpus_balance {GRID_CORPUS_BALANCE:?}")
             },
         },
         "training_orders_per_speaker": orders,
@@ -409,7 +417,8 @@ fn select(ctx: &Ctx, speakers: &[usize]) -> (Hyper, Vec<(Hyper, f64)>) {
         let score = cells.iter().sum::<f64>() / cells.len() as f64;
         scored.push((h, score));
     }
-    // Ties go to the earlier (simpler: split first, smaller weight, smaller l2) grid point.
+    // Ties go to the earlier grid point (split before pooled, then smaller corpus balance,
+    // prior weight and l2).
     let best = scored
         .iter()
         .copied()
@@ -545,6 +554,17 @@ fn inputs(head: &Head, band: Band, s: &Seq, order: &[usize]) -> Vec<(usize, Vec<
     out
 }
 
+/// Example weight of speaker `s`'s utterances: with `balance` 1 each corpus weighs as much
+/// as the other in training (as the evaluation weighs them), with 0 every speaker weighs
+/// the same (the larger corpus dominates); in between, geometrically.
+fn corpus_weight(ctx: &Ctx, speakers: &[usize], s: usize, balance: f32) -> f32 {
+    let n = speakers
+        .iter()
+        .filter(|&&t| ctx.corpus[t] == ctx.corpus[s])
+        .count();
+    (speakers.len() as f32 / (2.0 * n as f32)).powf(balance)
+}
+
 /// Trains a model on `speakers` with hyperparameters `h`.
 fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
     let band_sets: Vec<Vec<usize>> = if h.split {
@@ -565,8 +585,9 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
             weights: vec![0.0; 2 * n],
             bias: 0.0,
         };
-        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let (mut x, mut y, mut sw) = (Vec::new(), Vec::new(), Vec::new());
         for &s in speakers {
+            let cw = corpus_weight(ctx, speakers, s, h.corpus_balance);
             for &bi in bands {
                 let seq = &ctx.seqs[s][bi];
                 for o in 0..ctx.orders {
@@ -576,13 +597,14 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
                         if let Some(c) = seq.clip[u] {
                             x.push(input);
                             y.push(if seq.spans[c].2 { 1.0 } else { 0.0 });
+                            sw.push(cw);
                         }
                     }
                 }
             }
         }
         // Each speaker counts once however many orders it appears in.
-        let fit = fit_logistic(&x, &y, h.l2 * ctx.orders as f64);
+        let fit = fit_logistic_weighted(&x, &y, &sw, h.l2 * ctx.orders as f64);
         head.input_mean = fit.input_mean;
         head.input_sd = fit.input_sd;
         head.weights = fit.weights;
@@ -1160,25 +1182,27 @@ fn render_report(
     if inner.is_empty() {
         r.push_str(" (here: fixed on the command line).\n");
     } else {
-        r.push_str("; inner CV score (mean of the four corpus×channel UARs) per grid point:\n\n| prior weight | l2 | heads | inner CV UAR |\n|---|---|---|---|\n");
+        r.push_str("; inner CV score (mean of the four corpus×channel UARs) per grid point:\n\n| prior weight | l2 | heads | corpus balance | inner CV UAR |\n|---|---|---|---|---|\n");
         for (h, s) in inner {
             r.push_str(&format!(
-                "| {} | {} | {} | {:.3} |\n",
+                "| {} | {} | {} | {} | {:.3} |\n",
                 h.prior_weight,
                 h.l2,
                 if h.split { "split" } else { "pooled" },
+                h.corpus_balance,
                 s
             ));
         }
     }
     if !sens.is_empty() {
-        r.push_str("\nSensitivity (plain LOSO per grid point; reported only, never used to choose): emodb wb / tel, ravdess wb / tel\n\n| prior weight | l2 | heads | emodb wb | emodb tel | ravdess wb | ravdess tel |\n|---|---|---|---|---|---|---|\n");
+        r.push_str("\nSensitivity (plain LOSO per grid point; reported only, never used to choose)\n\n| prior weight | l2 | heads | corpus balance | emodb wb | emodb tel | ravdess wb | ravdess tel |\n|---|---|---|---|---|---|---|---|\n");
         for (h, c) in sens {
             r.push_str(&format!(
-                "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
                 h.prior_weight,
                 h.l2,
                 if h.split { "split" } else { "pooled" },
+                h.corpus_balance,
                 c[0],
                 c[1],
                 c[2],

@@ -35,7 +35,7 @@ pub const FORMAT: &str = "calltone-arousal-v2";
 pub const NARROWBAND_MAX_RATE: u32 = 8_000;
 
 /// Extra descriptors computed here from frames, appended to the functionals' 22.
-const EXTRA_NAMES: [&str; 17] = [
+const EXTRA_NAMES: [&str; 25] = [
     "f0_p10_st",
     "f0_p50_st",
     "f0_p90_st",
@@ -53,6 +53,14 @@ const EXTRA_NAMES: [&str; 17] = [
     "spectral_slope_std",
     "voicing_mean",
     "loudness_log_mean",
+    "alpha_ratio_unvoiced_mean",
+    "hammarberg_unvoiced_mean",
+    "spectral_slope_unvoiced_mean",
+    "unvoiced_segment_mean_s",
+    "voiced_segment_std_s",
+    "f0_trend_st_per_s",
+    "loudness_trend_per_s",
+    "hnr_db_p90",
 ];
 
 /// Names of the entries of [`descriptors`]: the functionals' feature names, then the extras.
@@ -149,12 +157,72 @@ pub fn descriptors(f: &Functionals, frames: &[Frame], _cycles: &[Cycle]) -> Desc
     d.push(sd_of(|fr| fr.spectral_slope));
     d.push(mean_sd(voiced.iter().map(|fr| fr.voicing)).map(|x| x.0));
     d.push(mean_sd(frames.iter().map(|fr| (fr.loudness.max(0.0) + 0.01).ln())).map(|x| x.0));
+    // Spectral balance of unvoiced but audible frames (fricatives, breath, noisy onsets).
+    let audible_db = db.last().map_or(f32::MIN, |&max| max - 30.0);
+    let unvoiced: Vec<&Frame> = frames
+        .iter()
+        .filter(|fr| !fr.voiced && fr.rms_db > audible_db)
+        .collect();
+    let uv_mean = |g: fn(&Frame) -> f32| {
+        (unvoiced.len() >= 3)
+            .then(|| mean_sd(unvoiced.iter().map(|fr| g(fr))).map(|x| x.0))
+            .flatten()
+    };
+    d.push(uv_mean(|fr| fr.alpha_ratio_db));
+    d.push(uv_mean(|fr| fr.hammarberg_db));
+    d.push(uv_mean(|fr| fr.spectral_slope));
+    // Lengths of voiced runs and of the unvoiced gaps between them.
+    let (mut voiced_runs, mut gaps) = (Vec::new(), Vec::new());
+    let (mut run, mut gap, mut seen_voiced) = (0usize, 0usize, false);
+    for fr in frames.iter().chain(std::iter::once(&Frame::default())) {
+        if fr.voiced {
+            if seen_voiced && gap > 0 && run == 0 {
+                gaps.push(gap as f32 * FRAME_S);
+            }
+            gap = 0;
+            run += 1;
+        } else {
+            if run >= 2 {
+                voiced_runs.push(run as f32 * FRAME_S);
+                seen_voiced = true;
+            }
+            run = 0;
+            gap += 1;
+        }
+    }
+    d.push(mean_sd(gaps.iter().copied()).map(|x| x.0));
+    d.push(
+        (voiced_runs.len() >= 2).then(|| mean_sd(voiced_runs.iter().copied()).map_or(0.0, |x| x.1)),
+    );
+    // Linear trends over the utterance (declination, fading or building effort).
+    d.push(trend(voiced.iter().map(|fr| (fr.t, semitones(fr.f0_hz)))));
+    d.push(trend(frames.iter().map(|fr| (fr.t, fr.loudness))));
+    let mut hnr: Vec<f32> = voiced.iter().map(|fr| fr.hnr_db).collect();
+    hnr.sort_by(f32::total_cmp);
+    d.push(pct(&hnr, 0.9));
     debug_assert_eq!(
         d.len(),
         Functionals::feature_names().len() + EXTRA_NAMES.len()
     );
     // A non-finite statistic is as good as unmeasured.
     Descriptors(d.into_iter().map(|v| v.filter(|x| x.is_finite())).collect())
+}
+
+/// Least-squares slope of (t, v) points, per second; `None` with fewer than 5 points or no
+/// time spread.
+fn trend(points: impl Iterator<Item = (f64, f32)>) -> Option<f32> {
+    let p: Vec<(f64, f64)> = points.map(|(t, v)| (t, v as f64)).collect();
+    if p.len() < 5 {
+        return None;
+    }
+    let n = p.len() as f64;
+    let (mt, mv) = (
+        p.iter().map(|x| x.0).sum::<f64>() / n,
+        p.iter().map(|x| x.1).sum::<f64>() / n,
+    );
+    let stt: f64 = p.iter().map(|x| (x.0 - mt).powi(2)).sum();
+    let stv: f64 = p.iter().map(|x| (x.0 - mt) * (x.1 - mv)).sum();
+    (stt > 1e-9).then(|| (stv / stt) as f32)
 }
 
 const FRAME_S: f32 = crate::prosody::FRAME_STEP_S as f32;
@@ -438,6 +506,12 @@ pub struct Fit {
 /// Fits an L2-regularised, class-balanced logistic regression by Newton's method (IRLS).
 /// `x`: one row per example (already built with [`input_vector`]); `y`: 0/1 labels.
 pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], l2: f64) -> Fit {
+    fit_logistic_weighted(x, y, &vec![1.0; x.len()], l2)
+}
+
+/// [`fit_logistic`] with a weight per example (on top of the class balancing, which is
+/// computed from the weighted class totals).
+pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[f32], sw: &[f32], l2: f64) -> Fit {
     let n = x.len();
     let d = x.first().map_or(0, |r| r.len());
     let mut m = Array2::<f64>::zeros((n, d + 1));
@@ -461,16 +535,22 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], l2: f64) -> Fit {
         }
     }
     let yv = Array1::from_iter(y.iter().map(|&v| v as f64));
+    let swv = Array1::from_iter(sw.iter().map(|&v| v as f64));
     // Balance the classes so neither dominates the loss (and 0.5 stays the threshold).
-    let pos = yv.sum().max(1.0);
-    let neg = (n as f64 - yv.sum()).max(1.0);
-    let cw: Array1<f64> = yv.mapv(|t| {
-        if t > 0.5 {
-            n as f64 / (2.0 * pos)
-        } else {
-            n as f64 / (2.0 * neg)
-        }
-    });
+    let total = swv.sum().max(1e-9);
+    let pos = (&yv * &swv).sum().max(1e-9);
+    let neg = (total - pos).max(1e-9);
+    let cw: Array1<f64> = yv
+        .iter()
+        .zip(&swv)
+        .map(|(&t, &w)| {
+            w * if t > 0.5 {
+                total / (2.0 * pos)
+            } else {
+                total / (2.0 * neg)
+            }
+        })
+        .collect();
     let mut w = Array1::<f64>::zeros(d + 1);
     for _ in 0..50 {
         let z = m.dot(&w);
