@@ -3,20 +3,35 @@
 //!
 //! * per speaker, the clips in a random order with 1.5 s of silence between them, as one mono
 //!   call, run through the call pipeline exactly as `calltone replay FILE --channels
-//!   customer` runs it (same segmentation, functionals, running speaker baseline);
+//!   customer` runs it (same segmentation, functionals, descriptors, running baseline);
 //! * each clip's arousal = the overlap-weighted mean of the arousal of the utterances that
 //!   overlap it; threshold 0.5; score = UAR (mean of the recalls of high and low);
-//! * repeated through a telephone channel (300–3400 Hz, 8 kHz, μ-law).
+//! * repeated through a telephone channel (300–3400 Hz, 8 kHz, μ-law), which the pipeline
+//!   receives at 8 kHz and so scores with the model's narrowband head.
 //!
-//! Transcripts do not enter the arousal model, so ASR jobs are answered with empty
-//! transcripts here (the numbers are identical to a replay with Whisper; `--check-binary`
-//! confirms it on one speaker with the real binary).
+//! Feature extraction (the pipeline run, minutes) happens once: each utterance's frames and
+//! cycles are cached (`--cache FILE`, keyed by the clip list and the sources that shape the
+//! frames), and everything after it — descriptors, baselines, fits, evaluation — is
+//! recomputed from the cache in seconds with the library's own code, so the numbers are
+//! the pipeline's. Transcripts do not enter the arousal model, so ASR jobs are answered with
+//! empty transcripts (`--check-binary` confirms on one speaker that the real binary, with
+//! Whisper, gives the same utterance arousal).
+//!
+//! Model selection is nested: in every LOSO fold the hyperparameters (baseline prior weight,
+//! L2, separate or pooled wideband/narrowband heads) are chosen by a 4-fold speaker-grouped
+//! cross-validation on that fold's training speakers only; the held-out speaker never
+//! influences its own model. The shipped model's hyperparameters are chosen the same way on
+//! all training speakers. Training is augmented with simulated clip orders (the cached
+//! utterances re-sequenced, the running baseline recomputed), weighted so that every
+//! speaker's utterances count once in total.
 //!
 //! Usage:
-//!   cargo run --release --example train_arousal -- ../shared/data [--out models/arousal.json]
-//!       [--report models/arousal-report.md] [--orders 2] [--l2 3.0] [--check-binary]
+//!   cargo run --release --example train_arousal -- DATA_DIR [--cache FILE]
+//!       [--out models/arousal.json] [--report models/arousal-report.md] [--orders 4]
+//!       [--eval-orders 10] [--sensitivity] [--check-binary]
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,13 +43,23 @@ use calltone::audio::resample::resample_all;
 use calltone::audio::telephone::telephone_channel;
 use calltone::audio::Speaker;
 use calltone::config::Config;
-use calltone::emotion::arousal::{fit_logistic, ArousalModel, FORMAT};
+use calltone::emotion::arousal::{
+    descriptor_names, descriptors, fit_logistic_weighted, input_vector, ArousalModel, Band,
+    Descriptors, Head, FORMAT,
+};
 use calltone::pipeline::{Analyzers, CallPipeline, Output, UtteranceFeatures};
-use calltone::prosody::Functionals;
+use calltone::prosody::{functionals, Cycle, Frame};
 
 const GAP_S: f64 = 1.5;
 const RATE: u32 = 16_000;
-const PRIOR_WEIGHT: f32 = 5.0;
+
+/// The hyperparameter grid searched by the inner cross-validation (fixed a priori).
+const GRID_PRIOR_WEIGHT: [f32; 3] = [2.0, 5.0, 12.0];
+const GRID_L2: [f64; 3] = [1.0, 4.0, 16.0];
+const GRID_SPLIT: [bool; 2] = [true, false];
+const GRID_CORPUS_BALANCE: [f32; 3] = [0.0, 0.5, 1.0];
+/// Speaker-grouped folds of the inner cross-validation.
+const INNER_FOLDS: usize = 4;
 
 #[derive(Clone)]
 struct Clip {
@@ -50,18 +75,12 @@ struct SpeakerClips {
     clips: Vec<Clip>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Channel {
-    Wideband,
-    Telephone,
-}
+const BANDS: [Band; 2] = [Band::Wideband, Band::Narrowband];
 
-impl Channel {
-    fn name(self) -> &'static str {
-        match self {
-            Channel::Wideband => "wideband",
-            Channel::Telephone => "telephone",
-        }
+fn channel_name(b: Band) -> &'static str {
+    match b {
+        Band::Wideband => "wideband",
+        Band::Narrowband => "telephone",
     }
 }
 
@@ -69,14 +88,74 @@ impl Channel {
 struct Sequence {
     signal: Vec<f32>,
     rate: u32,
-    /// (start, end, high) per clip, seconds.
+    /// (start, end, high) per clip, seconds, in call order.
     spans: Vec<(f64, f64, bool)>,
 }
 
-/// A processed sequence: the pipeline's utterances with their model inputs.
+/// One utterance the pipeline segmented, as cached.
+#[derive(Clone)]
+struct Utt {
+    start: f64,
+    end: f64,
+    frames: Vec<Frame>,
+    cycles: Vec<Cycle>,
+}
+
+/// A processed evaluation call (the protocol's order) of one speaker through one channel.
 struct Processed {
     spans: Vec<(f64, f64, bool)>,
-    utterances: Vec<UtteranceFeatures>,
+    utterances: Vec<Utt>,
+}
+
+/// What the models see of one speaker on one band: utterance descriptors in call order,
+/// the clip (index into `spans`) each belongs to, and the clip labels.
+struct Seq {
+    spans: Vec<(f64, f64, bool)>,
+    /// (start, end) per utterance.
+    times: Vec<(f64, f64)>,
+    desc: Vec<Descriptors>,
+    /// Clip index of each utterance (largest overlap); `None` when it overlaps no clip.
+    clip: Vec<Option<usize>>,
+}
+
+/// Hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Hyper {
+    prior_weight: f32,
+    l2: f64,
+    split: bool,
+    corpus_balance: f32,
+}
+
+impl Hyper {
+    fn label(&self) -> String {
+        format!(
+            "w={} l2={} {} cb={}",
+            self.prior_weight,
+            self.l2,
+            if self.split { "split" } else { "pooled" },
+            self.corpus_balance
+        )
+    }
+}
+
+fn grid() -> Vec<Hyper> {
+    let mut g = Vec::new();
+    for &split in &GRID_SPLIT {
+        for &corpus_balance in &GRID_CORPUS_BALANCE {
+            for &prior_weight in &GRID_PRIOR_WEIGHT {
+                for &l2 in &GRID_L2 {
+                    g.push(Hyper {
+                        prior_weight,
+                        l2,
+                        split,
+                        corpus_balance,
+                    });
+                }
+            }
+        }
+    }
+    g
 }
 
 fn main() -> Result<()> {
@@ -94,9 +173,28 @@ fn main() -> Result<()> {
     let out = PathBuf::from(opt("--out").unwrap_or_else(|| "models/arousal.json".into()));
     let report_path =
         PathBuf::from(opt("--report").unwrap_or_else(|| "models/arousal-report.md".into()));
-    let orders: u64 = opt("--orders").map_or(Ok(2), |s| s.parse())?;
-    let l2: f64 = opt("--l2").map_or(Ok(3.0), |s| s.parse())?;
+    let cache = opt("--cache").map(PathBuf::from);
+    let orders: u64 = opt("--orders").map_or(Ok(4), |s| s.parse())?;
+    let eval_orders: u64 = opt("--eval-orders").map_or(Ok(10), |s| s.parse())?;
+    let fixed: Option<Hyper> = match opt("--fixed") {
+        // "w,l2,split|pooled,cb": skip the nested selection (for quick experiments only).
+        Some(s) => {
+            let p: Vec<&str> = s.split(',').collect();
+            if p.len() != 4 {
+                bail!("--fixed w,l2,split|pooled,corpus_balance");
+            }
+            Some(Hyper {
+                prior_weight: p[0].parse()?,
+                l2: p[1].parse()?,
+                split: p[2] == "split",
+                corpus_balance: p[3].parse()?,
+            })
+        }
+        None => None,
+    };
+    let sensitivity = args.iter().any(|a| a == "--sensitivity");
     let check_binary = args.iter().any(|a| a == "--check-binary");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     let t0 = std::time::Instant::now();
     let mut speakers = load_corpus(&data.join("emodb-train"), "emodb")?;
@@ -108,91 +206,122 @@ fn main() -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    // Features: training orders (seeds 1..=orders) and the evaluation order (seed 0), both
-    // channels. Evaluation sequences are never trained on for their own speaker.
-    let mut jobs = Vec::new();
-    for (si, _) in speakers.iter().enumerate() {
-        for seed in 0..=orders {
-            for ch in [Channel::Wideband, Channel::Telephone] {
-                jobs.push((si, seed, ch));
-            }
+    // The pipeline's utterances of every speaker's evaluation call (order seed 0), both
+    // channels: from the cache when it matches, else extracted (and cached).
+    let key = cache_key(&speakers);
+    let processed = match cache.as_deref().map(|c| read_cache(c, key)) {
+        Some(Ok(Some(p))) => {
+            eprintln!("features from cache {}", cache.as_ref().unwrap().display());
+            p
         }
-    }
-    let placeholder = placeholder_model();
-    let processed = process_all(&speakers, &jobs, &placeholder)?;
-    eprintln!("features extracted in {:.0} s", t0.elapsed().as_secs_f64());
-
-    let rows_of = |si: usize, training: bool| {
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        for ((s, seed, _), p) in &processed {
-            if *s != si || (training && *seed == 0) || (!training && *seed != 0) {
-                continue;
+        other => {
+            if let Some(Err(e)) = other {
+                eprintln!("cache unreadable ({e:#}); extracting");
             }
-            for u in &p.utterances {
-                if let Some(high) = label_of(u, &p.spans) {
-                    x.push(u.input.clone());
-                    y.push(if high { 1.0 } else { 0.0 });
-                }
+            let p = process_all(&speakers, threads)?;
+            if let Some(c) = &cache {
+                write_cache(c, key, &p)?;
             }
+            eprintln!("features extracted in {:.0} s", t0.elapsed().as_secs_f64());
+            p
         }
-        (x, y)
+    };
+    let seqs: Vec<[Seq; 2]> = (0..speakers.len())
+        .map(|si| BANDS.map(|b| make_seq(&processed[&(si, b)])))
+        .collect();
+    let corpus_of: Vec<&str> = speakers.iter().map(|s| s.corpus).collect();
+    let ctx = Ctx {
+        seqs: &seqs,
+        corpus: &corpus_of,
+        orders,
     };
 
-    // LOSO: hold out each speaker, train on every other speaker of both corpora.
+    // Outer LOSO with nested selection.
+    let all: Vec<usize> = (0..speakers.len()).collect();
+    let folds: Vec<(Hyper, ArousalModel)> = parallel_map(&all, threads, |&si| {
+        let train: Vec<usize> = all.iter().copied().filter(|&s| s != si).collect();
+        let h = fixed.unwrap_or_else(|| select(&ctx, &train).0);
+        (h, train_model(&ctx, &train, h))
+    });
     let mut table: Vec<FoldResult> = Vec::new();
     for (si, spk) in speakers.iter().enumerate() {
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        for sj in 0..speakers.len() {
-            if sj != si {
-                let (a, b) = rows_of(sj, true);
-                x.extend(a);
-                y.extend(b);
-            }
-        }
-        let model = model_from_fit(fit_logistic(&x, &y, l2), serde_json::Value::Null);
+        let (h, model) = &folds[si];
         let mut fold = FoldResult {
             corpus: spk.corpus,
             speaker: spk.speaker.clone(),
+            hyper: *h,
             scores: BTreeMap::new(),
+            simulated: BTreeMap::new(),
         };
-        for ch in [Channel::Wideband, Channel::Telephone] {
-            let p = &processed[&(si, 0, ch)];
-            fold.scores.insert(ch, score_clips(&model, p));
+        for (bi, &b) in BANDS.iter().enumerate() {
+            fold.scores
+                .insert(b, evaluate(model, &seqs[si][bi], b, None));
+            let mut sim = Vec::new();
+            for o in 1..=eval_orders {
+                sim.extend(evaluate(model, &seqs[si][bi], b, Some(1000 + o)).clips);
+            }
+            fold.simulated.insert(b, sim);
         }
         eprintln!(
-            "LOSO {}:{}  wideband UAR {:.3}  telephone UAR {:.3}",
+            "LOSO {}:{} [{}]  wideband UAR {:.3}  telephone UAR {:.3}",
             fold.corpus,
             fold.speaker,
-            fold.scores[&Channel::Wideband].uar(),
-            fold.scores[&Channel::Telephone].uar()
+            h.label(),
+            fold.scores[&Band::Wideband].uar(),
+            fold.scores[&Band::Narrowband].uar()
         );
         table.push(fold);
     }
+    let summary = summarise(&table);
 
-    // The shipped model: every speaker, every order (evaluation orders included).
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for si in 0..speakers.len() {
-        for training in [true, false] {
-            let (a, b) = rows_of(si, training);
-            x.extend(a);
-            y.extend(b);
+    // Sensitivity (reporting only, never used for selection): plain LOSO per grid point.
+    let mut sens = Vec::new();
+    if sensitivity {
+        for h in grid() {
+            let per: Vec<[ClipScores; 2]> = parallel_map(&all, threads, |&si| {
+                let train: Vec<usize> = all.iter().copied().filter(|&s| s != si).collect();
+                let m = train_model(&ctx, &train, h);
+                [0, 1].map(|bi| evaluate(&m, &seqs[si][bi], BANDS[bi], None))
+            });
+            let cells = cell_uars(&corpus_of, &per);
+            eprintln!("sensitivity {}: {:?}", h.label(), cells);
+            sens.push((h, cells));
         }
     }
-    let summary = summarise(&table);
+
+    // The shipped model: hyperparameters chosen by the same inner CV over all speakers,
+    // trained on all speakers.
+    let (h, inner) = match fixed {
+        Some(h) => (h, Vec::new()),
+        None => select(&ctx, &all),
+    };
+    let command = format!(
+        "cargo run --release --example train_arousal -- {}",
+        args.join(" ")
+    );
     let training = serde_json::json!({
-        "command": format!("cargo run --release --example train_arousal -- {} --orders {orders} --l2 {l2}", data.display()),
+        "command": command,
         "corpora": ["emodb-train", "ravdess-train"],
         "speakers": speakers.len(),
-        "utterances": x.len(),
-        "l2": l2,
-        "orders": orders,
+        "hyperparameters": {
+            "prior_weight": h.prior_weight,
+            "l2": h.l2,
+            "heads": if h.split { "separate wideband/narrowband" } else { "pooled" },
+            "corpus_balance": h.corpus_balance,
+            "chosen_by": if fixed.is_some() {
+                "fixed on the command line (--fixed)".to_string()
+            } else {
+                format!("{INNER_FOLDS}-fold speaker-grouped CV on the training speakers, mean of the four corpus×channel clip UARs; grid prior_weight {GRID_PRIOR_WEIGHT:?} × l2 {GRID_L2:?} × heads split/pooled × corpus_balance {GRID_CORPUS_BALANCE:?}")
+            },
+        },
+        "training_orders_per_speaker": orders,
         "loso_uar": summary,
     });
-    let model = model_from_fit(fit_logistic(&x, &y, l2), training);
+    let mut model = train_model(&ctx, &all, h);
+    model.training = training;
     std::fs::write(&out, serde_json::to_string_pretty(&model)? + "\n")
         .with_context(|| format!("writing {}", out.display()))?;
-    let report = render_report(&table, &summary, &model, &args);
+    let report = render_report(&table, &summary, &model, &command, h, &inner, &sens, t0);
     std::fs::write(&report_path, &report)
         .with_context(|| format!("writing {}", report_path.display()))?;
     println!("{report}");
@@ -209,35 +338,317 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn placeholder_model() -> ArousalModel {
-    let n = 2 * Functionals::feature_names().len();
+/// Runs `f` over `items` on `threads` threads, keeping the order.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else {
+                    break;
+                };
+                let r = f(item);
+                results.lock().unwrap().push((i, r));
+            });
+        }
+    });
+    let mut r = results.into_inner().unwrap();
+    r.sort_by_key(|(i, _)| *i);
+    r.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Everything training and evaluation need.
+struct Ctx<'a> {
+    seqs: &'a [[Seq; 2]],
+    corpus: &'a [&'a str],
+    orders: u64,
+}
+
+/// Speaker-grouped inner folds, stratified by corpus.
+fn inner_folds(ctx: &Ctx, speakers: &[usize]) -> Vec<Vec<usize>> {
+    let mut folds = vec![Vec::new(); INNER_FOLDS];
+    for corpus in ["emodb", "ravdess"] {
+        for (k, &s) in speakers
+            .iter()
+            .filter(|&&s| ctx.corpus[s] == corpus)
+            .enumerate()
+        {
+            folds[k % INNER_FOLDS].push(s);
+        }
+    }
+    folds
+}
+
+/// Chooses hyperparameters by the inner cross-validation on `speakers` only. Returns the
+/// choice and each grid point's inner score.
+fn select(ctx: &Ctx, speakers: &[usize]) -> (Hyper, Vec<(Hyper, f64)>) {
+    let folds = inner_folds(ctx, speakers);
+    let mut scored = Vec::new();
+    for h in grid() {
+        let mut per: Vec<(usize, [ClipScores; 2])> = Vec::new();
+        for fold in &folds {
+            let train: Vec<usize> = speakers
+                .iter()
+                .copied()
+                .filter(|s| !fold.contains(s))
+                .collect();
+            let m = train_model(ctx, &train, h);
+            for &s in fold {
+                let sc = [0, 1].map(|bi| {
+                    let mut c = evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], None);
+                    for o in 1..=2 {
+                        c.clips
+                            .extend(evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], Some(o)).clips);
+                    }
+                    c
+                });
+                per.push((s, sc));
+            }
+        }
+        let (ids, sc): (Vec<usize>, Vec<[ClipScores; 2]>) = per.into_iter().unzip();
+        let corpus: Vec<&str> = ids.iter().map(|&s| ctx.corpus[s]).collect();
+        let cells = cell_uars_of(&corpus, &sc);
+        let score = cells.iter().sum::<f64>() / cells.len() as f64;
+        scored.push((h, score));
+    }
+    // Ties go to the earlier grid point (split before pooled, then smaller corpus balance,
+    // prior weight and l2).
+    let best = scored
+        .iter()
+        .copied()
+        .fold(None::<(Hyper, f64)>, |acc, (h, s)| match acc {
+            Some((_, bs)) if bs >= s - 1e-12 => acc,
+            _ => Some((h, s)),
+        })
+        .expect("grid is not empty")
+        .0;
+    (best, scored)
+}
+
+/// Per corpus × channel pooled-clip UAR, in the order emodb wb, emodb tel, ravdess wb, tel.
+fn cell_uars(corpus_of: &[&str], per: &[[ClipScores; 2]]) -> Vec<f64> {
+    cell_uars_of(corpus_of, per)
+}
+
+fn cell_uars_of(corpus: &[&str], per: &[[ClipScores; 2]]) -> Vec<f64> {
+    let mut cells = Vec::new();
+    for c in ["emodb", "ravdess"] {
+        for bi in 0..2 {
+            let pooled: Vec<(bool, bool, usize)> = per
+                .iter()
+                .zip(corpus)
+                .filter(|(_, &k)| k == c)
+                .flat_map(|(p, _)| p[bi].clips.iter().copied())
+                .collect();
+            if !pooled.is_empty() {
+                cells.push(ClipScores::uar_of(&pooled));
+            }
+        }
+    }
+    cells
+}
+
+/// Turns a processed call into what the models see.
+fn make_seq(p: &Processed) -> Seq {
+    let mut s = Seq {
+        spans: p.spans.clone(),
+        times: Vec::new(),
+        desc: Vec::new(),
+        clip: Vec::new(),
+    };
+    for u in &p.utterances {
+        let f = functionals(&u.frames, &u.cycles);
+        s.desc.push(descriptors(&f, &u.frames, &u.cycles));
+        s.times.push((u.start, u.end));
+        s.clip.push(clip_of((u.start, u.end), &p.spans));
+    }
+    s
+}
+
+/// The clip an utterance overlaps most; `None` when it overlaps none.
+fn clip_of(u: (f64, f64), spans: &[(f64, f64, bool)]) -> Option<usize> {
+    spans
+        .iter()
+        .enumerate()
+        .map(|(k, &(s, e, _))| (overlap(u, (s, e)), k))
+        .filter(|(o, _)| *o > 0.0)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// The order in which a speaker's utterances reach the model, and each clip's position in
+/// the call. `None`: the real call (the protocol's order, as the pipeline saw it); `Some(seed)`:
+/// the clips re-sequenced at random, each keeping its own utterances in time order
+/// (utterances that overlap no clip are left out).
+fn utterance_order(s: &Seq, order: Option<u64>) -> (Vec<usize>, Vec<usize>) {
+    let n_clips = s.spans.len();
+    match order {
+        None => ((0..s.desc.len()).collect(), (0..n_clips).collect()),
+        Some(seed) => {
+            let mut clips: Vec<usize> = (0..n_clips).collect();
+            shuffle(
+                &mut clips,
+                seed.wrapping_mul(0x51_7CC1) ^ n_clips as u64 ^ (s.desc.len() as u64) << 20,
+            );
+            let mut pos = vec![0; n_clips];
+            let mut utts = Vec::new();
+            for (p, &c) in clips.iter().enumerate() {
+                pos[c] = p;
+                utts.extend((0..s.desc.len()).filter(|&u| s.clip[u] == Some(c)));
+            }
+            (utts, pos)
+        }
+    }
+}
+
+/// Population prior of one band from `speakers`: per descriptor the mean of the speakers'
+/// means and the root mean of their within-speaker variances.
+fn prior(ctx: &Ctx, speakers: &[usize], bands: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let n = descriptor_names().len();
+    let mut means = vec![Vec::new(); n];
+    let mut vars = vec![Vec::new(); n];
+    for &s in speakers {
+        for &bi in bands {
+            let seq = &ctx.seqs[s][bi];
+            for j in 0..n {
+                let v: Vec<f64> = seq
+                    .desc
+                    .iter()
+                    .filter_map(|d| d.0[j])
+                    .map(f64::from)
+                    .collect();
+                if v.len() >= 2 {
+                    let m = v.iter().sum::<f64>() / v.len() as f64;
+                    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+                    means[j].push(m);
+                    vars[j].push(var);
+                }
+            }
+        }
+    }
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let pm: Vec<f32> = means.iter().map(|v| avg(v) as f32).collect();
+    let ps: Vec<f32> = vars
+        .iter()
+        .zip(&pm)
+        .map(|(v, m)| (avg(v).sqrt() as f32).max(1e-3 * m.abs()).max(1e-6))
+        .collect();
+    (pm, ps)
+}
+
+/// Runs a speaker's utterances through a fresh baseline in `order`; per utterance (index
+/// into the sequence) its model input.
+fn inputs(head: &Head, band: Band, s: &Seq, order: &[usize]) -> Vec<(usize, Vec<f32>)> {
+    let mut b = head.new_baseline(band);
+    let mut out = Vec::with_capacity(order.len());
+    for &u in order {
+        out.push((u, input_vector(&b, &s.desc[u])));
+        b.update(&s.desc[u]);
+    }
+    out
+}
+
+/// Example weight of speaker `s`'s utterances: with `balance` 1 each corpus weighs as much
+/// as the other in training (as the evaluation weighs them), with 0 every speaker weighs
+/// the same (the larger corpus dominates); in between, geometrically.
+fn corpus_weight(ctx: &Ctx, speakers: &[usize], s: usize, balance: f32) -> f32 {
+    let n = speakers
+        .iter()
+        .filter(|&&t| ctx.corpus[t] == ctx.corpus[s])
+        .count();
+    (speakers.len() as f32 / (2.0 * n as f32)).powf(balance)
+}
+
+/// Trains a model on `speakers` with hyperparameters `h`.
+fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
+    let band_sets: Vec<Vec<usize>> = if h.split {
+        vec![vec![0], vec![1]]
+    } else {
+        vec![vec![0, 1]]
+    };
+    let mut heads = Vec::new();
+    for bands in &band_sets {
+        let (pm, ps) = prior(ctx, speakers, bands);
+        let n = pm.len();
+        let mut head = Head {
+            prior_mean: pm,
+            prior_sd: ps,
+            prior_weight: h.prior_weight,
+            input_mean: vec![0.0; 2 * n],
+            input_sd: vec![1.0; 2 * n],
+            weights: vec![0.0; 2 * n],
+            bias: 0.0,
+        };
+        let (mut x, mut y, mut sw) = (Vec::new(), Vec::new(), Vec::new());
+        for &s in speakers {
+            let cw = corpus_weight(ctx, speakers, s, h.corpus_balance);
+            for &bi in bands {
+                let seq = &ctx.seqs[s][bi];
+                for o in 0..ctx.orders {
+                    // Order 0 is the real call; the others are simulated re-orderings.
+                    let (order, _) = utterance_order(seq, (o > 0).then_some(o));
+                    for (u, input) in inputs(&head, BANDS[bi], seq, &order) {
+                        if let Some(c) = seq.clip[u] {
+                            x.push(input);
+                            y.push(if seq.spans[c].2 { 1.0 } else { 0.0 });
+                            sw.push(cw);
+                        }
+                    }
+                }
+            }
+        }
+        // Each speaker counts once however many orders it appears in.
+        let fit = fit_logistic_weighted(&x, &y, &sw, h.l2 * ctx.orders as f64);
+        head.input_mean = fit.input_mean;
+        head.input_sd = fit.input_sd;
+        head.weights = fit.weights;
+        head.bias = fit.bias;
+        heads.push(head);
+    }
+    let narrowband = heads.pop().expect("one head at least");
+    let wideband = heads.pop().unwrap_or_else(|| narrowband.clone());
     ArousalModel {
         format: FORMAT.into(),
-        features: Functionals::feature_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        input_mean: vec![0.0; n],
-        input_sd: vec![1.0; n],
-        weights: vec![0.0; n],
-        bias: 0.0,
-        baseline_prior_weight: PRIOR_WEIGHT,
+        features: descriptor_names(),
+        wideband,
+        narrowband,
         training: serde_json::Value::Null,
     }
 }
 
-fn model_from_fit(
-    (input_mean, input_sd, weights, bias): (Vec<f32>, Vec<f32>, Vec<f32>, f32),
-    training: serde_json::Value,
-) -> ArousalModel {
-    ArousalModel {
-        input_mean,
-        input_sd,
-        weights,
-        bias,
-        training,
-        ..placeholder_model()
+/// The protocol's clip scores of one speaker's call under `model`, in the real order
+/// (`None`) or a simulated one.
+fn evaluate(model: &ArousalModel, s: &Seq, band: Band, order: Option<u64>) -> ClipScores {
+    let (order, pos) = utterance_order(s, order);
+    let head = model.head(band);
+    let mut p = vec![f64::NAN; s.desc.len()];
+    for (u, x) in inputs(head, band, s, &order) {
+        p[u] = head.predict_input(&x) as f64;
     }
+    let mut out = ClipScores::default();
+    for (k, &(cs, ce, high)) in s.spans.iter().enumerate() {
+        let (mut num, mut den) = (0.0, 0.0);
+        for (u, &t) in s.times.iter().enumerate() {
+            let o = overlap(t, (cs, ce));
+            if o > 0.0 && p[u].is_finite() {
+                num += o * p[u];
+                den += o;
+            }
+        }
+        if den == 0.0 {
+            out.unscored += 1;
+        }
+        // A clip no utterance covers counts as predicted low.
+        out.clips
+            .push((high, den > 0.0 && num / den >= 0.5, pos[k]));
+    }
+    out
 }
 
 fn load_corpus(dir: &Path, corpus: &'static str) -> Result<Vec<SpeakerClips>> {
@@ -309,11 +720,12 @@ fn shuffle<T>(v: &mut [T], seed: u64) {
     }
 }
 
-fn build_sequence(spk: &SpeakerClips, seed: u64, ch: Channel) -> Result<Sequence> {
+/// The protocol's call for one speaker: clips in a seeded random order, 1.5 s apart.
+fn build_sequence(spk: &SpeakerClips, seed: u64, band: Band) -> Result<Sequence> {
     let mut clips = spk.clips.clone();
     shuffle(
         &mut clips,
-        seed * 7919 + spk.speaker.len() as u64 + hash(&spk.speaker),
+        seed * 7919 + spk.speaker.len() as u64 + hash(spk.speaker.as_bytes()),
     );
     let gap = vec![0.0f32; (GAP_S * RATE as f64) as usize];
     let mut signal = Vec::new();
@@ -326,13 +738,13 @@ fn build_sequence(spk: &SpeakerClips, seed: u64, ch: Channel) -> Result<Sequence
         signal.extend_from_slice(&c.samples);
         spans.push((start, signal.len() as f64 / RATE as f64, c.high));
     }
-    Ok(match ch {
-        Channel::Wideband => Sequence {
+    Ok(match band {
+        Band::Wideband => Sequence {
             signal,
             rate: RATE,
             spans,
         },
-        Channel::Telephone => Sequence {
+        Band::Narrowband => Sequence {
             signal: telephone_channel(&signal, RATE)?,
             rate: 8000,
             spans,
@@ -340,17 +752,19 @@ fn build_sequence(spk: &SpeakerClips, seed: u64, ch: Channel) -> Result<Sequence
     })
 }
 
-fn hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+fn hash(s: &[u8]) -> u64 {
+    s.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
 }
 
 /// Runs a sequence through the call pipeline as replay does, without transcripts.
-fn run_pipeline(seq: &Sequence, model: &ArousalModel) -> Result<Vec<UtteranceFeatures>> {
+fn run_pipeline(seq: &Sequence, model: Option<&ArousalModel>) -> Result<Vec<UtteranceFeatures>> {
     let cfg = Config::default();
     let mut analyzers = Analyzers::from_config(&cfg)?;
-    analyzers.arousal = Arc::new(model.clone());
+    if let Some(m) = model {
+        analyzers.arousal = Arc::new(m.clone());
+    }
     let mut out = Vec::new();
     let mut p = CallPipeline::new(
         "train",
@@ -382,56 +796,226 @@ fn run_pipeline(seq: &Sequence, model: &ArousalModel) -> Result<Vec<UtteranceFea
     Ok(p.take_features())
 }
 
-type Key = (usize, u64, Channel);
+type Key = (usize, Band);
 
-fn process_all(
-    speakers: &[SpeakerClips],
-    jobs: &[Key],
-    model: &ArousalModel,
-) -> Result<BTreeMap<Key, Processed>> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(BTreeMap::new());
-    let errors = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&(si, seed, ch)) = jobs.get(i) else {
-                    break;
-                };
-                let r = build_sequence(&speakers[si], seed, ch)
-                    .and_then(|seq| Ok((run_pipeline(&seq, model)?, seq.spans)));
-                match r {
-                    Ok((utterances, spans)) => {
-                        results
-                            .lock()
-                            .unwrap()
-                            .insert((si, seed, ch), Processed { spans, utterances });
-                    }
-                    Err(e) => errors.lock().unwrap().push(e),
-                }
+fn process_all(speakers: &[SpeakerClips], threads: usize) -> Result<BTreeMap<Key, Processed>> {
+    let jobs: Vec<Key> = (0..speakers.len())
+        .flat_map(|si| BANDS.map(|b| (si, b)))
+        .collect();
+    let results = parallel_map(&jobs, threads, |&(si, b)| {
+        let seq = build_sequence(&speakers[si], 0, b)?;
+        let utterances = run_pipeline(&seq, None)?
+            .into_iter()
+            .map(|u| Utt {
+                start: u.start,
+                end: u.end,
+                frames: u.frames,
+                cycles: u.cycles,
+            })
+            .collect();
+        Ok::<_, anyhow::Error>(Processed {
+            spans: seq.spans,
+            utterances,
+        })
+    });
+    let mut map = BTreeMap::new();
+    for (k, r) in jobs.into_iter().zip(results) {
+        map.insert(k, r?);
+    }
+    Ok(map)
+}
+
+/// Identifies what the cached frames depend on: the clips, their order seed and labels, and
+/// the sources of everything between audio and frames.
+fn cache_key(speakers: &[SpeakerClips]) -> u64 {
+    let mut h = hash(b"calltone-arousal-cache-v1");
+    for s in speakers {
+        for c in &s.clips {
+            h ^= hash(
+                format!(
+                    "{}/{}/{}/{}/{}",
+                    s.corpus,
+                    s.speaker,
+                    c.file,
+                    c.high,
+                    c.samples.len()
+                )
+                .as_bytes(),
+            );
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    let mut sources: Vec<PathBuf> = std::fs::read_dir("src/prosody")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    for f in [
+        "src/segment.rs",
+        "src/pipeline.rs",
+        "src/config.rs",
+        "src/audio/resample.rs",
+        "src/audio/telephone.rs",
+        "src/audio/g711.rs",
+    ] {
+        sources.push(PathBuf::from(f));
+    }
+    sources.sort();
+    for p in sources {
+        if let Ok(b) = std::fs::read(&p) {
+            h ^= hash(&b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn write_cache(path: &Path, key: u64, p: &BTreeMap<Key, Processed>) -> Result<()> {
+    let mut w = Vec::new();
+    w.extend(b"CTAROUS1");
+    w.extend(key.to_le_bytes());
+    w.extend((p.len() as u32).to_le_bytes());
+    let f32s = |w: &mut Vec<u8>, v: &[f32]| v.iter().for_each(|x| w.extend(x.to_le_bytes()));
+    for (&(si, b), pr) in p {
+        w.extend((si as u32).to_le_bytes());
+        w.push(u8::from(b == Band::Narrowband));
+        w.extend((pr.spans.len() as u32).to_le_bytes());
+        for &(s, e, h) in &pr.spans {
+            w.extend(s.to_le_bytes());
+            w.extend(e.to_le_bytes());
+            w.push(u8::from(h));
+        }
+        w.extend((pr.utterances.len() as u32).to_le_bytes());
+        for u in &pr.utterances {
+            w.extend(u.start.to_le_bytes());
+            w.extend(u.end.to_le_bytes());
+            w.extend((u.frames.len() as u32).to_le_bytes());
+            for f in &u.frames {
+                w.extend(f.t.to_le_bytes());
+                f32s(
+                    &mut w,
+                    &[
+                        f.f0_hz,
+                        f.voicing,
+                        f.loudness,
+                        f.rms_db,
+                        f.hnr_db,
+                        f.alpha_ratio_db,
+                        f.hammarberg_db,
+                        f.spectral_slope,
+                    ],
+                );
+                w.push(u8::from(f.voiced));
+            }
+            w.extend((u.cycles.len() as u32).to_le_bytes());
+            for c in &u.cycles {
+                w.extend(c.t.to_le_bytes());
+                f32s(&mut w, &[c.period_s, c.peak]);
+            }
+        }
+    }
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(&w)?;
+    Ok(())
+}
+
+/// The cache's content, or `None` when it is missing or for other clips or sources.
+fn read_cache(path: &Path, key: u64) -> Result<Option<BTreeMap<Key, Processed>>> {
+    let mut b = Vec::new();
+    match std::fs::File::open(path) {
+        Ok(mut f) => f.read_to_end(&mut b)?,
+        Err(_) => return Ok(None),
+    };
+    let mut r = Reader { b: &b, i: 0 };
+    if r.take(8)? != b"CTAROUS1" || r.u64()? != key {
+        eprintln!("cache {} is stale; extracting again", path.display());
+        return Ok(None);
+    }
+    let mut map = BTreeMap::new();
+    for _ in 0..r.u32()? {
+        let si = r.u32()? as usize;
+        let band = if r.u8()? == 1 {
+            Band::Narrowband
+        } else {
+            Band::Wideband
+        };
+        let mut spans = Vec::new();
+        for _ in 0..r.u32()? {
+            spans.push((r.f64()?, r.f64()?, r.u8()? == 1));
+        }
+        let mut utterances = Vec::new();
+        for _ in 0..r.u32()? {
+            let (start, end) = (r.f64()?, r.f64()?);
+            let mut frames = Vec::new();
+            for _ in 0..r.u32()? {
+                frames.push(Frame {
+                    t: r.f64()?,
+                    f0_hz: r.f32()?,
+                    voicing: r.f32()?,
+                    loudness: r.f32()?,
+                    rms_db: r.f32()?,
+                    hnr_db: r.f32()?,
+                    alpha_ratio_db: r.f32()?,
+                    hammarberg_db: r.f32()?,
+                    spectral_slope: r.f32()?,
+                    voiced: r.u8()? == 1,
+                });
+            }
+            let mut cycles = Vec::new();
+            for _ in 0..r.u32()? {
+                cycles.push(Cycle {
+                    t: r.f64()?,
+                    period_s: r.f32()?,
+                    peak: r.f32()?,
+                });
+            }
+            utterances.push(Utt {
+                start,
+                end,
+                frames,
+                cycles,
             });
         }
-    });
-    if let Some(e) = errors.into_inner().unwrap().pop() {
-        return Err(e);
+        map.insert((si, band), Processed { spans, utterances });
     }
-    Ok(results.into_inner().unwrap())
+    Ok(Some(map))
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let s = self
+            .b
+            .get(self.i..self.i + n)
+            .context("cache file truncated")?;
+        self.i += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into()?))
+    }
+    fn f32(&mut self) -> Result<f32> {
+        Ok(f32::from_le_bytes(self.take(4)?.try_into()?))
+    }
+    fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.take(8)?.try_into()?))
+    }
 }
 
 fn overlap(a: (f64, f64), b: (f64, f64)) -> f64 {
     (a.1.min(b.1) - a.0.max(b.0)).max(0.0)
-}
-
-/// The label of the clip an utterance overlaps most; `None` when it overlaps none.
-fn label_of(u: &UtteranceFeatures, spans: &[(f64, f64, bool)]) -> Option<bool> {
-    spans
-        .iter()
-        .map(|&(s, e, h)| (overlap((u.start, u.end), (s, e)), h))
-        .filter(|(o, _)| *o > 0.0)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, h)| h)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -459,56 +1043,63 @@ impl ClipScores {
     }
 }
 
-/// The protocol's clip scores for one processed sequence under `model`.
-fn score_clips(model: &ArousalModel, p: &Processed) -> ClipScores {
-    let mut s = ClipScores::default();
-    for (k, &(cs, ce, high)) in p.spans.iter().enumerate() {
-        let (mut num, mut den) = (0.0, 0.0);
-        for u in &p.utterances {
-            let o = overlap((u.start, u.end), (cs, ce));
-            if o > 0.0 {
-                num += o * model.predict_input(&u.input) as f64;
-                den += o;
-            }
-        }
-        if den == 0.0 {
-            s.unscored += 1;
-        }
-        // A clip no utterance covers counts as predicted low.
-        let pred = den > 0.0 && num / den >= 0.5;
-        s.clips.push((high, pred, k));
-    }
-    s
-}
-
 struct FoldResult {
     corpus: &'static str,
     speaker: String,
-    scores: BTreeMap<Channel, ClipScores>,
+    hyper: Hyper,
+    /// The protocol's call (the real pipeline run).
+    scores: BTreeMap<Band, ClipScores>,
+    /// Clips of the simulated re-orderings, pooled.
+    simulated: BTreeMap<Band, Vec<(bool, bool, usize)>>,
+}
+
+/// Accuracy of the high and low clips among `items` (recall of each class).
+fn recalls(items: &[(bool, bool, usize)]) -> (f64, f64) {
+    let r = |want: bool| {
+        let n = items.iter().filter(|c| c.0 == want).count();
+        items.iter().filter(|c| c.0 == want && c.1 == want).count() as f64 / n.max(1) as f64
+    };
+    (r(true), r(false))
 }
 
 fn summarise(table: &[FoldResult]) -> serde_json::Value {
     let mut v = serde_json::Map::new();
     for corpus in ["emodb", "ravdess"] {
-        for ch in [Channel::Wideband, Channel::Telephone] {
+        for b in BANDS {
             let folds: Vec<&FoldResult> = table.iter().filter(|f| f.corpus == corpus).collect();
             let pooled: Vec<(bool, bool, usize)> = folds
                 .iter()
-                .flat_map(|f| f.scores[&ch].clips.iter().copied())
+                .flat_map(|f| f.scores[&b].clips.iter().copied())
                 .collect();
             let first: Vec<_> = pooled.iter().copied().filter(|c| c.2 < 3).collect();
             let rest: Vec<_> = pooled.iter().copied().filter(|c| c.2 >= 3).collect();
+            let sim: Vec<_> = folds
+                .iter()
+                .flat_map(|f| f.simulated[&b].iter().copied())
+                .collect();
+            let sim_first: Vec<_> = sim.iter().copied().filter(|c| c.2 < 3).collect();
+            let sim_rest: Vec<_> = sim.iter().copied().filter(|c| c.2 >= 3).collect();
+            let (fh, fl) = recalls(&sim_first);
+            let (rh, rl) = recalls(&sim_rest);
             let mean_speaker =
-                folds.iter().map(|f| f.scores[&ch].uar()).sum::<f64>() / folds.len().max(1) as f64;
+                folds.iter().map(|f| f.scores[&b].uar()).sum::<f64>() / folds.len().max(1) as f64;
             v.insert(
-                format!("{corpus}_{}", ch.name()),
+                format!("{corpus}_{}", channel_name(b)),
                 serde_json::json!({
                     "uar_pooled": round3(ClipScores::uar_of(&pooled)),
                     "uar_mean_per_speaker": round3(mean_speaker),
                     "uar_first3_clips": round3(ClipScores::uar_of(&first)),
                     "uar_later_clips": round3(ClipScores::uar_of(&rest)),
                     "clips": pooled.len(),
-                    "unscored_clips": folds.iter().map(|f| f.scores[&ch].unscored).sum::<usize>(),
+                    "unscored_clips": folds.iter().map(|f| f.scores[&b].unscored).sum::<usize>(),
+                    "simulated_orders": {
+                        "uar": round3(ClipScores::uar_of(&sim)),
+                        "uar_first3_clips": round3(ClipScores::uar_of(&sim_first)),
+                        "uar_later_clips": round3(ClipScores::uar_of(&sim_rest)),
+                        "first3_recall_high_low": [round3(fh), round3(fl)],
+                        "later_recall_high_low": [round3(rh), round3(rl)],
+                        "clips": sim.len(),
+                    },
                 }),
             );
         }
@@ -520,65 +1111,126 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render_report(
     table: &[FoldResult],
     summary: &serde_json::Value,
     model: &ArousalModel,
-    args: &[String],
+    command: &str,
+    chosen: Hyper,
+    inner: &[(Hyper, f64)],
+    sens: &[(Hyper, Vec<f64>)],
+    t0: std::time::Instant,
 ) -> String {
     let mut r = String::new();
     r.push_str("# Arousal model: leave-one-speaker-out evaluation\n\n");
+    r.push_str(&format!("Reproduce: `{command}`\n\n"));
     r.push_str(&format!(
-        "Reproduce: `cargo run --release --example train_arousal -- {}`\n\n",
-        args.join(" ")
+        "(this run: {:.0} s of wall time from start to report, feature extraction included when the cache was cold)\n\n",
+        t0.elapsed().as_secs_f64()
     ));
-    r.push_str("Protocol: per held-out speaker, all their clips in a random order with 1.5 s of silence between them as one mono call through the replay pipeline (customer channel); clip arousal = overlap-weighted mean of utterance arousal; threshold 0.5; UAR = mean of the recalls of high and low. Telephone = 300–3400 Hz band-pass, 8 kHz, μ-law. The model of each fold is trained on every other speaker of both corpora.\n\n");
-    r.push_str("| corpus | channel | UAR (pooled clips) | mean per-speaker UAR | first 3 clips | later clips |\n|---|---|---|---|---|---|\n");
+    r.push_str("Protocol: per held-out speaker, all their clips in a random order with 1.5 s of silence between them as one mono call through the replay pipeline (customer channel); clip arousal = overlap-weighted mean of utterance arousal; threshold 0.5; UAR = mean of the recalls of high and low. Telephone = 300–3400 Hz band-pass, 8 kHz, μ-law (scored by the narrowband head, as the pipeline does for 8 kHz input). The model of each fold is trained on every other speaker of both corpora; its hyperparameters are chosen by a speaker-grouped inner cross-validation on those speakers only.\n\n");
+    r.push_str("| corpus | channel | UAR (pooled clips) | mean per-speaker UAR | first 3 clips | later clips | 10 simulated orders: UAR | first 3 | later |\n|---|---|---|---|---|---|---|---|---|\n");
     for corpus in ["emodb", "ravdess"] {
-        for ch in [Channel::Wideband, Channel::Telephone] {
-            let s = &summary[format!("{corpus}_{}", ch.name())];
+        for b in BANDS {
+            let s = &summary[format!("{corpus}_{}", channel_name(b))];
+            let sim = &s["simulated_orders"];
             r.push_str(&format!(
-                "| {corpus} | {} | {} | {} | {} | {} |\n",
-                ch.name(),
+                "| {corpus} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                channel_name(b),
                 s["uar_pooled"],
                 s["uar_mean_per_speaker"],
                 s["uar_first3_clips"],
-                s["uar_later_clips"]
+                s["uar_later_clips"],
+                sim["uar"],
+                sim["uar_first3_clips"],
+                sim["uar_later_clips"],
             ));
         }
     }
-    r.push_str("\nPer speaker:\n\n| corpus | speaker | clips | wideband UAR | telephone UAR |\n|---|---|---|---|---|\n");
+    r.push_str("\nFirst clips of a call (simulated orders, all held-out speakers pooled): recall of high / low arousal for the first 3 clips vs later clips. A systematic bias of the young baseline would show as one recall dropping for the first clips.\n\n| corpus | channel | first 3: high / low | later: high / low |\n|---|---|---|---|\n");
+    for corpus in ["emodb", "ravdess"] {
+        for b in BANDS {
+            let sim = &summary[format!("{corpus}_{}", channel_name(b))]["simulated_orders"];
+            r.push_str(&format!(
+                "| {corpus} | {} | {} / {} | {} / {} |\n",
+                channel_name(b),
+                sim["first3_recall_high_low"][0],
+                sim["first3_recall_high_low"][1],
+                sim["later_recall_high_low"][0],
+                sim["later_recall_high_low"][1],
+            ));
+        }
+    }
+    r.push_str("\nPer speaker (protocol call; hyperparameters chosen inside the fold):\n\n| corpus | speaker | clips | wideband UAR | telephone UAR | chosen in fold |\n|---|---|---|---|---|---|\n");
     for f in table {
         r.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.3} |\n",
+            "| {} | {} | {} | {:.3} | {:.3} | {} |\n",
             f.corpus,
             f.speaker,
-            f.scores[&Channel::Wideband].clips.len(),
-            f.scores[&Channel::Wideband].uar(),
-            f.scores[&Channel::Telephone].uar()
+            f.scores[&Band::Wideband].clips.len(),
+            f.scores[&Band::Wideband].uar(),
+            f.scores[&Band::Narrowband].uar(),
+            f.hyper.label()
         ));
     }
-    r.push_str("\nLargest weights of the shipped model (standardised inputs; z = relative to the speaker's running baseline):\n\n");
-    let names = Functionals::feature_names();
-    let mut w: Vec<(String, f32)> = model
-        .weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            let n = names[i % names.len()];
-            (
-                if i < names.len() {
-                    format!("z:{n}")
-                } else {
-                    format!("raw:{n}")
-                },
-                w,
-            )
-        })
-        .collect();
-    w.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-    for (n, v) in w.iter().take(10) {
-        r.push_str(&format!("- `{n}`: {v:+.3}\n"));
+    r.push_str(&format!(
+        "\nShipped model: hyperparameters {} chosen by the same inner cross-validation over all {} training speakers",
+        chosen.label(),
+        table.len()
+    ));
+    if inner.is_empty() {
+        r.push_str(" (here: fixed on the command line).\n");
+    } else {
+        r.push_str("; inner CV score (mean of the four corpus×channel UARs) per grid point:\n\n| prior weight | l2 | heads | corpus balance | inner CV UAR |\n|---|---|---|---|---|\n");
+        for (h, s) in inner {
+            r.push_str(&format!(
+                "| {} | {} | {} | {} | {:.3} |\n",
+                h.prior_weight,
+                h.l2,
+                if h.split { "split" } else { "pooled" },
+                h.corpus_balance,
+                s
+            ));
+        }
+    }
+    if !sens.is_empty() {
+        r.push_str("\nSensitivity (plain LOSO per grid point; reported only, never used to choose)\n\n| prior weight | l2 | heads | corpus balance | emodb wb | emodb tel | ravdess wb | ravdess tel |\n|---|---|---|---|---|---|---|---|\n");
+        for (h, c) in sens {
+            r.push_str(&format!(
+                "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                h.prior_weight,
+                h.l2,
+                if h.split { "split" } else { "pooled" },
+                h.corpus_balance,
+                c[0],
+                c[1],
+                c[2],
+                c[3]
+            ));
+        }
+    }
+    let names = descriptor_names();
+    for b in BANDS {
+        r.push_str(&format!(
+            "\nLargest weights of the shipped {} head (standardised inputs; z = relative to the speaker's running baseline):\n\n",
+            channel_name(b)
+        ));
+        let head = model.head(b);
+        let mut w: Vec<(String, f32)> = head
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let n = &names[i % names.len()];
+                let tag = if i < names.len() { "z" } else { "raw" };
+                (format!("{tag}:{n}"), w)
+            })
+            .collect();
+        w.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        for (n, v) in w.iter().take(10) {
+            r.push_str(&format!("- `{n}`: {v:+.3}\n"));
+        }
     }
     r
 }
@@ -586,7 +1238,7 @@ fn render_report(
 /// Replays one speaker's evaluation sequence with the real binary and compares its
 /// utterance arousal with the library path.
 fn check_against_binary(spk: &SpeakerClips, model_path: &Path) -> Result<()> {
-    let seq = build_sequence(spk, 0, Channel::Wideband)?;
+    let seq = build_sequence(spk, 0, Band::Wideband)?;
     let dir = std::env::temp_dir().join("calltone-arousal-check");
     std::fs::create_dir_all(&dir)?;
     let wav = dir.join(format!("{}-{}.wav", spk.corpus, spk.speaker));
@@ -630,7 +1282,7 @@ fn check_against_binary(spk: &SpeakerClips, model_path: &Path) -> Result<()> {
         .filter_map(|e| e["arousal"].as_f64())
         .collect();
     let model = ArousalModel::load(model_path)?;
-    let lib: Vec<f64> = run_pipeline(&seq, &model)?
+    let lib: Vec<f64> = run_pipeline(&seq, Some(&model))?
         .iter()
         .filter_map(|u| u.arousal)
         .map(|a| ((a * 100.0).round() / 100.0) as f64)

@@ -19,14 +19,14 @@ use crate::alerts::{AlertEngine, Tick, UtteranceInfo};
 use crate::audio::resample::StreamResampler;
 use crate::audio::{Speaker, ANALYSIS_RATE};
 use crate::config::Config;
-use crate::emotion::arousal::{input_vector, ArousalModel};
+use crate::emotion::arousal::{descriptors, input_vector, ArousalBaseline, ArousalModel};
 use crate::emotion::emotion_label;
 use crate::emotion::sentiment::SentimentAnalyzer;
 use crate::events::{
     CallEnded, CallStarted, CallSummary, Event, EventBody, EventStamper, ProsodySummary,
     SpeakerState, SpeakerSummary, State, Utterance, Word,
 };
-use crate::prosody::{self, Cycle, Frame, ProsodyAnalyzer, ProsodyOutput, SpeakerBaseline};
+use crate::prosody::{self, Cycle, Frame, ProsodyAnalyzer, ProsodyOutput};
 use crate::redact::Redactor;
 use crate::segment::{Segment, UtteranceSegmenter, VadFrame, FRAME_S};
 
@@ -103,6 +103,9 @@ pub struct UtteranceFeatures {
     pub end: f64,
     pub input: Vec<f32>,
     pub arousal: Option<f32>,
+    /// The utterance's frames and cycles (what `input` was computed from).
+    pub frames: Vec<Frame>,
+    pub cycles: Vec<Cycle>,
 }
 
 /// How long frames and audio are kept while no utterance is open, seconds: the sliding
@@ -136,7 +139,7 @@ const VALENCE_SMOOTHING: f32 = 0.6;
 
 /// Emotion inference state of one speaker (customer by default).
 struct Affect {
-    baseline: SpeakerBaseline,
+    baseline: ArousalBaseline,
     /// Arousal of the last utterance.
     utterance_arousal: Option<f32>,
     /// Sum and count of the speaker's utterance arousal logits (their usual level).
@@ -268,7 +271,7 @@ impl CallPipeline {
                 utterances: 0,
                 speaking: false,
                 affect: emotion.then(|| Affect {
-                    baseline: analyzers.arousal.new_baseline(),
+                    baseline: analyzers.arousal.new_baseline(input_rate),
                     utterance_arousal: None,
                     level_sum: 0.0,
                     level_n: 0.0,
@@ -536,7 +539,7 @@ impl CallPipeline {
                 .copied()
                 .collect();
             let f = prosody::functionals(&frames, &cycles);
-            let a = affect.relative(model.predict(&affect.baseline, &f));
+            let a = affect.relative(model.predict(&affect.baseline, &descriptors(&f, &frames, &cycles)));
             let s = match affect.stress {
                 Some(prev) if affect.stress_live => prev + STRESS_SMOOTHING * (a - prev),
                 _ => a,
@@ -596,9 +599,10 @@ impl CallPipeline {
         let mut arousal = None;
         if let Some(affect) = track.affect.as_mut() {
             // Score against the baseline as it was before this utterance, then learn from it.
-            let input = input_vector(&affect.baseline, &functionals);
-            let a = model.predict_input(&input);
-            affect.baseline.update(&functionals);
+            let d = descriptors(&functionals, &frames, &cycles);
+            let input = input_vector(&affect.baseline, &d);
+            let a = model.predict_input(affect.baseline.band(), &input);
+            affect.baseline.update(&d);
             affect.utterance_arousal = Some(a);
             affect.level_sum += logit(a);
             affect.level_n += 1.0;
@@ -610,6 +614,8 @@ impl CallPipeline {
                     end: seg.end,
                     input,
                     arousal,
+                    frames: frames.clone(),
+                    cycles: cycles.clone(),
                 });
             }
         }

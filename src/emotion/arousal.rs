@@ -1,22 +1,257 @@
-//! The arousal model: P(high arousal) from speaker-normalised prosodic functionals.
+//! The arousal model: P(high arousal) from speaker-normalised prosodic descriptors.
 //!
-//! Inputs are the utterance's (or window's) [`Functionals::feature_vector`] twice over: as
-//! z-scores against the speaker's running [`SpeakerBaseline`] (how this utterance differs from
+//! Per utterance (or live window) the model describes the voice with [`descriptors`]: the
+//! 22 [`Functionals::feature_vector`] entries plus distribution statistics computed here from
+//! the frames (F0 and loudness percentiles, level range, voiced-only loudness, spread of
+//! HNR and spectral balance, contour dynamics). Its input is that vector twice over: as
+//! z-scores against the speaker's running [`ArousalBaseline`] (how this utterance differs from
 //! the speaker's own voice so far) and as raw values (where the voice is in absolute terms,
-//! which carries the call's first utterances while the baseline is still mostly prior). Both
-//! are standardised with training statistics and fed to an L2-regularised logistic
-//! regression. Weights live in `models/arousal.json` (trained by
-//! `cargo run --release --example train_arousal -- ../shared/data`).
+//! which carries the call's first utterances while the baseline is still mostly prior).
+//! Both are standardised with training statistics and fed to an L2-regularised logistic
+//! regression.
+//!
+//! The baseline starts as a population prior (mean and within-speaker spread of each
+//! descriptor, estimated on the training speakers and stored in the model) worth
+//! `prior_weight` pseudo-utterances, and shrinks towards the speaker's own statistics as
+//! utterances arrive: mean = (w·m₀ + Σx)/(w + n), variance = (w·v₀ + Σ(x − x̄)²)/(w + n).
+//!
+//! Narrowband input (a telephone leg, ≤ 8 kHz) and wideband input get separate heads
+//! (prior + classifier), chosen once per call leg from the input sample rate, because the
+//! band limit shifts the spectral-balance and pitch descriptors. Weights live in
+//! `models/arousal.json` (trained by `examples/train_arousal.rs`; the exact command is in
+//! the file's `training` block and in `models/arousal-report.md`).
 
 use std::path::Path;
 
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::prosody::{Functionals, SpeakerBaseline};
+use crate::prosody::{Cycle, Frame, Functionals};
 
 /// The file format tag; bump when the input layout changes.
-pub const FORMAT: &str = "calltone-arousal-v1";
+pub const FORMAT: &str = "calltone-arousal-v2";
+
+/// Input sample rates at or below this are treated as narrowband (telephone).
+pub const NARROWBAND_MAX_RATE: u32 = 8_000;
+
+/// Extra descriptors computed here from frames, appended to the functionals' 22.
+const EXTRA_NAMES: [&str; 25] = [
+    "f0_p10_st",
+    "f0_p50_st",
+    "f0_p90_st",
+    "f0_delta_abs_st_per_s",
+    "loudness_p20",
+    "loudness_p50",
+    "loudness_p80",
+    "loudness_voiced_mean",
+    "loudness_rise_per_s",
+    "rms_db_p90",
+    "rms_db_range",
+    "hnr_db_std",
+    "alpha_ratio_std",
+    "hammarberg_std",
+    "spectral_slope_std",
+    "voicing_mean",
+    "loudness_log_mean",
+    "alpha_ratio_unvoiced_mean",
+    "hammarberg_unvoiced_mean",
+    "spectral_slope_unvoiced_mean",
+    "unvoiced_segment_mean_s",
+    "voiced_segment_std_s",
+    "f0_trend_st_per_s",
+    "loudness_trend_per_s",
+    "hnr_db_p90",
+];
+
+/// Names of the entries of [`descriptors`]: the functionals' feature names, then the extras.
+pub fn descriptor_names() -> Vec<String> {
+    Functionals::feature_names()
+        .iter()
+        .chain(EXTRA_NAMES.iter())
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Which head of the model scores a call leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Band {
+    /// Input sampled above 8 kHz.
+    Wideband,
+    /// Input at 8 kHz or less (a telephone leg).
+    Narrowband,
+}
+
+impl Band {
+    pub fn of_rate(input_rate: u32) -> Self {
+        if input_rate <= NARROWBAND_MAX_RATE {
+            Band::Narrowband
+        } else {
+            Band::Wideband
+        }
+    }
+}
+
+/// One utterance's descriptors: `None` where a value was not measurable (no pitch, ...).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Descriptors(pub Vec<Option<f32>>);
+
+/// Describes one utterance or window from its functionals and the frames/cycles they were
+/// computed from (cycles are only used through the functionals today).
+pub fn descriptors(f: &Functionals, frames: &[Frame], _cycles: &[Cycle]) -> Descriptors {
+    let mut d: Vec<Option<f32>> = f
+        .feature_values()
+        .into_iter()
+        .map(|(v, measured)| (measured && v.is_finite()).then_some(v))
+        .collect();
+    let voiced: Vec<&Frame> = frames
+        .iter()
+        .filter(|fr| fr.voiced && fr.f0_hz > 0.0)
+        .collect();
+    let mut st: Vec<f32> = voiced.iter().map(|fr| semitones(fr.f0_hz)).collect();
+    st.sort_by(f32::total_cmp);
+    let pct = |v: &[f32], p: f32| (!v.is_empty()).then(|| percentile(v, p));
+    d.push(pct(&st, 0.1));
+    d.push(pct(&st, 0.5));
+    d.push(pct(&st, 0.9));
+    // Mean absolute F0 change between consecutive voiced frames.
+    let (mut dsum, mut dn) = (0.0f32, 0usize);
+    for w in frames.windows(2) {
+        if w[0].voiced && w[1].voiced && w[0].f0_hz > 0.0 && w[1].f0_hz > 0.0 {
+            dsum += (semitones(w[1].f0_hz) - semitones(w[0].f0_hz)).abs();
+            dn += 1;
+        }
+    }
+    d.push((dn > 0).then(|| dsum / dn as f32 / FRAME_S));
+    let mut loud: Vec<f32> = frames.iter().map(|fr| fr.loudness).collect();
+    loud.sort_by(f32::total_cmp);
+    d.push(pct(&loud, 0.2));
+    d.push(pct(&loud, 0.5));
+    d.push(pct(&loud, 0.8));
+    d.push(mean_sd(voiced.iter().map(|fr| fr.loudness)).map(|x| x.0));
+    // Mean rising slope of the loudness contour (positive frame-to-frame changes).
+    let rises: Vec<f32> = frames
+        .windows(2)
+        .map(|w| w[1].loudness - w[0].loudness)
+        .filter(|&x| x > 0.0)
+        .collect();
+    d.push(if frames.len() > 1 {
+        Some(rises.iter().sum::<f32>() / (frames.len() - 1) as f32 / FRAME_S)
+    } else {
+        None
+    });
+    let mut db: Vec<f32> = frames.iter().map(|fr| fr.rms_db).collect();
+    db.sort_by(f32::total_cmp);
+    d.push(pct(&db, 0.9));
+    d.push(
+        (!db.is_empty()).then(|| (percentile(&db, 0.9) - percentile(&db, 0.1)).clamp(0.0, 80.0)),
+    );
+    let sd_of = |g: fn(&Frame) -> f32| {
+        (voiced.len() >= 2)
+            .then(|| mean_sd(voiced.iter().map(|fr| g(fr))).map(|x| x.1))
+            .flatten()
+    };
+    d.push(sd_of(|fr| fr.hnr_db));
+    d.push(sd_of(|fr| fr.alpha_ratio_db));
+    d.push(sd_of(|fr| fr.hammarberg_db));
+    d.push(sd_of(|fr| fr.spectral_slope));
+    d.push(mean_sd(voiced.iter().map(|fr| fr.voicing)).map(|x| x.0));
+    d.push(mean_sd(frames.iter().map(|fr| (fr.loudness.max(0.0) + 0.01).ln())).map(|x| x.0));
+    // Spectral balance of unvoiced but audible frames (fricatives, breath, noisy onsets).
+    let audible_db = db.last().map_or(f32::MIN, |&max| max - 30.0);
+    let unvoiced: Vec<&Frame> = frames
+        .iter()
+        .filter(|fr| !fr.voiced && fr.rms_db > audible_db)
+        .collect();
+    let uv_mean = |g: fn(&Frame) -> f32| {
+        (unvoiced.len() >= 3)
+            .then(|| mean_sd(unvoiced.iter().map(|fr| g(fr))).map(|x| x.0))
+            .flatten()
+    };
+    d.push(uv_mean(|fr| fr.alpha_ratio_db));
+    d.push(uv_mean(|fr| fr.hammarberg_db));
+    d.push(uv_mean(|fr| fr.spectral_slope));
+    // Lengths of voiced runs and of the unvoiced gaps between them.
+    let (mut voiced_runs, mut gaps) = (Vec::new(), Vec::new());
+    let (mut run, mut gap, mut seen_voiced) = (0usize, 0usize, false);
+    for fr in frames.iter().chain(std::iter::once(&Frame::default())) {
+        if fr.voiced {
+            if seen_voiced && gap > 0 && run == 0 {
+                gaps.push(gap as f32 * FRAME_S);
+            }
+            gap = 0;
+            run += 1;
+        } else {
+            if run >= 2 {
+                voiced_runs.push(run as f32 * FRAME_S);
+                seen_voiced = true;
+            }
+            run = 0;
+            gap += 1;
+        }
+    }
+    d.push(mean_sd(gaps.iter().copied()).map(|x| x.0));
+    d.push(
+        (voiced_runs.len() >= 2).then(|| mean_sd(voiced_runs.iter().copied()).map_or(0.0, |x| x.1)),
+    );
+    // Linear trends over the utterance (declination, fading or building effort).
+    d.push(trend(voiced.iter().map(|fr| (fr.t, semitones(fr.f0_hz)))));
+    d.push(trend(frames.iter().map(|fr| (fr.t, fr.loudness))));
+    let mut hnr: Vec<f32> = voiced.iter().map(|fr| fr.hnr_db).collect();
+    hnr.sort_by(f32::total_cmp);
+    d.push(pct(&hnr, 0.9));
+    debug_assert_eq!(
+        d.len(),
+        Functionals::feature_names().len() + EXTRA_NAMES.len()
+    );
+    // A non-finite statistic is as good as unmeasured.
+    Descriptors(d.into_iter().map(|v| v.filter(|x| x.is_finite())).collect())
+}
+
+/// Least-squares slope of (t, v) points, per second; `None` with fewer than 5 points or no
+/// time spread.
+fn trend(points: impl Iterator<Item = (f64, f32)>) -> Option<f32> {
+    let p: Vec<(f64, f64)> = points.map(|(t, v)| (t, v as f64)).collect();
+    if p.len() < 5 {
+        return None;
+    }
+    let n = p.len() as f64;
+    let (mt, mv) = (
+        p.iter().map(|x| x.0).sum::<f64>() / n,
+        p.iter().map(|x| x.1).sum::<f64>() / n,
+    );
+    let stt: f64 = p.iter().map(|x| (x.0 - mt).powi(2)).sum();
+    let stv: f64 = p.iter().map(|x| (x.0 - mt) * (x.1 - mv)).sum();
+    (stt > 1e-9).then(|| (stv / stt) as f32)
+}
+
+const FRAME_S: f32 = crate::prosody::FRAME_STEP_S as f32;
+
+fn semitones(f0: f32) -> f32 {
+    12.0 * (f0 / 27.5).log2()
+}
+
+fn percentile(sorted: &[f32], p: f32) -> f32 {
+    let pos = p * (sorted.len() - 1) as f32;
+    let i = pos.floor() as usize;
+    let j = (i + 1).min(sorted.len() - 1);
+    let fr = pos - i as f32;
+    sorted[i] * (1.0 - fr) + sorted[j] * fr
+}
+
+fn mean_sd(v: impl Iterator<Item = f32>) -> Option<(f32, f32)> {
+    let (mut n, mut s, mut s2) = (0usize, 0.0f64, 0.0f64);
+    for x in v {
+        n += 1;
+        s += x as f64;
+        s2 += (x as f64) * (x as f64);
+    }
+    if n == 0 {
+        return None;
+    }
+    let m = s / n as f64;
+    Some((m as f32, (s2 / n as f64 - m * m).max(0.0).sqrt() as f32))
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,19 +268,90 @@ pub enum ModelError {
     },
 }
 
-/// A trained arousal model (the JSON file's content).
+/// One band's baseline prior and classifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArousalModel {
-    pub format: String,
-    /// Feature names, must equal [`Functionals::feature_names`].
-    pub features: Vec<String>,
+pub struct Head {
+    /// Population prior of each descriptor: mean, and within-speaker standard deviation.
+    pub prior_mean: Vec<f32>,
+    pub prior_sd: Vec<f32>,
+    /// Prior weight (in utterances) of the speaker baseline.
+    pub prior_weight: f32,
     /// Standardisation of the input vector `[z-scores…, raw…]`.
     pub input_mean: Vec<f32>,
     pub input_sd: Vec<f32>,
     pub weights: Vec<f32>,
     pub bias: f32,
-    /// Prior weight (in utterances) of the speaker baseline the model was trained with.
-    pub baseline_prior_weight: f32,
+}
+
+impl Head {
+    fn validate(&self, n: usize) -> Result<(), String> {
+        for (what, v, len) in [
+            ("prior_mean", &self.prior_mean, n),
+            ("prior_sd", &self.prior_sd, n),
+            ("input_mean", &self.input_mean, 2 * n),
+            ("input_sd", &self.input_sd, 2 * n),
+            ("weights", &self.weights, 2 * n),
+        ] {
+            if v.len() != len {
+                return Err(format!("{what} has {} values, expected {len}", v.len()));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(format!("{what} has non-finite values"));
+            }
+        }
+        if self
+            .input_sd
+            .iter()
+            .chain(&self.prior_sd)
+            .any(|&s| s <= 0.0)
+        {
+            return Err("input_sd and prior_sd must be positive".into());
+        }
+        if !(self.bias.is_finite() && self.prior_weight > 0.0 && self.prior_weight.is_finite()) {
+            return Err("bias or prior_weight invalid".into());
+        }
+        Ok(())
+    }
+
+    /// A fresh baseline for a new speaker.
+    pub fn new_baseline(&self, band: Band) -> ArousalBaseline {
+        ArousalBaseline {
+            band,
+            prior_mean: self.prior_mean.iter().map(|&m| m as f64).collect(),
+            prior_var: self
+                .prior_sd
+                .iter()
+                .map(|&s| (s as f64).powi(2).max(1e-12))
+                .collect(),
+            prior_weight: self.prior_weight as f64,
+            count: vec![0.0; self.prior_mean.len()],
+            sum: vec![0.0; self.prior_mean.len()],
+            sum_sq: vec![0.0; self.prior_mean.len()],
+        }
+    }
+
+    /// P(high arousal) of an input vector as built by [`input_vector`].
+    pub fn predict_input(&self, x: &[f32]) -> f32 {
+        let s = self.bias
+            + x.iter()
+                .zip(&self.weights)
+                .zip(self.input_mean.iter().zip(&self.input_sd))
+                .map(|((x, w), (m, sd))| w * (x - m) / sd)
+                .sum::<f32>();
+        sigmoid(s)
+    }
+}
+
+/// A trained arousal model (the JSON file's content).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArousalModel {
+    pub format: String,
+    /// Descriptor names, must equal [`descriptor_names`].
+    pub features: Vec<String>,
+    /// Head for input sampled above 8 kHz.
+    pub wideband: Head,
+    /// Head for input at 8 kHz or less.
+    pub narrowband: Head,
     /// Free-form training provenance and evaluation figures.
     #[serde(default)]
     pub training: serde_json::Value,
@@ -75,67 +381,113 @@ impl ArousalModel {
         m
     }
 
-    fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), String> {
         if self.format != FORMAT {
             return Err(format!("format {:?}, expected {FORMAT:?}", self.format));
         }
-        let names = Functionals::feature_names();
-        if self.features.len() != names.len()
-            || self.features.iter().zip(names).any(|(a, b)| a != b)
-        {
+        let names = descriptor_names();
+        if self.features != names {
             return Err("feature list does not match this calltone version".into());
         }
-        let n = 2 * names.len();
-        for (what, v) in [
-            ("input_mean", &self.input_mean),
-            ("input_sd", &self.input_sd),
-            ("weights", &self.weights),
-        ] {
-            if v.len() != n {
-                return Err(format!("{what} has {} values, expected {n}", v.len()));
-            }
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(format!("{what} has non-finite values"));
-            }
-        }
-        if self.input_sd.iter().any(|&s| s <= 0.0) {
-            return Err("input_sd must be positive".into());
-        }
-        if !self.bias.is_finite() || !(self.baseline_prior_weight > 0.0) {
-            return Err("bias or baseline_prior_weight invalid".into());
-        }
-        Ok(())
+        self.wideband
+            .validate(names.len())
+            .map_err(|e| format!("wideband: {e}"))?;
+        self.narrowband
+            .validate(names.len())
+            .map_err(|e| format!("narrowband: {e}"))
     }
 
-    /// A fresh baseline for a new speaker, as the model was trained with.
-    pub fn new_baseline(&self) -> SpeakerBaseline {
-        SpeakerBaseline::with_prior_weight(self.baseline_prior_weight)
+    pub fn head(&self, band: Band) -> &Head {
+        match band {
+            Band::Wideband => &self.wideband,
+            Band::Narrowband => &self.narrowband,
+        }
     }
 
-    /// P(high arousal) of `f` for a speaker whose baseline (before this utterance) is `b`.
-    pub fn predict(&self, b: &SpeakerBaseline, f: &Functionals) -> f32 {
-        let x = input_vector(b, f);
-        self.predict_input(&x)
+    /// A fresh baseline for a new speaker whose audio arrives at `input_rate` Hz; the rate
+    /// picks the head that scores the speaker for the rest of the call.
+    pub fn new_baseline(&self, input_rate: u32) -> ArousalBaseline {
+        let band = Band::of_rate(input_rate);
+        self.head(band).new_baseline(band)
+    }
+
+    /// P(high arousal) of `d` for a speaker whose baseline (before this utterance) is `b`.
+    pub fn predict(&self, b: &ArousalBaseline, d: &Descriptors) -> f32 {
+        self.predict_input(b.band, &input_vector(b, d))
     }
 
     /// P(high arousal) of an input vector as built by [`input_vector`].
-    pub fn predict_input(&self, x: &[f32]) -> f32 {
-        let mut s = self.bias;
-        for i in 0..x.len().min(self.weights.len()) {
-            s += self.weights[i] * (x[i] - self.input_mean[i]) / self.input_sd[i];
-        }
-        sigmoid(s)
+    pub fn predict_input(&self, band: Band, x: &[f32]) -> f32 {
+        self.head(band).predict_input(x)
     }
 }
 
-/// The model's input: `[z-scores against the baseline…, raw feature values…]`.
-pub fn input_vector(b: &SpeakerBaseline, f: &Functionals) -> Vec<f32> {
-    let mut x = b.zscores(f);
-    // Extreme z-scores (a near-zero variance early in a call) would dominate the sum.
-    for z in &mut x {
-        *z = z.clamp(-6.0, 6.0);
+/// Running per-speaker statistics of the descriptors, started from a head's prior.
+#[derive(Clone, Debug)]
+pub struct ArousalBaseline {
+    band: Band,
+    prior_mean: Vec<f64>,
+    prior_var: Vec<f64>,
+    prior_weight: f64,
+    count: Vec<f64>,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+}
+
+impl ArousalBaseline {
+    pub fn band(&self) -> Band {
+        self.band
     }
-    x.extend(f.feature_vector());
+
+    /// Learns from one utterance; unmeasured descriptors do not count.
+    pub fn update(&mut self, d: &Descriptors) {
+        for (j, v) in d.0.iter().enumerate().take(self.count.len()) {
+            if let Some(v) = v {
+                self.count[j] += 1.0;
+                self.sum[j] += *v as f64;
+                self.sum_sq[j] += (*v as f64).powi(2);
+            }
+        }
+    }
+
+    /// Current (mean, standard deviation) of descriptor `j`.
+    pub fn mean_sd(&self, j: usize) -> (f32, f32) {
+        let (w, m0, v0) = (self.prior_weight, self.prior_mean[j], self.prior_var[j]);
+        let n = self.count[j];
+        if n == 0.0 {
+            return (m0 as f32, v0.sqrt() as f32);
+        }
+        let xbar = self.sum[j] / n;
+        let ss = (self.sum_sq[j] - n * xbar * xbar).max(0.0);
+        let mean = (w * m0 + n * xbar) / (w + n);
+        let var = (w * v0 + ss) / (w + n);
+        (mean as f32, var.max(1e-12).sqrt() as f32)
+    }
+}
+
+/// The model's input: `[z-scores against the baseline…, raw descriptor values…]`; an
+/// unmeasured descriptor has z-score 0 and its prior mean as raw value.
+pub fn input_vector(b: &ArousalBaseline, d: &Descriptors) -> Vec<f32> {
+    let n = b.count.len();
+    let mut x = Vec::with_capacity(2 * n);
+    for j in 0..n {
+        x.push(match d.0.get(j).copied().flatten() {
+            Some(v) => {
+                let (m, s) = b.mean_sd(j);
+                // Extreme z-scores (a near-zero variance early in a call) would dominate.
+                ((v - m) / s).clamp(-6.0, 6.0)
+            }
+            None => 0.0,
+        });
+    }
+    for j in 0..n {
+        x.push(
+            d.0.get(j)
+                .copied()
+                .flatten()
+                .unwrap_or(b.prior_mean[j] as f32),
+        );
+    }
     x
 }
 
@@ -143,10 +495,23 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Fits an L2-regularised logistic regression by Newton's method (IRLS).
+/// A fitted logistic regression on standardised inputs.
+pub struct Fit {
+    pub input_mean: Vec<f32>,
+    pub input_sd: Vec<f32>,
+    pub weights: Vec<f32>,
+    pub bias: f32,
+}
+
+/// Fits an L2-regularised, class-balanced logistic regression by Newton's method (IRLS).
 /// `x`: one row per example (already built with [`input_vector`]); `y`: 0/1 labels.
-/// Returns (input_mean, input_sd, weights, bias).
-pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], l2: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>, f32) {
+pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], l2: f64) -> Fit {
+    fit_logistic_weighted(x, y, &vec![1.0; x.len()], l2)
+}
+
+/// [`fit_logistic`] with a weight per example (on top of the class balancing, which is
+/// computed from the weighted class totals).
+pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[f32], sw: &[f32], l2: f64) -> Fit {
     let n = x.len();
     let d = x.first().map_or(0, |r| r.len());
     let mut m = Array2::<f64>::zeros((n, d + 1));
@@ -170,16 +535,22 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], l2: f64) -> (Vec<f32>, Vec<f32>, 
         }
     }
     let yv = Array1::from_iter(y.iter().map(|&v| v as f64));
-    // Balance the classes so neither dominates the loss.
-    let pos = yv.sum().max(1.0);
-    let neg = (n as f64 - yv.sum()).max(1.0);
-    let cw: Array1<f64> = yv.mapv(|t| {
-        if t > 0.5 {
-            n as f64 / (2.0 * pos)
-        } else {
-            n as f64 / (2.0 * neg)
-        }
-    });
+    let swv = Array1::from_iter(sw.iter().map(|&v| v as f64));
+    // Balance the classes so neither dominates the loss (and 0.5 stays the threshold).
+    let total = swv.sum().max(1e-9);
+    let pos = (&yv * &swv).sum().max(1e-9);
+    let neg = (total - pos).max(1e-9);
+    let cw: Array1<f64> = yv
+        .iter()
+        .zip(&swv)
+        .map(|(&t, &w)| {
+            w * if t > 0.5 {
+                total / (2.0 * pos)
+            } else {
+                total / (2.0 * neg)
+            }
+        })
+        .collect();
     let mut w = Array1::<f64>::zeros(d + 1);
     for _ in 0..50 {
         let z = m.dot(&w);
@@ -187,24 +558,8 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], l2: f64) -> (Vec<f32>, Vec<f32>, 
         let r = (&p - &yv) * &cw;
         let mut grad = m.t().dot(&r);
         let s = (&p * &p.mapv(|v| 1.0 - v)) * &cw;
-        let mut h = Array2::<f64>::zeros((d + 1, d + 1));
-        for (i, row) in m.rows().into_iter().enumerate() {
-            let si = s[i];
-            for a in 0..=d {
-                let ra = row[a] * si;
-                if ra == 0.0 {
-                    continue;
-                }
-                for b in a..=d {
-                    h[[a, b]] += ra * row[b];
-                }
-            }
-        }
-        for a in 0..=d {
-            for b in 0..a {
-                h[[a, b]] = h[[b, a]];
-            }
-        }
+        let ms = &m * &s.view().insert_axis(Axis(1));
+        let mut h = m.t().dot(&ms);
         for j in 0..d {
             grad[j] += l2 * w[j];
             h[[j, j]] += l2;
@@ -217,12 +572,12 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], l2: f64) -> (Vec<f32>, Vec<f32>, 
             break;
         }
     }
-    (
-        mean.iter().map(|&v| v as f32).collect(),
-        sd.iter().map(|&v| v as f32).collect(),
-        w.iter().take(d).map(|&v| v as f32).collect(),
-        w[d] as f32,
-    )
+    Fit {
+        input_mean: mean.iter().map(|&v| v as f32).collect(),
+        input_sd: sd.iter().map(|&v| v as f32).collect(),
+        weights: w.iter().take(d).map(|&v| v as f32).collect(),
+        bias: w[d] as f32,
+    }
 }
 
 /// Solves `a·x = b` by Gaussian elimination with partial pivoting (a is small and SPD).
@@ -278,6 +633,84 @@ mod tests {
     }
 
     #[test]
+    fn bands_follow_the_input_rate() {
+        assert_eq!(Band::of_rate(8_000), Band::Narrowband);
+        assert_eq!(Band::of_rate(16_000), Band::Wideband);
+        let m = ArousalModel::builtin();
+        assert_eq!(m.new_baseline(8_000).band(), Band::Narrowband);
+        assert_eq!(m.new_baseline(44_100).band(), Band::Wideband);
+    }
+
+    fn frames(f0: f32, loudness: f32) -> Vec<Frame> {
+        (0..100)
+            .map(|k| Frame {
+                t: 0.005 + 0.01 * k as f64,
+                f0_hz: if k % 10 < 7 { f0 } else { 0.0 },
+                voiced: k % 10 < 7,
+                voicing: 0.8,
+                loudness: loudness * (1.0 + 0.1 * (k % 5) as f32),
+                rms_db: -30.0 + (k % 5) as f32,
+                hnr_db: 10.0 + (k % 3) as f32,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn describe(fr: &[Frame]) -> Descriptors {
+        descriptors(&crate::prosody::functionals(fr, &[]), fr, &[])
+    }
+
+    #[test]
+    fn descriptors_are_named_and_measured() {
+        let d = describe(&frames(200.0, 1.0));
+        assert_eq!(d.0.len(), descriptor_names().len());
+        let names = descriptor_names();
+        let get = |n: &str| d.0[names.iter().position(|x| x == n).unwrap()];
+        let p50 = get("f0_p50_st").unwrap();
+        assert!((p50 - semitones(200.0)).abs() < 1e-3, "{p50}");
+        assert!(get("loudness_p80").unwrap() > get("loudness_p20").unwrap());
+        assert!(get("hnr_db_std").unwrap() > 0.0);
+        // Silence: no pitch statistics, but no NaN either.
+        let silent: Vec<Frame> = (0..50).map(|_| Frame::default()).collect();
+        let d = describe(&silent);
+        assert!(get_none(&d, "f0_p50_st"));
+        assert!(d.0.iter().flatten().all(|v| v.is_finite()));
+    }
+
+    fn get_none(d: &Descriptors, n: &str) -> bool {
+        d.0[descriptor_names().iter().position(|x| x == n).unwrap()].is_none()
+    }
+
+    #[test]
+    fn baseline_shrinks_from_the_prior_to_the_speaker() {
+        let m = ArousalModel::builtin();
+        let j = descriptor_names()
+            .iter()
+            .position(|x| x == "f0_p50_st")
+            .unwrap();
+        let mut b = m.new_baseline(16_000);
+        let (m0, _) = b.mean_sd(j);
+        assert!((m0 - m.wideband.prior_mean[j]).abs() < 1e-4);
+        let d = describe(&frames(300.0, 1.0));
+        let own = d.0[j].unwrap();
+        for _ in 0..200 {
+            b.update(&d);
+        }
+        let (m1, s1) = b.mean_sd(j);
+        let w = m.wideband.prior_weight;
+        let expected = own + w / (w + 200.0) * (m0 - own);
+        assert!((m1 - expected).abs() < 1e-3, "{m1} {expected}");
+        assert!((m1 - own).abs() < (m0 - own).abs());
+        assert!(s1 < m.wideband.prior_sd[j]);
+        // The utterance now reads as typical of the speaker.
+        let x = input_vector(&b, &d);
+        assert!(x[j].abs() < 0.5, "{}", x[j]);
+        assert_eq!(x.len(), 2 * descriptor_names().len());
+        let p = m.predict(&b, &d);
+        assert!((0.0..=1.0).contains(&p));
+    }
+
+    #[test]
     fn logistic_regression_separates_a_separable_set() {
         // y = 1 when x0 + 0.5·x1 > 1; noise-free.
         let mut x = Vec::new();
@@ -288,12 +721,12 @@ mod tests {
             x.push(vec![a, b, 0.3]);
             y.push(f32::from(u8::from(a + 0.5 * b > 1.0)));
         }
-        let (mean, sd, w, bias) = fit_logistic(&x, &y, 1e-3);
+        let fit = fit_logistic(&x, &y, 1e-3);
         let predict = |r: &[f32]| {
-            let s: f32 = bias
+            let s: f32 = fit.bias
                 + r.iter()
-                    .zip(&w)
-                    .zip(mean.iter().zip(&sd))
+                    .zip(&fit.weights)
+                    .zip(fit.input_mean.iter().zip(&fit.input_sd))
                     .map(|((v, w), (m, s))| w * (v - m) / s)
                     .sum::<f32>();
             sigmoid(s)
@@ -305,7 +738,7 @@ mod tests {
             .count();
         assert!(correct >= 196, "{correct}/200");
         // The constant feature gets no weight.
-        assert!(w[2].abs() < 1e-6);
+        assert!(fit.weights[2].abs() < 1e-6);
     }
 
     #[test]
@@ -316,10 +749,20 @@ mod tests {
         let e = ArousalModel::load(&p).unwrap_err().to_string();
         assert!(e.contains("arousal.json") && e.contains("corrupt"), "{e}");
         let mut m = ArousalModel::builtin();
-        m.weights.pop();
+        m.narrowband.weights.pop();
         std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
         let e = ArousalModel::load(&p).unwrap_err().to_string();
-        assert!(e.contains("weights"), "{e}");
+        assert!(e.contains("narrowband") && e.contains("weights"), "{e}");
+        let mut m = ArousalModel::builtin();
+        m.wideband.prior_sd[3] = 0.0;
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ArousalModel::load(&p).unwrap_err().to_string();
+        assert!(e.contains("prior_sd"), "{e}");
+        let mut m = ArousalModel::builtin();
+        m.format = "calltone-arousal-v1".into();
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ArousalModel::load(&p).unwrap_err().to_string();
+        assert!(e.contains("format"), "{e}");
         let e = ArousalModel::load(&dir.path().join("missing.json"))
             .unwrap_err()
             .to_string();
