@@ -321,7 +321,15 @@ fn main() -> Result<()> {
     model.training = training;
     std::fs::write(&out, serde_json::to_string_pretty(&model)? + "\n")
         .with_context(|| format!("writing {}", out.display()))?;
-    let report = render_report(&table, &summary, &model, &command, h, &inner, &sens, t0);
+    let binary_check = if check_binary {
+        Some(check_against_binary(&speakers[0], &out)?)
+    } else {
+        None
+    };
+    let mut report = render_report(&table, &summary, &model, &command, h, &inner, &sens, t0);
+    if let Some(line) = binary_check {
+        report.push_str(&format!("\nBinary check: {line}\n"));
+    }
     std::fs::write(&report_path, &report)
         .with_context(|| format!("writing {}", report_path.display()))?;
     println!("{report}");
@@ -331,10 +339,6 @@ fn main() -> Result<()> {
         report_path.display(),
         t0.elapsed().as_secs_f64()
     );
-
-    if check_binary {
-        check_against_binary(&speakers[0], &out)?;
-    }
     Ok(())
 }
 
@@ -1237,7 +1241,7 @@ fn render_report(
 
 /// Replays one speaker's evaluation sequence with the real binary and compares its
 /// utterance arousal with the library path.
-fn check_against_binary(spk: &SpeakerClips, model_path: &Path) -> Result<()> {
+fn check_against_binary(spk: &SpeakerClips, model_path: &Path) -> Result<String> {
     let seq = build_sequence(spk, 0, Band::Wideband)?;
     let dir = std::env::temp_dir().join("calltone-arousal-check");
     std::fs::create_dir_all(&dir)?;
@@ -1289,15 +1293,16 @@ fn check_against_binary(spk: &SpeakerClips, model_path: &Path) -> Result<()> {
         .collect();
     let same =
         binary.len() == lib.len() && binary.iter().zip(&lib).all(|(a, b)| (a - b).abs() <= 0.011);
-    eprintln!(
-        "binary check on {}:{}: {} utterances via replay, {} via library, identical: {same}",
+    let line = format!(
+        "`target/release/calltone replay` (with Whisper) on {}:{}'s protocol call: {} utterances via replay, {} via the library path, arousal identical to 0.01: {same}",
         spk.corpus,
         spk.speaker,
         binary.len(),
         lib.len()
     );
+    eprintln!("{line}");
     if !same {
         bail!("replay binary and library disagree:\n{binary:?}\n{lib:?}");
     }
-    Ok(())
+    Ok(line)
 }
