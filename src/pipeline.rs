@@ -539,7 +539,8 @@ impl CallPipeline {
                 .copied()
                 .collect();
             let f = prosody::functionals(&frames, &cycles);
-            let a = affect.relative(model.predict(&affect.baseline, &descriptors(&f, &frames, &cycles)));
+            let a = affect
+                .relative(model.predict(&affect.baseline, &descriptors(&f, &frames, &cycles)));
             let s = match affect.stress {
                 Some(prev) if affect.stress_live => prev + STRESS_SMOOTHING * (a - prev),
                 _ => a,
