@@ -216,16 +216,16 @@ fn stream_audiosocket(
     speed: f64,
     stop_after: Option<f64>,
 ) -> Instant {
-    let mut socks: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.set_nodelay(true).unwrap();
-            s.write_all(&slin_frame(0x01, &uuid)).unwrap();
-            s
-        })
-        .collect();
-    // The first connection is the customer; give the server a moment to order the legs.
-    std::thread::sleep(Duration::from_millis(50));
+    // Legs are told apart by arrival order (first = customer), as Asterisk starts them one
+    // after the other; give the first leg's UUID time to register before the second connects.
+    let mut socks: Vec<TcpStream> = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(&slin_frame(0x01, &uuid)).unwrap();
+        socks.push(s);
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let frame = 160; // 20 ms at 8 kHz
     let n = legs.0.len().max(legs.1.len());
     let t0 = Instant::now();
