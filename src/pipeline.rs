@@ -157,24 +157,24 @@ struct Affect {
 
 impl Affect {
     /// Stress of an arousal value relative to the speaker's usual level (see STRESS_GAIN).
+    fn relative(&self, arousal: f32) -> f32 {
+        stress_against(arousal, self.level_sum, self.level_n)
+    }
+
     /// [`Affect::relative`] against the level before the last utterance was added (for
     /// labelling that utterance itself).
     fn relative_before(&self, arousal: f32) -> f32 {
-        let n = (self.level_n - 1.0).max(0.0);
-        let sum = self.level_sum
-            - if self.level_n >= 1.0 {
-                logit(arousal)
-            } else {
-                0.0
-            };
-        let level = sum / (LEVEL_PRIOR_N + n);
-        crate::emotion::arousal::sigmoid(STRESS_GAIN * (logit(arousal) - level - STRESS_OFFSET))
+        if self.level_n < 1.0 {
+            return self.relative(arousal);
+        }
+        stress_against(arousal, self.level_sum - logit(arousal), self.level_n - 1.0)
     }
+}
 
-    fn relative(&self, arousal: f32) -> f32 {
-        let level = self.level_sum / (LEVEL_PRIOR_N + self.level_n);
-        crate::emotion::arousal::sigmoid(STRESS_GAIN * (logit(arousal) - level - STRESS_OFFSET))
-    }
+/// The one stress formula: `arousal` against a level of `sum / (LEVEL_PRIOR_N + n)` logits.
+fn stress_against(arousal: f32, sum: f32, n: f32) -> f32 {
+    let level = sum / (LEVEL_PRIOR_N + n);
+    crate::emotion::arousal::sigmoid(STRESS_GAIN * (logit(arousal) - level - STRESS_OFFSET))
 }
 
 fn logit(p: f32) -> f32 {
