@@ -81,7 +81,10 @@ fn speech_like(seconds: f64) -> Vec<f32> {
 #[test]
 fn push_allocates_nothing_after_warm_up() {
     let wide = speech_like(12.0);
-    for (name, x) in [("wideband", wide.clone()), ("telephone", telephone(&wide, true))] {
+    for (name, x) in [
+        ("wideband", wide.clone()),
+        ("telephone", telephone(&wide, true)),
+    ] {
         let mut a = ProsodyAnalyzer::new(16000, &ProsodyConfig::default());
         let mut out = ProsodyOutput::default();
         out.frames.reserve(64);
@@ -104,6 +107,9 @@ fn push_allocates_nothing_after_warm_up() {
         // The run must have done real work for "no allocation" to mean anything.
         assert!(frames >= 990, "{name}: only {frames} frames");
         assert!(cycles > 500, "{name}: only {cycles} glottal cycles");
-        assert_eq!(n, 0, "{name}: {n} allocations while pushing {frames} frames");
+        assert_eq!(
+            n, 0,
+            "{name}: {n} allocations while pushing {frames} frames"
+        );
     }
 }

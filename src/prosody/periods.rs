@@ -12,7 +12,7 @@
 //! 0.1 ms, longest 20 ms, maximum period factor 1.3, maximum amplitude factor 1.6) to
 //! contiguous cycles only, so periods never bridge an unvoiced gap.
 
-use super::pitch::{sinc_peak, SINC_DEPTH};
+use super::pitch::{dot, sinc_peak, SINC_DEPTH};
 use super::Cycle;
 
 /// Praat's default shortest valid period (s).
@@ -178,7 +178,7 @@ impl PulseTracker {
                 e += inn * inn - out * out;
             }
             let seg = &buf[start..start + len];
-            let num: f32 = tmpl.iter().zip(seg).map(|(a, b)| a * b).sum();
+            let num = dot(tmpl, seg);
             let v = if e <= 1e-20 {
                 0.0
             } else {

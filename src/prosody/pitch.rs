@@ -27,7 +27,8 @@
 //! Invariant: no allocation after construction.
 
 use realfft::num_complex::Complex;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use realfft::RealFftPlanner;
+use rustfft::{Fft, FftPlanner};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -75,23 +76,28 @@ const CANDIDATE_MIN_FRACTION: f32 = 0.2;
 /// Autocorrelation candidate extractor with preallocated FFT buffers.
 pub struct AcAnalyzer {
     win: Vec<f32>,
-    win_ac: Vec<f32>,
+    /// 1 / (window autocorrelation normalised to 1 at lag 0), per lag.
+    inv_win_ac: Vec<f32>,
     min_lag: usize,
     max_lag: usize,
     sample_rate: f32,
-    r2c: Arc<dyn RealToComplex<f32>>,
-    c2r: Arc<dyn ComplexToReal<f32>>,
-    time: Vec<f32>,
-    time_w: Vec<f32>,
-    spec: Vec<Complex<f32>>,
-    spec_w: Vec<Complex<f32>>,
+    nfft: usize,
+    /// Complex FFTs of length `nfft`: the windowed and the raw frame go through one forward
+    /// transform (as real and imaginary parts), and the two real, even correlation spectra
+    /// through one inverse. That is two transforms instead of four real ones, without
+    /// realfft's scalar pre/post-processing, which cost more than the butterflies.
+    fwd: Arc<dyn Fft<f32>>,
+    inv: Arc<dyn Fft<f32>>,
+    z: Vec<Complex<f32>>,
+    z_scratch: Vec<Complex<f32>>,
+    /// The Hann-windowed frame, kept for [`Self::hann_r_near`].
+    xw: Vec<f32>,
+    /// Praat's Hann AC near the best candidate's lag (scratch of [`Self::hann_r_near`]).
+    r_h: Vec<f32>,
     smooth: Vec<f32>,
     r_w: Vec<f32>,
     cum: Vec<f64>,
     mag: Vec<f32>,
-
-    scratch_f: Vec<Complex<f32>>,
-    scratch_i: Vec<Complex<f32>>,
     r: Vec<f32>,
     voicing_threshold: f32,
 }
@@ -118,7 +124,6 @@ impl AcAnalyzer {
         let mut planner = RealFftPlanner::<f32>::new();
         let r2c = planner.plan_fft_forward(nfft);
         let c2r = planner.plan_fft_inverse(nfft);
-        // Window autocorrelation, normalised to 1 at lag 0 (computed directly once).
         // Window autocorrelation, normalised to 1 at lag 0 (through the same FFT).
         let win_ac = {
             let mut t = r2c.make_input_vec();
@@ -140,25 +145,30 @@ impl AcAnalyzer {
         let smooth = (0..nfft / 2 + 1)
             .map(|k| (-(k as f32 * hz_per_bin / CANDIDATE_SMOOTH_HZ).powi(2)).exp())
             .collect();
+        let mut cplanner = FftPlanner::<f32>::new();
+        let fwd = cplanner.plan_fft_forward(nfft);
+        let inv = cplanner.plan_fft_inverse(nfft);
+        let z_scratch_len = fwd
+            .get_inplace_scratch_len()
+            .max(inv.get_inplace_scratch_len());
         Self {
-            time: r2c.make_input_vec(),
-            time_w: r2c.make_input_vec(),
-            spec: r2c.make_output_vec(),
-            spec_w: r2c.make_output_vec(),
+            z: vec![Complex::new(0.0, 0.0); nfft],
+            z_scratch: vec![Complex::new(0.0, 0.0); z_scratch_len],
+            fwd,
+            inv,
+            nfft,
+            xw: vec![0.0; window_len],
+            r_h: vec![0.0; 2 * (3 + SINC_DEPTH + 1) + 1],
             smooth,
             r_w: vec![0.0; max_lag + 2],
             cum: vec![0.0; window_len + 1],
             mag: vec![0.0; nfft / 2 + 1],
-            scratch_f: r2c.make_scratch_vec(),
-            scratch_i: c2r.make_scratch_vec(),
             r: vec![0.0; max_lag + 2],
             win,
-            win_ac,
+            inv_win_ac: win_ac.iter().map(|v| 1.0 / v).collect(),
             min_lag,
             max_lag,
             sample_rate: sr,
-            r2c,
-            c2r,
             voicing_threshold,
         }
     }
@@ -178,84 +188,68 @@ impl AcAnalyzer {
         debug_assert_eq!(frame.len(), n);
         let mean = frame.iter().sum::<f32>() / n as f32;
         let mut local_peak = 0.0f32;
+        // Real part: Hann-windowed frame (Praat's AC); imaginary part: the raw frame (FCC).
+        self.cum[0] = 0.0;
         for (i, (&x, &w)) in frame.iter().zip(&self.win).enumerate() {
             let v = x - mean;
             local_peak = local_peak.max(v.abs());
-            self.time[i] = v * w;
+            self.xw[i] = v * w;
+            self.z[i] = Complex::new(v * w, v);
+            self.cum[i + 1] = self.cum[i] + (v as f64) * (v as f64);
         }
-        self.time[n..].iter_mut().for_each(|v| *v = 0.0);
+        self.z[n..].fill(Complex::new(0.0, 0.0));
         let mut out = PitchFrame {
             local_peak,
             ..Default::default()
         };
-        // (1) Praat's AC shape (Hann window, divided by the window's AC) on the compressed
-        // spectrum |X| for candidate picking; |X| is kept for the voicing strength.
-        // Buffers are sized by the plans, so process_with_scratch cannot fail.
-        if self
-            .r2c
-            .process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch_f)
-            .is_err()
-        {
+        if self.cum[n] <= 1e-20 {
             return out;
         }
-        for ((c, m), (cw, &g)) in self
-            .spec
-            .iter()
-            .zip(self.mag.iter_mut())
-            .zip(self.spec_w.iter_mut().zip(&self.smooth))
-        {
-            let p = c.norm_sqr();
-            *m = p.sqrt();
-            *cw = Complex::new(*m * g, 0.0);
+        self.fwd
+            .process_with_scratch(&mut self.z, &mut self.z_scratch);
+        // Split the two spectra (X_w = (Z_k + conj Z_{N-k}) / 2, X_raw = (Z_k − conj Z_{N-k}) / 2i)
+        // and build, in place, the packed input of the inverse transform:
+        // (1) real part: |X_raw|², whose inverse is the raw autocorrelation for Praat's
+        //     forward cross-correlation (FCC / "Harmonicity (cc)"): rectangular window, each
+        //     lag normalised by the energies of the two overlapping parts, which is exactly 1
+        //     for a periodic signal however few periods fit the window. The Hann-window AC is
+        //     biased there at low F0 (3–4 pulses per window), so HNR comes from this one.
+        // (2) imaginary part: the compressed spectrum |X_w| (with a gentle taper), whose
+        //     inverse, divided by the window's own AC, is the candidate-picking correlation.
+        // Both spectra are real and even, so their inverses come back as the real and
+        // imaginary parts of one complex inverse. |X_w| is kept for the voicing strength.
+        let nfft = self.nfft;
+        for k in 0..=nfft / 2 {
+            let a = self.z[k];
+            let k2 = if k == 0 { 0 } else { nfft - k };
+            let b = self.z[k2].conj();
+            let xw = (a + b) * 0.5;
+            let xr = a - b;
+            let p_raw = 0.25 * xr.norm_sqr();
+            let m = xw.norm_sqr().sqrt();
+            self.mag[k] = m;
+            let y = Complex::new(p_raw, m * self.smooth[k]);
+            self.z[k] = y;
+            self.z[k2] = y;
         }
-        // (2) Forward cross-correlation (Praat's FCC / "Harmonicity (cc)"): rectangular
-        // window, each lag normalised by the energies of the two overlapping parts, which
-        // is exactly 1 for a periodic signal however few periods fit the window. The
-        // Hann-window AC is biased there at low F0 (3–4 pulses per window), so HNR comes
-        // from this one.
-        self.cum[0] = 0.0;
-        for (i, &x) in frame.iter().enumerate() {
-            let v = x - mean;
-            self.time[i] = v;
-            self.cum[i + 1] = self.cum[i] + (v as f64) * (v as f64);
-        }
-        self.time[n..].iter_mut().for_each(|v| *v = 0.0);
-        if self
-            .r2c
-            .process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch_f)
-            .is_err()
-        {
-            return out;
-        }
-        for c in self.spec.iter_mut() {
-            *c = Complex::new(c.norm_sqr(), 0.0);
-        }
-        if self
-            .c2r
-            .process_with_scratch(&mut self.spec, &mut self.time, &mut self.scratch_i)
-            .is_err()
-            || self
-                .c2r
-                .process_with_scratch(&mut self.spec_w, &mut self.time_w, &mut self.scratch_i)
-                .is_err()
-        {
-            return out;
-        }
-        let acw0 = self.time_w[0];
-        if self.cum[n] <= 1e-20 || acw0 <= 1e-20 {
+        self.inv
+            .process_with_scratch(&mut self.z, &mut self.z_scratch);
+        let acw0 = self.z[0].im;
+        if acw0 <= 1e-20 {
             return out;
         }
         let invw = 1.0 / acw0;
-        // realfft's inverse is unnormalised: scale by 1/nfft.
-        let scale = 1.0 / self.time.len() as f32;
+        // Unnormalised inverse: scale by 1/nfft.
+        let scale = 1.0 / nfft as f32;
         let total = self.cum[n] as f32;
         for lag in 0..self.r.len() {
-            self.r_w[lag] = self.time_w[lag] * invw / self.win_ac[lag];
+            let y = self.z[lag];
+            self.r_w[lag] = y.im * invw * self.inv_win_ac[lag];
             let e1 = self.cum[n - lag] as f32;
             let e2 = total - self.cum[lag] as f32;
             let den = e1 * e2;
             self.r[lag] = if den > 1e-30 {
-                self.time[lag] * scale / den.sqrt()
+                y.re * scale / den.sqrt()
             } else {
                 0.0
             };
@@ -332,33 +326,36 @@ impl AcAnalyzer {
 
 impl AcAnalyzer {
     /// Praat's own AC strength (Hann window, full band, uncompressed) at the local maximum
-    /// nearest to `lag_f`: computed only for the best candidate, from the stored
-    /// magnitude spectrum.
+    /// nearest to `lag_f`: computed only for the best candidate, directly in the time
+    /// domain at just the lags that the hill climb and the sinc refinement can read (a
+    /// few dozen dot products are cheaper than another inverse FFT).
     fn hann_r_near(&mut self, lag_f: f32) -> f32 {
-        for (c, &m) in self.spec.iter_mut().zip(&self.mag) {
-            *c = Complex::new(m * m, 0.0);
-        }
-        if self
-            .c2r
-            .process_with_scratch(&mut self.spec, &mut self.time_w, &mut self.scratch_i)
-            .is_err()
-            || self.time_w[0] <= 1e-20
-        {
+        let xw = &self.xw[..self.win.len()];
+        let ac0 = dot(xw, xw);
+        if ac0 <= 1e-20 {
             return 0.0;
         }
-        let inv = 1.0 / self.time_w[0];
-        for lag in 0..self.r_w.len() {
-            self.r_w[lag] = self.time_w[lag] * inv / self.win_ac[lag];
+        let start = (lag_f.round() as usize).clamp(self.min_lag, self.max_lag);
+        // The climb moves ≤ 3 lags; sinc_peak then reads within SINC_DEPTH + 1 of x, and x
+        // stays within 1.5 lags of where the climb ended.
+        let reach = 3 + SINC_DEPTH + 1;
+        let lo = start.saturating_sub(reach);
+        let hi = (start + reach).min(self.max_lag + 1);
+        let inv = 1.0 / ac0;
+        for lag in lo..=hi {
+            self.r_h[lag - lo] =
+                dot(&xw[..xw.len() - lag], &xw[lag..]) * inv * self.inv_win_ac[lag];
         }
-        let mut lag = (lag_f.round() as usize).clamp(self.min_lag, self.max_lag);
+        let h = &self.r_h[..=hi - lo];
+        let mut i = start - lo;
         for _ in 0..3 {
-            if self.r_w[lag + 1] > self.r_w[lag] && lag < self.max_lag {
-                lag += 1;
-            } else if self.r_w[lag - 1] > self.r_w[lag] && lag > self.min_lag {
-                lag -= 1;
+            if h[i + 1] > h[i] && i + lo < self.max_lag {
+                i += 1;
+            } else if h[i - 1] > h[i] && i + lo > self.min_lag {
+                i -= 1;
             }
         }
-        sinc_peak(&self.r_w, lag).1.min(1.0)
+        sinc_peak(h, i).1.min(1.0)
     }
 
     /// Highest raw (FCC) correlation within ±3 lags of `lag`.
@@ -418,20 +415,61 @@ fn sinc_interp(y: &[f32], x: f32) -> f32 {
     }
     let s = (std::f32::consts::PI * frac).sin() / std::f32::consts::PI;
     let d = SINC_DEPTH as i64;
-    let span = (d + 1) as f32;
+    let inv_span = 1.0 / (d + 1) as f32;
+    let j0 = (i - d + 1).max(0);
+    let j1 = (i + d).min(y.len() as i64 - 1);
+    // sin(π u) = ±sin(π frac) for u = x − j; the sign alternates with j.
+    let mut sign = if (i - j0) % 2 == 0 { 1.0f32 } else { -1.0 };
     let mut acc = 0.0f32;
-    for j in (i - d + 1)..=(i + d) {
-        if j < 0 || j as usize >= y.len() {
-            continue;
-        }
+    for j in j0..=j1 {
         let u = x - j as f32; // in (−d, d)
-                              // sin(π u) = ±sin(π frac); the sign alternates with j.
-        let sign = if (i - j) % 2 == 0 { 1.0 } else { -1.0 };
-        let q = u / span;
+        let q = u * inv_span;
         let w = (1.0 - q * q) * (1.0 - q * q);
-        acc += y[j as usize] * sign * s / u * w;
+        acc += y[j as usize] * sign * w / u;
+        sign = -sign;
     }
-    acc
+    acc * s
+}
+
+/// Dot product of the common length of `a` and `b`. Uses AVX2 when the CPU has it (checked
+/// once, cached by std), else SSE2; either way in independent lanes, so that it vectorises
+/// without fast-math.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 16;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0.0f32; L];
+    let mut ca = a.chunks_exact(L);
+    let mut cb = b.chunks_exact(L);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..L {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Refine a local maximum of a sampled band-limited function at integer index `i`: returns

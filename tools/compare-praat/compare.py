@@ -203,6 +203,13 @@ def main():
         if k == "telephone":
             rows[k]["praat_tel_gpe_pct"] = 100.0 * tot_p[1] / max(tot_p[0], 1)
             rows[k]["praat_tel_voicing_pct"] = 100.0 * tot_p[3] / max(tot_p[2], 1)
+            # Praat's own jitter/shimmer on the telephone version vs on the wideband original:
+            # how much of the per-file variation survives the channel at all.
+            names = list(praat_wb)
+            rows[k]["praat_tel_jitter_r"] = pearson([praat_tel[n][2] for n in names],
+                                                    [praat_wb[n][2] for n in names])[0]
+            rows[k]["praat_tel_shimmer_r"] = pearson([praat_tel[n][3] for n in names],
+                                                     [praat_wb[n][3] for n in names])[0]
     smile_s = time_opensmile(files)
 
     w, t = rows["wideband"], rows["telephone"]
@@ -217,6 +224,8 @@ def main():
     print(f"{'HNR mean r over files':34}{w['hnr_r']:>12.3f}{t['hnr_r']:>12.3f}{'':>14}")
     print(f"{'(Praat itself on telephone: GPE)':34}{'':>12}{t['praat_tel_gpe_pct']:>11.2f}%")
     print(f"{'(Praat itself on telephone: voicing)':34}{'':>12}{t['praat_tel_voicing_pct']:>11.2f}%")
+    print(f"{'(Praat itself on telephone: jitter r)':34}{'':>12}{t['praat_tel_jitter_r']:>12.3f}")
+    print(f"{'(Praat itself on telephone: shimmer r)':34}{'':>12}{t['praat_tel_shimmer_r']:>12.3f}")
     print()
     print("speed, one core, x real time (wideband set)")
     print(f"{'  ours (in-process analysis)':34}{w['ours_xrt']:>12.0f}x")
