@@ -47,11 +47,10 @@ pub struct Functionals {
     pub syllable_rate: f32,
 }
 
-/// Names of [`Functionals::feature_vector`] entries, with the population prior (mean,
-/// standard deviation) that stands in for missing values and seeds
-/// [`super::SpeakerBaseline`]. These are hand-set rough values for adult speech, both
-/// sexes pooled — not yet fitted to data; refit them from this engine's output on a corpus
-/// before relying on early-call z-scores.
+/// Names of [`Functionals::feature_vector`] entries, with a population prior (mean,
+/// standard deviation) whose mean stands in for missing values. These are hand-set rough
+/// values for adult speech, both sexes pooled (the arousal model's baseline carries its own
+/// priors, fitted to data).
 pub(crate) const FEATURES: &[(&str, f32, f32)] = &[
     ("f0_mean_st", 30.0, 5.0),
     ("f0_std_st", 2.5, 1.2),

@@ -6,8 +6,9 @@
 //! [`ProsodyAnalyzer::latency_s`] (≈ 0.1 s) after their centre: the pitch path is decided by
 //! fixed-lag Viterbi decoding ([`pitch`]), which is what keeps octave jumps out without
 //! waiting for the end of the utterance. [`functionals`] summarises frames and cycles of an
-//! utterance or window; [`SpeakerBaseline`] turns those into z-scores against the speaker's
-//! own running statistics.
+//! utterance or window. The per-speaker running baseline that turns descriptors into
+//! z-scores against the speaker's own voice is `emotion::arousal::ArousalBaseline`, next to
+//! the model whose inputs it normalises.
 //!
 //! Methods follow Praat (To Pitch (ac), PointProcess (periodic, cc), jitter local, shimmer
 //! local dB, Harmonicity ac) and openSMILE eGeMAPS v02 (loudness, alpha ratio, Hammarberg
@@ -17,7 +18,6 @@
 //! Invariants: pure computation (no I/O, clocks or threads); after construction, `push`
 //! allocates nothing except when the caller's `ProsodyOutput` vectors grow.
 
-pub mod baseline;
 pub mod functionals;
 pub mod periods;
 pub mod pitch;
@@ -27,7 +27,6 @@ pub mod synth;
 #[cfg(test)]
 mod accuracy_tests;
 
-pub use baseline::SpeakerBaseline;
 pub use functionals::{functionals, Functionals};
 
 use pitch::{AcAnalyzer, PathCosts, PathTracker, PitchDecision, PitchFrame};
