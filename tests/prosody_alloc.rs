@@ -6,7 +6,7 @@
 //! feeds it. The caller-owned output vectors are reserved up front (the engine's contract:
 //! only they may grow).
 
-use calltone::prosody::synth::{telephone, PulseTrain, PulseTrainSpec};
+use calltone::prosody::synth::{speech_like, telephone};
 use calltone::prosody::{ProsodyAnalyzer, ProsodyConfig, ProsodyOutput};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -55,27 +55,6 @@ fn allocations(f: impl FnOnce()) -> usize {
     f();
     COUNTING.with(|on| on.set(false));
     COUNT.with(|c| c.get())
-}
-
-fn speech_like(seconds: f64) -> Vec<f32> {
-    let mut x = Vec::new();
-    let mut k = 0u64;
-    while (x.len() as f64) < seconds * 16000.0 {
-        let p = PulseTrain::new(&PulseTrainSpec {
-            f0_hz: 90.0 + 60.0 * (k % 5) as f64,
-            jitter: 0.01,
-            shimmer_db: 0.6,
-            hnr_db: Some(12.0),
-            duration_s: 0.35,
-            seed: k,
-            ..Default::default()
-        });
-        x.extend_from_slice(&p.signal);
-        // Low-level noise in the gaps, as a line never is digitally silent.
-        x.extend((0..2400).map(|i| 1e-4 * ((i * 7919 % 101) as f32 / 50.0 - 1.0)));
-        k += 1;
-    }
-    x
 }
 
 #[test]

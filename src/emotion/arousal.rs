@@ -26,6 +26,7 @@ use std::path::Path;
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
+use crate::prosody::functionals::{mean_std, percentile, semitones};
 use crate::prosody::{Cycle, Frame, Functionals};
 
 /// The file format tag; bump when the input layout changes.
@@ -128,7 +129,7 @@ pub fn descriptors(f: &Functionals, frames: &[Frame], _cycles: &[Cycle]) -> Desc
     d.push(pct(&loud, 0.2));
     d.push(pct(&loud, 0.5));
     d.push(pct(&loud, 0.8));
-    d.push(mean_sd(voiced.iter().map(|fr| fr.loudness)).map(|x| x.0));
+    d.push(mean_std(voiced.iter().map(|fr| fr.loudness)).map(|x| x.0));
     // Mean rising slope of the loudness contour (positive frame-to-frame changes).
     let rises: Vec<f32> = frames
         .windows(2)
@@ -148,15 +149,15 @@ pub fn descriptors(f: &Functionals, frames: &[Frame], _cycles: &[Cycle]) -> Desc
     );
     let sd_of = |g: fn(&Frame) -> f32| {
         (voiced.len() >= 2)
-            .then(|| mean_sd(voiced.iter().map(|fr| g(fr))).map(|x| x.1))
+            .then(|| mean_std(voiced.iter().map(|fr| g(fr))).map(|x| x.1))
             .flatten()
     };
     d.push(sd_of(|fr| fr.hnr_db));
     d.push(sd_of(|fr| fr.alpha_ratio_db));
     d.push(sd_of(|fr| fr.hammarberg_db));
     d.push(sd_of(|fr| fr.spectral_slope));
-    d.push(mean_sd(voiced.iter().map(|fr| fr.voicing)).map(|x| x.0));
-    d.push(mean_sd(frames.iter().map(|fr| (fr.loudness.max(0.0) + 0.01).ln())).map(|x| x.0));
+    d.push(mean_std(voiced.iter().map(|fr| fr.voicing)).map(|x| x.0));
+    d.push(mean_std(frames.iter().map(|fr| (fr.loudness.max(0.0) + 0.01).ln())).map(|x| x.0));
     // Spectral balance of unvoiced but audible frames (fricatives, breath, noisy onsets).
     let audible_db = db.last().map_or(f32::MIN, |&max| max - 30.0);
     let unvoiced: Vec<&Frame> = frames
@@ -165,7 +166,7 @@ pub fn descriptors(f: &Functionals, frames: &[Frame], _cycles: &[Cycle]) -> Desc
         .collect();
     let uv_mean = |g: fn(&Frame) -> f32| {
         (unvoiced.len() >= 3)
-            .then(|| mean_sd(unvoiced.iter().map(|fr| g(fr))).map(|x| x.0))
+            .then(|| mean_std(unvoiced.iter().map(|fr| g(fr))).map(|x| x.0))
             .flatten()
     };
     d.push(uv_mean(|fr| fr.alpha_ratio_db));
@@ -190,9 +191,10 @@ pub fn descriptors(f: &Functionals, frames: &[Frame], _cycles: &[Cycle]) -> Desc
             gap += 1;
         }
     }
-    d.push(mean_sd(gaps.iter().copied()).map(|x| x.0));
+    d.push(mean_std(gaps.iter().copied()).map(|x| x.0));
     d.push(
-        (voiced_runs.len() >= 2).then(|| mean_sd(voiced_runs.iter().copied()).map_or(0.0, |x| x.1)),
+        (voiced_runs.len() >= 2)
+            .then(|| mean_std(voiced_runs.iter().copied()).map_or(0.0, |x| x.1)),
     );
     // Linear trends over the utterance (declination, fading or building effort).
     d.push(trend(voiced.iter().map(|fr| (fr.t, semitones(fr.f0_hz)))));
@@ -226,32 +228,6 @@ fn trend(points: impl Iterator<Item = (f64, f32)>) -> Option<f32> {
 }
 
 const FRAME_S: f32 = crate::prosody::FRAME_STEP_S as f32;
-
-fn semitones(f0: f32) -> f32 {
-    12.0 * (f0 / 27.5).log2()
-}
-
-fn percentile(sorted: &[f32], p: f32) -> f32 {
-    let pos = p * (sorted.len() - 1) as f32;
-    let i = pos.floor() as usize;
-    let j = (i + 1).min(sorted.len() - 1);
-    let fr = pos - i as f32;
-    sorted[i] * (1.0 - fr) + sorted[j] * fr
-}
-
-fn mean_sd(v: impl Iterator<Item = f32>) -> Option<(f32, f32)> {
-    let (mut n, mut s, mut s2) = (0usize, 0.0f64, 0.0f64);
-    for x in v {
-        n += 1;
-        s += x as f64;
-        s2 += (x as f64) * (x as f64);
-    }
-    if n == 0 {
-        return None;
-    }
-    let m = s / n as f64;
-    Some((m as f32, (s2 / n as f64 - m * m).max(0.0).sqrt() as f32))
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -451,7 +427,7 @@ impl ArousalBaseline {
     }
 
     /// Current (mean, standard deviation) of descriptor `j`.
-    pub fn mean_sd(&self, j: usize) -> (f32, f32) {
+    pub fn mean_std(&self, j: usize) -> (f32, f32) {
         let (w, m0, v0) = (self.prior_weight, self.prior_mean[j], self.prior_var[j]);
         let n = self.count[j];
         if n == 0.0 {
@@ -473,7 +449,7 @@ pub fn input_vector(b: &ArousalBaseline, d: &Descriptors) -> Vec<f32> {
     for j in 0..n {
         x.push(match d.0.get(j).copied().flatten() {
             Some(v) => {
-                let (m, s) = b.mean_sd(j);
+                let (m, s) = b.mean_std(j);
                 // Extreme z-scores (a near-zero variance early in a call) would dominate.
                 ((v - m) / s).clamp(-6.0, 6.0)
             }
@@ -689,14 +665,14 @@ mod tests {
             .position(|x| x == "f0_p50_st")
             .unwrap();
         let mut b = m.new_baseline(16_000);
-        let (m0, _) = b.mean_sd(j);
+        let (m0, _) = b.mean_std(j);
         assert!((m0 - m.wideband.prior_mean[j]).abs() < 1e-4);
         let d = describe(&frames(300.0, 1.0));
         let own = d.0[j].unwrap();
         for _ in 0..200 {
             b.update(&d);
         }
-        let (m1, s1) = b.mean_sd(j);
+        let (m1, s1) = b.mean_std(j);
         let w = m.wideband.prior_weight;
         let expected = own + w / (w + 200.0) * (m0 - own);
         assert!((m1 - expected).abs() < 1e-3, "{m1} {expected}");

@@ -151,7 +151,8 @@ impl Functionals {
     }
 }
 
-fn mean_std(v: impl Iterator<Item = f32> + Clone) -> Option<(f32, f32)> {
+/// (mean, population standard deviation); `None` for no values.
+pub(crate) fn mean_std(v: impl Iterator<Item = f32>) -> Option<(f32, f32)> {
     let (mut n, mut s, mut s2) = (0usize, 0.0f64, 0.0f64);
     for x in v {
         n += 1;
@@ -166,7 +167,8 @@ fn mean_std(v: impl Iterator<Item = f32> + Clone) -> Option<(f32, f32)> {
     Some((m as f32, var.sqrt() as f32))
 }
 
-fn percentile(sorted: &[f32], p: f32) -> f32 {
+/// Linear-interpolated percentile `p` (0..1) of sorted values; 0 when empty.
+pub(crate) fn percentile(sorted: &[f32], p: f32) -> f32 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -177,7 +179,8 @@ fn percentile(sorted: &[f32], p: f32) -> f32 {
     sorted[i] * (1.0 - fr) + sorted[j] * fr
 }
 
-fn semitones(f0: f32) -> f32 {
+/// Semitones above 27.5 Hz (A0).
+pub(crate) fn semitones(f0: f32) -> f32 {
     12.0 * (f0 / 27.5).log2()
 }
 
