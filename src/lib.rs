@@ -15,6 +15,7 @@
 //! * [`publish`] — MQTT sink with durable outbox, embedded broker.
 //! * [`metrics`] — counters/gauges/histograms with Prometheus exposition.
 //! * [`http`] — `/healthz`, `/metrics`, `/api/calls`, `/media/*`.
+//! * [`dashboard`] — the supervisor dashboard at `/` and its live feed `/api/events` (SSE).
 //! * [`report`] — QA report pages (HTML with an SVG timeline) drawn from a call's events.
 //! * [`progress`] — replay progress bars on a terminal.
 
@@ -22,6 +23,7 @@ pub mod alerts;
 pub mod asr;
 pub mod audio;
 pub mod config;
+pub mod dashboard;
 pub mod emotion;
 pub mod events;
 pub mod http;
