@@ -32,9 +32,17 @@ th { background: #f1f3f5; font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .sev { display: inline-block; color: #fff; border-radius: 4px; padding: 1px 6px; font-size: .8rem; font-weight: 700; text-transform: uppercase; }
 .spk { font-weight: 600; }
-code { font-size: .8rem; word-break: break-all; color: #495057; }
+code { font-size: .8rem; overflow-wrap: anywhere; color: #495057; }
 .empty { color: #868e96; font-style: italic; }
 .scroll { overflow-x: auto; }
+/* Phones: table rows become small blocks; short cells share a line, long ones get their own. */
+@media (max-width: 600px) {
+  table.stack thead { display: none; }
+  table.stack tr { display: block; border-bottom: 1px solid #dee2e6; padding: 6px 0; }
+  table.stack td { display: inline-block; border: 0; padding: 2px 8px; text-align: left; }
+  table.stack td.wide { display: block; }
+  table.stack td[data-label]::before { content: attr(data-label) " "; color: #868e96; font-size: .75rem; }
+}
 "#;
 
 fn fmt_opt(v: Option<f32>, digits: usize) -> String {
@@ -141,12 +149,12 @@ pub fn report_page(r: &CallReport, levels: StressLevels) -> String {
     if r.alerts.is_empty() {
         s.push_str(r#"<p class="empty">No alerts.</p>"#);
     } else {
-        s.push_str(r#"<div class="scroll"><table id="alerts"><thead><tr><th>time</th><th>severity</th><th>kind</th><th>speaker</th><th>message</th><th>evidence</th></tr></thead><tbody>"#);
+        s.push_str(r#"<div class="scroll"><table id="alerts" class="stack"><thead><tr><th>time</th><th>severity</th><th>kind</th><th>speaker</th><th>message</th><th>evidence</th></tr></thead><tbody>"#);
         for a in &r.alerts {
             let al = &a.alert;
             let _ = write!(
                 s,
-                r#"<tr class="alert"><td class="num">{}–{}</td><td><span class="sev" style="background:{}">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>"#,
+                r#"<tr class="alert"><td class="num">{}–{}</td><td><span class="sev" style="background:{}">{}</span></td><td>{}</td><td data-label="speaker">{}</td><td class="wide">{}</td><td class="wide"><code>{}</code></td></tr>"#,
                 clock(al.start),
                 clock(al.end),
                 severity_colour(al.severity),
@@ -165,7 +173,7 @@ pub fn report_page(r: &CallReport, levels: StressLevels) -> String {
     if r.utterances.is_empty() {
         s.push_str(r#"<p class="empty">No utterances.</p>"#);
     } else {
-        s.push_str(r#"<div class="scroll"><table id="transcript"><thead><tr><th>speaker</th><th class="num">start</th><th class="num">end</th><th>text</th><th class="num">sentiment</th><th>emotion</th><th class="num">arousal</th></tr></thead><tbody>"#);
+        s.push_str(r#"<div class="scroll"><table id="transcript" class="stack"><thead><tr><th>speaker</th><th class="num">start</th><th class="num">end</th><th>text</th><th class="num">sentiment</th><th>emotion</th><th class="num">arousal</th></tr></thead><tbody>"#);
         for u in &r.utterances {
             let text = match (&u.not_transcribed, u.text.is_empty()) {
                 (Some(why), _) => format!(
@@ -177,7 +185,7 @@ pub fn report_page(r: &CallReport, levels: StressLevels) -> String {
             };
             let _ = write!(
                 s,
-                r#"<tr class="utterance"><td class="spk" style="color:{}">{}</td><td class="num">{:.1}</td><td class="num">{:.1}</td><td>{}</td><td class="num">{:+.2}</td><td>{}</td><td class="num">{}</td></tr>"#,
+                r#"<tr class="utterance"><td class="spk" style="color:{}">{}</td><td class="num" data-label="from">{:.1}</td><td class="num" data-label="to">{:.1}</td><td class="wide">{}</td><td class="num" data-label="sentiment">{:+.2}</td><td data-label="emotion">{}</td><td class="num" data-label="arousal">{}</td></tr>"#,
                 speaker_colour(u.speaker),
                 u.speaker,
                 u.start,

@@ -18,6 +18,7 @@ pub struct IndexRow {
     pub report: String,
     pub duration: f64,
     pub peak_stress: Option<f32>,
+    pub mean_stress: Option<f32>,
     pub alerts: BTreeMap<AlertKind, u32>,
 }
 
@@ -28,6 +29,7 @@ impl IndexRow {
             report: report.into(),
             duration: r.duration,
             peak_stress: r.peak_stress(Speaker::Customer),
+            mean_stress: r.mean_stress(Speaker::Customer),
             alerts: r.alerts_by_kind(),
         }
     }
@@ -66,15 +68,15 @@ th[data-dir=asc]::after {{ content: " ▲"; }} th[data-dir=desc]::after {{ conte
 </style></head>
 <body><main>
 <h1>QA replay: {n} calls</h1>
-<p class="sub">Click a column to sort. Peak stress is the customer's, relative to their own baseline (0–1).</p>
-<div class="scroll"><table id="calls"><thead><tr><th data-col="0">call</th><th class="num" data-col="1">duration</th><th class="num" data-col="2">peak stress</th><th class="num" data-col="3">alerts</th>"#,
+<p class="sub">Click a column to sort. Stress is the customer's, relative to their own baseline (0–1): the peak may be a moment, the mean is the whole call.</p>
+<div class="scroll"><table id="calls"><thead><tr><th data-col="0">call</th><th class="num" data-col="1">duration</th><th class="num" data-col="2">peak stress</th><th class="num" data-col="3">mean stress</th><th class="num" data-col="4">alerts</th>"#,
         n = rows.len()
     );
     for (i, k) in kinds.iter().enumerate() {
         let _ = write!(
             s,
             r#"<th class="num" data-col="{}">{}</th>"#,
-            4 + i,
+            5 + i,
             kind_label(*k)
         );
     }
@@ -89,15 +91,17 @@ th[data-dir=asc]::after {{ content: " ▲"; }} th[data-dir=desc]::after {{ conte
             dur = r.duration,
             clock = clock(r.duration),
         );
-        match r.peak_stress {
-            Some(p) => {
-                let _ = write!(
-                    s,
-                    r#"<td class="num {}" data-v="{p:.3}">{p:.2}</td>"#,
-                    levels.class(p)
-                );
+        for v in [r.peak_stress, r.mean_stress] {
+            match v {
+                Some(p) => {
+                    let _ = write!(
+                        s,
+                        r#"<td class="num {}" data-v="{p:.3}">{p:.2}</td>"#,
+                        levels.class(p)
+                    );
+                }
+                None => s.push_str(r#"<td class="num" data-v="-1">–</td>"#),
             }
-            None => s.push_str(r#"<td class="num" data-v="-1">–</td>"#),
         }
         let _ = write!(
             s,
@@ -129,6 +133,7 @@ mod tests {
         quiet.call_id = "<quiet>".into();
         quiet.alerts.clear();
         quiet.peak_stress = None;
+        quiet.mean_stress = None;
         let rows = [IndexRow::new(&r, "c1.report.html"), quiet];
         let p = index_page(&rows, StressLevels::default());
         assert_eq!(p.matches(r#"<tr class="call">"#).count(), 2);
@@ -140,6 +145,7 @@ mod tests {
             "kinds no call has are left out"
         );
         assert!(p.contains(r#"<td class="num high" data-v="0.900">0.90</td>"#));
+        assert!(p.contains(r#"<td class="num calm" data-v="0.400">0.40</td>"#));
         assert!(p.contains(r#"<td class="num high" data-v="2">2</td>"#));
         assert!(p.contains("<script>"));
     }

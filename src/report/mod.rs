@@ -153,6 +153,14 @@ impl CallReport {
         })
     }
 
+    /// Mean stress of a speaker over the call, from the call summary.
+    pub fn mean_stress(&self, speaker: Speaker) -> Option<f32> {
+        self.ended
+            .as_ref()
+            .and_then(|e| e.summary.speakers.get(&speaker))
+            .and_then(|s| s.mean_stress)
+    }
+
     /// Alerts by kind, counted from the alert events (not the summary, so a report of a call
     /// cut short still counts what fired).
     pub fn alerts_by_kind(&self) -> BTreeMap<AlertKind, u32> {
