@@ -54,6 +54,13 @@ fn dashboard_shows_the_live_call_and_its_alert() {
     for asset in ["/app.js", "/style.css"] {
         assert!(serve.get(asset).len() > 500, "{asset} not served");
     }
+    // A page opened now and never reloaded must follow the call live.
+    let mut live = chromium.open(&serve.url("/"));
+    live.wait_until(
+        "the live feed to connect",
+        Duration::from_secs(15),
+        "document.getElementById('conn').classList.contains('live')",
+    );
 
     // The demo call until its first alert, legs kept open: the call is still live.
     let uuid: [u8; 16] = *b"\xda\x5b\x0a\x4d\x00\x01\x40\x00\x80\x00\x00\x00\x00\x00\x00\x06";
@@ -73,6 +80,18 @@ fn dashboard_shows_the_live_call_and_its_alert() {
             .as_array()
             .is_some_and(|h| h.len() >= 10),
         "stress history for the sparkline: {calls}"
+    );
+
+    let n_alerts = alerts.as_array().unwrap().len();
+    live.wait_until(
+        "the call's card (live, no reload)",
+        Duration::from_secs(10),
+        &format!("!!document.querySelector('[data-call-id=\"{call_id}\"] .gauge')"),
+    );
+    live.wait_until(
+        "the alerts in the feed (live, no reload)",
+        Duration::from_secs(10),
+        &format!("document.querySelectorAll('#alerts li').length === {n_alerts}"),
     );
 
     let dom = chromium.dump_dom(&serve.url("/"));
@@ -123,7 +142,7 @@ fn dashboard_shows_the_live_call_and_its_alert() {
         844,
     );
 
-    // Hang up: the call leaves /api/calls; its alerts stay in the feed.
+    // Hang up: the call leaves /api/calls and is shown as ended; its alerts stay in the feed.
     call.hang_up();
     serve.wait_for("the call to end", Duration::from_secs(60), |s| {
         s.get_json("/api/calls")
@@ -131,6 +150,36 @@ fn dashboard_shows_the_live_call_and_its_alert() {
             .is_some_and(|c| c.is_empty())
     });
     assert!(!serve.get_json("/api/alerts").as_array().unwrap().is_empty());
+    live.wait_until(
+        "the card to show the call ended",
+        Duration::from_secs(10),
+        &format!(
+            "document.querySelector('[data-call-id=\"{call_id}\"]').classList.contains('ended')"
+        ),
+    );
+
+    // Restart calltone on the same address: the open page notices, reconnects by itself and
+    // shows the new process's state (no calls).
+    let (http, audiosocket) = (serve.http, serve.audiosocket);
+    serve.terminate();
+    live.wait_until(
+        "the page to notice the restart",
+        Duration::from_secs(15),
+        "document.getElementById('conn').textContent.startsWith('reconnecting')",
+    );
+    let serve = Serve::start_on(
+        dir.path(),
+        "mqtt://127.0.0.1:1883",
+        &site,
+        &model,
+        http,
+        audiosocket,
+    );
+    live.wait_until(
+        "the page to reconnect",
+        Duration::from_secs(20),
+        "document.getElementById('conn').classList.contains('live') && !document.querySelector('[data-call-id]')",
+    );
     serve.terminate();
 }
 

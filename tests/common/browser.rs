@@ -108,3 +108,130 @@ impl Chromium {
         eprintln!("screenshot: {}", path.display());
     }
 }
+
+/// A page kept open in headless Chromium and driven over the DevTools protocol, for checks
+/// that need time to pass without a reload (live updates).
+pub struct LivePage {
+    child: std::process::Child,
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    session: String,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    /// Opens `url` in a fresh headless Chromium and keeps it open.
+    pub fn open(&self, url: &str) -> LivePage {
+        use std::io::BufRead;
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut child = Command::new(&self.bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1280,800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(i) = line.find("ws://") {
+                    let _ = tx.send(line[i..].trim().to_string());
+                }
+            }
+        });
+        let endpoint = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromium printed no DevTools endpoint");
+        let (ws, _) = tungstenite::connect(endpoint.as_str()).expect("connect to DevTools");
+        let mut page = LivePage {
+            child,
+            ws,
+            session: String::new(),
+            next_id: 1,
+            _profile: profile,
+        };
+        let target = page.call(None, "Target.createTarget", serde_json::json!({"url": url}));
+        let target_id = target["targetId"].as_str().expect("targetId").to_string();
+        let attached = page.call(
+            None,
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": target_id, "flatten": true}),
+        );
+        page.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_string();
+        page
+    }
+}
+
+impl LivePage {
+    fn call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut msg = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = s.into();
+        }
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .expect("send to DevTools");
+        loop {
+            let m = self.ws.read().expect("read from DevTools");
+            let Ok(text) = m.to_text() else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                continue;
+            };
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page.
+    pub fn eval(&mut self, expr: &str) -> serde_json::Value {
+        let session = self.session.clone();
+        let r = self.call(
+            Some(&session),
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expr, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expr` until it is `true`; panics with `what` after `timeout`.
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, expr: &str) {
+        let t0 = Instant::now();
+        while self.eval(expr) != serde_json::Value::Bool(true) {
+            assert!(t0.elapsed() < timeout, "page: timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for LivePage {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -40,7 +40,18 @@ impl Serve {
     /// Starts serve with its config and data under `dir`, publishing to `mqtt_url` under
     /// `site`; waits until both listeners accept.
     pub fn start(dir: &Path, mqtt_url: &str, site: &str, model: &Path) -> Serve {
-        let (http, audiosocket) = (free_port(), free_port());
+        Self::start_on(dir, mqtt_url, site, model, free_port(), free_port())
+    }
+
+    /// As [`Serve::start`], on given ports (a restart on the same addresses).
+    pub fn start_on(
+        dir: &Path,
+        mqtt_url: &str,
+        site: &str,
+        model: &Path,
+        http: u16,
+        audiosocket: u16,
+    ) -> Serve {
         let cfg = dir.join("calltone.toml");
         std::fs::write(
             &cfg,
@@ -51,7 +62,8 @@ impl Serve {
             ),
         )
         .expect("write config");
-        let log = dir.join(format!("serve-{http}.log"));
+        let n = std::fs::read_dir(dir).map_or(0, |d| d.count());
+        let log = dir.join(format!("serve-{http}-{n}.log"));
         let mut child = calltone()
             .args(["serve", "--config", cfg.to_str().expect("utf-8 path")])
             .env("CALLTONE_LOG", "info,whisper_rs=warn")
