@@ -1,12 +1,14 @@
 //! The HTTP server of `serve`: `/healthz`, `/metrics` (Prometheus text), `/api/calls`, and
 //! whatever routes the caller merges in (the `/media/*` WebSocket ingest).
 //!
-//! [`CallRegistry`] keeps the live view behind `/api/calls`: fed from the event bus,
-//! `call_started` adds a call, `state`/`utterance`/`alert` update it, `call_ended` removes it.
+//! [`CallRegistry`] keeps the live view behind `/api/calls` and `/api/alerts`: fed from the
+//! event bus, `call_started` adds a call, `state`/`utterance`/`alert` update it, `call_ended`
+//! removes it; the last [`RECENT_ALERTS`] alerts of any call are kept for the dashboard's
+//! feed, and each call keeps [`HISTORY_S`] seconds of stress readings for its sparklines.
 //! It also derives the event-level metrics (active calls, utterances, alerts by kind), so
 //! the pipeline does not count those itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -43,26 +45,53 @@ pub struct CallInfo {
     /// Latest transcript line, after redaction.
     pub last_utterance: Option<String>,
     pub last_alert: Option<Alert>,
+    /// Stress readings `[t, stress]` per speaker over the last [`HISTORY_S`] s of the call.
+    pub history: BTreeMap<Speaker, VecDeque<[f64; 2]>>,
+}
+
+/// Seconds of stress history a live call keeps (the dashboard's sparklines).
+pub const HISTORY_S: f64 = 180.0;
+/// Alerts kept for the dashboard's feed, across calls.
+pub const RECENT_ALERTS: usize = 50;
+
+/// An alert with the call it belongs to, as `/api/alerts` and the dashboard show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecentAlert {
+    pub call_id: String,
+    pub event_id: String,
+    /// Call time (s) the alert was emitted at.
+    pub t: f64,
+    pub ts: String,
+    #[serde(flatten)]
+    pub alert: Alert,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    calls: BTreeMap<String, CallInfo>,
+    /// Newest last.
+    alerts: VecDeque<RecentAlert>,
 }
 
 /// Live calls, fed from the event bus. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CallRegistry {
-    calls: Arc<Mutex<BTreeMap<String, CallInfo>>>,
+    live: Arc<Mutex<Live>>,
     metrics: Arc<Metrics>,
 }
 
 impl CallRegistry {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
-            calls: Arc::new(Mutex::new(BTreeMap::new())),
+            live: Arc::new(Mutex::new(Live::default())),
             metrics,
         }
     }
 
     /// Applies one event.
     pub fn observe(&self, ev: &Event) {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let Live { calls, alerts } = &mut *live;
         match &ev.body {
             EventBody::CallStarted(s) => {
                 calls.insert(
@@ -79,6 +108,7 @@ impl CallRegistry {
                         alerts: 0,
                         last_utterance: None,
                         last_alert: None,
+                        history: BTreeMap::new(),
                     },
                 );
             }
@@ -89,6 +119,14 @@ impl CallRegistry {
                 if let Some(c) = calls.get_mut(&ev.call_id) {
                     c.t = ev.t;
                     c.state = Some(s.clone());
+                    for (sp, st) in &s.speakers {
+                        let Some(stress) = st.stress else { continue };
+                        let h = c.history.entry(*sp).or_default();
+                        h.push_back([ev.t, f64::from(stress)]);
+                        while h.front().is_some_and(|p| p[0] < ev.t - HISTORY_S) {
+                            h.pop_front();
+                        }
+                    }
                 }
             }
             EventBody::Utterance(u) => {
@@ -106,6 +144,16 @@ impl CallRegistry {
                     c.alerts += 1;
                     c.last_alert = Some(a.clone());
                 }
+                alerts.push_back(RecentAlert {
+                    call_id: ev.call_id.clone(),
+                    event_id: ev.event_id.clone(),
+                    t: ev.t,
+                    ts: ev.ts.clone(),
+                    alert: a.clone(),
+                });
+                if alerts.len() > RECENT_ALERTS {
+                    alerts.pop_front();
+                }
             }
         }
         self.metrics.active_calls.set(calls.len() as f64);
@@ -113,8 +161,14 @@ impl CallRegistry {
 
     /// Live calls, ordered by call id.
     pub fn snapshot(&self) -> Vec<CallInfo> {
-        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        calls.values().cloned().collect()
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.calls.values().cloned().collect()
+    }
+
+    /// The last [`RECENT_ALERTS`] alerts of any call, newest first.
+    pub fn recent_alerts(&self) -> Vec<RecentAlert> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.alerts.iter().rev().cloned().collect()
     }
 
     /// Follows the event bus until it closes or `shutdown` fires; lag is counted and logged.
@@ -204,12 +258,17 @@ async fn api_calls(AxState(st): AxState<AppState>) -> Json<Vec<CallInfo>> {
     Json(st.calls.snapshot())
 }
 
-/// `/healthz`, `/metrics` and `/api/calls`.
+async fn api_alerts(AxState(st): AxState<AppState>) -> Json<Vec<RecentAlert>> {
+    Json(st.calls.recent_alerts())
+}
+
+/// `/healthz`, `/metrics`, `/api/calls` and `/api/alerts`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/calls", get(api_calls))
+        .route("/api/alerts", get(api_alerts))
         .with_state(state)
 }
 
@@ -269,6 +328,10 @@ mod tests {
         let snap = reg.snapshot();
         assert_eq!(snap[0].alerts, 1);
         assert_eq!(snap[0].t, 2.0);
+        let recent = reg.recent_alerts();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].call_id, "c1");
+        assert_eq!(recent[0].event_id, "c1:1");
         assert_eq!(m.alerts.with(&["escalation_phrase"]).get(), 1);
         reg.observe(&st.stamp(
             3.0,
@@ -281,5 +344,62 @@ mod tests {
         ));
         assert!(reg.snapshot().is_empty());
         assert_eq!(m.active_calls.get(), 0.0);
+        // The alert outlives its call in the feed.
+        assert_eq!(reg.recent_alerts().len(), 1);
+    }
+
+    fn state_of(stress: f32) -> EventBody {
+        let mut speakers = BTreeMap::new();
+        speakers.insert(
+            Speaker::Customer,
+            crate::events::SpeakerState {
+                stress: Some(stress),
+                ..Default::default()
+            },
+        );
+        EventBody::State(State { speakers })
+    }
+
+    #[test]
+    fn history_is_bounded_in_time_and_alerts_in_number() {
+        let reg = CallRegistry::new(Metrics::new());
+        let mut st = EventStamper::new("c2");
+        reg.observe(&st.stamp(
+            0.0,
+            "ts".into(),
+            EventBody::CallStarted(CallStarted {
+                source: "file".into(),
+                speakers: vec![Speaker::Customer],
+                sample_rate: 8000,
+            }),
+        ));
+        for i in 1..=400 {
+            reg.observe(&st.stamp(i as f64, "ts".into(), state_of(0.5)));
+        }
+        let h = &reg.snapshot()[0].history[&Speaker::Customer];
+        assert_eq!(h.front().map(|p| p[0]), Some(400.0 - HISTORY_S));
+        assert_eq!(h.back().map(|p| p[0]), Some(400.0));
+        for n in 0..(RECENT_ALERTS + 5) {
+            reg.observe(&st.stamp(
+                500.0,
+                "ts".into(),
+                EventBody::Alert(Alert {
+                    alert_id: format!("c2:alert:{n}"),
+                    kind: AlertKind::LongSilence,
+                    severity: Severity::Info,
+                    speaker: None,
+                    start: 490.0,
+                    end: 500.0,
+                    message: "Silence.".into(),
+                    evidence: serde_json::json!({}),
+                }),
+            ));
+        }
+        let recent = reg.recent_alerts();
+        assert_eq!(recent.len(), RECENT_ALERTS);
+        assert_eq!(
+            recent[0].alert.alert_id,
+            format!("c2:alert:{}", RECENT_ALERTS + 4)
+        );
     }
 }

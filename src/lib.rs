@@ -15,20 +15,26 @@
 //! * [`publish`] — MQTT sink with durable outbox, embedded broker.
 //! * [`metrics`] — counters/gauges/histograms with Prometheus exposition.
 //! * [`http`] — `/healthz`, `/metrics`, `/api/calls`, `/media/*`.
+//! * [`dashboard`] — the supervisor dashboard at `/` and its live feed `/api/events` (SSE).
+//! * [`report`] — QA report pages (HTML with an SVG timeline) drawn from a call's events.
+//! * [`progress`] — replay progress bars on a terminal.
 
 pub mod alerts;
 pub mod asr;
 pub mod audio;
 pub mod config;
+pub mod dashboard;
 pub mod emotion;
 pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod progress;
 pub mod prosody;
 pub mod publish;
 pub mod redact;
 pub mod replay;
+pub mod report;
 pub mod segment;
 pub mod serve;
 pub mod sources;

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use calltone::config::Config;
+use calltone::progress::ReplayBars;
 use calltone::replay::{self, LazyTranscriber, ReplayOptions};
+use calltone::report::index::{self, IndexRow};
+use calltone::report::{html, CallReport, StressLevels};
 
 #[derive(Parser)]
 #[command(
@@ -56,7 +59,8 @@ enum Command {
         /// Whisper ggml model; overrides `asr.model`.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Also write NAME.events.jsonl per file into this directory.
+        /// Also write NAME.events.jsonl and NAME.report.html per file, and index.html listing
+        /// the calls, into this directory.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Pace the audio at real time, as a live call would arrive.
@@ -235,34 +239,50 @@ fn run_replay(
     opts: &ReplayOptions,
     out_dir: Option<&Path>,
 ) -> Result<(), Failure> {
+    use std::io::IsTerminal;
     if let Some(dir) = out_dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| Failure::bad_input(format!("{}: {e}", dir.display())))?;
     }
     let analyzers = calltone::pipeline::Analyzers::from_config(cfg).map_err(Failure::bad_input)?;
     let mut asr = LazyTranscriber::new(cfg);
+    let levels = StressLevels::from_rule(&cfg.alerts.customer_stress);
+    // stdout carries the events: when it is the same terminal, bars would tear its lines.
+    let show_bars = std::io::stderr().is_terminal() && !std::io::stdout().is_terminal();
+    let mut bars = ReplayBars::new(files.len(), show_bars);
+    let mut index_rows = Vec::new();
     let stdout = std::io::stdout();
     let mut first_failure: Option<Failure> = None;
     for file in files {
+        let name = replay::call_id_for(file);
         let mut file_out = match out_dir {
             Some(dir) => {
-                let p = dir.join(format!("{}.events.jsonl", replay::call_id_for(file)));
+                let p = dir.join(format!("{name}.events.jsonl"));
                 let f = std::fs::File::create(&p)
                     .map_err(|e| Failure::bad_input(format!("{}: {e}", p.display())))?;
                 Some(std::io::BufWriter::new(f))
             }
             None => None,
         };
+        // The report is drawn from the same events, kept only when there is a report to write.
+        let mut kept: Vec<calltone::events::Event> = Vec::new();
         let mut lock = stdout.lock();
         let mut sink = |e: &calltone::events::Event| -> std::io::Result<()> {
             replay::write_jsonl(&mut lock, e)?;
             lock.flush()?;
             if let Some(f) = file_out.as_mut() {
                 replay::write_jsonl(f, e)?;
+                kept.push(e.clone());
             }
             Ok(())
         };
-        match replay::replay_file(file, cfg, opts, &analyzers, &mut asr, &mut sink) {
+        bars.start_file(&name);
+        let result =
+            replay::replay_file(file, cfg, opts, &analyzers, &mut asr, &mut sink, &mut |p| {
+                bars.update(p)
+            });
+        drop(lock);
+        match result {
             Ok(stats) => {
                 tracing::info!(
                     file = %file.display(),
@@ -272,19 +292,25 @@ fn run_replay(
                     events = stats.events,
                     "replayed"
                 );
-                if let Some(mut f) = file_out {
+                bars.finish_file(stats.audio_s);
+                if let (Some(mut f), Some(dir)) = (file_out, out_dir) {
                     f.flush()
                         .map_err(|e| Failure::internal(format!("{}: {e}", file.display())))?;
+                    let report = CallReport::from_events(&kept);
+                    let page = format!("{name}.report.html");
+                    write_output(&dir.join(&page), &html::report_page(&report, levels))?;
+                    index_rows.push(IndexRow::new(&report, page));
                 }
             }
             Err(e) => {
+                bars.finish_file(0.0);
                 let failure = if e.is_bad_input() {
                     Failure::bad_input(&e)
                 } else {
                     Failure::internal(&e)
                 };
                 // Report now and go on with the other files; the exit code reflects the first.
-                eprintln!("calltone: {}", failure.message.replace('\n', " "));
+                bars.println(&format!("calltone: {}", failure.message.replace('\n', " ")));
                 first_failure.get_or_insert(Failure {
                     code: failure.code,
                     message: String::new(),
@@ -292,11 +318,26 @@ fn run_replay(
             }
         }
     }
+    bars.finish();
+    if let Some(dir) = out_dir {
+        if !index_rows.is_empty() {
+            write_output(
+                &dir.join("index.html"),
+                &index::index_page(&index_rows, levels),
+            )?;
+        }
+    }
     match first_failure {
         // Already printed; exit with its code and no second message.
         Some(f) => std::process::exit(f.code as i32),
         None => Ok(()),
     }
+}
+
+/// Writes a file of the `--out` directory.
+fn write_output(path: &Path, contents: &str) -> Result<(), Failure> {
+    std::fs::write(path, contents)
+        .map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
 }
 
 fn run_serve(cfg: Config) -> Result<(), Failure> {

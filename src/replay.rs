@@ -62,6 +62,15 @@ pub struct ReplayOptions {
     pub realtime: bool,
 }
 
+/// How far the replay of one file has come (for progress bars).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplayProgress {
+    /// Seconds of audio pushed through the pipeline so far.
+    pub audio_s: f64,
+    /// Seconds of audio in the file.
+    pub total_s: f64,
+}
+
 /// Statistics of one replayed file.
 #[derive(Debug, Clone)]
 pub struct ReplayStats {
@@ -124,7 +133,8 @@ pub fn call_id_for(path: &Path) -> String {
     }
 }
 
-/// Replays one file, handing each event to `sink` in order.
+/// Replays one file, handing each event to `sink` in order and telling `progress` how far it
+/// got after every chunk of audio.
 pub fn replay_file(
     path: &Path,
     cfg: &Config,
@@ -132,6 +142,7 @@ pub fn replay_file(
     analyzers: &Analyzers,
     asr: &mut LazyTranscriber,
     sink: &mut dyn FnMut(&Event) -> std::io::Result<()>,
+    progress: &mut dyn FnMut(ReplayProgress),
 ) -> Result<ReplayStats, ReplayError> {
     let started = Instant::now();
     let decoded = decode_file(path)?;
@@ -208,6 +219,10 @@ pub fn replay_file(
                 }
             }
         }
+        progress(ReplayProgress {
+            audio_s: (pos.min(n) as f64 / rate as f64).min(audio_s),
+            total_s: audio_s,
+        });
         if last {
             break;
         }

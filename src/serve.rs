@@ -32,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Analyzers, CallPipeline, Output, TranscriptResult};
 use crate::publish::broker::EmbeddedBroker;
 use crate::publish::mqtt::{MqttHandle, MqttSink};
+use crate::report::StressLevels;
 use crate::sources::CallEvent;
 
 /// `[serve]`: listeners and state.
@@ -173,10 +174,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
     );
     let state = AppState::new(metrics.clone(), registry.clone(), Some(mqtt.clone()));
     let http_stop = CancellationToken::new();
+    let dashboard = crate::dashboard::router(crate::dashboard::LiveFeed::new(
+        bus.clone(),
+        registry.clone(),
+        StressLevels::from_rule(&cfg.alerts.customer_stress),
+        metrics.clone(),
+        http_stop.clone(),
+    ));
+    let extra = media.merge(dashboard);
     background.spawn({
         let stop = http_stop.clone();
         async move {
-            if let Err(e) = serve_http(http_listener, state, media, stop).await {
+            if let Err(e) = serve_http(http_listener, state, extra, stop).await {
                 tracing::error!(error = %e, "http server failed");
             }
         }
