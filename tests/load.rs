@@ -397,7 +397,10 @@ fn capacity() {
         .collect();
     let seconds: f64 = env_or("CALLTONE_LOAD_SECONDS", "44").parse().unwrap();
     let stagger: f64 = env_or("CALLTONE_LOAD_STAGGER", "1.5").parse().unwrap();
-    let asr = env_or("CALLTONE_LOAD_ASR", "").replace("\\n", "\n");
+    let mut asr = env_or("CALLTONE_LOAD_ASR", "").replace("\\n", "\n");
+    if !asr.is_empty() && !asr.ends_with('\n') {
+        asr.push('\n');
+    }
     let mqtt_url = env_or("CALLTONE_LOAD_MQTT", "embedded");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut rows = vec![];
@@ -442,8 +445,12 @@ fn capacity() {
             "shed counter vs shed utterance events"
         );
         serve.terminate();
+        // Calls running at once when the last one starts.
+        let peak = (0..n)
+            .filter(|&i| i as f64 * stagger + seconds > (n - 1) as f64 * stagger)
+            .count();
         let row = format!(
-            "{n:>5} | {shed:>3}/{utts:<4} {:>5.1}% | {:>6.2} {:>6.2} | {:>6.3} {:>6.3} (n={:<2}) | {:>5.2} | {:>4.0}% | {} → {}",
+            "{n:>5} | {peak:>4} | {shed:>3}/{utts:<4} {:>5.1}% | {:>6.2} {:>6.2} | {:>6.3} {:>6.3} (n={:<2}) | {:>5.2} | {:>4.0}% | {} → {}",
             100.0 * shed as f64 / utts.max(1) as f64,
             percentile(asr_l.clone(), 0.5),
             percentile(asr_l.clone(), 0.95),
@@ -467,8 +474,8 @@ fn capacity() {
         "\ncapacity: {cores} cores, {seconds} s calls at real time, stagger {stagger} s, ASR [{}], MQTT {mqtt_url}",
         asr.trim().replace('\n', ", ")
     );
-    println!("calls | shed/utterances      | utt-end→transcript s | stress alert s       | calltone cores | box busy | load avg (1/5/15 min) before → after");
-    println!("      |                      |    p50    p95        |    p50    p95        |                |          |");
+    println!("calls | peak | shed/utterances | utt-end→transcript s | stress alert s         | calltone cores | box busy | load avg (1/5/15 min) before → after");
+    println!("      |      |                 |    p50    p95        |    p50    p95          |                |          |");
     for r in &rows {
         println!("{r}");
     }
