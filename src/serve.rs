@@ -457,7 +457,12 @@ impl OpenCalls {
     }
 
     fn record(&self, call_id: &str, next_seq: u64, t: f64) {
-        let tmp = self.dir.join(".tmp");
+        // One temporary file per call: call tasks run in parallel, and a shared name would
+        // let one call's rename publish another call's record.
+        let tmp = self.dir.join(format!(
+            ".{}.tmp",
+            crate::publish::mqtt::topic_level(call_id)
+        ));
         let body = format!("{call_id}\n{next_seq}\n{t}\n");
         if let Err(e) =
             std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, self.path(call_id)))

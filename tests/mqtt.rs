@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,122 +21,10 @@ use calltone::publish::{forward_from_bus, EmbeddedBroker, MqttConfig, MqttSink};
 use rumqttc::{AsyncClient, Event as MEvent, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
+mod common;
+use common::broker::{free_port, port_open, unique, Mosquitto};
+
 const WAIT: Duration = Duration::from_secs(20);
-
-fn unique(tag: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}{}x{}", std::process::id(), n % 1_000_000_000)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(300),
-    )
-    .is_ok()
-}
-
-/// A private Mosquitto on a free port, with persistence in its own directory so a graceful
-/// restart keeps the test subscriber's session. `user root` keeps a root-started broker from
-/// dropping to the `mosquitto` user, which could not write the private temp directory (the
-/// option is ignored when the tests do not run as root).
-struct Mosquitto {
-    port: u16,
-    conf: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Option<Self> {
-        if Command::new("mosquitto")
-            .arg("-h")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_err()
-        {
-            eprintln!("SKIP: mosquitto binary not found");
-            return None;
-        }
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        let mut m = Mosquitto {
-            port,
-            conf,
-            child: None,
-        };
-        m.restart();
-        Some(m)
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        let t0 = Instant::now();
-        while !port_open(self.port) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "mosquitto did not start on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Graceful stop (SIGTERM): connections drop, the broker saves its sessions.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Msg {
@@ -747,14 +635,7 @@ fn make_certs(dir: &Path) -> bool {
 #[tokio::test]
 async fn mqtts_with_ring_and_a_ca_file() {
     let dir = tempfile::tempdir().unwrap();
-    if Command::new("mosquitto")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("SKIP: mosquitto binary not found");
+    if !Mosquitto::available() {
         return;
     }
     if !make_certs(dir.path()) {
@@ -771,20 +652,9 @@ async fn mqtts_with_ring_and_a_ca_file() {
         ),
     )
     .unwrap();
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut broker = Mosquitto {
-        port: plain,
-        conf,
-        child: Some(child),
-    };
+    let mut broker = Mosquitto::with_config(plain, conf);
     let t0 = Instant::now();
-    while !(port_open(plain) && port_open(tls)) {
+    while !port_open(tls) {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "TLS mosquitto did not start"

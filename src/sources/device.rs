@@ -88,10 +88,15 @@ pub fn list_devices() -> Vec<String> {
     for d in devices {
         let id = d.id().map(|i| i.to_string()).unwrap_or_else(|_| "?".into());
         let desc = d.description().map(|x| x.to_string()).unwrap_or_default();
-        let cfg = d
-            .default_input_config()
-            .map(|c| format!("{} ch, {} Hz", c.channels(), c.sample_rate()))
-            .unwrap_or_else(|e| format!("no input config ({e})"));
+        let cfg = match d.default_input_config() {
+            Ok(c) => {
+                let (format, _) = capture_format(&d, c.channels(), c.sample_rate());
+                let format =
+                    format.map_or_else(|| "unsupported sample format".into(), |f| f.to_string());
+                format!("{} ch, {} Hz, {format}", c.channels(), c.sample_rate())
+            }
+            Err(e) => format!("no input config ({e})"),
+        };
         let mark = if Some(&id) == default_id.as_ref().map(|i| i.to_string()).as_ref() {
             " [default]"
         } else {
@@ -100,6 +105,45 @@ pub fn list_devices() -> Vec<String> {
         out.push(format!("{id}{mark}  {desc}  {cfg}"));
     }
     out
+}
+
+/// Capture period: 20 ms, the AudioSocket frame size, so audio reaches the pipeline as
+/// promptly as it does from telephony sources.
+const PERIOD_S: f64 = 0.02;
+
+/// The sample format calltone captures in from `device` at `channels` × `rate`: 16-bit
+/// integer when the device offers it (telephone audio is 16-bit; no conversion on the way),
+/// else 32-bit float. Also the 20 ms period when the device's period range allows it.
+fn capture_format(
+    device: &cpal::Device,
+    channels: u16,
+    rate: u32,
+) -> (Option<cpal::SampleFormat>, cpal::BufferSize) {
+    let ranges: Vec<_> = device
+        .supported_input_configs()
+        .map(|r| {
+            r.filter(|c| {
+                c.channels() == channels
+                    && (c.min_sample_rate()..=c.max_sample_rate()).contains(&rate)
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    let period = (rate as f64 * PERIOD_S).round() as u32;
+    for want in [cpal::SampleFormat::I16, cpal::SampleFormat::F32] {
+        if let Some(c) = ranges.iter().find(|c| c.sample_format() == want) {
+            let buffer = match c.buffer_size() {
+                cpal::SupportedBufferSize::Range { min, max }
+                    if (*min..=*max).contains(&period) =>
+                {
+                    cpal::BufferSize::Fixed(period)
+                }
+                _ => cpal::BufferSize::Default,
+            };
+            return (Some(want), buffer);
+        }
+    }
+    (None, cpal::BufferSize::Default)
 }
 
 fn find_device(cfg: &DeviceConfig) -> Result<cpal::Device, DeviceError> {
@@ -155,10 +199,16 @@ pub fn start(
     if speakers.is_empty() {
         return Err(err("device.channels maps no speaker".into()));
     }
+    let (format, buffer_size) = capture_format(&device, channels as u16, rate);
+    let Some(format) = format else {
+        return Err(err(format!(
+            "no 16-bit or float capture at {channels} ch, {rate} Hz"
+        )));
+    };
     let stream_cfg = cpal::StreamConfig {
         channels: channels as u16,
         sample_rate: rate,
-        buffer_size: cpal::BufferSize::Default,
+        buffer_size,
     };
     // Four seconds of interleaved audio: the reader drains every 20 ms, so only a stalled
     // process fills it.
@@ -166,9 +216,17 @@ pub fn start(
     let (mut prod, mut cons) = rb.split();
     let dropped = Arc::new(AtomicU64::new(0));
     let dropped_cb = dropped.clone();
-    let stream_err =
-        |e: cpal::Error| tracing::warn!(source = SOURCE, error = %e, "capture stream error");
-    let stream = match default.sample_format() {
+    // A device that goes away (USB unplugged) ends the call; other stream errors (overruns)
+    // are logged and capture goes on.
+    let lost = Arc::new(AtomicBool::new(false));
+    let lost_cb = lost.clone();
+    let stream_err = move |e: cpal::Error| {
+        if e.kind() == cpal::ErrorKind::DeviceNotAvailable {
+            lost_cb.store(true, Ordering::Release);
+        }
+        tracing::warn!(source = SOURCE, error = %e, "capture stream error");
+    };
+    let stream = match format {
         cpal::SampleFormat::F32 => device.build_input_stream(
             stream_cfg,
             move |data: &[f32], _: &cpal::InputCallbackInfo| {
@@ -214,6 +272,7 @@ pub fn start(
     );
     let stop = Arc::new(AtomicBool::new(false));
     let stop_reader = stop.clone();
+    let dropped_reader = dropped.clone();
     let reader = std::thread::Builder::new()
         .name("capture".into())
         .spawn(move || {
@@ -227,10 +286,15 @@ pub fn start(
             }) {
                 return;
             }
-            tracing::info!(%call_id, rate, channels, "capture started");
+            tracing::info!(%call_id, rate, channels, %format, ?buffer_size, "capture started");
             let mut interleaved = vec![0f32; rate as usize * channels / 10];
             let mut per_speaker: Vec<Vec<f32>> = vec![Vec::new(); speakers.len()];
+            let mut reason = "shutdown";
             while !stop_reader.load(Ordering::Acquire) && !shutdown.is_cancelled() {
+                if lost.load(Ordering::Acquire) {
+                    reason = "device_lost";
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(20));
                 loop {
                     // Whole frames only, so channels never shift.
@@ -262,10 +326,10 @@ pub fn start(
                 let _ = send(CallEvent::End {
                     call_id: call_id.clone(),
                     speaker,
-                    reason: "shutdown".into(),
+                    reason: reason.into(),
                 });
             }
-            tracing::info!(%call_id, "capture stopped");
+            tracing::info!(%call_id, reason, dropped = dropped_reader.load(Ordering::Relaxed), "capture stopped");
         })
         .map_err(|e| err(format!("cannot start the capture thread: {e}")))?;
     Ok(Capture {

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: paths, the real binary, WER, WAV writing.
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod service;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
