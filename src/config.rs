@@ -64,7 +64,9 @@ pub struct AsrConfig {
     /// CPU threads per transcription. 0 = automatic (replay: all cores; serve:
     /// cores / (workers + 1)). Default 0.
     pub threads: usize,
-    /// ASR worker threads in `serve` (each with its own Whisper state). Default 1.
+    /// ASR worker threads in `serve` (each with its own Whisper state). Default 2: on a
+    /// 2-core box two one-thread workers carried 40 concurrent calls without shedding where
+    /// one worker shed from ~35 (README, Capacity).
     pub workers: usize,
     /// Utterances waiting for ASR in `serve` before the oldest are shed. Default 16.
     pub queue: usize,
@@ -76,7 +78,7 @@ impl Default for AsrConfig {
             model: PathBuf::from("models/ggml-tiny.en.bin"),
             language: "en".into(),
             threads: 0,
-            workers: 1,
+            workers: 2,
             queue: 16,
         }
     }
