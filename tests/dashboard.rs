@@ -2,17 +2,14 @@
 //! model and broker, the demo call over AudioSocket, and headless Chromium looking at `/`.
 //! Screenshots land in `target/test-artifacts/`.
 
-#[path = "common/browser.rs"]
-mod browser;
 mod common;
-#[path = "common/serve_harness.rs"]
-mod serve_harness;
 
 use std::time::Duration;
 
-use browser::{artifacts_dir, Chromium};
+use common::broker::port_open;
+use common::browser::{artifacts_dir, Chromium};
+use common::service::{demo_8k, AudioSocketCall, Serve};
 use common::*;
-use serve_harness::{call_8k, port_open, AudioSocketCall, Serve};
 
 /// How much of the demo call to stream: its first alert (the customer's stress) fires at
 /// ~42 s of call time (`calltone replay demo/demo-call.wav`), the escalation phrase just after.
@@ -65,7 +62,7 @@ fn dashboard_shows_the_live_call_and_its_alert() {
     // The demo call until its first alert, legs kept open: the call is still live.
     let uuid: [u8; 16] = *b"\xda\x5b\x0a\x4d\x00\x01\x40\x00\x80\x00\x00\x00\x00\x00\x00\x06";
     let call_id = "da5b0a4d-0001-4000-8000-000000000006";
-    let (c, a) = call_8k("demo/demo-call.wav");
+    let (c, a) = demo_8k("demo/demo-call.wav");
     let call = AudioSocketCall::stream(serve.audiosocket, uuid, (&c, &a), SPEED, DEMO_SECONDS);
     serve.wait_for("an alert", Duration::from_secs(30), |s| {
         s.get_json("/api/alerts")

@@ -2,11 +2,9 @@
 //! the files it writes, and the report opened in headless Chromium (screenshots in
 //! `target/test-artifacts/`).
 
-#[path = "common/browser.rs"]
-mod browser;
 mod common;
 
-use browser::{artifacts_dir, Chromium};
+use common::browser::{artifacts_dir, Chromium};
 use common::*;
 
 #[test]

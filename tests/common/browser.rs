@@ -1,9 +1,7 @@
 //! Headless Chromium for tests that look at pages: DOM dumps and screenshots.
 //!
-//! Include with `#[path = "common/browser.rs"] mod browser;`. Every run gets a fresh profile
-//! directory and the flags of a sandboxed CI box; screenshots go to
-//! `target/test-artifacts/` (test output, not part of the repository).
-#![allow(dead_code)]
+//! Every run gets a fresh profile directory and the flags of a sandboxed CI box; screenshots
+//! go to `target/test-artifacts/` (test output, not part of the repository).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

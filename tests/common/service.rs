@@ -127,6 +127,39 @@ impl Serve {
         body
     }
 
+    /// `http://127.0.0.1:{http}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// The body of an HTTP GET (headers dropped).
+    pub fn body(&self, path: &str) -> String {
+        let resp = self.get(path);
+        match resp.split_once("\r\n\r\n") {
+            Some((_, body)) => body.to_string(),
+            None => resp,
+        }
+    }
+
+    /// An HTTP GET's body as JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let body = self.body(path);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    /// Polls `f` every 200 ms until it is true or `timeout` passes (then panics with `what`).
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Serve) -> bool) {
+        let t0 = Instant::now();
+        while !f(self) {
+            assert!(
+                t0.elapsed() < timeout,
+                "timed out waiting for {what}:\n{}",
+                self.log_tail(15)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// A sample of `/metrics` (first sample of the family `name`, no labels).
     pub fn metric(&self, name: &str) -> Option<f64> {
         self.get("/metrics")
@@ -202,9 +235,69 @@ pub fn uuid_call_id(uuid: &[u8; 16]) -> String {
     )
 }
 
-/// Streams a two-leg call over AudioSocket at `speed`× real time (1.0 = real time); returns
-/// the instant the first audio frame was sent. With `stop_after` the legs just drop (as in a
-/// crash of the sender) after that many seconds of audio.
+/// Open AudioSocket legs of one call (first connection = customer, second = agent).
+pub struct AudioSocketCall {
+    socks: Vec<TcpStream>,
+    /// When the first audio frame was sent.
+    pub t0: Instant,
+}
+
+impl AudioSocketCall {
+    /// Connects both legs, then streams up to `seconds` of `legs` at `speed`× real time
+    /// (1.0 = real time) and returns with the legs still open: the call stays active until
+    /// [`AudioSocketCall::hang_up`], or until it is dropped (a vanished sender).
+    pub fn stream(
+        port: u16,
+        uuid: [u8; 16],
+        legs: (&[f32], &[f32]),
+        speed: f64,
+        seconds: f64,
+    ) -> AudioSocketCall {
+        // Legs are told apart by arrival order (first = customer), as Asterisk starts them
+        // one after the other; give the first leg's UUID time to register.
+        let mut socks: Vec<TcpStream> = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_nodelay(true).unwrap();
+            s.write_all(&slin_frame(0x01, &uuid)).unwrap();
+            socks.push(s);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let frame = 160; // 20 ms at 8 kHz
+        let n = legs
+            .0
+            .len()
+            .max(legs.1.len())
+            .min((seconds * 8000.0).ceil() as usize);
+        let t0 = Instant::now();
+        for (k, start) in (0..n).step_by(frame).enumerate() {
+            for (s, leg) in socks.iter_mut().zip([legs.0, legs.1]) {
+                let pcm: Vec<u8> = (start..start + frame)
+                    .map(|i| leg.get(i).copied().unwrap_or(0.0))
+                    .flat_map(|x| ((x * 32767.0).round() as i16).to_le_bytes())
+                    .collect();
+                s.write_all(&slin_frame(0x10, &pcm)).unwrap();
+            }
+            let due = Duration::from_secs_f64((k + 1) as f64 * 0.02 / speed);
+            if let Some(w) = due.checked_sub(t0.elapsed()) {
+                std::thread::sleep(w);
+            }
+        }
+        AudioSocketCall { socks, t0 }
+    }
+
+    /// Sends the AudioSocket hangup on both legs.
+    pub fn hang_up(mut self) {
+        for s in &mut self.socks {
+            let _ = s.write_all(&slin_frame(0x00, &[]));
+        }
+    }
+}
+
+/// Streams a whole two-leg call over AudioSocket at `speed`× real time (1.0 = real time) and
+/// hangs up; returns the instant the first audio frame was sent. With `stop_after` the legs
+/// stay connected after that many seconds of audio, without a hangup, until the process
+/// exits (a call still in progress when calltone is killed).
 pub fn stream_audiosocket(
     port: u16,
     uuid: [u8; 16],
@@ -212,39 +305,12 @@ pub fn stream_audiosocket(
     speed: f64,
     stop_after: Option<f64>,
 ) -> Instant {
-    // Legs are told apart by arrival order (first = customer), as Asterisk starts them one
-    // after the other; give the first leg's UUID time to register before the second connects.
-    let mut socks: Vec<TcpStream> = Vec::new();
-    for _ in 0..2 {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.write_all(&slin_frame(0x01, &uuid)).unwrap();
-        socks.push(s);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let frame = 160; // 20 ms at 8 kHz
-    let n = legs.0.len().max(legs.1.len());
-    let t0 = Instant::now();
-    for (k, start) in (0..n).step_by(frame).enumerate() {
-        if stop_after.is_some_and(|s| start as f64 / 8000.0 >= s) {
-            // Keep the legs connected (a call still in progress) until the process exits.
-            std::mem::forget(socks);
-            return t0;
-        }
-        for (s, leg) in socks.iter_mut().zip([legs.0, legs.1]) {
-            let pcm: Vec<u8> = (start..start + frame)
-                .map(|i| leg.get(i).copied().unwrap_or(0.0))
-                .flat_map(|x| ((x * 32767.0).round() as i16).to_le_bytes())
-                .collect();
-            s.write_all(&slin_frame(0x10, &pcm)).unwrap();
-        }
-        let due = Duration::from_secs_f64((k + 1) as f64 * 0.02 / speed);
-        if let Some(w) = due.checked_sub(t0.elapsed()) {
-            std::thread::sleep(w);
-        }
-    }
-    for s in &mut socks {
-        let _ = s.write_all(&slin_frame(0x00, &[]));
+    let call = AudioSocketCall::stream(port, uuid, legs, speed, stop_after.unwrap_or(f64::MAX));
+    let t0 = call.t0;
+    if stop_after.is_some() {
+        std::mem::forget(call);
+    } else {
+        call.hang_up();
     }
     t0
 }
