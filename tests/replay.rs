@@ -10,18 +10,7 @@ fn jfk_transcribes_with_low_wer() {
         return;
     };
     let jfk = asr.join("jfk.wav");
-    let out = run(&[
-        "replay",
-        jfk.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ev = events(&out.stdout);
+    let ev = replay(&jfk, &model, &[]);
     let text = joined_text(&ev);
     let w = wer(&reference(&asr, "jfk.wav"), &text);
     eprintln!("jfk WER {:.1}%: {text}", w * 100.0);
@@ -74,18 +63,7 @@ fn jfk_over_8khz_mulaw_still_transcribes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jfk-ulaw.wav");
     write_wav_raw(&path, 7, 1, 8000, 8, &bytes);
-    let out = run(&[
-        "replay",
-        path.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ev = events(&out.stdout);
+    let ev = replay(&path, &model, &[]);
     assert_eq!(ev[0]["sample_rate"], 8000);
     let text = joined_text(&ev);
     let w = wer(&reference(&asr, "jfk.wav"), &text);
@@ -97,18 +75,7 @@ fn jfk_over_8khz_mulaw_still_transcribes() {
 fn demo_call_has_both_speakers_in_time_order() {
     let Some(model) = model() else { return };
     let demo = root().join("demo/demo-call.wav");
-    let out = run(&[
-        "replay",
-        demo.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ev = events(&out.stdout);
+    let ev = replay(&demo, &model, &[]);
     let utts: Vec<_> = ev.iter().filter(|e| e["type"] == "utterance").collect();
     let text_of = |who: &str| {
         utts.iter()
@@ -155,24 +122,16 @@ fn demo_call_has_both_speakers_in_time_order() {
 fn same_file_gives_same_events() {
     let Some(model) = model() else { return };
     let demo = root().join("demo/calm-call.wav");
-    let strip = |out: std::process::Output| {
-        assert!(out.status.success());
-        events(&out.stdout)
-            .into_iter()
+    let strip = |ev: Vec<serde_json::Value>| {
+        ev.into_iter()
             .map(|mut e| {
                 e.as_object_mut().unwrap().remove("ts");
                 e
             })
             .collect::<Vec<_>>()
     };
-    let args = [
-        "replay",
-        demo.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ];
-    let a = strip(run(&args));
-    let b = strip(run(&args));
+    let a = strip(replay(&demo, &model, &[]));
+    let b = strip(replay(&demo, &model, &[]));
     assert!(a.len() > 5);
     assert_eq!(a, b);
 }
@@ -182,34 +141,36 @@ fn out_dir_gets_events_file() {
     let Some(model) = model() else { return };
     let dir = tempfile::tempdir().unwrap();
     let demo = root().join("demo/calm-call.wav");
-    let out = run(&[
-        "replay",
-        demo.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
+    let ev = replay(&demo, &model, &["--out", dir.path().to_str().unwrap()]);
     let file = std::fs::read(dir.path().join("calm-call.events.jsonl")).unwrap();
-    assert_eq!(events(&file), events(&out.stdout));
+    assert_eq!(events(&file), ev);
 }
 
-fn replay_events(file: &str) -> Option<Vec<serde_json::Value>> {
-    let model = model()?;
-    let path = root().join(file);
-    let out = run(&[
+/// `calltone replay PATH --model MODEL EXTRA…`, which must succeed; its events.
+fn replay(
+    path: &std::path::Path,
+    model: &std::path::Path,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    let mut args = vec![
         "replay",
         path.to_str().unwrap(),
         "--model",
         model.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(events(&out.stdout))
+    events(&out.stdout)
+}
+
+/// Events of a repository file replayed with the test model (`None`: no model).
+fn replay_events(file: &str) -> Option<Vec<serde_json::Value>> {
+    Some(replay(&root().join(file), &model()?, &[]))
 }
 
 /// The escalating demo call: stress and phrase alerts for the customer, none in the calm
