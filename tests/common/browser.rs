@@ -11,6 +11,16 @@ pub struct Chromium {
     bin: PathBuf,
 }
 
+/// Flags of every run: headless on a sandboxed CI box, nothing fetched from outside.
+const FLAGS: [&str; 6] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+];
+
 /// Where tests leave screenshots for people to look at.
 pub fn artifacts_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -42,18 +52,11 @@ impl Chromium {
 
     fn run(&self, extra: &[String], url: &str) -> String {
         let profile = tempfile::tempdir().expect("profile dir");
-        let mut args: Vec<String> = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = FLAGS
+            .iter()
+            .chain(&["--hide-scrollbars"])
+            .map(|s| s.to_string())
+            .collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
         args.extend(extra.iter().cloned());
         args.push(url.to_string());
@@ -123,16 +126,8 @@ impl Chromium {
         use std::io::BufRead;
         let profile = tempfile::tempdir().expect("profile dir");
         let mut child = Command::new(&self.bin)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--remote-debugging-port=0",
-                "--window-size=1280,800",
-            ])
+            .args(FLAGS)
+            .args(["--remote-debugging-port=0", "--window-size=1280,800"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(Stdio::null())
