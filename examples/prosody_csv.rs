@@ -2,11 +2,13 @@
 //! user-facing command).
 //!
 //! ```text
-//! prosody_csv [--channel N] [--summary] [--out-dir DIR] FILE.wav...
+//! prosody_csv [--channel N] [--summary] [--cycles] [--out-dir DIR] FILE.wav...
 //! ```
 //! One file without `--out-dir`: CSV on stdout (and with `--summary`, one JSON line on
 //! stderr). With `--out-dir`: `DIR/NAME.csv` per file and, with `--summary`, one JSON line
-//! per file on stdout: jitter, shimmer, HNR, all functionals and the analysis time.
+//! per file on stdout: jitter, shimmer, HNR, all functionals and the analysis time; with
+//! `--cycles`, also `DIR/NAME.cycles.csv`: one row per glottal period (pulse time, period,
+//! amplitude).
 //! Input: 16 kHz WAV, 16-bit integer or 32-bit float; stereo takes `--channel N` (default 0).
 
 use anyhow::{bail, Context, Result};
@@ -47,6 +49,19 @@ fn read_wav(path: &Path, channel: usize) -> Result<(Vec<f32>, u32)> {
     Ok((x, spec.sample_rate))
 }
 
+/// One row per glottal period: pulse time, period and the pulse's amplitude.
+fn write_cycles_csv(cycles: &[calltone::prosody::Cycle], path: &Path) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "t,period_s,amplitude")?;
+    for c in cycles {
+        writeln!(w, "{:.6},{:.7},{:.7}", c.t, c.period_s, c.peak)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 fn opt(v: Option<f32>) -> serde_json::Value {
     v.map_or(serde_json::Value::Null, |x| serde_json::json!(x))
 }
@@ -78,16 +93,18 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let mut channel = 0usize;
     let mut summary = false;
+    let mut cycles = false;
     let mut out_dir: Option<PathBuf> = None;
     let mut files = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--channel" => channel = args.next().context("--channel N")?.parse()?,
             "--summary" => summary = true,
+            "--cycles" => cycles = true,
             "--out-dir" => out_dir = Some(args.next().context("--out-dir DIR")?.into()),
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: prosody_csv [--channel N] [--summary] [--out-dir DIR] FILE.wav..."
+                    "usage: prosody_csv [--channel N] [--summary] [--cycles] [--out-dir DIR] FILE.wav..."
                 );
                 return Ok(());
             }
@@ -95,7 +112,7 @@ fn main() -> Result<()> {
         }
     }
     if files.is_empty() || (files.len() > 1 && out_dir.is_none()) {
-        bail!("usage: prosody_csv [--channel N] [--summary] [--out-dir DIR] FILE.wav... (several files need --out-dir)");
+        bail!("usage: prosody_csv [--channel N] [--summary] [--cycles] [--out-dir DIR] FILE.wav... (several files need --out-dir)");
     }
     let cfg = ProsodyConfig::default();
     let mut out = ProsodyOutput::default();
@@ -128,6 +145,10 @@ fn main() -> Result<()> {
                 let file =
                     std::fs::File::create(&csv).with_context(|| format!("{}", csv.display()))?;
                 write_frames_csv(&out.frames, file)?;
+                if cycles {
+                    let path = dir.join(Path::new(&name).with_extension("cycles.csv"));
+                    write_cycles_csv(&out.cycles, &path)?;
+                }
                 if summary {
                     println!("{}", summary_json(&name, dur, elapsed, &f));
                 }

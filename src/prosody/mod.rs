@@ -2,10 +2,12 @@
 //!
 //! Push 16 kHz mono `f32` samples into a [`ProsodyAnalyzer`] in any chunk sizes; it appends
 //! one [`Frame`] per 10 ms (in order, `t` continuous across pushes) and one [`Cycle`] per
-//! glottal period to a caller-owned [`ProsodyOutput`]. Frames come out
+//! glottal pulse to a caller-owned [`ProsodyOutput`]. Frames come out
 //! [`ProsodyAnalyzer::latency_s`] (≈ 0.1 s) after their centre: the pitch path is decided by
 //! fixed-lag Viterbi decoding ([`pitch`]), which is what keeps octave jumps out without
-//! waiting for the end of the utterance. [`functionals`] summarises frames and cycles of an
+//! waiting for the end of the utterance. Cycles come out when their voiced stretch ends
+//! (at most [`periods::MAX_STRETCH_S`] later), because pulse marking starts, as Praat's
+//! does, from the loudest peak in the middle of the stretch. [`functionals`] summarises frames and cycles of an
 //! utterance or window. The per-speaker running baseline that turns descriptors into
 //! z-scores against the speaker's own voice is `emotion::arousal::ArousalBaseline`, next to
 //! the model whose inputs it normalises.
@@ -113,14 +115,15 @@ pub struct Frame {
     pub spectral_slope: f32,
 }
 
-/// One glottal period, from one pulse mark to the next.
+/// One glottal pulse mark (a point of Praat's PointProcess) and the period it starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Cycle {
-    /// Time of the pulse that starts the period, s.
+    /// Time of the pulse, s.
     pub t: f64,
-    /// Duration of the period, s.
+    /// Time to the next pulse, s (0 when no pulse follows within the longest period).
     pub period_s: f32,
-    /// Amplitude at the starting pulse (Praat: Hann-windowed RMS over ±0.2 periods).
+    /// Praat's amplitude at this pulse (Hann-windowed RMS over ±0.2 of the adjacent
+    /// periods); 0 when either adjacent period is invalid, as Praat then has no point.
     pub peak: f32,
 }
 
@@ -184,11 +187,11 @@ impl ProsodyAnalyzer {
             voiced_unvoiced_cost: cfg.voiced_unvoiced_cost,
             f0_max_hz: cfg.f0_max_hz,
         };
-        let pulses = periods::PulseTracker::new(sample_rate, cfg.f0_min_hz, cfg.f0_max_hz);
+        let pulses = periods::PulseTracker::new(sample_rate, hop, cfg.f0_min_hz, cfg.f0_max_hz);
         let lookahead = cfg.lookahead_frames.max(1);
         // Everything that may still be read: pulse history, the pending frames, one
         // window, plus slack so that compaction is amortised.
-        let cap = pulses.history_needed()
+        let cap = pulses.max_retained()
             + pulses.lookahead_needed()
             + (lookahead as u64 + 4) as usize * hop as usize
             + pitch_win.max(spec_win) * 2
@@ -265,6 +268,8 @@ impl ProsodyAnalyzer {
             let d = self.tracker.pop_oldest();
             self.emit(d, out);
         }
+        self.pulses
+            .flush(&self.buf, self.buf_start, self.global_peak, &mut out.cycles);
         self.pending.clear();
         self.buf.clear();
         self.buf_start = 0;
@@ -342,8 +347,8 @@ impl ProsodyAnalyzer {
             &self.buf,
             self.buf_start,
             c - self.hop / 2,
-            c + self.hop / 2,
             d.f0_hz,
+            self.global_peak,
             &mut out.cycles,
         );
         out.frames.push(Frame {
@@ -368,6 +373,10 @@ impl ProsodyAnalyzer {
             - self.pulses.history_needed() as i64
             - self.hop as i64)
             .max(0) as u64;
+        let keep_from = self
+            .pulses
+            .keep_from()
+            .map_or(keep_from, |k| k.min(keep_from));
         if keep_from > self.buf_start + 1024 {
             let n = ((keep_from - self.buf_start) as usize).min(self.buf.len());
             self.buf.drain(..n);
