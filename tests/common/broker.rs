@@ -9,13 +9,29 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event as MEvent, MqttOptions, Packet, QoS};
 
-/// A port nothing listens on right now (the OS picks it).
+/// A port nothing listens on right now, below Linux's ephemeral range (32768–60999).
+///
+/// A port the OS hands out for `bind(0)` is an ephemeral one: between this check and the
+/// server binding it, any outgoing connection of a parallel test (to Mosquitto, say) may
+/// take it as its local port, and the server then fails with `AddrInUse`. Ports below the
+/// range are never picked for outgoing connections; the start is spread over the range so
+/// that parallel tests and test binaries do not probe the same ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LO: u32 = 20000;
+    const SPAN: u32 = 12000;
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    loop {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LO + seed.wrapping_add(k.wrapping_mul(7919)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
