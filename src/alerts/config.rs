@@ -44,10 +44,12 @@ pub struct StressRule {
     pub release: f32,
     /// How long stress must stay high before the alert fires, seconds. Default: `3.0`.
     pub sustain_s: f64,
-    /// Longest stretch without a high reading (stress between `release` and `threshold`, or
-    /// no reading because the customer paused) that does not break a high run, seconds.
-    /// Default: `1.0`.
+    /// Longest stretch of middling readings (between `release` and `threshold`) since the
+    /// last high one that does not break a high run, seconds. Default: `1.0`.
     pub gap_tolerance_s: f64,
+    /// Longest pause (no reading: the customer is silent between sentences) since the last
+    /// high reading that does not break a high run, seconds. Default: `3.0`.
+    pub pause_tolerance_s: f64,
     /// An episode also ends after this long without any reading ≥ `release` (the customer
     /// went quiet), seconds. Default: `15.0`.
     pub idle_release_s: f64,
@@ -66,6 +68,7 @@ impl Default for StressRule {
             release: 0.5,
             sustain_s: 3.0,
             gap_tolerance_s: 1.0,
+            pause_tolerance_s: 3.0,
             idle_release_s: 15.0,
             critical: 0.9,
             cooldown_s: 60.0,
@@ -273,10 +276,16 @@ impl AlertConfig {
             nonneg,
         )?;
         check(
+            "customer_stress.pause_tolerance_s",
+            s.pause_tolerance_s,
+            s.pause_tolerance_s >= 0.0,
+            nonneg,
+        )?;
+        check(
             "customer_stress.idle_release_s",
             s.idle_release_s,
-            s.idle_release_s >= s.gap_tolerance_s,
-            "expected ≥ customer_stress.gap_tolerance_s",
+            s.idle_release_s >= s.gap_tolerance_s.max(s.pause_tolerance_s),
+            "expected ≥ customer_stress.gap_tolerance_s and pause_tolerance_s",
         )?;
         check(
             "customer_stress.cooldown_s",

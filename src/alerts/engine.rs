@@ -7,7 +7,8 @@
 //! * [`AlertEngine::on_utterance`] once per transcribed (already redacted) utterance.
 //!
 //! Rules (thresholds in [`AlertConfig`]):
-//! * `customer_stress` — stress ≥ threshold for `sustain_s` (short dips and pauses bridged);
+//! * `customer_stress` — stress ≥ threshold for `sustain_s` (short dips and pauses between
+//!   sentences bridged);
 //!   re-armed when stress falls below `release` or no reading ≥ `release` for `idle_release_s`.
 //! * `negative_sentiment` — ≥ `min_negative` of the customer's last `window` transcribed
 //!   utterances score ≤ threshold, the latest one included; re-armed when fewer are negative.
@@ -122,7 +123,8 @@ impl AlertEngine {
         let o = &config.overtalk;
         Self {
             call_id: call_id.into(),
-            stress: Sustained::new(s.sustain_s, false, s.gap_tolerance_s, s.idle_release_s),
+            stress: Sustained::new(s.sustain_s, false, s.gap_tolerance_s, s.idle_release_s)
+                .with_pause_tolerance(s.pause_tolerance_s),
             overtalk: Sustained::new(o.min_s, true, o.gap_tolerance_s, o.gap_tolerance_s),
             silence: Sustained::new(config.long_silence.min_s, true, 0.0, 0.0),
             phrases: PhraseMatcher::new(&config.escalation_phrase.phrases),
@@ -166,7 +168,8 @@ impl AlertEngine {
             let level = match stress {
                 Some(s) if s >= rule.threshold => Level::High,
                 Some(s) if s < rule.release => Level::Low,
-                _ => Level::Hold,
+                Some(_) => Level::Hold,
+                None => Level::Pause,
             };
             let due = self.stress.update(t_prev, t, level, stress.unwrap_or(0.0));
             if let Some(due) = due {
@@ -620,6 +623,44 @@ mod tests {
         assert!((a[0].0 - 3.0).abs() < 1e-9);
         let mut e = stress_engine();
         assert!(run(&mut e, 1, 30, |_| stressed(0.7)).is_empty());
+    }
+
+    #[test]
+    fn stress_bridges_pauses_between_sentences() {
+        // Angry sentences of 2 s with 1.5 s pauses (no reading): one run, fires as the
+        // second sentence begins (3.5 s after the first began).
+        let sentence = |t: f64| (t - 1.0).rem_euclid(3.5) < 2.0;
+        let mut e = stress_engine();
+        let a = run(&mut e, 1, 100, |t| {
+            if t <= 1.0 || !sentence(t) {
+                Tick::default()
+            } else {
+                stressed(0.85)
+            }
+        });
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!((a[0].0 - 4.5).abs() < 0.11, "fired at {}", a[0].0);
+        // The same 1.5 s between sentences filled with middling readings: no alert.
+        let mut e = stress_engine();
+        let a = run(&mut e, 1, 100, |t| {
+            if t <= 1.0 {
+                Tick::default()
+            } else {
+                stressed(if sentence(t) { 0.85 } else { 0.6 })
+            }
+        });
+        assert!(a.is_empty(), "{a:?}");
+        // Pauses longer than pause_tolerance_s (3 s) break the run.
+        let mut e = stress_engine();
+        let a = run(&mut e, 1, 150, |t| {
+            let on = t > 1.0 && (t - 1.0).rem_euclid(5.5) < 2.0;
+            if on {
+                stressed(0.85)
+            } else {
+                Tick::default()
+            }
+        });
+        assert!(a.is_empty(), "{a:?}");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //!
 //! Each tick at `t` describes the interval `(t_prev, t]` and classifies it as
 //! [`Level::High`] (the condition holds), [`Level::Low`] (it clearly does not: ends the run
-//! and the episode) or [`Level::Hold`] (undecided: a pause, a middling value). A *run* starts
-//! at the first high interval and survives `Hold` stretches up to `gap_tolerance_s`; once the
-//! run has lasted `min_s` it is *due*. After the caller fires, the *episode* continues until a
+//! and the episode), [`Level::Hold`] (undecided: a middling value) or [`Level::Pause`] (no
+//! reading at all). A *run* starts at the first high interval and survives, since its latest
+//! high interval, up to `gap_tolerance_s` of `Hold` and up to `pause_tolerance_s` of `Pause`
+//! (a pause between sentences is no evidence of calm); once the run has lasted `min_s` it
+//! is *due*. After the caller fires, the *episode* continues until a
 //! `Low`, or until `release_after_s` passes without a high interval; only then can a new run
 //! become due. Cooldowns are the caller's business.
 
@@ -14,6 +16,7 @@
 pub(crate) enum Level {
     High,
     Hold,
+    Pause,
     Low,
 }
 
@@ -35,9 +38,13 @@ pub(crate) struct Sustained {
     /// `duration > min_s` instead of `duration ≥ min_s`.
     strict: bool,
     gap_tolerance_s: f64,
+    pause_tolerance_s: f64,
     release_after_s: f64,
     run_start: Option<f64>,
     last_high: f64,
+    /// `Hold` and `Pause` time since the latest high interval.
+    held_s: f64,
+    paused_s: f64,
     sum: f64,
     count: u32,
     max: f32,
@@ -53,14 +60,23 @@ impl Sustained {
             min_s,
             strict,
             gap_tolerance_s,
+            pause_tolerance_s: gap_tolerance_s,
             release_after_s,
             run_start: None,
             last_high: 0.0,
+            held_s: 0.0,
+            paused_s: 0.0,
             sum: 0.0,
             count: 0,
             max: f32::MIN,
             fired: false,
         }
+    }
+
+    /// Lets `Pause` intervals last up to `s` (default: the gap tolerance).
+    pub fn with_pause_tolerance(mut self, s: f64) -> Self {
+        self.pause_tolerance_s = s;
+        self
     }
 
     /// Feeds the interval `(t_prev, t]`; returns the run when it is due and not yet fired.
@@ -74,17 +90,25 @@ impl Sustained {
                     self.max = f32::MIN;
                 }
                 self.last_high = t;
+                self.held_s = 0.0;
+                self.paused_s = 0.0;
                 self.sum += f64::from(value);
                 self.count += 1;
                 self.max = self.max.max(value);
             }
-            Level::Hold => {
-                let limit = if self.fired {
-                    self.release_after_s
+            Level::Hold | Level::Pause => {
+                if level == Level::Hold {
+                    self.held_s += t - t_prev;
                 } else {
-                    self.gap_tolerance_s
+                    self.paused_s += t - t_prev;
+                }
+                let over = if self.fired {
+                    t - self.last_high > self.release_after_s + EPS
+                } else {
+                    self.held_s > self.gap_tolerance_s + EPS
+                        || self.paused_s > self.pause_tolerance_s + EPS
                 };
-                if self.run_start.is_some() && t - self.last_high > limit + EPS {
+                if self.run_start.is_some() && over {
                     self.end_episode();
                 }
             }
@@ -132,7 +156,7 @@ mod tests {
         out
     }
 
-    use Level::{High as H, Hold as M, Low as L};
+    use Level::{High as H, Hold as M, Low as L, Pause as P};
 
     #[test]
     fn fires_once_after_min_duration() {
@@ -170,5 +194,22 @@ mod tests {
         let mut s = Sustained::new(0.2, false, 0.0, 0.2);
         let due = feed(&mut s, &[H, H, M, M, M, H, H]);
         assert_eq!(due.iter().map(|d| d.0).collect::<Vec<_>>(), vec![1, 6]);
+    }
+
+    #[test]
+    fn pauses_are_bridged_longer_than_middling_readings() {
+        // Gap tolerance 0.1 s, pause tolerance 0.3 s.
+        let mk = || Sustained::new(0.5, false, 0.1, 1.0).with_pause_tolerance(0.3);
+        // Three pause intervals (0.3 s) between high stretches: one run.
+        assert_eq!(feed(&mut mk(), &[H, H, P, P, P, H, H, H]).len(), 1);
+        // Four (0.4 s): broken, and the rest is too short on its own.
+        assert!(feed(&mut mk(), &[H, H, P, P, P, P, H, H, H]).is_empty());
+        // Middling readings still get only the gap tolerance.
+        assert!(feed(&mut mk(), &[H, H, M, M, H, H, H]).is_empty());
+        // Pause and middling time are counted separately since the last high reading.
+        assert_eq!(feed(&mut mk(), &[H, H, P, P, M, H, H]).len(), 1);
+        // Without `with_pause_tolerance` a pause is held to the gap tolerance.
+        let mut s = Sustained::new(0.5, false, 0.1, 1.0);
+        assert!(feed(&mut s, &[H, H, P, P, H, H, H]).is_empty());
     }
 }
