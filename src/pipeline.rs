@@ -116,11 +116,15 @@ const KEEP_WHEN_IDLE_S: f64 = 2.5;
 /// silent so that a leg that never sends audio cannot stall the call.
 const MAX_LEG_SKEW_S: f64 = 2.0;
 
-/// Sliding arousal window for live stress, and its hop.
+/// Sliding arousal window for live stress (never reaching back before the open utterance),
+/// and its hop.
 const WINDOW_S: f64 = 2.0;
 const HOP_S: f64 = 0.5;
-/// Voiced speech a window needs before its arousal counts, seconds.
-const MIN_WINDOW_VOICED_S: f64 = 0.4;
+/// Voiced speech a window needs before its arousal counts, seconds. Shorter windows read
+/// the onset of every utterance as aroused (measured with tools/escalation-eval: with 0.4 s
+/// and the window reaching into the preceding pause, 10–27 % of calm speakers' readings
+/// were ≥ 0.7; with 0.7 s inside the utterance, 0.5–1.7 %).
+const MIN_WINDOW_VOICED_S: f64 = 0.7;
 /// Smoothing of window stress (per hop).
 const STRESS_SMOOTHING: f32 = 0.5;
 /// Stress is the window's arousal relative to the speaker's own running arousal level, on
@@ -518,7 +522,12 @@ impl CallPipeline {
             let Some(affect) = tr.affect.as_mut() else {
                 continue;
             };
-            let from = t - WINDOW_S;
+            // Only the open utterance: a window reaching back over the pause before it reads
+            // the pause's silence and the onset's rise as arousal.
+            let from = tr
+                .segmenter
+                .open_start()
+                .map_or(t - WINDOW_S, |s| s.max(t - WINDOW_S));
             let frames: Vec<Frame> = tr
                 .frames
                 .iter()
@@ -542,8 +551,10 @@ impl CallPipeline {
             let a = affect
                 .relative(model.predict(&affect.baseline, &descriptors(&f, &frames, &cycles)));
             let s = match affect.stress {
-                Some(prev) if affect.stress_live => prev + STRESS_SMOOTHING * (a - prev),
-                _ => a,
+                // Smoothing carries across pauses: the speaker's stress is a state, not a
+                // per-utterance reading.
+                Some(prev) => prev + STRESS_SMOOTHING * (a - prev),
+                None => a,
             };
             affect.stress = Some(s);
             affect.stress_live = true;
