@@ -210,6 +210,9 @@ def main():
                                                     [praat_wb[n][2] for n in names])[0]
             rows[k]["praat_tel_shimmer_r"] = pearson([praat_tel[n][3] for n in names],
                                                      [praat_wb[n][3] for n in names])[0]
+            # Ours on the telephone version vs Praat on the same telephone version.
+            rows[k]["same_channel_jitter_r"] = pearson(jo, [praat_tel[n][2] for n in names])[0]
+            rows[k]["same_channel_shimmer_r"] = pearson(so, [praat_tel[n][3] for n in names])[0]
     smile_s = time_opensmile(files)
 
     w, t = rows["wideband"], rows["telephone"]
@@ -226,6 +229,8 @@ def main():
     print(f"{'(Praat itself on telephone: voicing)':34}{'':>12}{t['praat_tel_voicing_pct']:>11.2f}%")
     print(f"{'(Praat itself on telephone: jitter r)':34}{'':>12}{t['praat_tel_jitter_r']:>12.3f}")
     print(f"{'(Praat itself on telephone: shimmer r)':34}{'':>12}{t['praat_tel_shimmer_r']:>12.3f}")
+    print(f"{'(vs Praat on the same telephone audio: jitter r)':34}{'':>0}{t['same_channel_jitter_r']:>10.3f}")
+    print(f"{'(vs Praat on the same telephone audio: shimmer r)':34}{'':>0}{t['same_channel_shimmer_r']:>9.3f}")
     print()
     print("speed, one core, x real time (wideband set)")
     print(f"{'  ours (in-process analysis)':34}{w['ours_xrt']:>12.0f}x")
