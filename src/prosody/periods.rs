@@ -244,32 +244,16 @@ impl PulseTracker {
             let mut t = first;
             while let Some(f0) = self.f0_at(t) {
                 let p = sr / f0;
-                let (corr, peak) = match max_correlation(
-                    buf,
-                    buf_start,
-                    &mut self.cc,
-                    t,
-                    p,
-                    t - 1.25 * p,
-                    t - 0.8 * p,
-                ) {
-                    Some(f) => {
-                        t = f.pos;
-                        (f.corr, f.peak)
-                    }
-                    None => {
-                        t -= p;
-                        (-1.0, 0.0)
-                    }
-                };
+                let f = step(buf, buf_start, &mut self.cc, t, p, -1.0);
+                t = f.pos;
                 let fresh = t - self.added_right > 0.8 * p;
                 if t < tl {
-                    if edge(corr, peak) && fresh {
+                    if edge(f.corr, f.peak) && fresh {
                         self.marks.push(t);
                     }
                     break;
                 }
-                if keep(corr, peak) && fresh {
+                if keep(f.corr, f.peak) && fresh {
                     self.marks.push(t);
                 }
             }
@@ -279,32 +263,16 @@ impl PulseTracker {
             let mut t = first;
             while let Some(f0) = self.f0_at(t) {
                 let p = sr / f0;
-                let (corr, peak) = match max_correlation(
-                    buf,
-                    buf_start,
-                    &mut self.cc,
-                    t,
-                    p,
-                    t + 0.8 * p,
-                    t + 1.25 * p,
-                ) {
-                    Some(f) => {
-                        t = f.pos;
-                        (f.corr, f.peak)
-                    }
-                    None => {
-                        t += p;
-                        (-1.0, 0.0)
-                    }
-                };
+                let f = step(buf, buf_start, &mut self.cc, t, p, 1.0);
+                t = f.pos;
                 if t > tr {
-                    if edge(corr, peak) {
+                    if edge(f.corr, f.peak) {
                         self.marks.push(t);
                         self.added_right = t;
                     }
                     break;
                 }
-                if keep(corr, peak) {
+                if keep(f.corr, f.peak) {
                     self.marks.push(t);
                     self.added_right = t;
                 }
@@ -350,6 +318,18 @@ impl PulseTracker {
             peak,
         }
     }
+}
+
+/// One step of the walk from the mark at `t` (period `p` samples) in direction `dir` (±1):
+/// the best correlation 0.8–1.25 periods away, or, when there is none, exactly one period
+/// on with correlation −1 (Praat: that period drops out).
+fn step(buf: &[f32], buf_start: u64, cc: &mut Vec<f32>, t: f64, p: f64, dir: f64) -> Found {
+    let (a, b) = (t + dir * 0.8 * p, t + dir * 1.25 * p);
+    max_correlation(buf, buf_start, cc, t, p, a.min(b), a.max(b)).unwrap_or(Found {
+        corr: -1.0,
+        pos: t + dir * p,
+        peak: 0.0,
+    })
 }
 
 /// Praat's `Sound_findExtremum` (maxima and minima): position of the largest absolute
