@@ -1,5 +1,6 @@
-//! Trains calltone's arousal model and evaluates it leave-one-speaker-out (LOSO) with the
-//! evaluation protocol of the project (issue #4):
+//! Trains calltone's arousal model on four corpora (EmoDB, RAVDESS, TurEV-DB, BAVED) and
+//! evaluates it leave-one-corpus-out (LOCO: the generalisation figure, issue #11) and
+//! leave-one-speaker-out (LOSO: the in-corpus figure) with the project's protocol:
 //!
 //! * per speaker, the clips in a random order with 1.5 s of silence between them, as one mono
 //!   call, run through the call pipeline exactly as `calltone replay FILE --channels
@@ -17,11 +18,12 @@
 //! empty transcripts (`--check-binary` confirms on one speaker that the real binary, with
 //! Whisper, gives the same utterance arousal).
 //!
-//! Model selection is nested: in every LOSO fold the hyperparameters (baseline prior weight,
-//! L2, separate or pooled wideband/narrowband heads) are chosen by a 4-fold speaker-grouped
-//! cross-validation on that fold's training speakers only; the held-out speaker never
-//! influences its own model. The shipped model's hyperparameters are chosen the same way on
-//! all training speakers. Training is augmented with simulated clip orders (the cached
+//! Model selection is by leave-one-corpus-out: in every LOCO fold the hyperparameters
+//! (baseline prior weight, L2, separate or pooled wideband/narrowband heads, corpus balance)
+//! are chosen by leave-one-corpus-out among that fold's three training corpora only; the
+//! held-out corpus never influences its own model. The shipped model's hyperparameters are
+//! chosen the same way over all four corpora; the LOSO table uses them (it is the in-corpus
+//! reference, not a selection). Training is augmented with simulated clip orders (the cached
 //! utterances re-sequenced, the running baseline recomputed), weighted so that every
 //! speaker's utterances count once in total.
 //!
@@ -51,15 +53,72 @@ use calltone::pipeline::{Analyzers, CallPipeline, Output, UtteranceFeatures};
 use calltone::prosody::{functionals, Cycle, Frame};
 
 const GAP_S: f64 = 1.5;
+/// The training corpora (`DATA_DIR/{name}-train`), in report order.
+const CORPORA: [&str; 4] = ["emodb", "ravdess", "turev", "baved"];
 const RATE: u32 = 16_000;
 
-/// The hyperparameter grid searched by the inner cross-validation (fixed a priori).
-const GRID_PRIOR_WEIGHT: [f32; 3] = [2.0, 5.0, 12.0];
-const GRID_L2: [f64; 3] = [1.0, 4.0, 16.0];
-const GRID_SPLIT: [bool; 2] = [true, false];
-const GRID_CORPUS_BALANCE: [f32; 3] = [0.0, 0.5, 1.0];
-/// Speaker-grouped folds of the inner cross-validation.
-const INNER_FOLDS: usize = 4;
+/// The hyperparameter grid searched by the selection (fixed a priori).
+const GRID_PRIOR_WEIGHT: [f32; 3] = [0.5, 2.0, 5.0];
+const GRID_L2: [f64; 3] = [16.0, 64.0, 256.0];
+const GRID_SPLIT: [bool; 1] = [true];
+const GRID_CORPUS_BALANCE: [f32; 1] = [0.5];
+const GRID_RAW: [(RawSet, Option<f32>); 5] = [
+    (RawSet::None, None),
+    (RawSet::Invariant, Some(2.0)),
+    (RawSet::Invariant, None),
+    (RawSet::All, Some(2.0)),
+    (RawSet::All, None),
+];
+
+/// Which descriptors enter the model's raw (absolute) block besides their z-scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RawSet {
+    /// Every descriptor.
+    All,
+    /// Only those that do not move with the speaker's pitch register or the line's gain.
+    Invariant,
+    /// None: the model sees the voice only relative to the speaker's running baseline.
+    None,
+}
+
+/// Descriptors that carry the speaker's pitch register (sex, age) or the recording gain
+/// rather than how aroused the speaker is; left out of the raw block by `RawSet::Invariant`.
+const REGISTER_OR_GAIN: [&str; 16] = [
+    "f0_mean_st",
+    "f0_p10_st",
+    "f0_p50_st",
+    "f0_p90_st",
+    "loudness_mean",
+    "loudness_std",
+    "loudness_p20",
+    "loudness_p50",
+    "loudness_p80",
+    "loudness_voiced_mean",
+    "loudness_log_mean",
+    "loudness_rise_per_s",
+    "loudness_trend_per_s",
+    "rms_db_mean",
+    "rms_db_p90",
+    "has_f0",
+];
+
+impl RawSet {
+    /// Whether the raw value of descriptor `name` is a model input.
+    fn keeps(self, name: &str) -> bool {
+        match self {
+            RawSet::All => true,
+            RawSet::Invariant => !REGISTER_OR_GAIN.contains(&name),
+            RawSet::None => false,
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            RawSet::All => "raw=all",
+            RawSet::Invariant => "raw=invariant",
+            RawSet::None => "raw=none",
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Clip {
@@ -125,32 +184,42 @@ struct Hyper {
     l2: f64,
     split: bool,
     corpus_balance: f32,
+    raw: RawSet,
+    /// The heads' `raw_decay` (utterances), `None` for raw inputs that never fade.
+    raw_decay: Option<f32>,
 }
 
 impl Hyper {
     fn label(&self) -> String {
         format!(
-            "w={} l2={} {} cb={}",
+            "w={} l2={} {} cb={} {}{}",
             self.prior_weight,
             self.l2,
             if self.split { "split" } else { "pooled" },
-            self.corpus_balance
+            self.corpus_balance,
+            self.raw.label(),
+            self.raw_decay
+                .map_or(String::new(), |d| format!(" fading over {d}"))
         )
     }
 }
 
 fn grid() -> Vec<Hyper> {
     let mut g = Vec::new();
-    for &split in &GRID_SPLIT {
-        for &corpus_balance in &GRID_CORPUS_BALANCE {
-            for &prior_weight in &GRID_PRIOR_WEIGHT {
-                for &l2 in &GRID_L2 {
-                    g.push(Hyper {
-                        prior_weight,
-                        l2,
-                        split,
-                        corpus_balance,
-                    });
+    for &(raw, raw_decay) in &GRID_RAW {
+        for &split in &GRID_SPLIT {
+            for &corpus_balance in &GRID_CORPUS_BALANCE {
+                for &prior_weight in &GRID_PRIOR_WEIGHT {
+                    for &l2 in &GRID_L2 {
+                        g.push(Hyper {
+                            prior_weight,
+                            l2,
+                            split,
+                            corpus_balance,
+                            raw,
+                            raw_decay,
+                        });
+                    }
                 }
             }
         }
@@ -177,17 +246,25 @@ fn main() -> Result<()> {
     let orders: u64 = opt("--orders").map_or(Ok(4), |s| s.parse())?;
     let eval_orders: u64 = opt("--eval-orders").map_or(Ok(10), |s| s.parse())?;
     let fixed: Option<Hyper> = match opt("--fixed") {
-        // "w,l2,split|pooled,cb": skip the nested selection (for quick experiments only).
+        // "w,l2,split|pooled,cb,all|invariant|none[,decay]": skip the selection (quick
+        // experiments).
         Some(s) => {
             let p: Vec<&str> = s.split(',').collect();
-            if p.len() != 4 {
-                bail!("--fixed w,l2,split|pooled,corpus_balance");
+            if !(5..=6).contains(&p.len()) {
+                bail!("--fixed w,l2,split|pooled,corpus_balance,all|invariant|none[,raw_decay]");
             }
             Some(Hyper {
                 prior_weight: p[0].parse()?,
                 l2: p[1].parse()?,
                 split: p[2] == "split",
                 corpus_balance: p[3].parse()?,
+                raw: match p[4] {
+                    "all" => RawSet::All,
+                    "invariant" => RawSet::Invariant,
+                    "none" => RawSet::None,
+                    other => bail!("--fixed: raw set {other:?}"),
+                },
+                raw_decay: p.get(5).map(|d| d.parse()).transpose()?,
             })
         }
         None => None,
@@ -197,8 +274,10 @@ fn main() -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     let t0 = std::time::Instant::now();
-    let mut speakers = load_corpus(&data.join("emodb-train"), "emodb")?;
-    speakers.extend(load_corpus(&data.join("ravdess-train"), "ravdess")?);
+    let mut speakers = Vec::new();
+    for corpus in CORPORA {
+        speakers.extend(load_corpus(&data.join(format!("{corpus}-train")), corpus)?);
+    }
     eprintln!(
         "loaded {} speakers, {} clips in {:.0} s",
         speakers.len(),
@@ -236,86 +315,140 @@ fn main() -> Result<()> {
         orders,
     };
 
-    // Outer LOSO with nested selection.
     let all: Vec<usize> = (0..speakers.len()).collect();
-    let folds: Vec<(Hyper, ArousalModel)> = parallel_map(&all, threads, |&si| {
-        let train: Vec<usize> = all.iter().copied().filter(|&s| s != si).collect();
-        let h = fixed.unwrap_or_else(|| select(&ctx, &train).0);
-        (h, train_model(&ctx, &train, h))
-    });
-    let mut table: Vec<FoldResult> = Vec::new();
-    for (si, spk) in speakers.iter().enumerate() {
-        let (h, model) = &folds[si];
-        let mut fold = FoldResult {
-            corpus: spk.corpus,
-            speaker: spk.speaker.clone(),
-            hyper: *h,
-            scores: BTreeMap::new(),
-            simulated: BTreeMap::new(),
-        };
-        for (bi, &b) in BANDS.iter().enumerate() {
-            fold.scores
-                .insert(b, evaluate(model, &seqs[si][bi], b, None));
-            let mut sim = Vec::new();
-            for o in 1..=eval_orders {
-                sim.extend(evaluate(model, &seqs[si][bi], b, Some(1000 + o)).clips);
-            }
-            fold.simulated.insert(b, sim);
-        }
-        eprintln!(
-            "LOSO {}:{} [{}]  wideband UAR {:.3}  telephone UAR {:.3}",
-            fold.corpus,
-            fold.speaker,
-            h.label(),
-            fold.scores[&Band::Wideband].uar(),
-            fold.scores[&Band::Narrowband].uar()
+
+    // `--score-model FILE`: score an existing model on every speaker and stop (the "before"
+    // figures of a change; for corpora the model was not trained on they are held-out).
+    if let Some(path) = opt("--score-model") {
+        let model = ArousalModel::load(Path::new(&path))?;
+        let h = fixed.unwrap_or(Hyper {
+            prior_weight: model.wideband.prior_weight,
+            l2: f64::NAN,
+            split: true,
+            corpus_balance: f32::NAN,
+            raw: RawSet::All,
+            raw_decay: model.wideband.raw_decay,
+        });
+        let table = parallel_map(&all, threads, |&si| {
+            score_speaker(&ctx, &speakers, si, &model, h, eval_orders)
+        });
+        let mut r = format!("Scores of {path} (protocol calls, all speakers)\n\n");
+        summary_table(&mut r, &summarise(&table));
+        r.push_str(
+            "\n| corpus | speaker | clips | wideband | telephone |\n|---|---|---|---|---|\n",
         );
-        table.push(fold);
+        for f in &table {
+            r.push_str(&format!(
+                "| {} | {} | {} | {:.3} | {:.3} |\n",
+                f.corpus,
+                f.speaker,
+                f.scores[&Band::Wideband].clips.len(),
+                f.scores[&Band::Wideband].uar(),
+                f.scores[&Band::Narrowband].uar()
+            ));
+        }
+        println!("{r}");
+        return Ok(());
+    }
+
+    // Leave one corpus out: each corpus scored by a model trained on the others, with
+    // hyperparameters chosen by leave-one-corpus-out on those others only.
+    let mut loco: Vec<FoldResult> = Vec::new();
+    for held in CORPORA {
+        let (train, test): (Vec<usize>, Vec<usize>) =
+            all.iter().partition(|&&s| corpus_of[s] != held);
+        if test.is_empty() || train.is_empty() {
+            continue;
+        }
+        let h = fixed.unwrap_or_else(|| select_loco(&ctx, &train, threads).0);
+        let model = train_model(&ctx, &train, h);
+        let folds = parallel_map(&test, threads, |&si| {
+            score_speaker(&ctx, &speakers, si, &model, h, eval_orders)
+        });
+        for f in &folds {
+            eprintln!(
+                "LOCO {}:{} [{}]  wideband UAR {:.3}  telephone UAR {:.3}",
+                f.corpus,
+                f.speaker,
+                h.label(),
+                f.scores[&Band::Wideband].uar(),
+                f.scores[&Band::Narrowband].uar()
+            );
+        }
+        loco.extend(folds);
+    }
+    let loco_summary = summarise(&loco);
+
+    // The shipped hyperparameters: leave-one-corpus-out over all corpora.
+    let (h, inner) = match fixed {
+        Some(h) => (h, Vec::new()),
+        None => select_loco(&ctx, &all, threads),
+    };
+
+    // Leave one speaker out with those hyperparameters (in-corpus figures).
+    let table: Vec<FoldResult> = parallel_map(&all, threads, |&si| {
+        let train: Vec<usize> = all.iter().copied().filter(|&s| s != si).collect();
+        let model = train_model(&ctx, &train, h);
+        score_speaker(&ctx, &speakers, si, &model, h, eval_orders)
+    });
+    for f in &table {
+        eprintln!(
+            "LOSO {}:{}  wideband UAR {:.3}  telephone UAR {:.3}",
+            f.corpus,
+            f.speaker,
+            f.scores[&Band::Wideband].uar(),
+            f.scores[&Band::Narrowband].uar()
+        );
     }
     let summary = summarise(&table);
 
-    // Sensitivity (reporting only, never used for selection): plain LOSO per grid point.
+    // Sensitivity (reporting only, never used for selection): leave-one-corpus-out per grid
+    // point with the training corpora's own selection skipped.
     let mut sens = Vec::new();
     if sensitivity {
         for h in grid() {
-            let per: Vec<[ClipScores; 2]> = parallel_map(&all, threads, |&si| {
-                let train: Vec<usize> = all.iter().copied().filter(|&s| s != si).collect();
+            let mut cells = Vec::new();
+            for held in CORPORA {
+                let (train, test): (Vec<usize>, Vec<usize>) =
+                    all.iter().partition(|&&s| corpus_of[s] != held);
                 let m = train_model(&ctx, &train, h);
-                [0, 1].map(|bi| evaluate(&m, &seqs[si][bi], BANDS[bi], None))
-            });
-            let cells = cell_uars(&corpus_of, &per);
+                for bi in 0..2 {
+                    let pooled: Vec<_> = test
+                        .iter()
+                        .flat_map(|&s| evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], None).clips)
+                        .collect();
+                    cells.push(ClipScores::uar_of(&pooled));
+                }
+            }
             eprintln!("sensitivity {}: {:?}", h.label(), cells);
             sens.push((h, cells));
         }
     }
 
-    // The shipped model: hyperparameters chosen by the same inner CV over all speakers,
-    // trained on all speakers.
-    let (h, inner) = match fixed {
-        Some(h) => (h, Vec::new()),
-        None => select(&ctx, &all),
-    };
     let command = format!(
         "cargo run --release --example train_arousal -- {}",
         args.join(" ")
     );
     let training = serde_json::json!({
         "command": command,
-        "corpora": ["emodb-train", "ravdess-train"],
+        "corpora": CORPORA.map(|c| format!("{c}-train")),
         "speakers": speakers.len(),
         "hyperparameters": {
             "prior_weight": h.prior_weight,
             "l2": h.l2,
             "heads": if h.split { "separate wideband/narrowband" } else { "pooled" },
             "corpus_balance": h.corpus_balance,
+            "raw_inputs": h.raw.label(),
+            "raw_decay_utterances": h.raw_decay,
             "chosen_by": if fixed.is_some() {
                 "fixed on the command line (--fixed)".to_string()
             } else {
-                format!("{INNER_FOLDS}-fold speaker-grouped CV on the training speakers, mean of the four corpus×channel clip UARs; grid prior_weight {GRID_PRIOR_WEIGHT:?} × l2 {GRID_L2:?} × heads split/pooled × corpus_balance {GRID_CORPUS_BALANCE:?}")
+                format!("leave-one-corpus-out over the training corpora, mean of the held-out corpus×channel clip UARs; grid prior_weight {GRID_PRIOR_WEIGHT:?} × l2 {GRID_L2:?} × corpus_balance {GRID_CORPUS_BALANCE:?} × raw inputs (set, fading) {GRID_RAW:?}, separate wideband/narrowband heads")
             },
         },
         "training_orders_per_speaker": orders,
         "loso_uar": summary,
+        "loco_uar": loco_summary,
     });
     let mut model = train_model(&ctx, &all, h);
     model.training = training;
@@ -326,7 +459,18 @@ fn main() -> Result<()> {
     } else {
         None
     };
-    let mut report = render_report(&table, &summary, &model, &command, h, &inner, &sens, t0);
+    let mut report = render_report(
+        &table,
+        &summary,
+        &loco,
+        &loco_summary,
+        &model,
+        &command,
+        h,
+        &inner,
+        &sens,
+        t0,
+    );
     if let Some(line) = binary_check {
         report.push_str(&format!("\nBinary check: {line}\n"));
     }
@@ -374,55 +518,40 @@ struct Ctx<'a> {
     orders: u64,
 }
 
-/// Speaker-grouped inner folds, stratified by corpus.
-fn inner_folds(ctx: &Ctx, speakers: &[usize]) -> Vec<Vec<usize>> {
-    let mut folds = vec![Vec::new(); INNER_FOLDS];
-    for corpus in ["emodb", "ravdess"] {
-        for (k, &s) in speakers
-            .iter()
-            .filter(|&&s| ctx.corpus[s] == corpus)
-            .enumerate()
-        {
-            folds[k % INNER_FOLDS].push(s);
-        }
-    }
-    folds
-}
-
-/// Chooses hyperparameters by the inner cross-validation on `speakers` only. Returns the
-/// choice and each grid point's inner score.
-fn select(ctx: &Ctx, speakers: &[usize]) -> (Hyper, Vec<(Hyper, f64)>) {
-    let folds = inner_folds(ctx, speakers);
-    let mut scored = Vec::new();
-    for h in grid() {
-        let mut per: Vec<(usize, [ClipScores; 2])> = Vec::new();
-        for fold in &folds {
+/// Chooses hyperparameters by leave-one-corpus-out on `speakers` only: for every grid point,
+/// each corpus among them is scored (protocol call plus two simulated orders per speaker) by
+/// a model trained on the others; the score is the mean of the held-out corpus × channel
+/// UARs. Returns the choice and each grid point's score.
+fn select_loco(ctx: &Ctx, speakers: &[usize], threads: usize) -> (Hyper, Vec<(Hyper, f64)>) {
+    let corpora = corpora_of(ctx, speakers);
+    let g = grid();
+    let scored: Vec<(Hyper, f64)> = parallel_map(&g, threads, |&h| {
+        let mut cells = Vec::new();
+        for held in &corpora {
             let train: Vec<usize> = speakers
                 .iter()
                 .copied()
-                .filter(|s| !fold.contains(s))
+                .filter(|&s| ctx.corpus[s] != *held)
                 .collect();
             let m = train_model(ctx, &train, h);
-            for &s in fold {
-                let sc = [0, 1].map(|bi| {
-                    let mut c = evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], None);
+            let test: Vec<usize> = speakers
+                .iter()
+                .copied()
+                .filter(|&s| ctx.corpus[s] == *held)
+                .collect();
+            for bi in 0..2 {
+                let mut pooled = Vec::new();
+                for &s in &test {
+                    pooled.extend(evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], None).clips);
                     for o in 1..=2 {
-                        c.clips
-                            .extend(evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], Some(o)).clips);
+                        pooled.extend(evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], Some(o)).clips);
                     }
-                    c
-                });
-                per.push((s, sc));
+                }
+                cells.push(ClipScores::uar_of(&pooled));
             }
         }
-        let (ids, sc): (Vec<usize>, Vec<[ClipScores; 2]>) = per.into_iter().unzip();
-        let corpus: Vec<&str> = ids.iter().map(|&s| ctx.corpus[s]).collect();
-        let cells = cell_uars_of(&corpus, &sc);
-        let score = cells.iter().sum::<f64>() / cells.len() as f64;
-        scored.push((h, score));
-    }
-    // Ties go to the earlier grid point (split before pooled, then smaller corpus balance,
-    // prior weight and l2).
+        (h, cells.iter().sum::<f64>() / cells.len().max(1) as f64)
+    });
     let best = scored
         .iter()
         .copied()
@@ -435,27 +564,34 @@ fn select(ctx: &Ctx, speakers: &[usize]) -> (Hyper, Vec<(Hyper, f64)>) {
     (best, scored)
 }
 
-/// Per corpus × channel pooled-clip UAR, in the order emodb wb, emodb tel, ravdess wb, tel.
-fn cell_uars(corpus_of: &[&str], per: &[[ClipScores; 2]]) -> Vec<f64> {
-    cell_uars_of(corpus_of, per)
-}
-
-fn cell_uars_of(corpus: &[&str], per: &[[ClipScores; 2]]) -> Vec<f64> {
-    let mut cells = Vec::new();
-    for c in ["emodb", "ravdess"] {
-        for bi in 0..2 {
-            let pooled: Vec<(bool, bool, usize)> = per
-                .iter()
-                .zip(corpus)
-                .filter(|(_, &k)| k == c)
-                .flat_map(|(p, _)| p[bi].clips.iter().copied())
-                .collect();
-            if !pooled.is_empty() {
-                cells.push(ClipScores::uar_of(&pooled));
-            }
+/// One held-out speaker's scores under `model`: the protocol call and `eval_orders`
+/// simulated orders, both channels.
+fn score_speaker(
+    ctx: &Ctx,
+    speakers: &[SpeakerClips],
+    si: usize,
+    model: &ArousalModel,
+    h: Hyper,
+    eval_orders: u64,
+) -> FoldResult {
+    let spk = &speakers[si];
+    let mut fold = FoldResult {
+        corpus: spk.corpus,
+        speaker: spk.speaker.clone(),
+        hyper: h,
+        scores: BTreeMap::new(),
+        simulated: BTreeMap::new(),
+    };
+    for (bi, &b) in BANDS.iter().enumerate() {
+        fold.scores
+            .insert(b, evaluate(model, &ctx.seqs[si][bi], b, None));
+        let mut sim = Vec::new();
+        for o in 1..=eval_orders {
+            sim.extend(evaluate(model, &ctx.seqs[si][bi], b, Some(1000 + o)).clips);
         }
+        fold.simulated.insert(b, sim);
     }
-    cells
+    fold
 }
 
 /// Turns a processed call into what the models see.
@@ -559,14 +695,23 @@ fn inputs(head: &Head, band: Band, s: &Seq, order: &[usize]) -> Vec<(usize, Vec<
 }
 
 /// Example weight of speaker `s`'s utterances: with `balance` 1 each corpus weighs as much
-/// as the other in training (as the evaluation weighs them), with 0 every speaker weighs
-/// the same (the larger corpus dominates); in between, geometrically.
+/// as every other in training (as the evaluation weighs them), with 0 every speaker weighs
+/// the same (the larger corpora dominate); in between, geometrically.
 fn corpus_weight(ctx: &Ctx, speakers: &[usize], s: usize, balance: f32) -> f32 {
     let n = speakers
         .iter()
         .filter(|&&t| ctx.corpus[t] == ctx.corpus[s])
         .count();
-    (speakers.len() as f32 / (2.0 * n as f32)).powf(balance)
+    let corpora = corpora_of(ctx, speakers).len();
+    (speakers.len() as f32 / (corpora as f32 * n as f32)).powf(balance)
+}
+
+/// The corpora `speakers` come from, in report order.
+fn corpora_of(ctx: &Ctx, speakers: &[usize]) -> Vec<&'static str> {
+    CORPORA
+        .into_iter()
+        .filter(|c| speakers.iter().any(|&s| ctx.corpus[s] == *c))
+        .collect()
 }
 
 /// Trains a model on `speakers` with hyperparameters `h`.
@@ -584,11 +729,18 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
             prior_mean: pm,
             prior_sd: ps,
             prior_weight: h.prior_weight,
+            raw_decay: h.raw_decay.filter(|_| h.raw != RawSet::None),
             input_mean: vec![0.0; 2 * n],
             input_sd: vec![1.0; 2 * n],
             weights: vec![0.0; 2 * n],
             bias: 0.0,
         };
+        // Raw inputs left out are held constant, so the fit gives them no weight.
+        let names = descriptor_names();
+        let dropped: Vec<usize> = (0..n)
+            .filter(|&j| !h.raw.keeps(&names[j]))
+            .map(|j| n + j)
+            .collect();
         let (mut x, mut y, mut sw) = (Vec::new(), Vec::new(), Vec::new());
         for &s in speakers {
             let cw = corpus_weight(ctx, speakers, s, h.corpus_balance);
@@ -597,8 +749,11 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
                 for o in 0..ctx.orders {
                     // Order 0 is the real call; the others are simulated re-orderings.
                     let (order, _) = utterance_order(seq, (o > 0).then_some(o));
-                    for (u, input) in inputs(&head, BANDS[bi], seq, &order) {
+                    for (u, mut input) in inputs(&head, BANDS[bi], seq, &order) {
                         if let Some(c) = seq.clip[u] {
+                            for &j in &dropped {
+                                input[j] = 0.0;
+                            }
                             x.push(input);
                             y.push(if seq.spans[c].2 { 1.0 } else { 0.0 });
                             sw.push(cw);
@@ -1068,7 +1223,7 @@ fn recalls(items: &[(bool, bool, usize)]) -> (f64, f64) {
 
 fn summarise(table: &[FoldResult]) -> serde_json::Value {
     let mut v = serde_json::Map::new();
-    for corpus in ["emodb", "ravdess"] {
+    for corpus in CORPORA {
         for b in BANDS {
             let folds: Vec<&FoldResult> = table.iter().filter(|f| f.corpus == corpus).collect();
             let pooled: Vec<(bool, bool, usize)> = folds
@@ -1115,32 +1270,25 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_report(
-    table: &[FoldResult],
-    summary: &serde_json::Value,
-    model: &ArousalModel,
-    command: &str,
-    chosen: Hyper,
-    inner: &[(Hyper, f64)],
-    sens: &[(Hyper, Vec<f64>)],
-    t0: std::time::Instant,
-) -> String {
-    let mut r = String::new();
-    r.push_str("# Arousal model: leave-one-speaker-out evaluation\n\n");
-    r.push_str(&format!("Reproduce: `{command}`\n\n"));
-    r.push_str(&format!(
-        "(this run: {:.0} s of wall time from start to report, feature extraction included when the cache was cold)\n\n",
-        t0.elapsed().as_secs_f64()
-    ));
-    r.push_str("Protocol: per held-out speaker, all their clips in a random order with 1.5 s of silence between them as one mono call through the replay pipeline (customer channel); clip arousal = overlap-weighted mean of utterance arousal; threshold 0.5; UAR = mean of the recalls of high and low. Telephone = 300–3400 Hz band-pass, 8 kHz, μ-law (scored by the narrowband head, as the pipeline does for 8 kHz input). The model of each fold is trained on every other speaker of both corpora; its hyperparameters are chosen by a speaker-grouped inner cross-validation on those speakers only.\n\n");
-    r.push_str("| corpus | channel | UAR (pooled clips) | mean per-speaker UAR | first 3 clips | later clips | 10 simulated orders: UAR | first 3 | later |\n|---|---|---|---|---|---|---|---|---|\n");
-    for corpus in ["emodb", "ravdess"] {
+/// Pooled-clip UAR of `summary`'s cell, or NaN.
+fn cell(summary: &serde_json::Value, corpus: &str, b: Band, key: &str) -> f64 {
+    summary[format!("{corpus}_{}", channel_name(b))][key]
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+/// The corpus × channel table of one evaluation.
+fn summary_table(r: &mut String, summary: &serde_json::Value) {
+    r.push_str("| corpus | channel | UAR (pooled clips) | mean per-speaker UAR | first 3 clips | later clips | 10 simulated orders: UAR | first 3 | later | first 3: recall high / low | later: recall high / low |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for corpus in CORPORA {
         for b in BANDS {
             let s = &summary[format!("{corpus}_{}", channel_name(b))];
+            if s.is_null() {
+                continue;
+            }
             let sim = &s["simulated_orders"];
             r.push_str(&format!(
-                "| {corpus} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {corpus} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |\n",
                 channel_name(b),
                 s["uar_pooled"],
                 s["uar_mean_per_speaker"],
@@ -1149,16 +1297,6 @@ fn render_report(
                 sim["uar"],
                 sim["uar_first3_clips"],
                 sim["uar_later_clips"],
-            ));
-        }
-    }
-    r.push_str("\nFirst clips of a call (simulated orders, all held-out speakers pooled): recall of high / low arousal for the first 3 clips vs later clips. A systematic bias of the young baseline would show as one recall dropping for the first clips.\n\n| corpus | channel | first 3: high / low | later: high / low |\n|---|---|---|---|\n");
-    for corpus in ["emodb", "ravdess"] {
-        for b in BANDS {
-            let sim = &summary[format!("{corpus}_{}", channel_name(b))]["simulated_orders"];
-            r.push_str(&format!(
-                "| {corpus} | {} | {} / {} | {} / {} |\n",
-                channel_name(b),
                 sim["first3_recall_high_low"][0],
                 sim["first3_recall_high_low"][1],
                 sim["later_recall_high_low"][0],
@@ -1166,52 +1304,91 @@ fn render_report(
             ));
         }
     }
-    r.push_str("\nPer speaker (protocol call; hyperparameters chosen inside the fold):\n\n| corpus | speaker | clips | wideband UAR | telephone UAR | chosen in fold |\n|---|---|---|---|---|---|\n");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_report(
+    table: &[FoldResult],
+    summary: &serde_json::Value,
+    loco: &[FoldResult],
+    loco_summary: &serde_json::Value,
+    model: &ArousalModel,
+    command: &str,
+    chosen: Hyper,
+    inner: &[(Hyper, f64)],
+    sens: &[(Hyper, Vec<f64>)],
+    t0: std::time::Instant,
+) -> String {
+    let mut r = String::new();
+    r.push_str("# Arousal model: leave-one-corpus-out and leave-one-speaker-out evaluation\n\n");
+    r.push_str(&format!("Reproduce: `{command}`\n\n"));
+    r.push_str(&format!(
+        "(this run: {:.0} s of wall time from start to report, feature extraction included when the cache was cold)\n\n",
+        t0.elapsed().as_secs_f64()
+    ));
+    r.push_str(&format!("Corpora: {}. ", CORPORA.join(", ")));
+    r.push_str("Protocol: per held-out speaker, all their clips in a random order with 1.5 s of silence between them as one mono call through the replay pipeline (customer channel); clip arousal = overlap-weighted mean of utterance arousal; threshold 0.5; UAR = mean of the recalls of high and low. Telephone = 300–3400 Hz band-pass, 8 kHz, μ-law (scored by the narrowband head, as the pipeline does for 8 kHz input). First 3 clips vs later: the clips' positions in the call (the young baseline against the settled one); the simulated orders re-sequence each speaker's clips 10 times.\n\n");
+    r.push_str("## Leave one corpus out\n\nEach corpus is scored by a model trained on the other three; that model's hyperparameters are chosen by leave-one-corpus-out among those three only, so the held-out corpus never influences its own model.\n\n");
+    summary_table(&mut r, loco_summary);
+    r.push_str("\nHeld-out corpus against the same corpus in-corpus (leave one speaker out, below): the generalisation gap.\n\n| corpus | channel | LOCO | LOSO | gap |\n|---|---|---|---|---|\n");
+    for corpus in CORPORA {
+        for b in BANDS {
+            let (lc, ls) = (
+                cell(loco_summary, corpus, b, "uar_pooled"),
+                cell(summary, corpus, b, "uar_pooled"),
+            );
+            if lc.is_finite() && ls.is_finite() {
+                r.push_str(&format!(
+                    "| {corpus} | {} | {lc:.3} | {ls:.3} | {:+.3} |\n",
+                    channel_name(b),
+                    lc - ls
+                ));
+            }
+        }
+    }
+    r.push_str(&format!(
+        "\n## Leave one speaker out\n\nEvery speaker scored by a model trained on all other speakers of all corpora, with the shipped hyperparameters ({}).\n\n",
+        chosen.label()
+    ));
+    summary_table(&mut r, summary);
+    r.push_str("\n## Per speaker\n\n| corpus | speaker | clips | LOCO wideband | LOCO telephone | LOSO wideband | LOSO telephone | LOCO hyperparameters |\n|---|---|---|---|---|---|---|---|\n");
     for f in table {
+        let lo = loco
+            .iter()
+            .find(|l| l.corpus == f.corpus && l.speaker == f.speaker);
+        let u = |x: Option<&FoldResult>, b: Band| {
+            x.map_or("–".to_string(), |x| format!("{:.3}", x.scores[&b].uar()))
+        };
         r.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.3} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             f.corpus,
             f.speaker,
             f.scores[&Band::Wideband].clips.len(),
-            f.scores[&Band::Wideband].uar(),
-            f.scores[&Band::Narrowband].uar(),
-            f.hyper.label()
+            u(lo, Band::Wideband),
+            u(lo, Band::Narrowband),
+            u(Some(f), Band::Wideband),
+            u(Some(f), Band::Narrowband),
+            lo.map_or("–".to_string(), |l| l.hyper.label())
         ));
     }
     r.push_str(&format!(
-        "\nShipped model: hyperparameters {} chosen by the same inner cross-validation over all {} training speakers",
-        chosen.label(),
-        table.len()
+        "\nShipped model: trained on all {} speakers with hyperparameters {}",
+        table.len(),
+        chosen.label()
     ));
     if inner.is_empty() {
         r.push_str(" (here: fixed on the command line).\n");
     } else {
-        r.push_str("; inner CV score (mean of the four corpus×channel UARs) per grid point:\n\n| prior weight | l2 | heads | corpus balance | inner CV UAR |\n|---|---|---|---|---|\n");
+        r.push_str(" chosen by leave-one-corpus-out over all corpora; score (mean of the held-out corpus × channel UARs) per grid point:\n\n| hyperparameters | LOCO UAR |\n|---|---|\n");
         for (h, s) in inner {
-            r.push_str(&format!(
-                "| {} | {} | {} | {} | {:.3} |\n",
-                h.prior_weight,
-                h.l2,
-                if h.split { "split" } else { "pooled" },
-                h.corpus_balance,
-                s
-            ));
+            r.push_str(&format!("| {} | {s:.3} |\n", h.label()));
         }
     }
     if !sens.is_empty() {
-        r.push_str("\nSensitivity (plain LOSO per grid point; reported only, never used to choose)\n\n| prior weight | l2 | heads | corpus balance | emodb wb | emodb tel | ravdess wb | ravdess tel |\n|---|---|---|---|---|---|---|---|\n");
+        r.push_str("\nSensitivity (leave one corpus out per grid point, no inner selection; reported only, never used to choose): held-out corpus × channel UARs in corpus order, wideband then telephone\n\n| hyperparameters | cells |\n|---|---|\n");
         for (h, c) in sens {
-            r.push_str(&format!(
-                "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
-                h.prior_weight,
-                h.l2,
-                if h.split { "split" } else { "pooled" },
-                h.corpus_balance,
-                c[0],
-                c[1],
-                c[2],
-                c[3]
-            ));
+            let cells: Vec<String> = c.iter().map(|x| format!("{x:.3}")).collect();
+            r.push_str(&format!("| {} | {} |\n", h.label(), cells.join(" · ")));
         }
     }
     let names = descriptor_names();
