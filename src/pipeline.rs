@@ -127,16 +127,30 @@ const HOP_S: f64 = 0.5;
 const MIN_WINDOW_VOICED_S: f64 = 0.7;
 /// Smoothing of window stress (per hop).
 const STRESS_SMOOTHING: f32 = 0.5;
-/// Stress is the window's arousal relative to the speaker's own running arousal level, on
-/// the logit scale: `sigmoid(GAIN · (logit(a) − level − OFFSET))`. The level starts at the
-/// population's (logit 0 = P 0.5) worth `LEVEL_PRIOR_N` utterances and moves to the
-/// speaker's own mean utterance logit. With these constants a window one logit above the
-/// speaker's usual level reads 0.5, two logits above reads 0.75, the usual level 0.25 — so
-/// a speaker who is loud or high-pitched by nature does not read as stressed, and a call
-/// must rise above its own opening before `customer_stress` can fire.
+/// Stress is the window's arousal relative to the speaker's own running level, on the logit
+/// scale: `sigmoid(GAIN · (ramp · (logit(a) − level) − OFFSET))`, where the level is the
+/// median arousal logit of the speaker's earlier windows in this call (a median, so that an
+/// episode of stress does not become the speaker's usual level until it is most of what they
+/// have said) and `ramp` grows from 0 to 1 over their first `LEVEL_WARMUP_WINDOWS` windows. A window one logit above the speaker's
+/// level reads 0.5, two logits above 0.75, the level itself 0.25.
+///
+/// The level starts from the speaker's own first window, not from a population prior: a
+/// voice the model has never heard (another language, a synthetic voice, a phone line) can
+/// read high in absolute terms while the speaker is perfectly calm, and with a population
+/// prior such a call read as stressed from its first second (calm espeak-ng calls raised
+/// `customer_stress` within 30 s). The cost, deliberately accepted: a caller who is
+/// distressed from the first word and stays so does not rise above their own opening and
+/// raises no `customer_stress` (the transcript alerts — sentiment, escalation phrases — still
+/// see them). The ramp keeps the first seconds, when the level rests on a few windows, from
+/// reading small wobbles as stress.
 const STRESS_GAIN: f32 = 1.1;
 const STRESS_OFFSET: f32 = 1.0;
-const LEVEL_PRIOR_N: f32 = 3.0;
+const LEVEL_WARMUP_WINDOWS: f32 = 6.0;
+/// Window logits are bounded (P 0.007–0.993) so that one extreme window stands above the
+/// level by a bounded amount.
+const LOGIT_BOUND: f32 = 5.0;
+/// The level's histogram: bins of 0.1 logit over ±LOGIT_BOUND (fixed size, no allocation).
+const LEVEL_BINS: usize = 101;
 /// Sentiment memory: the valence used for emotion labels is an exponential average over
 /// the speaker's utterances with this weight on the newest.
 const VALENCE_SMOOTHING: f32 = 0.6;
@@ -146,8 +160,8 @@ struct Affect {
     baseline: ArousalBaseline,
     /// Arousal of the last utterance.
     utterance_arousal: Option<f32>,
-    /// Sum and count of the speaker's utterance arousal logits (their usual level).
-    level_sum: f32,
+    /// Histogram and count of the speaker's window arousal logits (their usual level).
+    level_hist: [u32; LEVEL_BINS],
     level_n: f32,
     /// Smoothed window arousal; `None` until the speaker has spoken.
     stress: Option<f32>,
@@ -162,28 +176,42 @@ struct Affect {
 impl Affect {
     /// Stress of an arousal value relative to the speaker's usual level (see STRESS_GAIN).
     fn relative(&self, arousal: f32) -> f32 {
-        stress_against(arousal, self.level_sum, self.level_n)
+        let excess = match self.level() {
+            Some(level) => {
+                let ramp = (self.level_n / LEVEL_WARMUP_WINDOWS).min(1.0);
+                ramp * (logit(arousal) - level)
+            }
+            None => 0.0,
+        };
+        crate::emotion::arousal::sigmoid(STRESS_GAIN * (excess - STRESS_OFFSET))
     }
 
-    /// [`Affect::relative`] against the level before the last utterance was added (for
-    /// labelling that utterance itself).
-    fn relative_before(&self, arousal: f32) -> f32 {
-        if self.level_n < 1.0 {
-            return self.relative(arousal);
+    /// Median logit of the windows learnt so far.
+    fn level(&self) -> Option<f32> {
+        let half = (self.level_n / 2.0).ceil().max(1.0) as u32;
+        let mut seen = 0;
+        for (i, &c) in self.level_hist.iter().enumerate() {
+            seen += c;
+            if seen >= half && self.level_n > 0.0 {
+                let step = 2.0 * LOGIT_BOUND / (LEVEL_BINS - 1) as f32;
+                return Some(-LOGIT_BOUND + i as f32 * step);
+            }
         }
-        stress_against(arousal, self.level_sum - logit(arousal), self.level_n - 1.0)
+        None
     }
-}
 
-/// The one stress formula: `arousal` against a level of `sum / (LEVEL_PRIOR_N + n)` logits.
-fn stress_against(arousal: f32, sum: f32, n: f32) -> f32 {
-    let level = sum / (LEVEL_PRIOR_N + n);
-    crate::emotion::arousal::sigmoid(STRESS_GAIN * (logit(arousal) - level - STRESS_OFFSET))
+    /// Adds a window's arousal to the speaker's level.
+    fn learn_level(&mut self, arousal: f32) {
+        let x = (logit(arousal) + LOGIT_BOUND) / (2.0 * LOGIT_BOUND);
+        let bin = (x * (LEVEL_BINS - 1) as f32).round() as usize;
+        self.level_hist[bin.min(LEVEL_BINS - 1)] += 1;
+        self.level_n += 1.0;
+    }
 }
 
 fn logit(p: f32) -> f32 {
     let p = p.clamp(1e-4, 1.0 - 1e-4);
-    (p / (1.0 - p)).ln()
+    (p / (1.0 - p)).ln().clamp(-LOGIT_BOUND, LOGIT_BOUND)
 }
 
 struct Track {
@@ -277,7 +305,7 @@ impl CallPipeline {
                 affect: emotion.then(|| Affect {
                     baseline: analyzers.arousal.new_baseline(input_rate),
                     utterance_arousal: None,
-                    level_sum: 0.0,
+                    level_hist: [0; LEVEL_BINS],
                     level_n: 0.0,
                     stress: None,
                     stress_live: false,
@@ -548,8 +576,9 @@ impl CallPipeline {
                 .copied()
                 .collect();
             let f = prosody::functionals(&frames, &cycles);
-            let a = affect
-                .relative(model.predict(&affect.baseline, &descriptors(&f, &frames, &cycles)));
+            let arousal = model.predict(&affect.baseline, &descriptors(&f, &frames, &cycles));
+            let a = affect.relative(arousal);
+            affect.learn_level(arousal);
             let s = match affect.stress {
                 // Smoothing carries across pauses: the speaker's stress is a state, not a
                 // per-utterance reading.
@@ -616,8 +645,6 @@ impl CallPipeline {
             let a = model.predict_input(affect.baseline.band(), &input);
             affect.baseline.update(&d);
             affect.utterance_arousal = Some(a);
-            affect.level_sum += logit(a);
-            affect.level_n += 1.0;
             arousal = Some(a);
             if let Some(log) = self.feature_log.as_mut() {
                 log.push(UtteranceFeatures {
@@ -705,7 +732,7 @@ impl CallPipeline {
                 }
                 // The label reads activation relative to the speaker's own level, so a
                 // naturally animated voice is not "anxious" from its first word.
-                let stress = p.arousal.map(|a| affect.relative_before(a));
+                let stress = p.arousal.map(|a| affect.relative(a));
                 emotion = emotion_label(stress, None, Some(sentiment)).map(str::to_string);
             }
         }
@@ -850,4 +877,62 @@ fn round3(x: f64) -> f64 {
 
 fn round2(x: f32) -> f32 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod stress_tests {
+    use super::*;
+
+    fn affect() -> Affect {
+        Affect {
+            baseline: ArousalModel::builtin().new_baseline(16_000),
+            utterance_arousal: None,
+            level_hist: [0; LEVEL_BINS],
+            level_n: 0.0,
+            stress: None,
+            stress_live: false,
+            stress_sum: 0.0,
+            stress_n: 0,
+            stress_max: None,
+            valence: None,
+        }
+    }
+
+    #[test]
+    fn a_voice_that_reads_high_throughout_is_calm_from_the_first_window() {
+        // An unfamiliar voice the model reads at 0.97 all call long is that speaker's level.
+        let mut a = affect();
+        for i in 0..40 {
+            let s = a.relative(0.97);
+            assert!(s < 0.3, "window {i}: {s}");
+            a.learn_level(0.97);
+        }
+    }
+
+    #[test]
+    fn a_rise_above_the_opening_is_stress_until_it_is_most_of_the_call() {
+        let mut a = affect();
+        for _ in 0..20 {
+            a.learn_level(0.5);
+        }
+        assert!(a.relative(0.95) > 0.7, "{}", a.relative(0.95));
+        // 15 stressed windows after 20 calm ones: the median is still the calm level.
+        for _ in 0..15 {
+            a.learn_level(0.95);
+        }
+        assert!(a.relative(0.95) > 0.7, "{}", a.relative(0.95));
+        // Once stress is most of what the speaker said, it is their level.
+        for _ in 0..10 {
+            a.learn_level(0.95);
+        }
+        assert!(a.relative(0.95) < 0.3, "{}", a.relative(0.95));
+    }
+
+    #[test]
+    fn the_first_windows_say_little() {
+        let mut a = affect();
+        assert!((a.relative(0.99) - 0.25).abs() < 0.01);
+        a.learn_level(0.4);
+        assert!(a.relative(0.99) < 0.5, "{}", a.relative(0.99));
+    }
 }
