@@ -242,6 +242,57 @@ fn demo_call_alerts_on_the_customer_only_when_it_escalates() {
     assert_eq!(end["summary"]["alerts"]["customer_stress"], 1);
 }
 
+/// Calm routine calls in synthetic voices unlike the demo's (espeak-ng female variants at calm
+/// rates and pitches, made by tools/calm-calls): before the stress level followed the
+/// speaker's own opening, every customer utterance of these read arousal 0.9–1.0 and
+/// `customer_stress` fired on two of the three, wideband, within the first 30 s.
+#[test]
+fn calm_calls_in_unfamiliar_voices_raise_no_stress_alert() {
+    let Some(model) = model() else {
+        return;
+    };
+    let have = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(have("espeak-ng") && have("sox") && have("python3")) {
+        eprintln!("skipped: espeak-ng, sox and python3 are needed to script the calls");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("python3")
+        .arg(root().join("tools/calm-calls/calm_calls.py"))
+        .args(["--make-only", "--only", "0,2,7", "--keep"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let calls: Vec<String> = String::from_utf8_lossy(&made.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    for call in &calls {
+        let ev = replay(std::path::Path::new(call), &model, &[]);
+        let stress: Vec<_> = ev
+            .iter()
+            .filter(|e| e["type"] == "alert" && e["kind"] == "customer_stress")
+            .collect();
+        assert!(stress.is_empty(), "{call}: {stress:?}");
+        let utterances = ev
+            .iter()
+            .filter(|e| e["type"] == "utterance" && e["speaker"] == "customer")
+            .count();
+        assert!(utterances >= 3, "{call}: {utterances} customer utterances");
+    }
+}
+
 #[test]
 fn calm_call_raises_no_alert() {
     let Some(ev) = replay_events("demo/calm-call.wav") else {

@@ -2,10 +2,12 @@
 """Escalation calls from labelled emotional speech: does the stress alert fire when a
 speaker turns angry, and stay quiet while they are calm?
 
-For every speaker of EmoDB and RAVDESS (../shared/data), one mono "call" is assembled:
-  calm part   the speaker's low-arousal clips (EmoDB neutral; RAVDESS neutral and calm),
-              shuffled, 1.5 s of silence between clips;
-  angry part  the speaker's anger clips, shuffled, same spacing.
+For every speaker of EmoDB, RAVDESS, TurEV-DB and BAVED (../shared/data), one mono "call"
+is assembled:
+  calm part   the speaker's calm clips (EmoDB neutral; RAVDESS neutral and calm; TurEV calm;
+              BAVED level 1, neutral), shuffled, 1.5 s of silence between clips;
+  angry part  the speaker's anger clips (BAVED: level 2, high intensity), shuffled, same
+              spacing.
 Each call goes through `calltone replay` (wideband, and as a telephone call: 300-3400 Hz,
 8 kHz, mu-law via sox) with the speaker as the customer. From the events:
   calm part:  share of `state` ticks whose customer stress is at or above the alert
@@ -45,15 +47,28 @@ def default_data():
     return None
 
 
+# corpus: (column, calm values, angry values). BAVED has no emotion column: level 1 is
+# neutral speech, level 2 high intensity (its "angry" stand-in); level 0 (tired) is left out
+# of the calm part as it is not a caller's calm.
+PARTS = {
+    "emodb": ("emotion", {"neutral"}, {"anger"}),
+    "ravdess": ("emotion", {"neutral", "calm"}, {"angry"}),
+    "turev": ("emotion", {"calm"}, {"angry"}),
+    "baved": ("level", {"1"}, {"2"}),
+}
+
+
 def clips(data):
     """{(corpus, speaker): {"calm": [paths], "angry": [paths]}}"""
     out = {}
-    for corpus, calm, angry in (("emodb", {"neutral"}, {"anger"}),
-                                ("ravdess", {"neutral", "calm"}, {"angry"})):
+    for corpus, (column, calm, angry) in PARTS.items():
         d = os.path.join(data, corpus + "-train")
+        if not os.path.isdir(d):
+            continue
         with open(os.path.join(d, "labels.tsv")) as f:
             for row in csv.DictReader(f, delimiter="\t"):
-                part = "calm" if row["emotion"] in calm else "angry" if row["emotion"] in angry else None
+                v = row[column]
+                part = "calm" if v in calm else "angry" if v in angry else None
                 if part:
                     out.setdefault((corpus, row["speaker"]), {"calm": [], "angry": []})[part].append(
                         os.path.join(d, row["file"]))
@@ -151,7 +166,7 @@ def main():
                   f"mean {f(r['calm_mean'])} | angry mean {f(r['angry_mean'])} | false alarms {r['false_alarms']} "
                   f"| detected {r['detected']} after {f(r['latency_s'])}", file=sys.stderr)
     print("\ncorpus   channel    calls  calm ticks >= 0.7  calm peak (median)  false alarms  detected  latency median")
-    for corpus in ("emodb", "ravdess"):
+    for corpus in PARTS:
         for channel in ("wideband", "telephone"):
             g = [r for r in rows if r["corpus"] == corpus and r["channel"] == channel]
             if not g:
