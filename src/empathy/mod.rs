@@ -245,12 +245,14 @@ impl CallEmpathy {
         }
         let empathy = self.tracker.summary();
         let opportunities: Vec<Empathy> = self.tracker.records().cloned().collect();
+        let escalated = self.tracker.escalated();
         let scorecard = self.scorecard.as_ref().map(|cfg| {
             scorecard::score(
                 cfg,
                 &scorecard::ScoreInputs {
                     empathy: &empathy,
                     opportunities: &opportunities,
+                    escalated: &escalated,
                     dismissals: &self.dismissals,
                     journey: journey.as_ref(),
                     overtalk_s,

@@ -59,12 +59,15 @@ struct AgentTurn {
 struct Open {
     opportunity: Opportunity,
     deadline: f64,
+    kinds: Vec<AlertKind>,
 }
 
 /// A resolved opportunity, its recovery decided or still open.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub event: Empathy,
+    /// Every kind of distress moment of the episode (the first is the opportunity's kind).
+    pub kinds: Vec<AlertKind>,
     /// When recovery is measured from: the response start, or the end of the window.
     reference: f64,
     hold_s: f64,
@@ -115,6 +118,14 @@ impl OpportunityTracker {
         self.records.iter().map(|r| &r.event)
     }
 
+    /// Whether each resolved opportunity's episode included an escalation phrase.
+    pub fn escalated(&self) -> Vec<bool> {
+        self.records
+            .iter()
+            .map(|r| r.kinds.contains(&AlertKind::EscalationPhrase))
+            .collect()
+    }
+
     /// A customer distress moment; returns events of opportunities it resolves at once
     /// (an agent answer already heard).
     pub fn on_distress(&mut self, d: Distress) -> Vec<Empathy> {
@@ -131,6 +142,14 @@ impl OpportunityTracker {
             }
         }
         if same_episode {
+            let kinds = match (&mut self.open, self.records.last_mut()) {
+                (Some(o), _) => Some(&mut o.kinds),
+                (None, Some(r)) => Some(&mut r.kinds),
+                (None, None) => None,
+            };
+            if let Some(k) = kinds.filter(|k| !k.contains(&d.kind)) {
+                k.push(d.kind);
+            }
             return Vec::new();
         }
         let deadline = d.end + self.window_s;
@@ -142,6 +161,7 @@ impl OpportunityTracker {
                 evidence: d.evidence,
             },
             deadline,
+            kinds: vec![d.kind],
         });
         let turns: Vec<AgentTurn> = self.recent_agent.iter().cloned().collect();
         let mut out = Vec::new();
@@ -213,13 +233,18 @@ impl OpportunityTracker {
         response: Option<EmpathyResponse>,
         reference: f64,
     ) -> Empathy {
-        let open = self.open.take();
-        let opportunity = open.map(|o| o.opportunity).unwrap_or(Opportunity {
-            kind: AlertKind::CustomerStress,
-            start: reference,
-            end: reference,
-            evidence: json!({}),
-        });
+        let (opportunity, kinds) = match self.open.take() {
+            Some(o) => (o.opportunity, o.kinds),
+            None => (
+                Opportunity {
+                    kind: AlertKind::CustomerStress,
+                    start: reference,
+                    end: reference,
+                    evidence: json!({}),
+                },
+                vec![AlertKind::CustomerStress],
+            ),
+        };
         let event = Empathy {
             opportunity,
             outcome,
@@ -229,6 +254,7 @@ impl OpportunityTracker {
         };
         self.records.push(Record {
             event: event.clone(),
+            kinds,
             reference,
             hold_s: 0.0,
             heard_since: false,
@@ -476,6 +502,7 @@ mod tests {
         tr.on_distress(moment(AlertKind::CustomerStress, 5.0, 12.0));
         assert!(ticks(&mut tr, 7.0, 40.0, None).is_empty());
         assert_eq!(tr.summary().opportunities, 1);
+        assert_eq!(tr.escalated(), vec![true], "the phrase joined the episode");
         // A new episode after a long calm gap opens a second one.
         tr.on_distress(moment(AlertKind::NegativeSentiment, 60.0, 62.0));
         let e = ticks(&mut tr, 40.0, 78.0, None);

@@ -28,6 +28,8 @@ use super::config::ScorecardConfig;
 pub struct ScoreInputs<'a> {
     pub empathy: &'a EmpathySummary,
     pub opportunities: &'a [Empathy],
+    /// Per opportunity: its episode included an escalation phrase.
+    pub escalated: &'a [bool],
     /// (call time, words) of each dismissive phrase the agent said.
     pub dismissals: &'a [(f64, String)],
     pub journey: Option<&'a Journey>,
@@ -136,7 +138,12 @@ pub fn score(cfg: &ScorecardConfig, x: &ScoreInputs<'_>) -> Scorecard {
     let esc: Vec<&Empathy> = x
         .opportunities
         .iter()
-        .filter(|o| o.opportunity.kind == AlertKind::EscalationPhrase)
+        .enumerate()
+        .filter(|(i, o)| {
+            o.opportunity.kind == AlertKind::EscalationPhrase
+                || x.escalated.get(*i).copied().unwrap_or(false)
+        })
+        .map(|(_, o)| o)
         .collect();
     let esc_met = esc
         .iter()
@@ -153,7 +160,7 @@ pub fn score(cfg: &ScorecardConfig, x: &ScoreInputs<'_>) -> Scorecard {
             ratio(esc_met, esc_n)
         },
         json!({"escalations": esc_n, "met": esc_met,
-               "phrases": esc.iter().map(|o| o.opportunity.evidence.get("phrases").cloned()).collect::<Vec<_>>()}),
+               "at": esc.iter().map(|o| o.opportunity.start).collect::<Vec<_>>()}),
     );
 
     let (pts, max) = criteria
@@ -213,6 +220,7 @@ mod tests {
         ScoreInputs {
             empathy: summary,
             opportunities: opps,
+            escalated: &[],
             dismissals,
             journey: None,
             overtalk_s: 0.0,
