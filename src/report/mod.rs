@@ -9,6 +9,7 @@
 //! call ids) goes through [`escape_html`] before it reaches markup, and pages reference no
 //! external resource (edge boxes are offline; a report is mailed around as one file).
 
+pub mod empathy_html;
 pub mod html;
 pub mod index;
 pub mod svg;
