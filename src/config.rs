@@ -37,6 +37,8 @@ pub struct Config {
     pub emotion: EmotionConfig,
     pub redact: crate::redact::RedactConfig,
     pub alerts: crate::alerts::AlertConfig,
+    pub empathy: crate::empathy::config::EmpathyConfig,
+    pub scorecard: crate::empathy::config::ScorecardConfig,
     pub serve: crate::serve::ServeConfig,
     pub mqtt: crate::publish::mqtt::MqttConfig,
     pub audiosocket: crate::sources::audiosocket::AudioSocketConfig,
@@ -165,6 +167,12 @@ impl Config {
         self.alerts
             .validate()
             .map_err(|e| bad("alerts", e.to_string()))?;
+        self.empathy
+            .validate()
+            .map_err(|e| bad("empathy", e.to_string()))?;
+        self.scorecard
+            .validate()
+            .map_err(|e| bad("scorecard", e.to_string()))?;
         let (lo, hi) = (self.prosody.f0_min_hz, self.prosody.f0_max_hz);
         if !(30.0..=200.0).contains(&lo) || !(150.0..=1000.0).contains(&hi) || lo * 2.0 > hi {
             return Err(bad(

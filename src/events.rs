@@ -33,6 +33,7 @@ pub enum EventBody {
     Utterance(Utterance),
     State(State),
     Alert(Alert),
+    Empathy(Empathy),
     CallEnded(CallEnded),
 }
 
@@ -44,6 +45,7 @@ impl EventBody {
             EventBody::Utterance(_) => "utterance",
             EventBody::State(_) => "state",
             EventBody::Alert(_) => "alert",
+            EventBody::Empathy(_) => "empathy",
             EventBody::CallEnded(_) => "call_ended",
         }
     }
@@ -97,6 +99,42 @@ pub struct Utterance {
     pub arousal: Option<f32>,
     pub emotion: Option<String>,
     pub prosody: ProsodySummary,
+    /// Agent behaviours in the words (empty when none); absent on customer utterances and
+    /// when per-agent scoring is off (`empathy.agent_scoring = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behaviours: Option<Vec<Behaviour>>,
+}
+
+/// What an agent's words do for a customer in distress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BehaviourKind {
+    /// Validating the customer's feelings: "I understand how frustrating", "I can see why".
+    Acknowledge,
+    /// "I'm sorry", "I apologise".
+    Apologise,
+    /// Ownership: "I'll make sure", "let me fix", "I will take care of".
+    Commit,
+    /// Unhelpful: "calm down", "there's nothing I can do", "that's our policy".
+    Dismiss,
+}
+
+impl BehaviourKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BehaviourKind::Acknowledge => "acknowledge",
+            BehaviourKind::Apologise => "apologise",
+            BehaviourKind::Commit => "commit",
+            BehaviourKind::Dismiss => "dismiss",
+        }
+    }
+}
+
+/// One behaviour found in an utterance: its kind and the words that matched (redacted text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Behaviour {
+    pub kind: BehaviourKind,
+    pub words: String,
 }
 
 /// One speaker's live state, sent about once a second.
@@ -107,6 +145,28 @@ pub struct SpeakerState {
     pub emotion: Option<String>,
     pub talk_ratio: f32,
     pub speaking_rate_wps: Option<f32>,
+    /// The customer's journey so far (customer only; absent until it has a label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journey: Option<JourneyLabel>,
+}
+
+/// Opening vs closing of the customer's sentiment and stress (see `empathy::journey`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JourneyLabel {
+    Improving,
+    Steady,
+    Worsening,
+}
+
+impl JourneyLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JourneyLabel::Improving => "improving",
+            JourneyLabel::Steady => "steady",
+            JourneyLabel::Worsening => "worsening",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +191,8 @@ pub enum AlertKind {
     Overtalk,
     LongSilence,
     AgentSpeakingRate,
+    /// An empathy opportunity missed or harmed (info, for the supervisor).
+    EmpathyMissed,
 }
 
 impl AlertKind {
@@ -142,6 +204,7 @@ impl AlertKind {
             AlertKind::Overtalk => "overtalk",
             AlertKind::LongSilence => "long_silence",
             AlertKind::AgentSpeakingRate => "agent_speaking_rate",
+            AlertKind::EmpathyMissed => "empathy_missed",
         }
     }
 }
@@ -177,6 +240,125 @@ pub struct SpeakerSummary {
 pub struct CallSummary {
     pub speakers: BTreeMap<Speaker, SpeakerSummary>,
     pub alerts: BTreeMap<AlertKind, u32>,
+    /// The customer's emotional journey; absent without customer speech.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journey: Option<Box<Journey>>,
+    /// Empathy opportunity counts; absent when per-agent scoring is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empathy: Option<Box<EmpathySummary>>,
+    /// The QA scorecard; absent when per-agent scoring or the scorecard is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorecard: Option<Box<Scorecard>>,
+}
+
+/// A customer distress moment that called for an empathic answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opportunity {
+    /// `customer_stress`, `negative_sentiment` or `escalation_phrase`.
+    pub kind: AlertKind,
+    /// Call time of the distress moment (its utterance or stress run), seconds.
+    pub start: f64,
+    pub end: f64,
+    /// What opened it: the words, sentiment or stress figures.
+    pub evidence: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmpathyOutcome {
+    /// An agent utterance in the window acknowledged or apologised (or committed after one).
+    Met,
+    /// The window passed without one.
+    Missed,
+    /// The agent answered with a dismissive phrase.
+    Harmed,
+}
+
+impl EmpathyOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmpathyOutcome::Met => "met",
+            EmpathyOutcome::Missed => "missed",
+            EmpathyOutcome::Harmed => "harmed",
+        }
+    }
+}
+
+/// The agent utterance that resolved an opportunity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmpathyResponse {
+    /// Start of the agent utterance, seconds.
+    pub start: f64,
+    pub kind: BehaviourKind,
+    pub words: String,
+    /// From the end of the distress moment to the start of the response (0 when the agent
+    /// answered before the customer finished), seconds.
+    pub latency_s: f64,
+}
+
+/// `empathy` event: an opportunity resolved (`recovered` null), and again once its recovery
+/// is known (`recovered` true/false).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Empathy {
+    pub opportunity: Opportunity,
+    pub outcome: EmpathyOutcome,
+    pub response: Option<EmpathyResponse>,
+    /// The customer's stress came back under the release level within `empathy.recovery_s`;
+    /// null while unknown.
+    pub recovered: Option<bool>,
+    /// From the response (or the end of the window) to the recovery, seconds.
+    pub recovery_s: Option<f64>,
+}
+
+/// `call_ended.summary.journey`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journey {
+    /// Mean sentiment (−1..1) of the customer's opening / closing speech.
+    pub opening_sentiment: Option<f32>,
+    pub closing_sentiment: Option<f32>,
+    /// Mean stress (0..1) over the opening / closing speech.
+    pub opening_stress: Option<f32>,
+    pub closing_stress: Option<f32>,
+    /// −100..100: positive = better at the close (see `empathy::journey`).
+    pub trend: Option<f32>,
+    pub label: Option<JourneyLabel>,
+    /// Times the customer's utterance sentiment swung between negative and positive.
+    pub swings: u32,
+    /// Customer utterances in the opening / closing part.
+    pub opening_utterances: u32,
+    pub closing_utterances: u32,
+}
+
+/// `call_ended.summary.empathy`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmpathySummary {
+    pub opportunities: u32,
+    pub met: u32,
+    pub missed: u32,
+    pub harmed: u32,
+    /// Median response latency of met opportunities, seconds.
+    pub median_response_s: Option<f64>,
+    /// Opportunities after which the customer recovered.
+    pub recovered: u32,
+}
+
+/// `call_ended.summary.scorecard`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scorecard {
+    /// 0–100 over the applicable criteria (100 when none applies: nothing to penalise).
+    pub score: f64,
+    pub criteria: Vec<Criterion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Criterion {
+    pub name: String,
+    pub weight: f64,
+    pub points: f64,
+    pub max: f64,
+    /// False when the call gave no occasion for it; then it neither adds nor subtracts.
+    pub applicable: bool,
+    pub evidence: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -137,6 +137,7 @@ impl CallRegistry {
                     c.last_utterance = Some(format!("{}: {}", u.speaker, u.text));
                 }
             }
+            EventBody::Empathy(_) => {}
             EventBody::Alert(a) => {
                 self.metrics.alerts.with(&[a.kind.as_str()]).inc();
                 if let Some(c) = calls.get_mut(&ev.call_id) {

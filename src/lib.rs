@@ -7,6 +7,7 @@
 //! * [`asr`] — Whisper model provisioning (fetch, CTranslate2 import) and transcription.
 //! * [`emotion`] — arousal model, text sentiment, escalation phrases, fusion.
 //! * [`alerts`] — alert rules with hysteresis and cooldown.
+//! * [`empathy`] — agent behaviours, empathy opportunities, the customer journey, scorecards.
 //! * [`redact`] — PII redaction of transcripts.
 //! * [`events`] — the event schema shared by every sink (the interface contract).
 //! * [`pipeline`] — per-call orchestration shared by replay and live paths.
@@ -25,6 +26,7 @@ pub mod audio;
 pub mod config;
 pub mod dashboard;
 pub mod emotion;
+pub mod empathy;
 pub mod events;
 pub mod http;
 pub mod metrics;

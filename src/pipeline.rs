@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::emotion::arousal::{descriptors, input_vector, ArousalBaseline, ArousalModel};
 use crate::emotion::emotion_label;
 use crate::emotion::sentiment::SentimentAnalyzer;
+use crate::empathy::{BehaviourDetector, CallEmpathy};
 use crate::events::{
     CallEnded, CallStarted, CallSummary, Event, EventBody, EventStamper, ProsodySummary,
     SpeakerState, SpeakerSummary, State, Utterance, Word,
@@ -31,6 +32,9 @@ use crate::redact::Redactor;
 use crate::segment::{Segment, UtteranceSegmenter, VadFrame, FRAME_S};
 
 /// Something the caller must act on.
+// Events dominate the stream and are moved once into their sink; boxing them would add an
+// allocation per event to save stack space in a short-lived Vec.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Output {
     /// Publish this event.
@@ -77,6 +81,8 @@ pub struct Analyzers {
     pub arousal: Arc<ArousalModel>,
     pub sentiment: Arc<SentimentAnalyzer>,
     pub redactor: Arc<Redactor>,
+    /// Agent behaviour phrase sets (`[empathy]`).
+    pub behaviours: Arc<BehaviourDetector>,
 }
 
 impl Analyzers {
@@ -90,6 +96,7 @@ impl Analyzers {
             arousal: Arc::new(arousal),
             sentiment: Arc::new(SentimentAnalyzer::new()),
             redactor: Arc::new(Redactor::new(cfg.redact.clone())),
+            behaviours: Arc::new(BehaviourDetector::new(&cfg.empathy)),
         })
     }
 }
@@ -265,6 +272,8 @@ pub struct CallPipeline {
     cfg: Config,
     analyzers: Analyzers,
     alerts: AlertEngine,
+    /// Agent behaviours, empathy opportunities, journey, scorecard (`crate::empathy`).
+    empathy: CallEmpathy,
     ended: bool,
     /// Set by `finish`, taken when `call_ended` is emitted.
     end_reason: Option<String>,
@@ -332,6 +341,7 @@ impl CallPipeline {
             cfg: cfg.clone(),
             analyzers: analyzers.clone(),
             alerts: AlertEngine::new(call_id, cfg.alerts.clone()),
+            empathy: CallEmpathy::new(cfg, Arc::clone(&analyzers.behaviours)),
             ended: false,
             end_reason: None,
             feature_log: None,
@@ -434,6 +444,41 @@ impl CallPipeline {
         self.maybe_emit_end(out);
     }
 
+    /// Empathy bookkeeping for one tick: the customer's live stress and whether an agent
+    /// reply is still being spoken or transcribed.
+    fn empathy_tick(&mut self, customer_stress: Option<f32>, out: &mut Vec<Output>) {
+        let open = self
+            .track(Speaker::Agent)
+            .and_then(|t| t.segmenter.open_start());
+        let queued = self
+            .pending
+            .values()
+            .filter(|p| p.speaker == Speaker::Agent)
+            .map(|p| p.start)
+            .reduce(f64::min);
+        let unheard = match (open, queued) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let t = self.t_segmented;
+        let events = self.empathy.on_tick(t, customer_stress, unheard);
+        self.emit_empathy(t, events, out);
+    }
+
+    /// Publishes `empathy` events and the `empathy_missed` alerts they call for.
+    fn emit_empathy(&mut self, t: f64, events: Vec<crate::events::Empathy>, out: &mut Vec<Output>) {
+        for e in events {
+            let alert = self.empathy.alert_for(&e);
+            self.emit(t, EventBody::Empathy(e), out);
+            if let Some(r) = alert {
+                let a = self
+                    .alerts
+                    .raise(r.kind, r.severity, None, r.span, r.message, r.evidence);
+                self.emit(t, EventBody::Alert(a), out);
+            }
+        }
+    }
+
     /// True once `call_ended` has been emitted.
     pub fn is_finished(&self) -> bool {
         self.ended && self.end_reason.is_none()
@@ -522,8 +567,11 @@ impl CallPipeline {
             };
             let alerts = self.alerts.on_tick(self.t_segmented, &tick);
             for a in alerts {
+                let opened = self.empathy.on_alert(&a);
                 self.emit(self.t_segmented, EventBody::Alert(a), out);
+                self.emit_empathy(self.t_segmented, opened, out);
             }
+            self.empathy_tick(tick.customer_stress, out);
             for tr in &mut self.tracks {
                 tr.trim(self.t_segmented);
             }
@@ -613,6 +661,9 @@ impl CallPipeline {
                             .map(str::to_string),
                         talk_ratio: round2((tr.talk_s / t) as f32),
                         speaking_rate_wps: tr.speaking_rate(self.t_segmented).map(round2),
+                        journey: (tr.speaker == Speaker::Customer)
+                            .then(|| self.empathy.journey_label())
+                            .flatten(),
                     },
                 )
             })
@@ -736,6 +787,13 @@ impl CallPipeline {
                 emotion = emotion_label(stress, None, Some(sentiment)).map(str::to_string);
             }
         }
+        let behaviours = if words.is_empty() {
+            let w: Vec<&str> = red_text.text.split_whitespace().collect();
+            self.empathy.behaviours(p.speaker, &w)
+        } else {
+            let w: Vec<&str> = words.iter().map(|w| w.w.as_str()).collect();
+            self.empathy.behaviours(p.speaker, &w)
+        };
         let f = &p.functionals;
         let utterance = Utterance {
             speaker: p.speaker,
@@ -757,13 +815,16 @@ impl CallPipeline {
                 hnr_db: f.hnr_db_mean.map(round2),
                 speaking_rate_wps: wps.map(round2),
             },
+            behaviours,
         };
         let alerts = self.alerts.on_utterance(&UtteranceInfo::from(&utterance));
+        let empathy = self.empathy.on_utterance(&utterance, &alerts);
         self.emit(p.end, EventBody::Utterance(utterance), out);
         for a in alerts {
             let t = a.end;
             self.emit(t, EventBody::Alert(a), out);
         }
+        self.emit_empathy(p.end, empathy, out);
         self.maybe_emit_end(out);
     }
 
@@ -804,12 +865,24 @@ impl CallPipeline {
                 )
             })
             .collect();
+        let late = self.empathy.finish(duration);
+        self.emit_empathy(duration, late, out);
+        let long_silences = self
+            .alerts
+            .counts()
+            .get(&crate::events::AlertKind::LongSilence)
+            .copied()
+            .unwrap_or(0);
+        let extra = self.empathy.summary(self.overtalk_s, long_silences);
         let body = EventBody::CallEnded(CallEnded {
             reason,
             duration: round3(duration),
             summary: CallSummary {
                 speakers,
                 alerts: self.alerts.counts().clone(),
+                journey: extra.journey.map(Box::new),
+                empathy: extra.empathy.map(Box::new),
+                scorecard: extra.scorecard.map(Box::new),
             },
         });
         self.emit(duration, body, out);

@@ -143,6 +143,7 @@ fn call_events(call_id: &str, extra: usize) -> Vec<Event> {
             emotion: None,
             talk_ratio: 0.5,
             speaking_rate_wps: Some(2.5),
+            journey: None,
         },
     );
     v.push(st.stamp(1.0, ts(), EventBody::State(State { speakers })));
@@ -159,6 +160,7 @@ fn call_events(call_id: &str, extra: usize) -> Vec<Event> {
             arousal: Some(0.8),
             emotion: None,
             prosody: ProsodySummary::default(),
+            behaviours: None,
         })
     };
     v.push(st.stamp(1.5, ts(), utt("I want to speak to a supervisor")));

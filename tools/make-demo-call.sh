@@ -4,9 +4,15 @@
 #   demo/demo-call.wav  the customer grows louder, faster and higher and asks to cancel and
 #                       for a supervisor; the agent stays calm.
 #   demo/calm-call.wav  a friendly call: nothing should alert.
-# Usage: tools/make-demo-call.sh [OUT_DIR]   (default demo/)
+#   demo/empathy-ack.wav, demo/empathy-dismiss.wav  the same customer lines (a double charge,
+#                       "ridiculous", "cancel my account"); one agent apologises, acknowledges
+#                       and takes ownership, the other says "calm down" and "that's our policy".
+# Usage: tools/make-demo-call.sh [OUT_DIR [NAME.wav...]]   (default demo/, every call; with
+# names, only those are written — the noise floor is random, so rebuilding changes a file)
 set -euo pipefail
 out=${1:-demo}
+shift || true
+only=("$@")
 for tool in espeak-ng sox; do
   command -v "$tool" >/dev/null || { echo "make-demo-call: $tool not found (apt-get install espeak-ng sox)" >&2; exit 2; }
 done
@@ -27,6 +33,9 @@ turn() {
 # build NAME GAP_S  — lays the turns out one after another on two channels.
 build() {
   local name=$1 gap=$2 cust=() agent=() who f d
+  if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then
+    rm -f "$tmp/turns"; n=0; return
+  fi
   sox -q -n -r 16000 -c 1 -b 16 "$tmp/gap.wav" trim 0 "$gap"
   sox -q -n -r 16000 -c 1 -b 16 "$tmp/lead.wav" trim 0 1.0
   cust+=("$tmp/lead.wav"); agent+=("$tmp/lead.wav")
@@ -73,3 +82,26 @@ turn agent    140 40  90 "Yes, you can pay it online or in the mobile app."
 turn customer 150 45  70 "Perfect. That is all I needed. Thanks for your help."
 turn agent    140 40  90 "You are welcome. Have a nice day."
 build calm-call.wav 0.7
+
+# The empathy pair: the same customer turns, two agents.
+empathy_call() {
+  local name=$1 a1=$2 a2=$3 a3=$4
+  turn agent    140 40  90 "Thank you for calling Acme Telecom, my name is Sam. How can I help you today?"
+  turn customer 150 45  70 "Hi. I have a question about my bill this month."
+  turn agent    140 40  90 "Of course. What do you see on the bill?"
+  turn customer 185 70 150 "I was charged twice for the same service, again. This is the third time, and it is ridiculous!"
+  turn agent    140 40  90 "$a1"
+  turn customer 195 80 170 "Nobody has fixed it. I am really angry, and I want to cancel my account!"
+  turn agent    140 40  90 "$a2"
+  turn customer 150 50  80 "Okay. Please send me a confirmation by email."
+  turn agent    140 40  90 "$a3"
+  build "$name" 0.7
+}
+empathy_call empathy-ack.wav \
+  "I am so sorry about that. I understand how frustrating this must be." \
+  "I will make sure the extra charge is refunded today, and I will fix the account myself." \
+  "Of course. You will get the email within the hour. Thank you for your patience."
+empathy_call empathy-dismiss.wav \
+  "Please calm down. Those are the charges on your account." \
+  "That is our policy. There is nothing I can do about it." \
+  "You will get an email."

@@ -149,6 +149,33 @@ impl AlertEngine {
         &self.counts
     }
 
+    /// Raises an alert decided outside the engine's rules (e.g. `empathy_missed`), numbered
+    /// and counted with the others; no cooldown (the caller decides once per episode).
+    pub fn raise(
+        &mut self,
+        kind: AlertKind,
+        severity: Severity,
+        speaker: Option<Speaker>,
+        span: (f64, f64),
+        message: String,
+        evidence: serde_json::Value,
+    ) -> Alert {
+        self.last.insert(kind, (span.1, severity));
+        *self.counts.entry(kind).or_default() += 1;
+        let n = self.next_n;
+        self.next_n += 1;
+        Alert {
+            alert_id: format!("{}:alert:{n}", self.call_id),
+            kind,
+            severity,
+            speaker,
+            start: span.0,
+            end: span.1,
+            message,
+            evidence,
+        }
+    }
+
     /// Feeds one tick; ticks with a time not after the previous one are ignored.
     pub fn on_tick(&mut self, t: f64, tick: &Tick) -> Vec<Alert> {
         let mut out = Vec::new();
@@ -911,6 +938,7 @@ mod tests {
             arousal: None,
             emotion: None,
             prosody: Default::default(),
+            behaviours: None,
         };
         let mut e = AlertEngine::new("c", only(AlertKind::EscalationPhrase));
         let a = e.on_utterance(&UtteranceInfo::from(&u));

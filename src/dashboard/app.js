@@ -152,6 +152,13 @@
         c.lastAlert = e;
         if (addAlert(e, true)) renderAlerts();
         break;
+      case 'empathy':
+        // One entry per opportunity; its second report (recovery known) replaces the first.
+        c = getCall(e.call_id);
+        setTime(c, e.t);
+        c.empathy = c.empathy || {};
+        c.empathy[e.opportunity.kind + '@' + e.opportunity.start] = e.outcome;
+        break;
       case 'call_ended':
         c = calls.get(e.call_id);
         if (!c) return;
@@ -287,6 +294,21 @@
       talk.appendChild(bar);
       talk.appendChild(el('span', null, parts.join(' · ')));
       card.appendChild(talk);
+    }
+    var journey = sps.customer && sps.customer.journey;
+    var outcomes = c.empathy ? Object.keys(c.empathy).map(function (k) { return c.empathy[k]; }) : [];
+    if (journey || outcomes.length) {
+      var em = el('div', 'empathy');
+      em.dataset.role = 'empathy';
+      var arrows = { improving: '↗ improving', steady: '→ steady', worsening: '↘ worsening' };
+      if (journey) em.appendChild(el('span', 'journey ' + journey, 'journey ' + (arrows[journey] || journey)));
+      if (outcomes.length) {
+        var met = outcomes.filter(function (o) { return o === 'met'; }).length;
+        var bad = outcomes.length - met;
+        em.appendChild(el('span', 'opps' + (bad ? ' missed' : ''),
+          'empathy met ' + met + '/' + outcomes.length + (bad ? ' · missed/harmed ' + bad : '')));
+      }
+      card.appendChild(em);
     }
     if (c.utterance) {
       var u = el('div', 'utt');

@@ -12,9 +12,19 @@
 //! * a token whose punctuation-stripped form has ≤ 2 characters keeps its punctuation
 //!   (meant for emoticons), so "no," or "ok," are not lexicon hits.
 //!
-//! Deliberate differences: emoji are not translated to words (Whisper never emits them), and
+//! Deliberate differences: emoji are not translated to words (Whisper never emits them);
 //! the "but" rule scales by position instead of by the reference's `list.index(value)`
-//! lookup, which mis-scales repeated equal values.
+//! lookup, which mis-scales repeated equal values; and **empathic frames** (below).
+//!
+//! Empathic frames: in "I understand your frustration", "I'm sorry for the trouble", "I can
+//! see why you're upset", "that must be annoying", the negative words name the *listener's*
+//! feelings, which the speaker validates; VADER adds them up as the speaker's own negativity
+//! (−0.64 for the first). A frame cue (understand, sorry, apologise, imagine, sympathise,
+//! "see why/how", "know how", "that must be/have been") neutralises the negative valence of
+//! itself and of the words it governs — up to six following tokens, stopping at the end of
+//! the clause (`,` `.` `!` `?` `;` `:`) or at "but". A negated cue is no frame ("I don't
+//! understand why you're so rude" stays negative), except the idiom "can't imagine". Positive
+//! words are untouched, so "I'm sorry, that's great news" still reads positive.
 //!
 //! The lexicon (`vader_lexicon.txt`, word and mean rating columns of the original file) is
 //! MIT-licensed: Copyright (c) 2016 C.J. Hutto; see the licence note at the end of this file.
@@ -231,6 +241,8 @@ impl SentimentAnalyzer {
                 sentiments.push(self.valence(&tokens, i));
             }
         }
+        let orig: Vec<&str> = text.split_whitespace().collect();
+        empathic_frames(&orig, &tokens.lower, &mut sentiments);
         but_check(&tokens.lower, &mut sentiments);
         score_valence(&sentiments, text)
     }
@@ -359,6 +371,65 @@ fn special_idioms_check(mut v: f64, lower: &[String], i: usize) -> f64 {
         }
     }
     v
+}
+
+/// Cues of an empathic frame (see the module docs), as lowercase token sequences.
+const FRAME_CUES: &[&[&str]] = &[
+    &["understand"],
+    &["understandable"],
+    &["sorry"],
+    &["apologize"],
+    &["apologise"],
+    &["apologies"],
+    &["imagine"],
+    &["sympathize"],
+    &["sympathise"],
+    &["empathize"],
+    &["empathise"],
+    &["see", "why"],
+    &["see", "how"],
+    &["know", "how"],
+    &["that", "must", "be"],
+    &["that", "must", "have", "been"],
+];
+/// Tokens after a cue that it governs, at most.
+const FRAME_SCOPE: usize = 6;
+
+/// Neutralises negative valence inside empathic frames.
+fn empathic_frames(orig: &[&str], lower: &[String], sentiments: &mut [f64]) {
+    let n = lower.len().min(orig.len()).min(sentiments.len());
+    let ends_clause = |tok: &str| tok.ends_with([',', '.', '!', '?', ';', ':']);
+    let mut i = 0;
+    while i < n {
+        let cue = FRAME_CUES
+            .iter()
+            .find(|c| i + c.len() <= n && c.iter().enumerate().all(|(k, w)| lower[i + k] == *w));
+        let Some(cue) = cue else {
+            i += 1;
+            continue;
+        };
+        let negated = (i.saturating_sub(2)..i).any(|j| {
+            let idiom =
+                cue[0] == "imagine" && matches!(lower[j].as_str(), "can't" | "cant" | "cannot");
+            is_negation(&lower[j]) && !idiom
+        });
+        if negated {
+            i += cue.len();
+            continue;
+        }
+        let end = (i + cue.len() + FRAME_SCOPE).min(n);
+        let mut j = i;
+        while j < end && lower[j] != "but" {
+            if sentiments[j] < 0.0 {
+                sentiments[j] = 0.0;
+            }
+            j += 1;
+            if j >= i + cue.len() && ends_clause(orig[j - 1]) {
+                break;
+            }
+        }
+        i = j.max(i + 1);
+    }
 }
 
 /// Words before the first "but" count half, words after it one and a half times.
@@ -537,6 +608,39 @@ mod tests {
         assert!(a.compound("I'm not happy with this service at all") < -0.4);
         // Negation flips: "not bad" is mildly positive.
         assert!(a.compound("Not bad at all") > 0.0);
+    }
+
+    #[test]
+    fn empathic_acknowledgements_do_not_read_negative() {
+        let a = SentimentAnalyzer::new();
+        for text in [
+            "I understand your frustration.",
+            "I completely understand how frustrating this must be.",
+            "I'm so sorry about the trouble.",
+            "I apologize for the inconvenience.",
+            "I can see why you're upset.",
+            "That must be really annoying.",
+            "I can't imagine how stressful that was.",
+            "I'm sorry to hear that, let me fix it.",
+        ] {
+            let s = a.compound(text);
+            assert!(s >= 0.0, "{text}: {s}");
+        }
+        // Plain VADER read the first at −0.64; the frame leaves positives alone.
+        assert!(a.compound("I'm sorry, that's great news!") > 0.5);
+    }
+
+    #[test]
+    fn frames_end_at_the_clause_and_do_not_survive_negation() {
+        let a = SentimentAnalyzer::new();
+        // Negated cue: the speaker's own negativity.
+        assert!(a.compound("I don't understand why you are so rude") < -0.3);
+        assert!(a.compound("I'm not sorry, this is terrible") < -0.3);
+        // The frame stops at the comma / "but": the complaint after it still counts.
+        assert!(a.compound("I understand, but this is ridiculous and unacceptable") < -0.4);
+        assert!(a.compound("Sorry, this is a horrible, awful service") < -0.5);
+        // A customer's complaint without a frame is unchanged.
+        assert!(a.compound("I am frustrated and upset") < -0.5);
     }
 
     #[test]

@@ -336,6 +336,7 @@ impl MqttHandle {
             EventBody::CallStarted(_) | EventBody::CallEnded(_) => "lifecycle",
             EventBody::Utterance(_) => "utterance",
             EventBody::Alert(_) => "alert",
+            EventBody::Empathy(_) => "empathy",
         };
         let mut ob = sh.outbox();
         let r = ob

@@ -1,5 +1,6 @@
 //! One call's QA report as a self-contained HTML page: headline numbers, the timeline SVG, the
-//! alerts with their evidence, the transcript and the call summary. Inline CSS only; no
+//! alerts with their evidence, the transcript, the empathy section (opportunities, journey,
+//! scorecard; `empathy_html`) and the call summary. Inline CSS only; no
 //! script, no external resource, so the file opens offline and can be mailed as is.
 
 use std::fmt::Write;
@@ -198,6 +199,8 @@ pub fn report_page(r: &CallReport, levels: StressLevels) -> String {
         }
         s.push_str("</tbody></table></div>\n");
     }
+
+    s.push_str(&super::empathy_html::empathy_section(r));
 
     // Summary.
     s.push_str(r#"<h2>Call summary</h2>"#);

@@ -9,6 +9,7 @@
 //! call ids) goes through [`escape_html`] before it reaches markup, and pages reference no
 //! external resource (edge boxes are offline; a report is mailed around as one file).
 
+pub mod empathy_html;
 pub mod html;
 pub mod index;
 pub mod svg;
@@ -68,6 +69,13 @@ pub struct AlertAt {
     pub alert: Alert,
 }
 
+/// An `empathy` event and when it was emitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmpathyAt {
+    pub t: f64,
+    pub empathy: crate::events::Empathy,
+}
+
 /// The events of one call, sorted by kind, as the report needs them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CallReport {
@@ -81,6 +89,8 @@ pub struct CallReport {
     pub readings: BTreeMap<Speaker, Vec<Reading>>,
     pub utterances: Vec<Utterance>,
     pub alerts: Vec<AlertAt>,
+    /// `empathy` events in order (an opportunity may appear twice: resolved, then recovered).
+    pub empathy: Vec<EmpathyAt>,
     pub ended: Option<CallEnded>,
 }
 
@@ -120,6 +130,10 @@ impl CallReport {
                 EventBody::Alert(a) => r.alerts.push(AlertAt {
                     t: ev.t,
                     alert: a.clone(),
+                }),
+                EventBody::Empathy(e) => r.empathy.push(EmpathyAt {
+                    t: ev.t,
+                    empathy: e.clone(),
                 }),
                 EventBody::CallEnded(e) => r.ended = Some(e.clone()),
             }
@@ -264,6 +278,7 @@ pub(crate) mod fixtures {
             arousal: (speaker == Speaker::Customer).then_some(0.8),
             emotion: (speaker == Speaker::Customer).then(|| "angry".into()),
             prosody: ProsodySummary::default(),
+            behaviours: None,
         }
     }
 
@@ -277,6 +292,7 @@ pub(crate) mod fixtures {
                 emotion: Some("neutral".into()),
                 talk_ratio: 0.6,
                 speaking_rate_wps: Some(2.5),
+                journey: None,
             },
         );
         speakers.insert(
@@ -287,6 +303,7 @@ pub(crate) mod fixtures {
                 emotion: None,
                 talk_ratio: 0.4,
                 speaking_rate_wps: Some(2.0),
+                journey: None,
             },
         );
         EventBody::State(State { speakers })
