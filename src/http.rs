@@ -290,6 +290,25 @@ pub async fn serve_http(
         .await
 }
 
+/// Serves `app` on `listener` (e.g. a [`crate::listener::GuardedListener`]) until `shutdown`
+/// fires, then waits for open connections.
+pub async fn serve_router<L>(
+    listener: L,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug + std::fmt::Display,
+{
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "http listening");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
