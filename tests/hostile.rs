@@ -665,3 +665,130 @@ fn stream_short_twilio_call(media: u16, call_sid: &str) {
     let _ = ws.close(None);
     while ws.read().is_ok() {}
 }
+
+// ------------------------------------------------------------ MQTT delivery
+
+fn mqtt_config(port: u16, site: &str) -> calltone::publish::MqttConfig {
+    calltone::publish::MqttConfig {
+        url: format!("mqtt://127.0.0.1:{port}"),
+        site: site.to_string(),
+        box_id: "box1".into(),
+        client_id: Some(common::broker::unique("sink")),
+        reconnect_min_ms: 50,
+        reconnect_max_ms: 300,
+        ..Default::default()
+    }
+}
+
+fn utterance(st: &mut calltone::events::EventStamper, text: String) -> calltone::events::Event {
+    use calltone::events::{EventBody, ProsodySummary, Utterance};
+    st.stamp(
+        1.0,
+        calltone::events::now_rfc3339(),
+        EventBody::Utterance(Utterance {
+            speaker: Speaker::Customer,
+            start: 0.0,
+            end: 1.0,
+            text,
+            redacted: false,
+            words: vec![],
+            not_transcribed: None,
+            sentiment: 0.0,
+            arousal: None,
+            emotion: None,
+            prosody: ProsodySummary::default(),
+        }),
+    )
+}
+
+fn arrived(rec: &common::broker::Received, event_id: &str) -> bool {
+    rec.events()
+        .iter()
+        .any(|(_, v, _)| v["event_id"] == event_id)
+}
+
+/// An event over `mqtt.max_packet_bytes` is refused at publish and counted; the next one
+/// is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_event_is_refused_at_publish() {
+    if !common::broker::port_open(1883) {
+        eprintln!("SKIP: no MQTT broker on 127.0.0.1:1883");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let site = common::broker::unique("big");
+    let rec = common::broker::subscribe(1883, &site);
+    let metrics = Metrics::new();
+    let mut cfg = mqtt_config(1883, &site);
+    cfg.max_packet_bytes = 4096;
+    let sink = calltone::publish::MqttSink::start(&cfg, dir.path(), metrics.clone()).unwrap();
+    let h = sink.handle();
+    let mut st = calltone::events::EventStamper::new("CAbig");
+    let big = utterance(&mut st, "x".repeat(10_000));
+    let e = h.publish(&big).unwrap_err();
+    assert!(e.to_string().contains("max_packet_bytes"), "{e}");
+    assert_eq!(metrics.mqtt_refused.with(&["oversize"]).get(), 1);
+    let small = utterance(&mut st, "four two".into());
+    h.publish(&small).unwrap();
+    let t0 = Instant::now();
+    while !arrived(&rec, &small.event_id) {
+        assert!(t0.elapsed() < WAIT, "later event not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!arrived(&rec, &big.event_id));
+    sink.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A broker that drops the connection for one entry (here: Mosquitto's own
+/// `max_packet_size` smaller than ours) used to wedge the outbox for good; the entry is now
+/// set aside after a few tries — kept on disk, counted — and a later call still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_the_broker_keeps_refusing_is_set_aside() {
+    if !common::broker::Mosquitto::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::broker::free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 4096\n"
+        ),
+    )
+    .unwrap();
+    let _broker = common::broker::Mosquitto::with_config(port, conf);
+    let site = common::broker::unique("aside");
+    let rec = common::broker::subscribe(port, &site);
+    let metrics = Metrics::new();
+    let data = dir.path().join("data");
+    let sink =
+        calltone::publish::MqttSink::start(&mqtt_config(port, &site), &data, metrics.clone())
+            .unwrap();
+    let h = sink.handle();
+    let mut st = calltone::events::EventStamper::new("CAwedge");
+    let refused = utterance(&mut st, "y".repeat(8_000));
+    h.publish(&refused).unwrap();
+    let mut later = calltone::events::EventStamper::new("CAlater");
+    let next = utterance(&mut later, "the next call".into());
+    h.publish(&next).unwrap();
+    let t0 = Instant::now();
+    while !arrived(&rec, &next.event_id) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the outbox is wedged: the later call never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("set aside and moved on after {:?}", t0.elapsed());
+    assert_eq!(metrics.mqtt_refused.with(&["set_aside"]).get(), 1);
+    assert_eq!(h.outbox_depth(), 0);
+    let kept: Vec<_> = std::fs::read_dir(data.join("outbox-set-aside"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(kept.len(), 1);
+    let body = std::fs::read_to_string(kept[0].path()).unwrap();
+    assert!(body.contains(&refused.event_id), "{body}");
+    sink.shutdown(Duration::from_secs(2)).await;
+}
