@@ -33,6 +33,19 @@ pub struct SecurityConfig {
     /// An HTTP connection must deliver its first request's headers within this many
     /// seconds, else it is closed (slowloris). Default 10.
     pub http_header_timeout_s: f64,
+    /// Supervisor listener authentication: a file of SHA-256 digests (hex, one per line,
+    /// `#` comments, optional `name:` before the digest) of bearer tokens. When set, every
+    /// supervisor request needs `Authorization: Bearer TOKEN` (or HTTP basic auth with the
+    /// token as password) whose digest is listed; others get 401. Make a digest with
+    /// `printf %s "$TOKEN" | sha256sum`. Default: none (no authentication; loopback only).
+    pub http_tokens_file: Option<std::path::PathBuf>,
+    /// `/healthz` answers without a token (load balancers, watchdogs). Default true.
+    pub healthz_open: bool,
+    /// `/metrics` answers without a token (a Prometheus without credentials). Default false.
+    pub metrics_open: bool,
+    /// Host header names (without port) the supervisor listener answers to, against DNS
+    /// rebinding; others get 421. Default empty: any.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for SecurityConfig {
@@ -43,6 +56,10 @@ impl Default for SecurityConfig {
             max_calls: 256,
             max_connections: 512,
             http_header_timeout_s: 10.0,
+            http_tokens_file: None,
+            healthz_open: true,
+            metrics_open: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -77,6 +94,152 @@ impl SecurityConfig {
         }
         Ok(())
     }
+}
+
+/// Who may use the supervisor listener: bearer tokens (by SHA-256 digest) and Host names.
+#[derive(Debug, Clone, Default)]
+pub struct SupervisorAuth {
+    digests: Vec<[u8; 32]>,
+    healthz_open: bool,
+    metrics_open: bool,
+    hosts: Vec<String>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No or unknown credentials (401).
+    Unauthorized,
+    /// Host header not allowed (421).
+    BadHost,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::BadHost => "bad_host",
+        }
+    }
+}
+
+impl SupervisorAuth {
+    /// Reads `security.http_tokens_file`; the error names the file and line.
+    pub fn from_config(c: &SecurityConfig) -> Result<Self, String> {
+        let mut digests = Vec::new();
+        if let Some(path) = &c.http_tokens_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("security.http_tokens_file {}: {e}", path.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let hex = line.rsplit(':').next().unwrap_or(line).trim();
+                let d = parse_digest(hex).ok_or_else(|| {
+                    format!(
+                        "security.http_tokens_file {}:{}: expected a SHA-256 digest (64 hex digits)",
+                        path.display(),
+                        n + 1
+                    )
+                })?;
+                digests.push(d);
+            }
+            if digests.is_empty() {
+                return Err(format!(
+                    "security.http_tokens_file {}: no digests",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Self {
+            digests,
+            healthz_open: c.healthz_open,
+            metrics_open: c.metrics_open,
+            hosts: c
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        })
+    }
+
+    /// Whether requests need credentials.
+    pub fn enabled(&self) -> bool {
+        !self.digests.is_empty()
+    }
+
+    /// Checks one request: its path, `Host` and `Authorization` header values.
+    pub fn check(
+        &self,
+        path: &str,
+        host: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if !self.hosts.is_empty() {
+            let name = host.map(host_name).unwrap_or_default();
+            if !self.hosts.contains(&name) {
+                return Err(Refusal::BadHost);
+            }
+        }
+        if self.digests.is_empty()
+            || (path == "/healthz" && self.healthz_open)
+            || (path == "/metrics" && self.metrics_open)
+        {
+            return Ok(());
+        }
+        let token = authorization
+            .and_then(credential)
+            .ok_or(Refusal::Unauthorized)?;
+        let d: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).into();
+        // Digests of the secret are compared, so timing reveals nothing about the token.
+        if self.digests.contains(&d) {
+            Ok(())
+        } else {
+            Err(Refusal::Unauthorized)
+        }
+    }
+}
+
+/// The host name of a `Host` header value, lowercase, without port or IPv6 brackets.
+fn host_name(h: &str) -> String {
+    let h = h.trim();
+    let name = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        h.rsplit_once(':').map_or(h, |(n, _)| n)
+    };
+    name.to_ascii_lowercase()
+}
+
+/// The secret of `Bearer TOKEN` or of `Basic base64(user:TOKEN)`.
+fn credential(v: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (scheme, rest) = v.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        return s.split_once(':').map(|(_, p)| p.to_string());
+    }
+    None
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Whether every address `addr` can resolve to is a loopback address. A literal
@@ -225,6 +388,44 @@ mod tests {
             &["127.0.0.0/8".into()],
             "8.8.8.8".parse().unwrap()
         ));
+    }
+
+    #[test]
+    fn supervisor_tokens_and_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tokens");
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"s3cret").into();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&f, format!("# supervisors\nwall:{hex}\n")).unwrap();
+        let cfg = SecurityConfig {
+            http_tokens_file: Some(f.clone()),
+            allowed_hosts: vec!["calltone.local".into(), "127.0.0.1".into()],
+            ..Default::default()
+        };
+        let a = SupervisorAuth::from_config(&cfg).unwrap();
+        assert!(a.enabled());
+        let host = Some("127.0.0.1:8080");
+        assert_eq!(a.check("/api/calls", host, Some("Bearer s3cret")), Ok(()));
+        use base64::Engine as _;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("sup:s3cret")
+        );
+        assert_eq!(a.check("/", host, Some(&basic)), Ok(()));
+        assert_eq!(
+            a.check("/api/calls", host, Some("Bearer wrong")),
+            Err(Refusal::Unauthorized)
+        );
+        assert_eq!(a.check("/metrics", host, None), Err(Refusal::Unauthorized));
+        assert_eq!(a.check("/healthz", host, None), Ok(()));
+        assert_eq!(
+            a.check("/healthz", Some("evil.example"), None),
+            Err(Refusal::BadHost)
+        );
+        assert_eq!(a.check("/healthz", None, None), Err(Refusal::BadHost));
+        std::fs::write(&f, "not a digest\n").unwrap();
+        let e = SupervisorAuth::from_config(&cfg).unwrap_err();
+        assert!(e.contains(":1:"), "{e}");
     }
 
     #[test]

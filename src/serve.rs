@@ -224,7 +224,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
             }
         });
     }
-    security::warn_if_exposed("http", &cfg.serve.http.to_string(), false);
+    let auth = security::SupervisorAuth::from_config(sec).map_err(ServeError::Setup)?;
+    security::warn_if_exposed("http", &cfg.serve.http.to_string(), auth.enabled());
     let state = AppState::new(metrics.clone(), registry.clone(), Some(mqtt.clone()));
     let http_stop = CancellationToken::new();
     let dashboard = crate::dashboard::router(crate::dashboard::LiveFeed::new(
@@ -236,8 +237,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
     ));
     background.spawn({
         let stop = http_stop.clone();
+        let metrics_http = metrics.clone();
         async move {
-            let app = crate::http::router(state).merge(dashboard);
+            let app = crate::http::with_auth(
+                crate::http::router(state).merge(dashboard),
+                auth,
+                metrics_http,
+            );
             if let Err(e) = serve_router(http_listener, app, stop).await {
                 tracing::error!(error = %e, "http server failed");
             }

@@ -593,6 +593,75 @@ fn supervisor_and_media_listeners_are_separate() {
     serve.terminate();
 }
 
+/// With `security.http_tokens_file`, the supervisor side answers only to a listed bearer
+/// token (or basic auth with it), `/healthz` stays open, `/metrics` does not, and a Host
+/// outside `allowed_hosts` is refused.
+#[test]
+fn supervisor_listener_refuses_missing_and_wrong_credentials() {
+    use std::io::{Read, Write};
+    let Some(model) = common::model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"wall-screen-7").into();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&tokens, format!("wall:{hex}\n")).unwrap();
+    let tables = format!(
+        "[security]\nhttp_tokens_file = {:?}\nallowed_hosts = [\"localhost\", \"127.0.0.1\"]\n",
+        tokens.display().to_string()
+    );
+    let mut setup = common::service::ServeSetup::new(&model, "mqtt://127.0.0.1:1", "auth");
+    setup.tables = &tables;
+    let serve = common::service::Serve::launch(
+        dir.path(),
+        &setup,
+        common::broker::free_port(),
+        common::broker::free_port(),
+    );
+    let get = |path: &str, host: &str, auth: Option<&str>| -> u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", serve.http)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n").unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    };
+    for path in ["/", "/api/calls", "/api/alerts", "/api/events", "/metrics"] {
+        assert_eq!(get(path, "localhost", None), 401, "{path} without a token");
+        assert_eq!(
+            get(path, "localhost", Some("Bearer wall-screen-8")),
+            401,
+            "{path} with a wrong token"
+        );
+        assert_eq!(
+            get(path, "localhost", Some("Basic d2FsbDp3cm9uZw==")),
+            401,
+            "{path} with wrong basic auth"
+        );
+    }
+    assert_eq!(
+        get("/api/calls", "localhost", Some("Bearer wall-screen-7")),
+        200
+    );
+    assert_eq!(
+        get("/metrics", "127.0.0.1", Some("Bearer wall-screen-7")),
+        200
+    );
+    assert_eq!(get("/healthz", "localhost", None), 200);
+    // DNS rebinding: a page on evil.example resolving to the box.
+    assert_eq!(
+        get("/api/calls", "evil.example", Some("Bearer wall-screen-7")),
+        421
+    );
+    assert_eq!(get("/healthz", "evil.example:8080", None), 421);
+    serve.terminate();
+}
+
 /// A call id used again after its call ended is a new call with its own `event_id`s, so a
 /// consumer de-duplicating by `event_id` keeps both calls.
 #[test]
