@@ -44,6 +44,7 @@ pub struct Config {
     pub audiosocket: crate::sources::audiosocket::AudioSocketConfig,
     pub media_stream: crate::sources::media_stream::MediaStreamConfig,
     pub device: crate::sources::device::DeviceConfig,
+    pub security: crate::security::SecurityConfig,
 }
 
 /// `[emotion]`: the arousal model.
@@ -173,6 +174,14 @@ impl Config {
         self.scorecard
             .validate()
             .map_err(|e| bad("scorecard", e.to_string()))?;
+        self.security.validate().map_err(|e| bad("security", e))?;
+        self.audiosocket
+            .validate()
+            .map_err(|e| bad("audiosocket", e))?;
+        self.media_stream
+            .validate()
+            .map_err(|e| bad("media_stream", e))?;
+        self.serve.validate().map_err(|e| bad("serve", e))?;
         let (lo, hi) = (self.prosody.f0_min_hz, self.prosody.f0_max_hz);
         if !(30.0..=200.0).contains(&lo) || !(150.0..=1000.0).contains(&hi) || lo * 2.0 > hi {
             return Err(bad(

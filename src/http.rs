@@ -291,6 +291,68 @@ pub async fn serve_http(
         .await
 }
 
+/// Wraps the supervisor routes in `auth` (Host allow-list, bearer tokens): refused requests
+/// get 401/421, are logged and counted in
+/// `calltone_connections_closed_total{source="http",reason="unauthorized"|"bad_host"}`.
+pub fn with_auth(
+    app: Router,
+    auth: crate::security::SupervisorAuth,
+    metrics: Arc<Metrics>,
+) -> Router {
+    use axum::http::StatusCode;
+    let auth = Arc::new(auth);
+    app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let (auth, metrics) = (auth.clone(), metrics.clone());
+            async move {
+                let verdict = {
+                    let h = |name: header::HeaderName| {
+                        req.headers().get(name).and_then(|v| v.to_str().ok())
+                    };
+                    auth.check(req.uri().path(), h(header::HOST), h(header::AUTHORIZATION))
+                };
+                match verdict {
+                    Ok(()) => next.run(req).await,
+                    Err(r) => {
+                        metrics.connections_closed.with(&["http", r.reason()]).inc();
+                        tracing::warn!(path = %req.uri().path(), reason = r.reason(), "supervisor request refused");
+                        match r {
+                            crate::security::Refusal::Unauthorized => (
+                                StatusCode::UNAUTHORIZED,
+                                [(header::WWW_AUTHENTICATE, "Basic realm=\"calltone\"")],
+                                "unauthorized\n",
+                            )
+                                .into_response(),
+                            crate::security::Refusal::BadHost => {
+                                (StatusCode::MISDIRECTED_REQUEST, "host not allowed\n").into_response()
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// Serves `app` on `listener` (e.g. a [`crate::listener::GuardedListener`]) until `shutdown`
+/// fires, then waits for open connections.
+pub async fn serve_router<L>(
+    listener: L,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug + std::fmt::Display,
+{
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "http listening");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,9 +35,12 @@ enum Command {
         /// Broker: mqtt://host:port, mqtts://host:port, or `embedded` (in-process broker).
         #[arg(long)]
         mqtt: Option<String>,
-        /// HTTP listener: dashboard API, /media/* WebSocket ingest, /metrics, /healthz.
+        /// Supervisor HTTP listener: dashboard, /api, SSE, /metrics, /healthz.
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
+        /// Media ingest listener: /media/twilio and /media/l16 WebSockets (`off` disables it).
+        #[arg(long)]
+        media: Option<String>,
         /// Asterisk AudioSocket listener, e.g. 0.0.0.0:9092 (`off` disables it).
         #[arg(long)]
         audiosocket: Option<String>,
@@ -195,6 +198,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             config,
             mqtt,
             http,
+            media,
             audiosocket,
             data_dir,
             model,
@@ -205,6 +209,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             if let Some(h) = http {
                 cfg.serve.http = h;
+            }
+            if let Some(m) = media {
+                cfg.serve.media = if m == "off" { String::new() } else { m };
             }
             if let Some(a) = audiosocket {
                 cfg.serve.audiosocket = if a == "off" { String::new() } else { a };

@@ -187,6 +187,9 @@ pub struct Metrics {
     pub audio_to_alert_latency: Histogram,
     /// Events missed by a lagging event-bus subscriber, by subscriber.
     pub bus_lagged: Family<Counter>,
+    /// Events not delivered over MQTT, by reason (`oversize`: over `mqtt.max_packet_bytes`,
+    /// refused at publish; `set_aside`: the broker kept refusing it, kept on disk).
+    pub mqtt_refused: Family<Counter>,
 }
 
 impl Default for Metrics {
@@ -214,6 +217,7 @@ impl Default for Metrics {
             mqtt_publish_latency: Histogram::default(),
             audio_to_alert_latency: Histogram::default(),
             bus_lagged: Family::new(&["subscriber"]),
+            mqtt_refused: Family::new(&["reason"]),
         }
     }
 }
@@ -353,6 +357,12 @@ impl Metrics {
             "calltone_bus_lagged_total",
             "Events missed by a lagging bus subscriber.",
             &self.bus_lagged,
+        );
+        counter_family(
+            w,
+            "calltone_mqtt_events_refused_total",
+            "Events not delivered over MQTT (oversize at publish, set aside after repeated broker refusals).",
+            &self.mqtt_refused,
         );
         out
     }

@@ -259,6 +259,8 @@ struct PendingUtterance {
 /// One call's analysis. See the module docs.
 pub struct CallPipeline {
     stamper: EventStamper,
+    /// Redaction across this call's utterances (card numbers in halves, answers to questions).
+    redaction: crate::redact::ConversationRedactor,
     clock: fn() -> String,
     tracks: Vec<Track>,
     pending: BTreeMap<u64, PendingUtterance>,
@@ -329,6 +331,7 @@ impl CallPipeline {
         }
         let mut p = Self {
             stamper: EventStamper::new(call_id),
+            redaction: crate::redact::ConversationRedactor::new(analyzers.redactor.clone()),
             clock,
             tracks,
             pending: BTreeMap::new(),
@@ -763,8 +766,9 @@ impl CallPipeline {
         } else {
             round2(self.analyzers.sentiment.compound(&transcript.text))
         };
-        let red_text = self.analyzers.redactor.redact(&transcript.text);
-        let (words, words_redacted) = self.analyzers.redactor.redact_event_words(&words);
+        let (red_text, words, words_redacted) =
+            self.redaction
+                .redact_utterance(p.speaker, p.start, p.end, &transcript.text, &words);
         // Speaking time: the utterance span without the segmenter's padding (voiced frames
         // alone would leave out consonants and inflate the rate).
         let pad = self.cfg.vad.pre_roll_s + self.cfg.vad.post_roll_s;

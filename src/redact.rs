@@ -19,7 +19,21 @@
 //!   "+" international numbers (8–15 digits), and 7, 10 or 11 digits, or "00" international,
 //!   near phone words ("phone", "number", "call", "cell", …), spoken or not.
 //!
+//! * `[IBAN]` — written IBANs ("GB82 WEST 1234 5698 7654 32", "DE89370400440532013000") whose
+//!   ISO 13616 mod-97 check passes.
+//! * `[DOB]` — the date after "date of birth", "born", "birthday", "dob": "12/05/1980",
+//!   "May 12 1980", "twelve oh five nineteen eighty".
+//!
 //! Ordinary numbers ("waited 45 minutes", "order number 12", "$1,200") are untouched.
+//!
+//! Across utterances ([`ConversationRedactor`], one per call): an utterance is read in the
+//! context of what came just before — the cue of a question ("what's the security code?",
+//! "and the expiry date?", "your date of birth?", "the long number on the card?") carries over
+//! to the answers in the next [`ASK_WINDOW_S`] seconds, so a bare "one two three" after a CVV
+//! question is `[CVV]`; a speaker's trailing digits carry over to their next utterance within
+//! [`TAIL_WINDOW_S`], so a card number read in two halves is `[CARD]` in the second half; and
+//! in a payment context (a card, CVV or expiry question, or card words in the utterance) any
+//! run of 6 or more digits is `[CARD]`.
 //!
 //! Invariants: only the characters of a detected item are replaced, so surrounding
 //! punctuation and spacing survive; [`Redactor::redact_words`] keeps each untouched word and
@@ -27,8 +41,11 @@
 //! start and end, and the output words joined with single spaces equal
 //! `redact(words joined with single spaces).text`.
 //!
-//! Limits: spoken tens ("forty one eleven") are not read as digits except inside expiry dates;
-//! an account number of phone length next to "number" is redacted as `[PHONE]`.
+//! Limits: spoken tens ("forty one eleven") are not read as digits except inside dates;
+//! an account number of phone length next to "number" is redacted as `[PHONE]`. Not redacted
+//! at all: names, street addresses, post codes, spoken IBANs, passwords and answers to
+//! security questions. The first half of a card number read in two halves leaks when nothing
+//! before it set a payment context (it was published before the second half was heard).
 
 use std::ops::Range;
 
@@ -44,16 +61,20 @@ pub enum PiiKind {
     Ssn,
     Email,
     Phone,
+    Iban,
+    Dob,
 }
 
 impl PiiKind {
-    pub const ALL: [PiiKind; 6] = [
+    pub const ALL: [PiiKind; 8] = [
         PiiKind::Card,
         PiiKind::Cvv,
         PiiKind::Expiry,
         PiiKind::Ssn,
         PiiKind::Email,
         PiiKind::Phone,
+        PiiKind::Iban,
+        PiiKind::Dob,
     ];
 
     /// The text that replaces a redacted item.
@@ -65,6 +86,8 @@ impl PiiKind {
             PiiKind::Ssn => "[SSN]",
             PiiKind::Email => "[EMAIL]",
             PiiKind::Phone => "[PHONE]",
+            PiiKind::Iban => "[IBAN]",
+            PiiKind::Dob => "[DOB]",
         }
     }
 }
@@ -75,7 +98,8 @@ impl PiiKind {
 pub struct RedactConfig {
     /// Redact transcripts at all. Default: `true`.
     pub enabled: bool,
-    /// Which kinds to redact. Default: all (`card`, `cvv`, `expiry`, `ssn`, `email`, `phone`).
+    /// Which kinds to redact. Default: all (`card`, `cvv`, `expiry`, `ssn`, `email`, `phone`,
+    /// `iban`, `dob`).
     pub kinds: Vec<PiiKind>,
 }
 
@@ -125,8 +149,13 @@ impl Redactor {
 
     /// Redacts one text.
     pub fn redact(&self, text: &str) -> Redacted {
+        self.redact_in(text, &Context::default())
+    }
+
+    /// Redacts `text` read after `ctx` (see [`ConversationRedactor`]).
+    fn redact_in(&self, text: &str, ctx: &Context) -> Redacted {
         let spans = if self.config.enabled {
-            self.find(text)
+            self.find_in(text, ctx)
         } else {
             Vec::new()
         };
@@ -157,7 +186,7 @@ impl Redactor {
     /// was replaced.
     pub fn redact_words(&self, words: &[(String, f64, f64)]) -> (Vec<(String, f64, f64)>, bool) {
         let texts: Vec<&str> = words.iter().map(|w| w.0.as_str()).collect();
-        let (groups, redacted) = self.redact_word_groups(&texts);
+        let (groups, redacted) = self.redact_word_groups(&texts, &Context::default());
         let out = groups
             .into_iter()
             .map(|(r, text)| (text, words[r.start].1, words[r.end - 1].2))
@@ -170,8 +199,16 @@ impl Redactor {
         &self,
         words: &[crate::events::Word],
     ) -> (Vec<crate::events::Word>, bool) {
+        self.redact_event_words_in(words, &Context::default())
+    }
+
+    fn redact_event_words_in(
+        &self,
+        words: &[crate::events::Word],
+        ctx: &Context,
+    ) -> (Vec<crate::events::Word>, bool) {
         let texts: Vec<&str> = words.iter().map(|w| w.w.as_str()).collect();
-        let (groups, redacted) = self.redact_word_groups(&texts);
+        let (groups, redacted) = self.redact_word_groups(&texts, ctx);
         let out = groups
             .into_iter()
             .map(|(r, w)| crate::events::Word {
@@ -188,7 +225,11 @@ impl Redactor {
     }
 
     /// Groups of input word indices with their output text.
-    fn redact_word_groups(&self, words: &[&str]) -> (Vec<(Range<usize>, String)>, bool) {
+    fn redact_word_groups(
+        &self,
+        words: &[&str],
+        ctx: &Context,
+    ) -> (Vec<(Range<usize>, String)>, bool) {
         let mut bounds = Vec::with_capacity(words.len());
         let mut pos = 0;
         for w in words {
@@ -196,7 +237,7 @@ impl Redactor {
             pos += w.len() + 1;
         }
         let joined = words.join(" ");
-        let r = self.redact(&joined);
+        let r = self.redact_in(&joined, ctx);
         // Output position of an input position outside every span.
         let map = |p: usize| -> usize {
             let mut q = p as isize;
@@ -224,8 +265,25 @@ impl Redactor {
         (groups, r.redacted)
     }
 
-    /// The items to replace, as non-overlapping byte ranges in text order.
-    fn find(&self, text: &str) -> Vec<(PiiKind, Range<usize>)> {
+    /// The items to replace in `text` read after `ctx.prefix`, as non-overlapping byte
+    /// ranges of `text` in text order; an item that starts in the prefix is clipped to `text`.
+    fn find_in(&self, text: &str, ctx: &Context) -> Vec<(PiiKind, Range<usize>)> {
+        if ctx.prefix.is_empty() && !ctx.payment {
+            return self.find(text, false);
+        }
+        let full = format!("{} {text}", ctx.prefix);
+        let off = full.len() - text.len();
+        self.find(&full, ctx.payment)
+            .into_iter()
+            .filter(|(_, r)| r.end > off)
+            .map(|(k, r)| (k, r.start.max(off) - off..r.end - off))
+            .filter(|(_, r)| !text[r.clone()].trim().is_empty())
+            .collect()
+    }
+
+    /// The items to replace, as non-overlapping byte ranges in text order. `payment`: any run
+    /// of 6+ digits is a card number.
+    fn find(&self, text: &str, payment: bool) -> Vec<(PiiKind, Range<usize>)> {
         let toks = lex(text);
         let mut scan = Scan {
             toks: &toks,
@@ -236,16 +294,30 @@ impl Redactor {
         if wants(PiiKind::Email) {
             scan.emails();
         }
+        if wants(PiiKind::Iban) {
+            scan.ibans();
+        }
         let runs = digit_runs(&toks);
+        // Birth dates first, so "born 12 05 1980" is not read as a phone number.
+        if wants(PiiKind::Dob) {
+            scan.dates(DOB_WORDS, PiiKind::Dob);
+        }
         for kind in [PiiKind::Card, PiiKind::Ssn, PiiKind::Phone, PiiKind::Cvv] {
             if wants(kind) {
                 for run in &runs {
                     scan.numbers(run, kind);
                 }
             }
+            // In a payment context, long digit runs are card digits before anything else
+            // (not phone numbers because "number" is near).
+            if kind == PiiKind::Card && payment && wants(PiiKind::Card) {
+                for run in &runs {
+                    scan.payment_digits(run);
+                }
+            }
         }
         if wants(PiiKind::Expiry) {
-            scan.expiries();
+            scan.dates(EXPIRY_WORDS, PiiKind::Expiry);
         }
         let mut found: Vec<(PiiKind, Range<usize>)> = scan
             .found
@@ -254,6 +326,186 @@ impl Redactor {
             .collect();
         found.sort_by_key(|(_, r)| r.start);
         found
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Across utterances
+
+/// What an utterance is read after: text that came before it (a question's cue, the
+/// speaker's trailing digits) and whether a payment is being taken.
+#[derive(Debug, Clone, Default)]
+struct Context {
+    prefix: String,
+    payment: bool,
+}
+
+/// A question's cue carries over to answers this many seconds after the question ended.
+pub const ASK_WINDOW_S: f64 = 20.0;
+/// A speaker's trailing digits carry over to their next utterance if it starts within this
+/// many seconds.
+pub const TAIL_WINDOW_S: f64 = 10.0;
+
+/// What was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    Card,
+    Cvv,
+    Expiry,
+    Dob,
+}
+
+impl Ask {
+    /// Cue words that make the redactor read the answer as this kind.
+    fn cue(self) -> &'static str {
+        match self {
+            Ask::Card => "card",
+            Ask::Cvv => "security code",
+            Ask::Expiry => "expires",
+            Ask::Dob => "date of birth",
+        }
+    }
+
+    /// The last question cue in `lower` (lowercase text), if any.
+    fn in_text(lower: &str) -> Option<Ask> {
+        const ASKS: &[(Ask, &[&str])] = &[
+            (
+                Ask::Cvv,
+                &[
+                    "security code",
+                    "cvv",
+                    "cvc",
+                    "three digit",
+                    "3 digit",
+                    "back of the card",
+                    "last three",
+                ],
+            ),
+            (
+                Ask::Expiry,
+                &[
+                    "expiry",
+                    "expiration",
+                    "expire",
+                    "valid until",
+                    "valid thru",
+                ],
+            ),
+            (
+                Ask::Dob,
+                &["date of birth", "birth date", "birthday", "born"],
+            ),
+            (
+                Ask::Card,
+                &[
+                    "card number",
+                    "long number",
+                    "number on the card",
+                    "card",
+                    "credit",
+                    "debit",
+                    "visa",
+                    "mastercard",
+                    "payment",
+                ],
+            ),
+        ];
+        ASKS.iter()
+            .filter_map(|(ask, cues)| {
+                cues.iter()
+                    .filter_map(|c| lower.rfind(c))
+                    .max()
+                    .map(|at| (at, *ask))
+            })
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, ask)| ask)
+    }
+}
+
+/// Redaction across the utterances of one call (see the module docs); one per call.
+#[derive(Debug, Clone)]
+pub struct ConversationRedactor {
+    redactor: std::sync::Arc<Redactor>,
+    /// The latest question cue: what, and when its utterance ended.
+    ask: Option<(Ask, f64)>,
+    /// Per speaker: trailing digits of the last utterance (as spoken) and when it ended.
+    tails: Vec<(crate::audio::Speaker, String, f64)>,
+}
+
+impl ConversationRedactor {
+    pub fn new(redactor: std::sync::Arc<Redactor>) -> Self {
+        Self {
+            redactor,
+            ask: None,
+            tails: Vec::new(),
+        }
+    }
+
+    /// Redacts one utterance's text and words in the context of the call so far, then
+    /// remembers what this utterance asked for and how it ended. Returns the redacted text,
+    /// the redacted words and whether the words changed.
+    pub fn redact_utterance(
+        &mut self,
+        speaker: crate::audio::Speaker,
+        start: f64,
+        end: f64,
+        text: &str,
+        words: &[crate::events::Word],
+    ) -> (Redacted, Vec<crate::events::Word>, bool) {
+        let ask = self
+            .ask
+            .filter(|(_, at)| start - at <= ASK_WINDOW_S && start >= at - 1.0)
+            .map(|(a, _)| a);
+        // Trailing digits continue a card number; after a CVV, expiry or birth-date question
+        // the answer stands on its own.
+        let tail = self
+            .tails
+            .iter()
+            .find(|(s, _, at)| *s == speaker && start - at <= TAIL_WINDOW_S)
+            .filter(|_| matches!(ask, None | Some(Ask::Card)))
+            .map(|(_, t, _)| t.clone())
+            .unwrap_or_default();
+        let lower = text.to_lowercase();
+        let card_words = CARD_WORDS.iter().any(|w| lower.contains(w));
+        let ctx = Context {
+            prefix: [ask.map(Ask::cue).unwrap_or(""), tail.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
+            payment: card_words || matches!(ask, Some(Ask::Card | Ask::Cvv | Ask::Expiry)),
+        };
+        let red = self.redactor.redact_in(text, &ctx);
+        let (w, wr) = self.redactor.redact_event_words_in(words, &ctx);
+        if let Some(a) = Ask::in_text(&lower) {
+            self.ask = Some((a, end));
+        }
+        self.tails.retain(|(s, _, _)| *s != speaker);
+        let toks = lex(text);
+        let trailing: Vec<&Tok> = toks
+            .iter()
+            .rev()
+            .take_while(|t| {
+                t.class == Class::Digits
+                    || spoken_digit(&t.lower).is_some()
+                    || matches!(t.lower.as_str(), "-" | "," | ".")
+            })
+            .collect();
+        let digits: usize = trailing
+            .iter()
+            .map(|t| match t.class {
+                Class::Digits => t.lower.len(),
+                _ => usize::from(spoken_digit(&t.lower).is_some()),
+            })
+            .sum();
+        if let (Some(first), 4..=19) = (trailing.last(), digits) {
+            let tail_text = text[first.start..].to_string();
+            {
+                self.tails.push((speaker, tail_text, end));
+            }
+        }
+        (red, w, wr)
     }
 }
 
@@ -519,6 +771,16 @@ const CVV_WORDS: &[&str] = &[
     "verification code",
     "three digit code",
     "pin",
+];
+const DOB_WORDS: &[&str] = &[
+    "date of birth",
+    "birth date",
+    "birthdate",
+    "born",
+    "born on",
+    "birthday",
+    "dob",
+    "d o b",
 ];
 const EXPIRY_WORDS: &[&str] = &[
     "expires",
@@ -810,11 +1072,60 @@ impl Scan<'_> {
     }
 
     /// The date after an expiry cue.
-    fn expiries(&mut self) {
+    /// In a payment context: a whole digit run of 6+ digits not taken by anything else.
+    fn payment_digits(&mut self, run: &Run) {
+        let (Some(first), Some(last)) = (run.groups.first(), run.groups.last()) else {
+            return;
+        };
+        let digits: usize = run.groups.iter().map(|g| g.digits.len()).sum();
+        let start = run.prefix.unwrap_or(first.toks.start);
+        let span = start..last.toks.end;
+        if digits >= 6 && self.free(&span) {
+            self.take(PiiKind::Card, span);
+        }
+    }
+
+    /// Written IBANs: two letters, two check digits, then alphanumerics (grouped by spaces or
+    /// not), 15–34 characters in all, passing the mod-97 check; the longest valid one wins.
+    fn ibans(&mut self) {
+        let toks = self.toks;
+        for i in 0..toks.len() {
+            let t = &toks[i];
+            let b = t.lower.as_bytes();
+            if t.class != Class::Word
+                || b.len() < 4
+                || !b[..2].iter().all(u8::is_ascii_alphabetic)
+                || !b[2..4].iter().all(u8::is_ascii_digit)
+            {
+                continue;
+            }
+            let mut chars = String::new();
+            let mut best = None;
+            for (j, u) in toks.iter().enumerate().skip(i) {
+                if u.class == Class::Punct || (j > i && !u.gap) || chars.len() + u.lower.len() > 34
+                {
+                    break;
+                }
+                chars.push_str(&u.lower);
+                if chars.len() >= 15 && iban_valid(&chars) {
+                    best = Some(j);
+                }
+            }
+            if let Some(j) = best {
+                let span = i..j + 1;
+                if self.free(&span) {
+                    self.take(PiiKind::Iban, span);
+                }
+            }
+        }
+    }
+
+    /// The date after one of `cues` (expiry or birth dates).
+    fn dates(&mut self, cues: &[&str], kind: PiiKind) {
         let toks = self.toks;
         let is_word = |t: &Tok| t.class == Class::Word;
         for c in 0..toks.len() {
-            let cue_len = EXPIRY_WORDS
+            let cue_len = cues
                 .iter()
                 .map(|cue| cue.split(' ').collect::<Vec<_>>())
                 .find(|cue| {
@@ -832,6 +1143,11 @@ impl Scan<'_> {
                         t.lower.as_str(),
                         "date"
                             | "is"
+                            | "was"
+                            | "i"
+                            | "my"
+                            | "m"
+                            | "am"
                             | "its"
                             | "s"
                             | "'"
@@ -861,20 +1177,77 @@ impl Scan<'_> {
                     digits += 2;
                 } else if MONTHS.contains(&t.as_str()) {
                     month = true;
-                } else if !matches!(t.as_str(), "/" | "-" | "slash" | "of") {
+                } else if kind == PiiKind::Dob && ordinal(t) {
+                    digits += 1;
+                } else if !matches!(t.as_str(), "/" | "-" | "." | "slash" | "of" | ",") {
                     break;
                 }
                 i += 1;
-                if !matches!(t.as_str(), "/" | "-" | "slash" | "of") {
+                if !matches!(t.as_str(), "/" | "-" | "." | "slash" | "of" | ",") {
                     end = i;
                 }
             }
             let span = start..end;
             if end > start && (digits >= 3 || (month && digits >= 1)) && self.free(&span) {
-                self.take(PiiKind::Expiry, span);
+                self.take(kind, span);
             }
         }
     }
+}
+
+/// "12th", "first", "twenty" (as in "twenty first") and the like, in a date of birth.
+fn ordinal(w: &str) -> bool {
+    let digits_suffix = w.len() > 2
+        && w[..w.len() - 2].bytes().all(|b| b.is_ascii_digit())
+        && matches!(&w[w.len() - 2..], "st" | "nd" | "rd" | "th");
+    digits_suffix
+        || matches!(
+            w,
+            "first"
+                | "second"
+                | "third"
+                | "fourth"
+                | "fifth"
+                | "sixth"
+                | "seventh"
+                | "eighth"
+                | "ninth"
+                | "tenth"
+                | "eleventh"
+                | "twelfth"
+                | "thirteenth"
+                | "fourteenth"
+                | "fifteenth"
+                | "sixteenth"
+                | "seventeenth"
+                | "eighteenth"
+                | "nineteenth"
+                | "twentieth"
+                | "thirtieth"
+                | "hundred"
+                | "thousand"
+        )
+}
+
+/// ISO 13616 check: move the first four characters to the end, letters to 10..35, mod 97 = 1.
+fn iban_valid(s: &str) -> bool {
+    let b = s.as_bytes();
+    if !(15..=34).contains(&b.len()) || !b.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let mut rem: u32 = 0;
+    for &c in b[4..].iter().chain(&b[..4]) {
+        let v = match c {
+            b'0'..=b'9' => (c - b'0') as u32,
+            _ => (c.to_ascii_lowercase() - b'a') as u32 + 10,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
 }
 
 fn tens_or_teens(w: &str) -> bool {
@@ -1235,6 +1608,131 @@ mod tests {
         // Without context only Luhn-valid 13–19 digit slices become cards; the rest stays.
         assert!(r.spans.iter().all(|s| s.kind == PiiKind::Card));
         assert!(r.text.contains("one two three"));
+    }
+
+    #[test]
+    fn ibans_written_with_a_valid_check() {
+        assert_eq!(
+            red("my IBAN is GB82 WEST 1234 5698 7654 32 thanks"),
+            "my IBAN is [IBAN] thanks"
+        );
+        assert_eq!(red("DE89370400440532013000"), "[IBAN]");
+        // One wrong character: the check fails, nothing is redacted as an IBAN.
+        assert!(!red("GB82 WEST 1234 5698 7654 33").contains("[IBAN]"));
+        assert_eq!(red("GB82 is a nice code"), "GB82 is a nice code");
+    }
+
+    #[test]
+    fn dates_of_birth_after_their_cue() {
+        assert_eq!(
+            red("my date of birth is 12/05/1980"),
+            "my date of birth is [DOB]"
+        );
+        assert_eq!(red("I was born on May 12 1980"), "I was born on [DOB]");
+        assert_eq!(
+            red("born the fifth of march nineteen eighty, yes"),
+            "born the [DOB], yes"
+        );
+        assert_eq!(red("we met on May 12"), "we met on May 12");
+    }
+
+    fn convo() -> ConversationRedactor {
+        ConversationRedactor::new(std::sync::Arc::new(Redactor::default()))
+    }
+
+    fn say(c: &mut ConversationRedactor, who: crate::audio::Speaker, t: f64, text: &str) -> String {
+        let words: Vec<crate::events::Word> = text
+            .split(' ')
+            .map(|w| crate::events::Word {
+                w: w.into(),
+                start: t,
+                end: t + 0.3,
+                p: 0.9,
+            })
+            .collect();
+        let (r, w, _) = c.redact_utterance(who, t, t + 2.0, text, &words);
+        let joined: Vec<&str> = w.iter().map(|w| w.w.as_str()).collect();
+        assert_eq!(joined.join(" "), r.text, "words and text agree");
+        r.text
+    }
+
+    #[test]
+    fn card_number_in_two_halves() {
+        use crate::audio::Speaker::{Agent, Customer};
+        // Without a payment context the first half is out before the second is heard.
+        let mut c = convo();
+        assert_eq!(
+            say(&mut c, Customer, 0.0, "it is 4111 1111"),
+            "it is 4111 1111"
+        );
+        assert_eq!(say(&mut c, Customer, 3.0, "1111 1111"), "[CARD]");
+        // After the agent asks for the card, both halves are redacted.
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "can I take the long number on the card please",
+        );
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "four one one one one one one one"),
+            "[CARD]"
+        );
+        assert_eq!(
+            say(&mut c, Customer, 6.0, "one one one one one one one one"),
+            "[CARD]"
+        );
+        // The other speaker's digits do not join this speaker's.
+        let mut c = convo();
+        say(&mut c, Customer, 0.0, "it is 4111 1111");
+        assert_eq!(say(&mut c, Agent, 3.0, "1111 1111"), "1111 1111");
+    }
+
+    #[test]
+    fn answers_after_the_agent_asks() {
+        use crate::audio::Speaker::{Agent, Customer};
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "and the three digit security code on the back?",
+        );
+        assert_eq!(say(&mut c, Customer, 3.0, "one two three"), "[CVV]");
+        say(&mut c, Agent, 6.0, "thank you and the expiry date?");
+        assert_eq!(
+            say(&mut c, Customer, 9.0, "oh four twenty seven"),
+            "[EXPIRY]"
+        );
+        say(&mut c, Agent, 12.0, "can you confirm your date of birth");
+        assert_eq!(
+            say(&mut c, Customer, 15.0, "the fifth of march nineteen eighty"),
+            "the [DOB]"
+        );
+        // Long after the question, or with no question, a short number is just a number.
+        assert_eq!(
+            say(&mut c, Customer, 80.0, "one two three"),
+            "one two three"
+        );
+        let mut c = convo();
+        assert_eq!(say(&mut c, Customer, 0.0, "one two three"), "one two three");
+    }
+
+    #[test]
+    fn six_digit_runs_in_a_payment_context() {
+        use crate::audio::Speaker::{Agent, Customer};
+        let mut c = convo();
+        say(&mut c, Agent, 0.0, "which card would you like to use");
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "it starts 542 418"),
+            "it starts [CARD]"
+        );
+        // Outside a payment context six digits stay (an order number).
+        let mut c = convo();
+        assert_eq!(
+            say(&mut c, Customer, 0.0, "my order is 542418"),
+            "my order is 542418"
+        );
     }
 
     #[test]

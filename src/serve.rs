@@ -27,22 +27,32 @@ use crate::asr::transcribe::{TranscribeOptions, WhisperModel};
 use crate::audio::Speaker;
 use crate::config::Config;
 use crate::events::{now_rfc3339, CallEnded, CallSummary, Event, EventBody, EventStamper};
-use crate::http::{serve_http, AppState, CallRegistry};
+use crate::http::{serve_router, AppState, CallRegistry};
+use crate::listener::GuardedListener;
 use crate::metrics::Metrics;
 use crate::pipeline::{Analyzers, CallPipeline, Output, TranscriptResult};
 use crate::publish::broker::EmbeddedBroker;
 use crate::publish::mqtt::{MqttHandle, MqttSink};
 use crate::report::StressLevels;
+use crate::security;
+use crate::sources::ingest::{LegGuard, Pacing};
+use crate::sources::legs::LegRegistry;
 use crate::sources::CallEvent;
 
 /// `[serve]`: listeners and state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeConfig {
-    /// Dashboard, `/media/*` WebSocket ingest, `/api`, `/metrics`, `/healthz`.
+    /// Supervisor side: dashboard, `/api`, SSE, `/metrics`, `/healthz`.
     /// Default `127.0.0.1:8080`.
     pub http: SocketAddr,
-    /// Asterisk AudioSocket listener; empty string disables it. Default `0.0.0.0:9092`.
+    /// Media ingest: the `/media/twilio` and `/media/l16` WebSockets, on a listener of their
+    /// own so the public ingest never exposes the supervisor side; empty string disables it.
+    /// Default `127.0.0.1:8081`.
+    pub media: String,
+    /// Asterisk AudioSocket listener; empty string disables it. Default `127.0.0.1:9092`
+    /// (AudioSocket has no authentication: bind it wider only with
+    /// `audiosocket.allow_networks`).
     pub audiosocket: String,
     /// Outbox and open-call state. Default `/var/lib/calltone`.
     pub data_dir: PathBuf,
@@ -55,10 +65,27 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            audiosocket: "0.0.0.0:9092".into(),
+            media: "127.0.0.1:8081".into(),
+            audiosocket: "127.0.0.1:9092".into(),
             data_dir: PathBuf::from("/var/lib/calltone"),
             shutdown_grace_s: 10.0,
         }
+    }
+}
+
+impl ServeConfig {
+    /// Checks values; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
+            return Err(format!(
+                "serve.shutdown_grace_s {} must be a finite number >= 0",
+                self.shutdown_grace_s
+            ));
+        }
+        if self.media.trim() == self.audiosocket.trim() && !self.media.trim().is_empty() {
+            return Err("serve.media and serve.audiosocket name the same address".into());
+        }
+        Ok(())
     }
 }
 
@@ -142,10 +169,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
         open_calls,
     });
     // Calls that were open when the previous process died end now, continuing their seq.
-    for (call_id, next_seq, t) in shared.open_calls.leftovers() {
+    for (call_id, run, next_seq, t) in shared.open_calls.leftovers() {
         tracing::warn!(%call_id, "ending call left open by a previous run");
         let mut st = EventStamper::resume(&call_id, next_seq);
-        let ev = st.stamp(
+        let mut ev = st.stamp(
             t,
             now_rfc3339(),
             EventBody::CallEnded(CallEnded {
@@ -154,24 +181,51 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
                 summary: CallSummary::default(),
             }),
         );
+        ev.event_id = run_event_id(&call_id, run, ev.seq);
         shared.publish(&ev);
         shared.open_calls.remove(&call_id);
     }
 
     let (tx, rx) = mpsc::channel::<CallEvent>(1024);
-    let http_listener =
-        TcpListener::bind(cfg.serve.http)
+    let sec = &cfg.security;
+    let header_timeout = Duration::from_secs_f64(sec.http_header_timeout_s);
+    let guarded = |l: TcpListener, name: &'static str| {
+        GuardedListener::new(l, name, sec.max_connections, header_timeout, &metrics)
+    };
+    let bind = |addr: String| async move {
+        TcpListener::bind(&addr)
             .await
-            .map_err(|source| ServeError::Listen {
-                addr: cfg.serve.http.to_string(),
-                source,
-            })?;
-    let media = crate::sources::media_stream::router(
-        cfg.media_stream.clone(),
-        tx.clone(),
-        metrics.clone(),
-        stop_sources.clone(),
-    );
+            .map_err(|source| ServeError::Listen { addr, source })
+    };
+    let http_listener = guarded(bind(cfg.serve.http.to_string()).await?, "http");
+    // Every source shares one leg-ownership table, so no connection can take over a leg
+    // another connection (of any source) owns.
+    let guard = LegGuard {
+        legs: LegRegistry::new(),
+        pacing: Pacing::from_config(sec),
+    };
+    let media_addr = cfg.serve.media.trim().to_string();
+    if !media_addr.is_empty() {
+        let listener = guarded(bind(media_addr.clone()).await?, "media");
+        let media = crate::sources::media_stream::router_with(
+            cfg.media_stream.clone(),
+            tx.clone(),
+            metrics.clone(),
+            guard.clone(),
+            stop_sources.clone(),
+        );
+        security::warn_if_exposed("media", &media_addr, false);
+        background.spawn({
+            let stop = stop_sources.clone();
+            async move {
+                if let Err(e) = serve_router(listener, media, stop).await {
+                    tracing::error!(error = %e, "media server failed");
+                }
+            }
+        });
+    }
+    let auth = security::SupervisorAuth::from_config(sec).map_err(ServeError::Setup)?;
+    security::warn_if_exposed("http", &cfg.serve.http.to_string(), auth.enabled());
     let state = AppState::new(metrics.clone(), registry.clone(), Some(mqtt.clone()));
     let http_stop = CancellationToken::new();
     let dashboard = crate::dashboard::router(crate::dashboard::LiveFeed::new(
@@ -181,29 +235,38 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
         metrics.clone(),
         http_stop.clone(),
     ));
-    let extra = media.merge(dashboard);
     background.spawn({
         let stop = http_stop.clone();
+        let metrics_http = metrics.clone();
         async move {
-            if let Err(e) = serve_http(http_listener, state, extra, stop).await {
+            let app = crate::http::with_auth(
+                crate::http::router(state).merge(dashboard),
+                auth,
+                metrics_http,
+            );
+            if let Err(e) = serve_router(http_listener, app, stop).await {
                 tracing::error!(error = %e, "http server failed");
             }
         }
     });
     if !cfg.serve.audiosocket.trim().is_empty() {
         let addr = cfg.serve.audiosocket.trim().to_string();
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServeError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
+        let listener = bind(addr.clone()).await?;
+        security::warn_if_exposed(
+            "audiosocket",
+            &addr,
+            !cfg.audiosocket.allow_networks.is_empty(),
+        );
         background.spawn({
             let (tx, metrics, stop) = (tx.clone(), metrics.clone(), stop_sources.clone());
             let acfg = cfg.audiosocket.clone();
+            let limits = crate::sources::audiosocket::Limits {
+                max_connections: sec.max_connections,
+            };
+            let guard = guard.clone();
             async move {
-                if let Err(e) = crate::sources::audiosocket::serve_audiosocket(
-                    listener, acfg, tx, metrics, stop,
+                if let Err(e) = crate::sources::audiosocket::serve_audiosocket_with(
+                    listener, acfg, tx, metrics, guard, limits, stop,
                 )
                 .await
                 {
@@ -222,7 +285,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
     };
     drop(tx);
     background.spawn(sample_pool_gauges(shared.clone(), shutdown.clone()));
-    tracing::info!(http = %cfg.serve.http, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.url, "calltone serving");
+    tracing::info!(http = %cfg.serve.http, media = %cfg.serve.media, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.url, "calltone serving");
 
     let router = tokio::spawn(route_calls(rx, shared.clone()));
     shutdown.cancelled().await;
@@ -257,40 +320,135 @@ impl Shared {
     }
 }
 
-/// Messages a call task receives.
+/// Messages a call task receives on its own channel (transcripts); source events come on
+/// a bounded channel of their own.
 enum CallMsg {
     Source(CallEvent),
     Transcript(u64, TranscriptResult, Duration),
 }
 
-/// Routes source events to per-call tasks, creating a task for each new call id.
+/// Source events waiting for one call task; beyond it, audio for that call is dropped and
+/// counted (`calltone_audio_dropped_total{reason="call_full"}`) so one slow call cannot
+/// hold up the router and every other call. About 10 s of 20 ms frames per leg.
+const CALL_QUEUE: usize = 1024;
+
+/// What the router knows of a live call.
+struct RoutedCall {
+    tx: mpsc::Sender<CallEvent>,
+    /// Legs that have started and not ended; when the last ends the router forgets the
+    /// call, so a later `Start` with the same id is a new call with a new run.
+    live: Vec<Speaker>,
+    source: &'static str,
+}
+
+/// The `End` reason as it may appear in an event: one word of a fixed vocabulary, never a
+/// client's text (the detail stays in the source's log line).
+pub fn event_reason(reason: &str) -> &'static str {
+    match crate::sources::ingest::reason_class(reason.trim()) {
+        "hangup" => "hangup",
+        "disconnected" => "disconnected",
+        "timeout" => "timeout",
+        "shutdown" => "shutdown",
+        "restart_recovery" => "restart_recovery",
+        _ => "error",
+    }
+}
+
+/// A run id for a new call: wall-clock milliseconds, strictly increasing within the process,
+/// so a reused call id never repeats an earlier call's `event_id`s (across restarts too,
+/// unless the clock steps back).
+fn next_run(last: &mut u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    *last = now.max(*last + 1);
+    *last
+}
+
+/// The `event_id` of event `seq` of run `run` of `call_id` (serve; replay keeps
+/// `{call_id}:{seq}`).
+pub fn run_event_id(call_id: &str, run: Option<u64>, seq: u64) -> String {
+    match run {
+        Some(r) => format!("{call_id}:{r}:{seq}"),
+        None => format!("{call_id}:{seq}"),
+    }
+}
+
+/// Routes source events to per-call tasks, creating a task for each new call.
 async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
-    let mut calls: HashMap<String, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
+    let mut calls: HashMap<String, RoutedCall> = HashMap::new();
     let mut tasks = JoinSet::new();
+    let mut last_run = 0u64;
+    let max_calls = shared.cfg.security.max_calls;
     while let Some(ev) = rx.recv().await {
+        while tasks.try_join_next().is_some() {}
         let id = ev.call_id().to_string();
-        if let Some(tx) = calls.get(&id) {
-            if tx.send(CallMsg::Source(ev.clone())).is_ok() {
-                continue;
+        let mut ev = Some(ev);
+        if let Some(call) = calls.get_mut(&id) {
+            let Some(e) = ev.take() else { continue };
+            match &e {
+                CallEvent::Start { speakers, .. } => {
+                    for s in speakers {
+                        if !call.live.contains(s) {
+                            call.live.push(*s);
+                        }
+                    }
+                }
+                CallEvent::End { speaker, .. } => call.live.retain(|s| s != speaker),
+                CallEvent::Audio { .. } => {}
             }
-            calls.remove(&id); // the task has ended; a new Start begins a new call
+            let ended = call.live.is_empty();
+            let sent = match e {
+                CallEvent::Audio { .. } => match call.tx.try_send(e) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        shared
+                            .metrics
+                            .audio_dropped
+                            .with(&[call.source, "call_full"])
+                            .inc();
+                        Ok(())
+                    }
+                    Err(mpsc::error::TrySendError::Closed(e)) => Err(e),
+                },
+                control => call.tx.send(control).await.map_err(|e| e.0),
+            };
+            match sent {
+                Ok(()) if !ended => continue,
+                Ok(()) => {
+                    calls.remove(&id);
+                    continue;
+                }
+                // The task has ended; a Start begins a new call.
+                Err(e) => {
+                    calls.remove(&id);
+                    ev = Some(e);
+                }
+            }
         }
-        let CallEvent::Start { source, .. } = &ev else {
+        let Some(ev) = ev else { continue };
+        let CallEvent::Start {
+            source, speakers, ..
+        } = &ev
+        else {
             tracing::debug!(call_id = %id, "event for an unknown call ignored");
             continue;
         };
-        let (tx, crx) = mpsc::unbounded_channel();
-        let source = *source;
-        let _ = tx.send(CallMsg::Source(ev));
-        tasks.spawn(call_task(
-            id.clone(),
-            source,
-            crx,
-            tx.clone(),
-            shared.clone(),
-        ));
-        calls.insert(id, tx);
-        while tasks.try_join_next().is_some() {}
+        if calls.len() >= max_calls {
+            tracing::warn!(call_id = %id, max_calls, reason = "too_many_calls", "call limit reached; call refused");
+            shared
+                .metrics
+                .audio_dropped
+                .with(&[source, "too_many_calls"])
+                .inc();
+            continue;
+        }
+        let (tx, crx) = mpsc::channel(CALL_QUEUE);
+        let (source, live) = (*source, speakers.clone());
+        let _ = tx.try_send(ev);
+        let run = next_run(&mut last_run);
+        tasks.spawn(call_task(id.clone(), source, run, crx, shared.clone()));
+        calls.insert(id, RoutedCall { tx, live, source });
     }
     // Every source has stopped; wait for the open calls to end.
     drop(calls);
@@ -301,10 +459,12 @@ async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
 async fn call_task(
     call_id: String,
     source: &'static str,
-    mut rx: mpsc::UnboundedReceiver<CallMsg>,
-    self_tx: mpsc::UnboundedSender<CallMsg>,
+    run: u64,
+    mut src: mpsc::Receiver<CallEvent>,
     shared: Arc<Shared>,
 ) {
+    let (self_tx, mut rx) = mpsc::unbounded_channel::<CallMsg>();
+    let mut src_open = true;
     let cfg = &shared.cfg;
     let mut pipeline: Option<CallPipeline> = None;
     let mut live_legs: Vec<Speaker> = Vec::new();
@@ -313,7 +473,29 @@ async fn call_task(
     // moment the triggering audio entered the process.
     let mut arrivals: std::collections::VecDeque<(f64, Instant)> = Default::default();
     let mut audio_t = 0.0f64;
-    while let Some(msg) = rx.recv().await {
+    loop {
+        let msg = tokio::select! {
+            Some(m) = rx.recv() => m,
+            m = src.recv(), if src_open => match m {
+                Some(ev) => CallMsg::Source(ev),
+                None => {
+                    // The router forgot the call (its last leg ended) or is shutting down.
+                    src_open = false;
+                    match pipeline.as_mut() {
+                        None => return,
+                        Some(p) if !p.is_finished() && !live_legs.is_empty() => {
+                            live_legs.clear();
+                            CallMsg::Source(CallEvent::End {
+                                call_id: call_id.clone(),
+                                speaker: Speaker::Customer,
+                                reason: "disconnected".into(),
+                            })
+                        }
+                        Some(_) => continue,
+                    }
+                }
+            },
+        };
         match msg {
             CallMsg::Source(CallEvent::Start { speakers, .. }) => {
                 for s in speakers {
@@ -372,7 +554,7 @@ async fn call_task(
                 if live_legs.is_empty() {
                     tracing::info!(%call_id, %reason, "call ending");
                     match pipeline.as_mut() {
-                        Some(p) => p.finish(&reason, &mut out),
+                        Some(p) => p.finish(event_reason(&reason), &mut out),
                         None => return, // no audio ever arrived: nothing to report
                     }
                 }
@@ -386,7 +568,8 @@ async fn call_task(
         }
         for o in out.drain(..) {
             match o {
-                Output::Event(ev) => {
+                Output::Event(mut ev) => {
+                    ev.event_id = run_event_id(&call_id, Some(run), ev.seq);
                     if let EventBody::Alert(a) = &ev.body {
                         if let Some((_, at)) = arrivals.iter().find(|(t, _)| *t >= a.end) {
                             shared
@@ -398,7 +581,7 @@ async fn call_task(
                     if matches!(ev.body, EventBody::CallEnded(_)) {
                         shared.open_calls.remove(&call_id);
                     } else {
-                        shared.open_calls.record(&call_id, ev.seq + 1, ev.t);
+                        shared.open_calls.record(&call_id, run, ev.seq + 1, ev.t);
                     }
                     shared.publish(&ev);
                 }
@@ -456,14 +639,14 @@ impl OpenCalls {
         self.dir.join(crate::publish::mqtt::topic_level(call_id))
     }
 
-    fn record(&self, call_id: &str, next_seq: u64, t: f64) {
+    fn record(&self, call_id: &str, run: u64, next_seq: u64, t: f64) {
         // One temporary file per call: call tasks run in parallel, and a shared name would
         // let one call's rename publish another call's record.
         let tmp = self.dir.join(format!(
             ".{}.tmp",
             crate::publish::mqtt::topic_level(call_id)
         ));
-        let body = format!("{call_id}\n{next_seq}\n{t}\n");
+        let body = format!("{call_id}\n{next_seq}\n{t}\n{run}\n");
         if let Err(e) =
             std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, self.path(call_id)))
         {
@@ -475,7 +658,9 @@ impl OpenCalls {
         let _ = std::fs::remove_file(self.path(call_id));
     }
 
-    fn leftovers(&self) -> Vec<(String, u64, f64)> {
+    /// `(call_id, run, next_seq, t)` of every call left open; records from before run ids
+    /// have none.
+    fn leftovers(&self) -> Vec<(String, Option<u64>, u64, f64)> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -487,11 +672,36 @@ impl OpenCalls {
     }
 }
 
-fn parse_open_call(path: &Path) -> Option<(String, u64, f64)> {
+fn parse_open_call(path: &Path) -> Option<(String, Option<u64>, u64, f64)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let id = lines.next()?.to_string();
     let seq = lines.next()?.parse().ok()?;
     let t = lines.next()?.parse().ok()?;
-    Some((id, seq, t))
+    let run = lines.next().and_then(|r| r.parse().ok());
+    Some((id, run, seq, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_in_events_come_from_a_fixed_vocabulary() {
+        assert_eq!(event_reason("hangup"), "hangup");
+        assert_eq!(event_reason("error: bad JSON: <script>"), "error");
+        assert_eq!(event_reason("error: asterisk error code 0x02"), "error");
+        assert_eq!(event_reason("timeout"), "timeout");
+        assert_eq!(event_reason(&"x".repeat(10_000)), "error");
+    }
+
+    #[test]
+    fn runs_increase_and_give_distinct_event_ids() {
+        let mut last = u64::MAX - 10;
+        let a = next_run(&mut last);
+        let b = next_run(&mut last);
+        assert!(b > a);
+        assert_ne!(run_event_id("c", Some(a), 0), run_event_id("c", Some(b), 0));
+        assert_eq!(run_event_id("c", None, 3), "c:3");
+    }
 }

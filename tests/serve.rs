@@ -37,7 +37,7 @@ fn demo_call_over_audiosocket_and_twilio_reaches_mqtt() {
     let (c1, a1) = (c.clone(), a.clone());
     let as_thread =
         std::thread::spawn(move || stream_audiosocket(as_port, uuid, (&c1, &a1), 1.0, None));
-    let tw_t0 = stream_twilio(serve.http, "CAtwiliodemo", &c, &a);
+    let tw_t0 = stream_twilio(serve.media, "CAtwiliodemo", &c, &a);
     let as_t0 = as_thread.join().unwrap();
     let as_call = "6a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f9";
     rec.wait_for("both calls ended", Duration::from_secs(120), |ev| {
@@ -107,10 +107,10 @@ fn demo_call_through_the_embedded_broker() {
 
 /// Streams the call in Twilio's media-stream format over a WebSocket; returns the instant
 /// the first media frame was sent.
-fn stream_twilio(http: u16, call_sid: &str, customer: &[f32], agent: &[f32]) -> Instant {
+fn stream_twilio(media: u16, call_sid: &str, customer: &[f32], agent: &[f32]) -> Instant {
     use tungstenite::Message;
     let (mut ws, _) =
-        tungstenite::connect(format!("ws://127.0.0.1:{http}/media/twilio")).expect("ws connect");
+        tungstenite::connect(format!("ws://127.0.0.1:{media}/media/twilio")).expect("ws connect");
     let send = |ws: &mut tungstenite::WebSocket<_>, v: serde_json::Value| {
         ws.send(Message::text(v.to_string())).unwrap();
     };

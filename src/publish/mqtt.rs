@@ -252,6 +252,16 @@ pub enum PublishError {
     /// The outbox refused the event (full, or a disk error); it is not queued.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// The event's MQTT packet would exceed `mqtt.max_packet_bytes`: it is refused here,
+    /// counted in `calltone_mqtt_events_refused_total{reason="oversize"}`, never queued.
+    #[error(
+        "event {event_id}: MQTT packet of {bytes} bytes exceeds mqtt.max_packet_bytes {limit}"
+    )]
+    Oversize {
+        event_id: String,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("event {event_id} could not be serialised: {source}")]
     Json {
         event_id: String,
@@ -285,6 +295,20 @@ struct Shared {
     metrics: Arc<Metrics>,
     topics: Topics,
     refusals: AtomicU64,
+    max_packet_bytes: usize,
+    /// Where outbox entries the broker keeps refusing are set aside for inspection.
+    set_aside_dir: PathBuf,
+}
+
+/// Connections an outbox entry may see lost while it was the only one in flight before it
+/// is set aside (the broker evidently refuses it: a packet over its own limit, a topic it
+/// disconnects for).
+const MAX_FAILED_DELIVERIES: u32 = 3;
+
+/// Size of the PUBLISH packet for `topic` and `payload` at QoS 1: fixed header (at most 5
+/// bytes), topic length prefix, topic, packet id, payload.
+fn publish_packet_bytes(topic: &str, payload: &[u8]) -> usize {
+    5 + 2 + topic.len() + 2 + payload.len()
 }
 
 impl Shared {
@@ -338,15 +362,20 @@ impl MqttHandle {
             EventBody::Alert(_) => "alert",
             EventBody::Empathy(_) => "empathy",
         };
+        let topic = sh.topics.call(&ev.call_id, kind);
+        let bytes = publish_packet_bytes(&topic, &payload);
+        if bytes > sh.max_packet_bytes {
+            sh.metrics.mqtt_refused.with(&["oversize"]).inc();
+            tracing::error!(call_id = %ev.call_id, event_id = %ev.event_id, bytes, limit = sh.max_packet_bytes, reason = "oversize", "mqtt: event larger than the packet limit; refused");
+            return Err(PublishError::Oversize {
+                event_id: ev.event_id.clone(),
+                bytes,
+                limit: sh.max_packet_bytes,
+            });
+        }
         let mut ob = sh.outbox();
         let r = ob
-            .append(
-                &sh.topics.call(&ev.call_id, kind),
-                &ev.event_id,
-                &payload,
-                1,
-                false,
-            )
+            .append(&topic, &ev.event_id, &payload, 1, false)
             .map(|_| ());
         let r = r.and_then(|()| {
             if !matches!(ev.body, EventBody::CallEnded(_)) {
@@ -458,6 +487,8 @@ impl MqttSink {
             metrics,
             topics,
             refusals: AtomicU64::new(0),
+            max_packet_bytes: config.max_packet_bytes,
+            set_aside_dir: data_dir.join("outbox-set-aside"),
         });
         shared.update_gauges(&shared.outbox());
         let stop = CancellationToken::new();
@@ -489,6 +520,7 @@ impl MqttSink {
             outstanding: 0,
             last_sent: None,
             window: config.inflight as usize,
+            failed: HashMap::new(),
             online: status_payload(config, "online"),
             offline: status_payload(config, "offline"),
         };
@@ -718,6 +750,8 @@ struct SinkTask {
     /// The last outbox index handed to the client in this session.
     last_sent: Option<u64>,
     window: usize,
+    /// Outbox index → connections lost while it was in flight (see [`MAX_FAILED_DELIVERIES`]).
+    failed: HashMap<u64, u32>,
     online: Vec<u8>,
     offline: Vec<u8>,
 }
@@ -772,6 +806,12 @@ impl SinkTask {
             }
             Notice::Down(err) => {
                 if self.connected {
+                    // The oldest entry in flight when an established connection is lost is
+                    // the suspect; it then goes out alone until acknowledged, so a second
+                    // loss pins it down.
+                    if let Some(&(index, _)) = self.inflight.values().min_by_key(|(i, _)| *i) {
+                        *self.failed.entry(index).or_default() += 1;
+                    }
                     tracing::warn!(error = %err, "mqtt: connection lost; will reconnect and resend unacknowledged events");
                     self.shared.metrics.mqtt_disconnects.inc();
                 } else {
@@ -798,6 +838,7 @@ impl SinkTask {
             Notice::Acked(pkid) => {
                 if let Some((index, sent)) = self.inflight.remove(&pkid) {
                     self.outstanding = self.outstanding.saturating_sub(1);
+                    self.failed.remove(&index);
                     self.shared
                         .metrics
                         .mqtt_publish_latency
@@ -836,11 +877,24 @@ impl SinkTask {
                 Err(_) => self.shared.metrics.mqtt_state_dropped.inc(),
             }
         }
-        while self.outstanding < self.window {
-            let mut ob = self.shared.outbox();
+        loop {
+            let shared = self.shared.clone();
+            let mut ob = shared.outbox();
             let Some(index) = ob.next_pending_after(self.last_sent) else {
                 break;
             };
+            // A suspect entry (lost with a connection before) goes out alone.
+            let suspect = ob
+                .next_pending_after(None)
+                .is_some_and(|head| self.failed.contains_key(&head));
+            let window = if suspect { 1 } else { self.window };
+            if self.outstanding >= window {
+                break;
+            }
+            if self.failed.get(&index).copied().unwrap_or(0) >= MAX_FAILED_DELIVERIES {
+                self.set_aside(&mut ob, index);
+                continue;
+            }
             let entry = match ob.read(index) {
                 Ok(e) => e,
                 Err(e) => {
@@ -867,6 +921,41 @@ impl SinkTask {
                     self.shared.metrics.mqtt_published.inc();
                 }
                 Err(_) => break, // request channel full: retried on the next notice
+            }
+        }
+    }
+
+    /// Moves an entry the broker keeps refusing out of the delivery path: written to
+    /// `{data_dir}/outbox-set-aside/{index}.json` for inspection, acknowledged in the outbox,
+    /// logged and counted (`calltone_mqtt_events_refused_total{reason="set_aside"}`).
+    fn set_aside(&mut self, ob: &mut Outbox, index: u64) {
+        self.failed.remove(&index);
+        let kept = ob.read(index).map_err(|e| e.to_string()).and_then(|e| {
+            let record = serde_json::json!({
+                "index": index,
+                "topic": e.topic,
+                "qos": e.qos,
+                "retain": e.retain,
+                "payload": String::from_utf8_lossy(&e.payload),
+            });
+            let dir = &self.shared.set_aside_dir;
+            std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    std::fs::write(dir.join(format!("{index}.json")), record.to_string())
+                })
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = ob.ack(index) {
+            tracing::error!(index, error = %e, "mqtt: outbox ack of a set-aside entry failed");
+        }
+        self.shared.update_gauges(ob);
+        self.shared.metrics.mqtt_refused.with(&["set_aside"]).inc();
+        match kept {
+            Ok(()) => {
+                tracing::error!(index, dir = %self.shared.set_aside_dir.display(), attempts = MAX_FAILED_DELIVERIES, reason = "set_aside", "mqtt: broker keeps refusing an outbox entry; set aside")
+            }
+            Err(e) => {
+                tracing::error!(index, error = %e, reason = "set_aside", "mqtt: broker keeps refusing an outbox entry; set aside but not kept on disk")
             }
         }
     }

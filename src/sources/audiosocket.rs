@@ -17,9 +17,8 @@
 //! * A leg silent for `read_timeout_s` ends with `timeout`; EOF without hangup ends with
 //!   `disconnected`; service shutdown ends live legs with `shutdown`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::ingest::{reason_class, s16le_to_f32, IngestTx};
+use super::ingest::{reason_class, s16le_to_f32, IngestTx, LegGuard};
 use super::CallEvent;
 use crate::audio::Speaker;
 use crate::metrics::Metrics;
@@ -73,6 +72,11 @@ pub struct AudioSocketConfig {
     /// How long an audio frame may wait for room in the router channel before it is dropped
     /// and counted, in seconds. Default 1.
     pub audio_send_timeout_s: f64,
+    /// Source networks allowed to connect (CIDR, e.g. `["10.20.0.0/16"]`); connections from
+    /// elsewhere are closed at accept and counted. AudioSocket has no authentication of its
+    /// own, so set this whenever the listener is not on loopback. Default empty: anyone
+    /// who can reach the (loopback by default) listener.
+    pub allow_networks: Vec<String>,
 }
 
 impl Default for AudioSocketConfig {
@@ -82,6 +86,7 @@ impl Default for AudioSocketConfig {
             first_leg: Speaker::Customer,
             max_payload_bytes: 16_384,
             audio_send_timeout_s: 1.0,
+            allow_networks: Vec::new(),
         }
     }
 }
@@ -98,46 +103,16 @@ impl AudioSocketConfig {
         if !(2..=65_535).contains(&self.max_payload_bytes) {
             return Err("audiosocket.max_payload_bytes must be in 2..=65535".into());
         }
+        for n in &self.allow_networks {
+            crate::security::Network::parse(n)
+                .map_err(|e| format!("audiosocket.allow_networks: {e}"))?;
+        }
         Ok(())
     }
-}
 
-/// Which speakers of which calls are connected, so that legs sharing a UUID get distinct
-/// roles. An entry lives while at least one of its legs is connected.
-#[derive(Debug, Default)]
-struct LegTable {
-    calls: Mutex<HashMap<String, LegSlots>>,
-}
-
-#[derive(Debug, Default)]
-struct LegSlots {
-    taken: Vec<Speaker>,
-}
-
-impl LegTable {
-    fn claim(&self, call_id: &str, first: Speaker) -> Option<Speaker> {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        let slots = calls.entry(call_id.to_string()).or_default();
-        let second = other(first);
-        let speaker = if !slots.taken.contains(&first) {
-            first
-        } else if !slots.taken.contains(&second) {
-            second
-        } else {
-            return None;
-        };
-        slots.taken.push(speaker);
-        Some(speaker)
-    }
-
-    fn release(&self, call_id: &str, speaker: Speaker) {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slots) = calls.get_mut(call_id) {
-            slots.taken.retain(|s| *s != speaker);
-            if slots.taken.is_empty() {
-                calls.remove(call_id);
-            }
-        }
+    /// Whether a connection from `ip` may proceed (`allow_networks`).
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        crate::security::allowed(&self.allow_networks, ip)
     }
 }
 
@@ -157,13 +132,47 @@ pub async fn serve_audiosocket(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let limits = Limits {
+        max_connections: crate::security::SecurityConfig::default().max_connections,
+    };
+    serve_audiosocket_with(
+        listener,
+        config,
+        tx,
+        metrics,
+        LegGuard::default(),
+        limits,
+        shutdown,
+    )
+    .await
+}
+
+/// Listener-wide limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections at once (`security.max_connections`); more are closed at accept.
+    pub max_connections: usize,
+}
+
+/// [`serve_audiosocket`] sharing leg ownership and pacing (`guard`) with the other sources
+/// of the service, under `limits`.
+pub async fn serve_audiosocket_with(
+    listener: TcpListener,
+    config: AudioSocketConfig,
+    tx: mpsc::Sender<CallEvent>,
+    metrics: Arc<Metrics>,
+    guard: LegGuard,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let ingest = IngestTx::new(
         tx,
         SOURCE,
         metrics,
         Duration::from_secs_f64(config.audio_send_timeout_s.max(0.0)),
-    );
-    let legs = Arc::new(LegTable::default());
+    )
+    .with_guard(guard);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
     if let Ok(addr) = listener.local_addr() {
@@ -174,15 +183,22 @@ pub async fn serve_audiosocket(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if !config.allows(peer.ip()) {
+                        tracing::warn!(%peer, reason = "source_not_allowed", "audiosocket: connection from outside audiosocket.allow_networks; closing");
+                        ingest.closed("not_allowed");
+                        continue;
+                    }
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, reason = "too_many_connections", max = limits.max_connections, "audiosocket: connection limit reached; closing");
+                        ingest.closed("too_many_connections");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    tracker.spawn(handle_connection(
-                        stream,
-                        peer,
-                        config.clone(),
-                        ingest.clone(),
-                        legs.clone(),
-                        shutdown.clone(),
-                    ));
+                    let (config, ingest, shutdown) = (config.clone(), ingest.clone(), shutdown.clone());
+                    tracker.spawn(async move {
+                        handle_connection(stream, peer, config, ingest, shutdown).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -263,7 +279,6 @@ async fn handle_connection(
     peer: SocketAddr,
     config: Arc<AudioSocketConfig>,
     ingest: IngestTx,
-    legs: Arc<LegTable>,
     shutdown: CancellationToken,
 ) {
     let mut reader = BufReader::with_capacity(8192, stream);
@@ -320,12 +335,15 @@ async fn handle_connection(
         }
     };
 
-    let Some(speaker) = legs.claim(&uuid, config.first_leg) else {
-        tracing::warn!(call_id = %uuid, %peer, reason = "third leg", "audiosocket: call already has two legs; rejecting connection");
-        ingest.bad_frame("third_leg");
-        ingest.closed("rejected");
+    let Some(claim) = ingest
+        .legs()
+        .claim_first_free(&uuid, &[config.first_leg, other(config.first_leg)])
+    else {
+        // Both legs are owned by other connections: a third leg, or a hijack attempt.
+        ingest.leg_taken(&uuid, &peer);
         return;
     };
+    let speaker = claim.speakers()[0];
     tracing::info!(call_id = %uuid, %speaker, %peer, "audiosocket leg connected");
 
     let end = run_leg(
@@ -338,7 +356,6 @@ async fn handle_connection(
         &shutdown,
     )
     .await;
-    legs.release(&uuid, speaker);
     match end {
         LegEnd::End(reason) => {
             ingest.closed(reason_class(&reason));
@@ -356,6 +373,9 @@ async fn handle_connection(
             tracing::warn!(call_id = %uuid, %speaker, "audiosocket: call router gone; closing leg");
         }
     }
+    // The leg is released only now, after its End is in the router channel, so a new leg
+    // for the same call id is routed after it.
+    drop(claim);
     // Dropping the reader closes the socket.
 }
 
@@ -383,6 +403,7 @@ async fn run_leg<R: AsyncRead + Unpin>(
         return LegEnd::RouterGone;
     }
     let mut rate: Option<u32> = None;
+    let mut pacer = ingest.pacer();
     let bad = |class: &str, reason: String| {
         tracing::warn!(call_id, %speaker, %reason, "audiosocket: bad frame; closing leg");
         ingest.bad_frame(class);
@@ -465,7 +486,7 @@ async fn run_leg<R: AsyncRead + Unpin>(
                     }
                     Some(_) => {}
                 }
-                if frame.payload.is_empty() {
+                if frame.payload.is_empty() || !pacer.admit(frame.payload.len() / 2, frame_rate) {
                     continue;
                 }
                 let ev = CallEvent::Audio {
@@ -503,20 +524,6 @@ mod tests {
         assert_eq!(audio_kind_rate(0x18), Some(192000));
         assert_eq!(audio_kind_rate(0x19), None);
         assert_eq!(audio_kind_rate(0x03), None);
-    }
-
-    #[test]
-    fn leg_table_assigns_two_roles_then_rejects() {
-        let t = LegTable::default();
-        assert_eq!(t.claim("c", Speaker::Customer), Some(Speaker::Customer));
-        assert_eq!(t.claim("c", Speaker::Customer), Some(Speaker::Agent));
-        assert_eq!(t.claim("c", Speaker::Customer), None);
-        t.release("c", Speaker::Customer);
-        assert_eq!(t.claim("c", Speaker::Customer), Some(Speaker::Customer));
-        t.release("c", Speaker::Customer);
-        t.release("c", Speaker::Agent);
-        assert!(t.calls.lock().unwrap().is_empty());
-        assert_eq!(t.claim("d", Speaker::Agent), Some(Speaker::Agent));
     }
 
     #[tokio::test]

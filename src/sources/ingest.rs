@@ -13,13 +13,15 @@
 //!   [`RouterGone`] and the source closes the leg.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
 
+use super::legs::LegRegistry;
 use super::CallEvent;
 use crate::metrics::{Counter, Metrics};
+use crate::security::SecurityConfig;
 
 /// Default wait for room in the router channel before an audio frame is dropped.
 pub const DEFAULT_AUDIO_SEND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -32,6 +34,76 @@ pub const CONTROL_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 #[error("call router is gone")]
 pub struct RouterGone;
 
+/// The real-time pacing budget of a leg (`security.max_realtime_factor`,
+/// `security.pacing_burst_s`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    pub max_realtime_factor: f64,
+    pub burst_s: f64,
+}
+
+impl Pacing {
+    pub fn from_config(c: &SecurityConfig) -> Self {
+        Self {
+            max_realtime_factor: c.max_realtime_factor,
+            burst_s: c.pacing_burst_s,
+        }
+    }
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self::from_config(&SecurityConfig::default())
+    }
+}
+
+/// What the sources of one service share beyond the router channel: who owns which leg,
+/// and the pacing budget.
+#[derive(Debug, Clone, Default)]
+pub struct LegGuard {
+    pub legs: LegRegistry,
+    pub pacing: Pacing,
+}
+
+/// Per-leg real-time guard: audio is admitted while the leg's audio seconds stay within
+/// `burst_s + elapsed_wall_s × max_realtime_factor`; the rest is dropped and counted
+/// (`calltone_audio_dropped_total{reason="too_fast"}`), so a sender faster than real time
+/// costs the box at most `max_realtime_factor` × a normal leg.
+#[derive(Debug)]
+pub struct LegPacer {
+    pacing: Pacing,
+    start: Option<Instant>,
+    audio_s: f64,
+    dropped: Arc<Counter>,
+    warned: bool,
+}
+
+impl LegPacer {
+    /// Whether `samples` at `rate` may pass now.
+    pub fn admit(&mut self, samples: usize, rate: u32) -> bool {
+        let now = Instant::now();
+        let start = *self.start.get_or_insert(now);
+        let d = samples as f64 / rate.max(1) as f64;
+        let budget = self.pacing.burst_s
+            + now.duration_since(start).as_secs_f64() * self.pacing.max_realtime_factor;
+        if self.audio_s + d > budget {
+            self.dropped.inc();
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    audio_s = self.audio_s,
+                    wall_s = now.duration_since(start).as_secs_f64(),
+                    max_realtime_factor = self.pacing.max_realtime_factor,
+                    "leg sends audio faster than real time; dropping the excess"
+                );
+            }
+            return false;
+        }
+        self.audio_s += d;
+        true
+    }
+}
+
 /// A source's handle on the router channel; cheap to clone (one per connection).
 #[derive(Debug, Clone)]
 pub struct IngestTx {
@@ -41,6 +113,7 @@ pub struct IngestTx {
     frames: Arc<Counter>,
     dropped_full: Arc<Counter>,
     metrics: Arc<Metrics>,
+    guard: LegGuard,
 }
 
 impl IngestTx {
@@ -57,7 +130,37 @@ impl IngestTx {
             source,
             audio_send_timeout,
             metrics,
+            guard: LegGuard::default(),
         }
+    }
+
+    /// The same handle sharing `guard` (leg ownership and pacing) with other sources.
+    pub fn with_guard(mut self, guard: LegGuard) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// The shared leg-ownership table.
+    pub fn legs(&self) -> &LegRegistry {
+        &self.guard.legs
+    }
+
+    /// A fresh pacing guard for one leg.
+    pub fn pacer(&self) -> LegPacer {
+        LegPacer {
+            pacing: self.guard.pacing,
+            start: None,
+            audio_s: 0.0,
+            dropped: self.metrics.audio_dropped.with(&[self.source, "too_fast"]),
+            warned: false,
+        }
+    }
+
+    /// Logs and counts a leg refused because another connection owns it.
+    pub fn leg_taken(&self, call_id: &str, peer: &dyn std::fmt::Display) {
+        tracing::warn!(call_id, source = self.source, %peer, reason = "leg_taken", "call leg already owned by another connection; refusing");
+        self.bad_frame("leg_taken");
+        self.closed("rejected");
     }
 
     pub fn source(&self) -> &'static str {

@@ -8,7 +8,9 @@
 //!   `call_id` = `callSid` (else `streamSid`). Chunks are ordered per track through a
 //!   [`ReorderBuffer`] (window `reorder_window` chunks, 20 ms each): duplicates and late
 //!   chunks are dropped and counted; chunks lost for good are filled with silence of the
-//!   last chunk's length (at most `max_gap_fill_chunks`) so both tracks stay aligned.
+//!   μ-law's 160 samples per missing 20 ms chunk (at most `max_gap_fill_chunks` per hole) so
+//!   both tracks stay aligned; a chunk number more than `max_chunk_jump` past the highest
+//!   seen closes the socket (`chunk_jump`).
 //! * `GET /media/l16` — mod_audio_fork style: first a JSON text frame
 //!   `{call_id, sample_rate, channels}` (rate 8000..=48000, channels 1|2), then binary frames
 //!   of interleaved s16le; channel 0 = customer, 1 = agent. Later text frames are ignored.
@@ -17,6 +19,11 @@
 //! whose length is not whole sample frames) closes only that socket with a logged reason;
 //! speakers already started get `End{reason:"error: …"}`. A socket silent for
 //! `read_timeout_s` ends with `timeout`; one that closes without `stop` with `disconnected`.
+//!
+//! Security: a stream's legs belong to its socket ([`super::legs`]): a second socket naming
+//! a call whose speakers are live is refused (`leg_taken`) before it sends anything. Each
+//! track runs under a real-time pacing guard ([`super::ingest::LegPacer`]); WebSocket frame
+//! and message sizes are limited by `max_message_bytes` before the payload is buffered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +38,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::ingest::{reason_class, s16le_to_f32, validate_call_id, IngestTx};
+use super::ingest::{reason_class, s16le_to_f32, validate_call_id, IngestTx, LegGuard, LegPacer};
+use super::legs::LegClaim;
 use super::reorder::{Pushed, Released, ReorderBuffer};
 use super::CallEvent;
 use crate::audio::Speaker;
@@ -45,8 +53,12 @@ pub struct MediaStreamConfig {
     pub read_timeout_s: f64,
     /// Twilio: chunks that may wait for a missing one, per track. Default 5 (100 ms).
     pub reorder_window: usize,
-    /// Twilio: most chunks of silence inserted for one hole. Default 50 (1 s).
+    /// Twilio: most chunks of silence (160 samples each) inserted for one hole. Default 50
+    /// (1 s).
     pub max_gap_fill_chunks: u64,
+    /// Twilio: a chunk number more than this past the highest seen on its track closes the
+    /// socket (`chunk_jump`). Default 500 (10 s).
+    pub max_chunk_jump: u64,
     /// Largest WebSocket message accepted, bytes. Default 1 MiB.
     pub max_message_bytes: usize,
     /// How long an audio frame may wait for room in the router channel, seconds. Default 1.
@@ -59,6 +71,7 @@ impl Default for MediaStreamConfig {
             read_timeout_s: 10.0,
             reorder_window: 5,
             max_gap_fill_chunks: 50,
+            max_chunk_jump: 500,
             max_message_bytes: 1 << 20,
             audio_send_timeout_s: 1.0,
         }
@@ -72,6 +85,9 @@ impl MediaStreamConfig {
         }
         if !(self.audio_send_timeout_s >= 0.0 && self.audio_send_timeout_s.is_finite()) {
             return Err("media_stream.audio_send_timeout_s must be >= 0".into());
+        }
+        if self.max_chunk_jump == 0 {
+            return Err("media_stream.max_chunk_jump must be at least 1".into());
         }
         if self.max_message_bytes < 1024 {
             return Err("media_stream.max_message_bytes must be >= 1024".into());
@@ -96,10 +112,22 @@ pub fn router(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Router {
+    router_with(config, tx, metrics, LegGuard::default(), shutdown)
+}
+
+/// [`router`] sharing leg ownership and pacing (`guard`) with the service's other sources.
+pub fn router_with(
+    config: MediaStreamConfig,
+    tx: mpsc::Sender<CallEvent>,
+    metrics: Arc<Metrics>,
+    guard: LegGuard,
+    shutdown: CancellationToken,
+) -> Router {
     let timeout = Duration::from_secs_f64(config.audio_send_timeout_s.max(0.0));
     let state = MediaState {
-        twilio: IngestTx::new(tx.clone(), "twilio", metrics.clone(), timeout),
-        l16: IngestTx::new(tx, "l16", metrics, timeout),
+        twilio: IngestTx::new(tx.clone(), "twilio", metrics.clone(), timeout)
+            .with_guard(guard.clone()),
+        l16: IngestTx::new(tx, "l16", metrics, timeout).with_guard(guard),
         config: Arc::new(config),
         shutdown,
     };
@@ -110,17 +138,28 @@ pub fn router(
 }
 
 async fn twilio_upgrade(ws: WebSocketUpgrade, State(st): State<MediaState>) -> Response {
-    ws.max_message_size(st.config.max_message_bytes)
-        .on_upgrade(move |socket| async move {
-            let mut session = TwilioSession::new(&st);
-            session.run(socket).await;
-        })
+    limit(ws, &st.config).on_upgrade(move |socket| async move {
+        let mut session = TwilioSession::new(&st);
+        session.run(socket).await;
+    })
 }
 
 async fn l16_upgrade(ws: WebSocketUpgrade, State(st): State<MediaState>) -> Response {
-    ws.max_message_size(st.config.max_message_bytes)
-        .on_upgrade(move |socket| l16_session(socket, st))
+    limit(ws, &st.config).on_upgrade(move |socket| l16_session(socket, st))
 }
+
+/// Frame and message limits: tungstenite checks a frame's announced length against
+/// `max_frame_size` from its header, before reading the payload, and the sum of a fragmented
+/// message's frames against `max_message_size` as they arrive.
+fn limit(ws: WebSocketUpgrade, config: &MediaStreamConfig) -> WebSocketUpgrade {
+    ws.max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+}
+
+/// Samples of one 20 ms μ-law chunk at 8 kHz: what one missing Twilio chunk is filled with.
+const TWILIO_CHUNK_SAMPLES: usize = 160;
 
 /// G.711 μ-law to linear, scaled to [-1, 1).
 fn ulaw_to_f32(u: u8) -> f32 {
@@ -134,6 +173,9 @@ enum Step {
     End(String),
     /// Close without sending anything more (router gone).
     Abort,
+    /// The call's legs belong to another connection: close with a policy-violation frame,
+    /// send nothing to the router.
+    Refused,
 }
 
 /// Receives the next message, honouring shutdown and the read timeout.
@@ -246,8 +288,9 @@ fn twilio_track(name: &str) -> Option<Speaker> {
 struct TwilioTrack {
     speaker: Speaker,
     reorder: ReorderBuffer,
-    /// Samples in the last chunk released, for gap fill.
-    last_len: usize,
+    /// Highest chunk number seen, for the jump cap.
+    highest: Option<u64>,
+    pacer: LegPacer,
 }
 
 struct TwilioSession<'a> {
@@ -255,6 +298,8 @@ struct TwilioSession<'a> {
     call_id: Option<String>,
     tracks: Vec<TwilioTrack>,
     released: Vec<Released>,
+    /// This socket's ownership of its call's legs; dropped after the legs' `End`s are sent.
+    claim: Option<LegClaim>,
 }
 
 impl<'a> TwilioSession<'a> {
@@ -264,6 +309,7 @@ impl<'a> TwilioSession<'a> {
             call_id: None,
             tracks: Vec::new(),
             released: Vec::new(),
+            claim: None,
         }
     }
 
@@ -290,6 +336,15 @@ impl<'a> TwilioSession<'a> {
                     self.st.twilio.closed("router_gone");
                     return;
                 }
+                Step::Refused => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1008, // policy violation
+                            reason: "leg_taken".into(),
+                        })))
+                        .await;
+                    return;
+                }
             }
         };
         if reason == "timeout" {
@@ -308,6 +363,7 @@ impl<'a> TwilioSession<'a> {
             reason,
         )
         .await;
+        self.claim = None;
     }
 
     fn bad(&self, class: &str, reason: String) -> Step {
@@ -374,12 +430,18 @@ impl<'a> TwilioSession<'a> {
             return self.bad("bad_track", "start lists no tracks".into());
         }
         speakers.sort();
+        let Some(claim) = self.st.twilio.legs().claim(&call_id, &speakers) else {
+            self.st.twilio.leg_taken(&call_id, &"websocket");
+            return Step::Refused;
+        };
+        self.claim = Some(claim);
         self.tracks = speakers
             .iter()
             .map(|&speaker| TwilioTrack {
                 speaker,
                 reorder: ReorderBuffer::new(self.st.config.reorder_window),
-                last_len: 160,
+                highest: None,
+                pacer: self.st.twilio.pacer(),
             })
             .collect();
         tracing::info!(call_id = %call_id, speakers = ?speakers, "twilio stream started");
@@ -420,6 +482,19 @@ impl<'a> TwilioSession<'a> {
                 format!("chunk {} is not a non-negative integer", media.chunk),
             );
         };
+        let track = &mut self.tracks[ti];
+        if let Some(h) = track.highest {
+            if chunk > h.saturating_add(self.st.config.max_chunk_jump) {
+                return self.bad(
+                    "chunk_jump",
+                    format!(
+                        "chunk {chunk} jumps more than {} past {h}",
+                        self.st.config.max_chunk_jump
+                    ),
+                );
+            }
+        }
+        track.highest = Some(track.highest.map_or(chunk, |h| h.max(chunk)));
         let bytes = match base64::engine::general_purpose::STANDARD.decode(media.payload.as_bytes())
         {
             Ok(b) => b,
@@ -456,17 +531,20 @@ impl<'a> TwilioSession<'a> {
         for r in released.drain(..) {
             let samples: Vec<f32> = match r {
                 Released::Data(bytes) => {
-                    if bytes.is_empty() {
+                    if bytes.is_empty() || !self.tracks[ti].pacer.admit(bytes.len(), 8000) {
                         continue;
                     }
-                    self.tracks[ti].last_len = bytes.len();
                     bytes.into_iter().map(ulaw_to_f32).collect()
                 }
                 Released::Gap(n) => {
-                    let fill = n.min(self.st.config.max_gap_fill_chunks);
+                    let fill =
+                        n.min(self.st.config.max_gap_fill_chunks) as usize * TWILIO_CHUNK_SAMPLES;
                     self.reorder_drop("gap_filled");
                     tracing::debug!(call_id = %call_id, missing = n, "twilio: chunks lost; filling with silence");
-                    vec![0.0; fill as usize * self.tracks[ti].last_len]
+                    if !self.tracks[ti].pacer.admit(fill, 8000) {
+                        continue;
+                    }
+                    vec![0.0; fill]
                 }
             };
             if samples.is_empty() {
@@ -554,6 +632,16 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
     let call_id = meta.call_id;
     let channels = meta.channels as usize;
     let speakers: Vec<Speaker> = [Speaker::Customer, Speaker::Agent][..channels].to_vec();
+    let Some(claim) = ingest.legs().claim(&call_id, &speakers) else {
+        ingest.leg_taken(&call_id, &"websocket");
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: 1008,
+                reason: "leg_taken".into(),
+            })))
+            .await;
+        return;
+    };
     tracing::info!(call_id = %call_id, rate = meta.sample_rate, channels, "l16 stream started");
     let start = CallEvent::Start {
         call_id: call_id.clone(),
@@ -566,6 +654,7 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
     }
 
     let frame_bytes = 2 * channels;
+    let mut pacer = ingest.pacer();
     let reason = loop {
         let msg = match next_message(&mut socket, timeout, &st.shutdown).await {
             Ok(m) => m,
@@ -585,7 +674,7 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
                 ),
             );
         }
-        if data.is_empty() {
+        if data.is_empty() || !pacer.admit(data.len() / frame_bytes, meta.sample_rate) {
             continue;
         }
         let samples = s16le_to_f32(&data);
@@ -612,6 +701,7 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
         tracing::warn!(call_id = %call_id, "l16 stream silent; closing");
     }
     finish(&mut socket, ingest, Some(&call_id), &speakers, reason).await;
+    drop(claim);
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //!
 //! * [`audiosocket`] — Asterisk AudioSocket TCP server (one connection = one leg).
 //! * [`media_stream`] — WebSocket ingest: Twilio Media Streams and mod_audio_fork-style L16.
-//! * [`ingest`] — the shared sending side: backpressure policy and per-source counters.
+//! * [`ingest`] — the shared sending side: backpressure policy, pacing and per-source counters.
+//! * [`legs`] — which connection owns which leg of which call.
 //!
 //! Backpressure (see [`ingest::IngestTx`]): `Start`/`End` always wait for room in the
 //! channel (the router must see them); `Audio` waits at most a short timeout and is then
@@ -16,6 +17,7 @@ use crate::audio::Speaker;
 pub mod audiosocket;
 pub mod device;
 pub mod ingest;
+pub mod legs;
 pub mod media_stream;
 pub mod reorder;
 

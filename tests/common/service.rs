@@ -45,6 +45,8 @@ impl<'a> ServeSetup<'a> {
 pub struct Serve {
     pub child: Child,
     pub http: u16,
+    /// The media-ingest listener (`/media/*`).
+    pub media: u16,
     pub audiosocket: u16,
     pub log: std::path::PathBuf,
 }
@@ -73,10 +75,11 @@ impl Serve {
     /// Writes `dir/calltone.toml` from `s`, starts serve with it and waits for its listeners.
     pub fn launch(dir: &Path, s: &ServeSetup, http: u16, audiosocket: u16) -> Serve {
         let cfg = dir.join("calltone.toml");
+        let media = free_port();
         std::fs::write(
             &cfg,
             format!(
-                "[asr]\nmodel = {model:?}\n{asr}[serve]\nhttp = \"127.0.0.1:{http}\"\naudiosocket = \"127.0.0.1:{audiosocket}\"\ndata_dir = {data:?}\nshutdown_grace_s = 20.0\n[mqtt]\nurl = {url:?}\nsite = {site:?}\nbox = \"box1\"\nreconnect_max_ms = 1000\n{mqtt}{tables}",
+                "[asr]\nmodel = {model:?}\n{asr}[serve]\nhttp = \"127.0.0.1:{http}\"\nmedia = \"127.0.0.1:{media}\"\naudiosocket = \"127.0.0.1:{audiosocket}\"\ndata_dir = {data:?}\nshutdown_grace_s = 20.0\n[mqtt]\nurl = {url:?}\nsite = {site:?}\nbox = \"box1\"\nreconnect_max_ms = 1000\n{mqtt}{tables}",
                 model = s.model.display().to_string(),
                 asr = s.asr,
                 data = dir.join("data").display().to_string(),
@@ -100,7 +103,7 @@ impl Serve {
         }
         let mut child = cmd.spawn().expect("start calltone serve");
         let t0 = Instant::now();
-        while !(port_open(http) && port_open(audiosocket)) {
+        while !(port_open(http) && port_open(media) && port_open(audiosocket)) {
             let exited = child.try_wait().ok().flatten();
             if exited.is_some() || t0.elapsed() > Duration::from_secs(60) {
                 panic!(
@@ -113,6 +116,7 @@ impl Serve {
         Serve {
             child,
             http,
+            media,
             audiosocket,
             log: log_path,
         }
