@@ -747,7 +747,11 @@ impl CallPipeline {
             return;
         };
         let (transcript, not_transcribed) = match result {
-            Ok(t) => (t, None),
+            // A decode the ASR rejected (no speech, a loop, ...) carries no words, only why.
+            Ok(t) => match t.rejected {
+                Some(r) => (Default::default(), Some(r.as_str().to_string())),
+                None => (t, None),
+            },
             Err(e) => (Default::default(), Some(e.reason())),
         };
         let words: Vec<Word> = transcript

@@ -132,6 +132,14 @@ fn check_call(ev: &[Msg], site: &str, call: &str, t0: Instant) -> CallSeen {
                     None => {
                         seen.asr_latency.push(since(v["end"].as_f64().unwrap(), at));
                     }
+                    // Decodes the ASR rejected as non-speech still went through it.
+                    Some(
+                        "no_speech" | "low_confidence" | "repetitive" | "token_budget"
+                        | "implausible_rate",
+                    ) => {
+                        assert_eq!(v["text"], "", "{call}: rejected utterance with text: {v}");
+                        seen.asr_latency.push(since(v["end"].as_f64().unwrap(), at));
+                    }
                     Some("overload") => {
                         assert_eq!(v["text"], "", "{call}: shed utterance with text: {v}");
                         seen.shed += 1;

@@ -28,32 +28,112 @@ pub enum AsrError {
 /// Decoding options for utterance transcription.
 #[derive(Debug, Clone)]
 pub struct TranscribeOptions {
-    /// CPU threads whisper.cpp uses for one utterance.
+    /// CPU threads whisper.cpp uses for one utterance. Default 1: ggml starts and joins its
+    /// worker threads for every graph (each decoded token), and they spin at the barriers
+    /// between operations, so a second thread buys little alone and collapses when two
+    /// processes share the cores (README, ASR cost).
     pub threads: usize,
     /// Language code, or `None` for English-only models / auto.
     pub language: Option<String>,
-    /// Segments whose no-speech probability exceeds this are dropped (hallucination guard).
+    /// No-speech probability above which an utterance whose average token log-probability
+    /// is also below `logprob_threshold` is rejected as `no_speech` (whisper.cpp's rule).
     pub no_speech_threshold: f32,
+    /// Average token log-probability below which a decode counts as unsure (see above, and
+    /// `reject_low_logprob`).
+    pub logprob_threshold: f32,
+    /// Reject decodes whose average log-probability is below `logprob_threshold` even when
+    /// the no-speech probability is low (`low_confidence`).
+    pub reject_low_logprob: bool,
+    /// Token entropy (nats over the last 32 text tokens, scaled for shorter texts) below
+    /// which the text is a repetition loop (`repetitive`); whisper.cpp's default 2.4.
+    pub entropy_threshold: f32,
+    /// Token budget: at most `budget_base + budget_per_s × duration` tokens (text and
+    /// timestamps) are decoded per utterance; a decode that reaches it is rejected
+    /// (`token_budget`). Speech needs at most ~5 tokens/s (measured: 2.5–4.7 on read and
+    /// conversational English).
+    pub budget_base: u32,
+    pub budget_per_s: f32,
+    /// More words than this per second of audio nobody says (fast speech is 3–4; measured
+    /// at most 3.5 on read and conversational English): such a decode is rejected as
+    /// `implausible_rate` (a short unclear word decoded into a sentence).
+    pub max_words_per_s: f32,
     /// Shrink the encoder window to the utterance (much faster on short utterances).
     pub trim_audio_ctx: bool,
+    /// Text decoded as if it had been said before every utterance (product names, site
+    /// phrases); empty for none.
+    pub initial_prompt: String,
 }
 
 impl Default for TranscribeOptions {
     fn default() -> Self {
         Self {
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads: 1,
             language: Some("en".into()),
             no_speech_threshold: 0.6,
+            logprob_threshold: -1.0,
+            reject_low_logprob: false,
+            entropy_threshold: 2.4,
+            budget_base: 8,
+            budget_per_s: 7.0,
+            max_words_per_s: 6.0,
             trim_audio_ctx: std::env::var_os("CALLTONE_FULL_AUDIO_CTX").is_none(),
+            initial_prompt: String::new(),
         }
     }
 }
 
+/// Why a decoded utterance is published without words. The strings are a fixed vocabulary
+/// (the utterance event's `not_transcribed`, next to `overload` and `asr_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Whisper heard no speech: nothing decoded, or a high no-speech probability with an
+    /// unsure decode.
+    NoSpeech,
+    /// The decode is unsure throughout (average log-probability below the threshold).
+    LowConfidence,
+    /// The text repeats itself (a decoding loop).
+    Repetitive,
+    /// The decoder was still producing tokens when the utterance's budget ran out.
+    TokenBudget,
+    /// More words than anyone says in the utterance's duration.
+    ImplausibleRate,
+}
+
+impl Rejected {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejected::NoSpeech => "no_speech",
+            Rejected::LowConfidence => "low_confidence",
+            Rejected::Repetitive => "repetitive",
+            Rejected::TokenBudget => "token_budget",
+            Rejected::ImplausibleRate => "implausible_rate",
+        }
+    }
+}
+
+/// Figures of one decode, for the rejection rules and for evaluation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DecodeStats {
+    /// Whisper's no-speech probability for the window.
+    pub no_speech_prob: f32,
+    /// Mean log-probability of the decoded tokens.
+    pub avg_logprob: f32,
+    /// Token entropy of the text tokens (nats).
+    pub entropy: f32,
+    /// Tokens decoded (text and timestamps).
+    pub tokens: u32,
+    /// The utterance's token budget.
+    pub budget: u32,
+}
+
 /// What Whisper heard in one utterance. Word times are relative to the utterance start.
+/// When `rejected` is set, `text` and `words` are empty.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Transcript {
     pub text: String,
     pub words: Vec<Word>,
+    pub rejected: Option<Rejected>,
+    pub stats: DecodeStats,
 }
 
 /// The loaded Whisper weights, shared by all transcribers.
@@ -98,10 +178,18 @@ impl WhisperModel {
             .ctx
             .create_state()
             .map_err(|e| AsrError::Inference(format!("creating state: {e}")))?;
+        let prompt = if opts.initial_prompt.trim().is_empty() {
+            Vec::new()
+        } else {
+            self.ctx
+                .tokenize(&opts.initial_prompt, 224)
+                .map_err(|e| AsrError::Inference(format!("tokenizing asr.initial_prompt: {e}")))?
+        };
         Ok(Transcriber {
             model: self.clone(),
             state,
             opts,
+            prompt,
         })
     }
 }
@@ -111,6 +199,8 @@ pub struct Transcriber {
     model: WhisperModel,
     state: WhisperState,
     opts: TranscribeOptions,
+    /// `initial_prompt`, tokenized once.
+    prompt: Vec<i32>,
 }
 
 /// Whisper needs at least this much audio; shorter utterances are padded with silence
@@ -119,9 +209,17 @@ const MIN_SAMPLES: usize = ANALYSIS_RATE as usize; // 1 s
 
 impl Transcriber {
     /// Transcribes one utterance of 16 kHz mono audio.
+    ///
+    /// Decoding is greedy at temperature 0 without fallback, so the same audio always gives
+    /// the same result, and bounded by the utterance's token budget. Decodes that fail the
+    /// no-speech, log-probability, repetition or budget checks come back with `rejected`
+    /// set and no words: a hallucination is never published as speech.
     pub fn transcribe(&mut self, samples: &[f32]) -> Result<Transcript, AsrError> {
         if samples.is_empty() {
-            return Ok(Transcript::default());
+            return Ok(Transcript {
+                rejected: Some(Rejected::NoSpeech),
+                ..Default::default()
+            });
         }
         let padded;
         let audio: &[f32] = if samples.len() < MIN_SAMPLES {
@@ -134,12 +232,16 @@ impl Transcriber {
             samples
         };
         let duration = samples.len() as f64 / ANALYSIS_RATE as f64;
+        let budget = token_budget(&self.opts, duration);
 
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_n_threads(self.opts.threads as i32);
+        params.set_n_threads(self.opts.threads.max(1) as i32);
         params.set_language(self.opts.language.as_deref());
         params.set_translate(false);
         params.set_no_context(true);
+        if !self.prompt.is_empty() {
+            params.set_tokens(&self.prompt);
+        }
         params.set_token_timestamps(true);
         params.set_print_progress(false);
         params.set_print_realtime(false);
@@ -147,7 +249,20 @@ impl Transcriber {
         params.set_print_timestamps(false);
         params.set_suppress_blank(true);
         params.set_suppress_nst(true);
-        params.set_no_speech_thold(self.opts.no_speech_threshold);
+        // Temperature fallback re-decodes a failed window up to five more times at rising
+        // temperatures: up to 6 × 220 tokens for one unclear word, and sampled from an RNG
+        // that whisper.cpp seeds once per state (so the result would depend on which worker
+        // ran which utterances before). One greedy pass, then our own checks below.
+        params.set_temperature(0.0);
+        params.set_temperature_inc(0.0);
+        // One window per utterance (utterances are at most vad.max_utterance_s ≤ 30 s), so
+        // `max_tokens` bounds the whole decode, not each of a chain of segments.
+        params.set_single_segment(true);
+        params.set_max_tokens(budget as i32);
+        // whisper.cpp would silently drop a no-speech window before we see its figures;
+        // the same rule is applied below, where it can be reported.
+        params.set_no_speech_thold(1.0);
+        params.set_logprob_thold(self.opts.logprob_threshold);
         // Whisper's encoder always runs over a 30 s window (1500 frames) unless told the
         // audio is shorter; for short utterances that dominates the cost. Trim the window to
         // the audio plus a margin (whisper.cpp's `audio_ctx`).
@@ -162,54 +277,339 @@ impl Transcriber {
             .map_err(|e| AsrError::Inference(e.to_string()))?;
 
         let eot = self.model.ctx.token_eot();
-        let mut text = String::new();
-        let mut words: Vec<Word> = Vec::new();
+        let mut decoded = Decoded::default();
         for seg in self.state.as_iter() {
-            if seg.no_speech_probability() > self.opts.no_speech_threshold && seg.n_tokens() <= 3 {
-                continue;
-            }
+            decoded.no_speech_prob = decoded.no_speech_prob.max(seg.no_speech_probability());
             for i in 0..seg.n_tokens() {
                 let Some(tok) = seg.get_token(i) else {
                     continue;
                 };
-                if tok.token_id() >= eot {
+                let id = tok.token_id();
+                let data = tok.token_data();
+                decoded.logprob_sum += f64::from(data.plog);
+                decoded.tokens += 1;
+                if id == eot {
+                    decoded.saw_eot = true;
+                }
+                if id >= eot {
                     continue; // special and timestamp tokens
                 }
-                let piece = match tok.to_str_lossy() {
-                    Ok(p) => p.into_owned(),
-                    Err(_) => continue,
+                let Ok(bytes) = tok.to_bytes() else {
+                    continue;
                 };
-                if piece.starts_with("[_") || piece.starts_with("<|") {
+                if bytes.starts_with(b"[_") || bytes.starts_with(b"<|") {
                     continue;
                 }
-                let data = tok.token_data();
-                let (t0, t1) = (
-                    (data.t0 as f64 / 100.0).clamp(0.0, duration),
-                    (data.t1 as f64 / 100.0).clamp(0.0, duration),
-                );
-                text.push_str(&piece);
-                let starts_word = piece.starts_with(' ') || words.is_empty();
-                let is_punct = piece.trim().chars().all(|c| c.is_ascii_punctuation());
-                if starts_word && !is_punct {
-                    words.push(Word {
-                        w: piece.trim().to_string(),
-                        start: t0,
-                        end: t1.max(t0),
-                        p: data.p,
-                    });
-                } else if let Some(last) = words.last_mut() {
-                    // Continuation of a word (sub-word token or trailing punctuation).
-                    last.w.push_str(piece.trim_end());
-                    last.end = last.end.max(t1);
-                    if !is_punct {
-                        last.p = last.p.min(data.p);
-                    }
-                }
+                let t0 = (data.t0 as f64 / 100.0).clamp(0.0, duration);
+                let t1 = (data.t1 as f64 / 100.0).clamp(0.0, duration);
+                decoded.push_text_token(id, bytes, t0, t1, data.p);
             }
         }
+        let stats = decoded.stats(budget);
+        let rejected = judge(&self.opts, &decoded, &stats, duration);
+        tracing::trace!(
+            duration_s = duration,
+            no_speech_prob = stats.no_speech_prob,
+            avg_logprob = stats.avg_logprob,
+            entropy = stats.entropy,
+            tokens = stats.tokens,
+            text_tokens = decoded.text_ids.len(),
+            words = decoded.words.len(),
+            budget = stats.budget,
+            rejected = rejected.map(Rejected::as_str),
+            "utterance decoded"
+        );
+        if let Some(r) = rejected {
+            tracing::debug!(
+                reason = r.as_str(),
+                no_speech_prob = stats.no_speech_prob,
+                avg_logprob = stats.avg_logprob,
+                entropy = stats.entropy,
+                tokens = stats.tokens,
+                budget = stats.budget,
+                "utterance decode rejected"
+            );
+            return Ok(Transcript {
+                rejected: Some(r),
+                stats,
+                ..Default::default()
+            });
+        }
         Ok(Transcript {
-            text: text.trim().to_string(),
-            words,
+            text: utf8_valid(&decoded.text).trim().to_string(),
+            words: decoded.into_words(),
+            rejected: None,
+            stats,
         })
+    }
+}
+
+/// The token budget of an utterance of `duration_s`.
+pub fn token_budget(opts: &TranscribeOptions, duration_s: f64) -> u32 {
+    let per_s = f64::from(opts.budget_per_s.max(0.0));
+    (f64::from(opts.budget_base) + per_s * duration_s).ceil() as u32
+}
+
+/// The applies-in-order rejection rules.
+fn judge(
+    opts: &TranscribeOptions,
+    d: &Decoded,
+    s: &DecodeStats,
+    duration_s: f64,
+) -> Option<Rejected> {
+    let n_text = d.text_ids.len();
+    if s.tokens > s.budget && !d.saw_eot {
+        return Some(Rejected::TokenBudget);
+    }
+    // Counted over at least a second: the padding and onsets make very short spans noisy.
+    if d.words.len() as f64 > f64::from(opts.max_words_per_s) * duration_s.max(1.0) {
+        return Some(Rejected::ImplausibleRate);
+    }
+    if n_text >= MIN_TOKENS_FOR_ENTROPY {
+        // whisper.cpp compares the entropy of the last 32 tokens with 2.4 nats (of at most
+        // ln 32); for shorter texts the same fraction of the attainable maximum.
+        let n = n_text.min(32) as f32;
+        let limit = opts.entropy_threshold * n.ln() / 32f32.ln();
+        if s.entropy < limit {
+            return Some(Rejected::Repetitive);
+        }
+    }
+    let unsure = s.avg_logprob < opts.logprob_threshold;
+    if s.no_speech_prob > opts.no_speech_threshold && (unsure || n_text <= 2) {
+        return Some(Rejected::NoSpeech);
+    }
+    if unsure && opts.reject_low_logprob {
+        return Some(Rejected::LowConfidence);
+    }
+    if d.words.iter().all(|w| word_text(&w.bytes).is_none()) {
+        return Some(Rejected::NoSpeech);
+    }
+    None
+}
+
+/// Texts shorter than this (in tokens) are not checked for repetition.
+const MIN_TOKENS_FOR_ENTROPY: usize = 8;
+
+/// A word as raw token bytes, so that a character split across tokens is joined before it
+/// is decoded.
+#[derive(Debug, Default)]
+struct RawWord {
+    bytes: Vec<u8>,
+    start: f64,
+    end: f64,
+    p: f32,
+}
+
+/// The tokens of one decode, accumulated as bytes.
+#[derive(Debug, Default)]
+struct Decoded {
+    text: Vec<u8>,
+    text_ids: Vec<i32>,
+    words: Vec<RawWord>,
+    no_speech_prob: f32,
+    logprob_sum: f64,
+    tokens: u32,
+    saw_eot: bool,
+}
+
+impl Decoded {
+    fn push_text_token(&mut self, id: i32, bytes: &[u8], t0: f64, t1: f64, p: f32) {
+        self.text.extend_from_slice(bytes);
+        self.text_ids.push(id);
+        let starts_word = bytes.first() == Some(&b' ') || self.words.is_empty();
+        let core = bytes.trim_ascii();
+        let is_punct = !core.is_empty() && core.iter().all(u8::is_ascii_punctuation);
+        if starts_word && !is_punct {
+            self.words.push(RawWord {
+                bytes: core.to_vec(),
+                start: t0,
+                end: t1.max(t0),
+                p,
+            });
+        } else if let Some(last) = self.words.last_mut() {
+            // Continuation of a word (sub-word token, the rest of a split character, or
+            // trailing punctuation).
+            last.bytes.extend_from_slice(bytes.trim_ascii_end());
+            last.end = last.end.max(t1);
+            if !is_punct {
+                last.p = last.p.min(p);
+            }
+        }
+    }
+
+    fn stats(&self, budget: u32) -> DecodeStats {
+        let avg_logprob = if self.tokens == 0 {
+            0.0
+        } else {
+            (self.logprob_sum / f64::from(self.tokens)) as f32
+        };
+        DecodeStats {
+            no_speech_prob: self.no_speech_prob,
+            avg_logprob,
+            entropy: token_entropy(&self.text_ids),
+            tokens: self.tokens,
+            budget,
+        }
+    }
+
+    fn into_words(self) -> Vec<Word> {
+        self.words
+            .into_iter()
+            .filter_map(|w| {
+                word_text(&w.bytes).map(|text| Word {
+                    w: text,
+                    start: w.start,
+                    end: w.end,
+                    p: w.p,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Entropy (nats) of the token distribution of the last 32 tokens, as whisper.cpp computes it.
+fn token_entropy(ids: &[i32]) -> f32 {
+    let tail = &ids[ids.len().saturating_sub(32)..];
+    if tail.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = tail.to_vec();
+    sorted.sort_unstable();
+    let n = tail.len() as f64;
+    let mut h = 0.0;
+    for run in sorted.chunk_by(|a, b| a == b) {
+        let p = run.len() as f64 / n;
+        h -= p * p.ln();
+    }
+    h as f32
+}
+
+/// A word's text, or `None` when nothing of it is a letter or digit (stray punctuation, or
+/// bytes that never completed a character).
+fn word_text(bytes: &[u8]) -> Option<String> {
+    let text = utf8_valid(bytes);
+    let text = text.trim();
+    text.chars()
+        .any(char::is_alphanumeric)
+        .then(|| text.to_string())
+}
+
+/// The valid UTF-8 in `bytes`, with invalid or incomplete sequences left out (never U+FFFD).
+fn utf8_valid(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        s.push_str(chunk.valid());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_characters_are_joined_and_stray_bytes_dropped() {
+        let mut d = Decoded::default();
+        // "é" is C3 A9; Whisper's byte-level BPE can put the two bytes in two tokens.
+        d.push_text_token(1, b" caf\xc3", 0.0, 0.2, 0.9);
+        d.push_text_token(2, b"\xa9", 0.2, 0.3, 0.8);
+        d.push_text_token(3, b" \xe2\x99", 0.3, 0.4, 0.5); // an incomplete character
+        d.push_text_token(4, b".", 0.4, 0.4, 0.9);
+        assert_eq!(utf8_valid(&d.text).trim(), "café .");
+        let words = d.into_words();
+        assert_eq!(words.len(), 1, "{words:?}");
+        assert_eq!(words[0].w, "café");
+        assert!((words[0].p - 0.8).abs() < 1e-6);
+        assert!(!utf8_valid(b"\xef\xbf").contains('\u{FFFD}'));
+    }
+
+    #[test]
+    fn entropy_matches_whisper_cpp_on_loops_and_text() {
+        assert_eq!(token_entropy(&[5; 20]), 0.0);
+        let distinct: Vec<i32> = (0..32).collect();
+        assert!((token_entropy(&distinct) - 32f32.ln()).abs() < 1e-5);
+        // Only the last 32 tokens count.
+        let mut v: Vec<i32> = (0..40).collect();
+        v.extend([7; 32]);
+        assert_eq!(token_entropy(&v), 0.0);
+    }
+
+    #[test]
+    fn rules_reject_loops_budget_and_no_speech() {
+        let opts = TranscribeOptions::default();
+        let mut d = Decoded::default();
+        for i in 0..12 {
+            d.push_text_token(if i % 2 == 0 { 10 } else { 11 }, b" you", 0.0, 0.1, 0.9);
+        }
+        d.tokens = 14;
+        let s = d.stats(100);
+        assert_eq!(judge(&opts, &d, &s, 5.0), Some(Rejected::Repetitive));
+        let s = DecodeStats { tokens: 101, ..s };
+        assert_eq!(judge(&opts, &d, &s, 5.0), Some(Rejected::TokenBudget));
+        d.saw_eot = true;
+        assert_eq!(judge(&opts, &d, &s, 5.0), Some(Rejected::Repetitive));
+
+        let mut d = Decoded::default();
+        d.push_text_token(1, b" Hello", 0.0, 0.1, 0.9);
+        d.push_text_token(2, b".", 0.0, 0.1, 0.9);
+        d.tokens = 4;
+        let ok = DecodeStats {
+            no_speech_prob: 0.1,
+            avg_logprob: -0.3,
+            ..d.stats(20)
+        };
+        assert_eq!(judge(&opts, &d, &ok, 1.0), None);
+        let quiet = DecodeStats {
+            no_speech_prob: 0.9,
+            ..ok
+        };
+        assert_eq!(judge(&opts, &d, &quiet, 1.0), Some(Rejected::NoSpeech));
+        let unsure = DecodeStats {
+            avg_logprob: -1.5,
+            ..ok
+        };
+        assert_eq!(judge(&opts, &d, &unsure, 1.0), None);
+        let strict = TranscribeOptions {
+            reject_low_logprob: true,
+            ..TranscribeOptions::default()
+        };
+        assert_eq!(
+            judge(&strict, &d, &unsure, 1.0),
+            Some(Rejected::LowConfidence)
+        );
+        assert_eq!(
+            judge(&opts, &Decoded::default(), &DecodeStats::default(), 1.0),
+            Some(Rejected::NoSpeech)
+        );
+        // Nine words in a one-second utterance: a sentence made up from one unclear word.
+        let mut d = Decoded::default();
+        for (i, w) in [
+            "I", "think", "I'm", "going", "to", "be", "the", "first", "one.",
+        ]
+        .iter()
+        .enumerate()
+        {
+            d.push_text_token(i as i32 + 20, format!(" {w}").as_bytes(), 0.0, 0.1, 0.6);
+        }
+        d.tokens = 12;
+        d.saw_eot = true;
+        let s = DecodeStats {
+            no_speech_prob: 0.15,
+            avg_logprob: -0.8,
+            ..d.stats(15)
+        };
+        assert_eq!(judge(&opts, &d, &s, 0.96), Some(Rejected::ImplausibleRate));
+        assert_eq!(judge(&opts, &d, &s, 3.0), None);
+    }
+
+    #[test]
+    fn budget_grows_with_duration() {
+        let o = TranscribeOptions::default();
+        assert_eq!(token_budget(&o, 1.0), 15);
+        assert_eq!(token_budget(&o, 8.0), 64);
+        assert!(
+            token_budget(&o, 15.0) < 220,
+            "below whisper.cpp's own n_max"
+        );
     }
 }

@@ -1,0 +1,236 @@
+//! Bounded, honest decoding with the real tiny.en model: non-speech gives no words (and a
+//! reason), jfk.wav still word for word, the same audio always the same result, and a
+//! replayed call with non-speech keeps its utterance events and `seq` whole.
+
+mod common;
+
+use calltone::asr::transcribe::{Rejected, TranscribeOptions, Transcript, WhisperModel};
+use common::*;
+
+const SR: f32 = 16000.0;
+
+/// A deterministic uniform noise source (no `rand` needed for a test signal).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+fn tone(freqs: &[f32], secs: f32, amp: f32) -> Vec<f32> {
+    (0..(secs * SR) as usize)
+        .map(|i| {
+            let t = i as f32 / SR;
+            freqs
+                .iter()
+                .map(|f| (2.0 * std::f32::consts::PI * f * t).sin())
+                .sum::<f32>()
+                * amp
+                / freqs.len() as f32
+        })
+        .collect()
+}
+
+fn white_noise(secs: f32, amp: f32) -> Vec<f32> {
+    let mut r = Lcg(7);
+    (0..(secs * SR) as usize).map(|_| r.next() * amp).collect()
+}
+
+/// Brown (1/f²) noise: the rumble of a line or an air conditioner.
+fn brown_noise(secs: f32, amp: f32) -> Vec<f32> {
+    let mut r = Lcg(11);
+    let mut y = 0.0f32;
+    (0..(secs * SR) as usize)
+        .map(|_| {
+            y = 0.995 * y + 0.05 * r.next();
+            y * amp
+        })
+        .collect()
+}
+
+/// Touch-tone digits 1, 5, 9, 0, #: 120 ms tone, 80 ms gap each, three times over.
+fn dtmf() -> Vec<f32> {
+    let digits = [
+        (697.0, 1209.0),
+        (770.0, 1336.0),
+        (852.0, 1477.0),
+        (941.0, 1336.0),
+        (941.0, 1477.0),
+    ];
+    let mut v = Vec::new();
+    for _ in 0..3 {
+        for (lo, hi) in digits {
+            v.extend(tone(&[lo, hi], 0.12, 0.5));
+            v.extend(std::iter::repeat_n(0.0, (0.08 * SR) as usize));
+        }
+    }
+    v
+}
+
+/// Hold music: a bass and an arpeggiated triad with harmonics, 8 s.
+fn hold_music() -> Vec<f32> {
+    let notes = [261.6, 329.6, 392.0, 523.3, 392.0, 329.6, 293.7, 349.2];
+    let mut v = Vec::new();
+    for (k, &f) in notes.iter().cycle().take(32).enumerate() {
+        let bass = if (k / 8) % 2 == 0 { 130.8 } else { 146.8 };
+        let note = tone(&[f, 2.0 * f, 3.0 * f, bass], 0.25, 0.4);
+        // A soft attack and decay per note, as a synthesiser plays it.
+        let n = note.len() as f32;
+        v.extend(
+            note.iter()
+                .enumerate()
+                .map(|(i, x)| x * (i as f32 / 400.0).min(1.0) * (1.0 - 0.6 * i as f32 / n)),
+        );
+    }
+    v
+}
+
+fn transcriber() -> Option<calltone::asr::transcribe::Transcriber> {
+    let model = model()?;
+    let m = WhisperModel::load(&model).expect("model loads");
+    Some(
+        m.transcriber(TranscribeOptions::default())
+            .expect("state allocates"),
+    )
+}
+
+fn assert_no_words(name: &str, t: &Transcript) {
+    eprintln!("{name}: {:?} {:?} {:?}", t.rejected, t.stats, t.text);
+    assert!(t.text.is_empty(), "{name}: words from non-speech: {t:?}");
+    assert!(t.words.is_empty(), "{name}: {t:?}");
+    assert!(t.rejected.is_some(), "{name}: no reason given: {t:?}");
+    assert!(
+        t.stats.tokens <= t.stats.budget + 1,
+        "{name}: decoded past the budget: {:?}",
+        t.stats
+    );
+}
+
+#[test]
+fn non_speech_gives_no_words_and_a_reason() {
+    let Some(mut t) = transcriber() else { return };
+    let cases: Vec<(&str, Vec<f32>)> = vec![
+        ("silence", vec![0.0; 3 * 16000]),
+        ("short silence", vec![0.0; 4000]),
+        ("white noise", white_noise(3.0, 0.05)),
+        ("loud white noise", white_noise(2.0, 0.5)),
+        ("brown noise", brown_noise(4.0, 0.3)),
+        ("dtmf", dtmf()),
+        ("hold music", hold_music()),
+        ("dial tone", tone(&[350.0, 440.0], 3.0, 0.3)),
+    ];
+    for (name, x) in &cases {
+        let r = t.transcribe(x).expect("transcribes");
+        assert_no_words(name, &r);
+    }
+    assert_eq!(
+        t.transcribe(&[]).unwrap().rejected,
+        Some(Rejected::NoSpeech)
+    );
+}
+
+#[test]
+fn jfk_word_for_word_and_deterministic() {
+    let (Some(asr), Some(mut t)) = (shared_data("asr"), transcriber()) else {
+        return;
+    };
+    let (rate, x) = read_wav_f32(&asr.join("jfk.wav"));
+    assert_eq!(rate, 16000);
+    let first = t.transcribe(&x).unwrap();
+    eprintln!("jfk: {:?} {}", first.stats, first.text);
+    assert_eq!(first.rejected, None);
+    assert_eq!(
+        normalise(&first.text),
+        normalise(&reference(&asr, "jfk.wav")),
+        "{}",
+        first.text
+    );
+    assert!(!first.text.contains('\u{FFFD}'));
+    assert!(first.stats.tokens < first.stats.budget, "{:?}", first.stats);
+    // The same audio gives the same result whatever the state decoded before.
+    t.transcribe(&hold_music()).unwrap();
+    t.transcribe(&x[..3 * 16000]).unwrap();
+    let again = t.transcribe(&x).unwrap();
+    assert_eq!(first, again);
+    // And so does a fresh state.
+    let mut fresh = transcriber().unwrap();
+    assert_eq!(first, fresh.transcribe(&x).unwrap());
+}
+
+/// A replayed call of speech, DTMF, hold music and noise: every utterance the segmenter cut
+/// is an event, non-speech ones with a reason from the fixed vocabulary and no text.
+#[test]
+fn replayed_non_speech_keeps_events_and_seq() {
+    let (Some(asr), Some(model)) = (shared_data("asr"), model()) else {
+        return;
+    };
+    let (_, jfk) = read_wav_f32(&asr.join("jfk.wav"));
+    let gap = vec![0.0f32; 16000];
+    let mut call = Vec::new();
+    for part in [
+        &jfk[..],
+        &gap,
+        &dtmf(),
+        &gap,
+        &hold_music(),
+        &gap,
+        &brown_noise(3.0, 0.3),
+        &gap,
+    ] {
+        call.extend_from_slice(part);
+    }
+    let bytes: Vec<u8> = call
+        .iter()
+        .flat_map(|x| (((x * 32767.0).round().clamp(-32768.0, 32767.0)) as i16).to_le_bytes())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nonspeech.wav");
+    write_wav_raw(&path, 1, 1, 16000, 16, &bytes);
+    let out = run(&[
+        "replay",
+        "--model",
+        model.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out.stdout);
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64, "seq gap at {i}");
+    }
+    let utts: Vec<_> = ev.iter().filter(|e| e["type"] == "utterance").collect();
+    let mut spoken = String::new();
+    for u in &utts {
+        eprintln!(
+            "{} {} {:?} {}",
+            u["start"], u["end"], u["not_transcribed"], u["text"]
+        );
+        match u["not_transcribed"].as_str() {
+            None => {
+                // Speech only where jfk speaks (it ends at 11 s).
+                assert!(u["start"].as_f64().unwrap() < 11.0, "words after jfk: {u}");
+                spoken.push_str(u["text"].as_str().unwrap());
+                spoken.push(' ');
+            }
+            Some(
+                "no_speech" | "low_confidence" | "repetitive" | "token_budget" | "implausible_rate",
+            ) => {
+                assert_eq!(u["text"], "", "{u}");
+                assert!(u["words"].as_array().unwrap().is_empty(), "{u}");
+            }
+            Some(other) => panic!("unexpected reason {other}: {u}"),
+        }
+    }
+    let w = wer(&reference(&asr, "jfk.wav"), &spoken);
+    assert!(w <= 0.05, "jfk WER {w:.3} in the mixed call: {spoken}");
+    let end = ev.last().unwrap();
+    assert_eq!(end["type"], "call_ended");
+    eprintln!("{} utterances; summary: {}", utts.len(), end);
+}
