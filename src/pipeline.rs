@@ -136,9 +136,11 @@ const MIN_WINDOW_VOICED_S: f64 = 0.7;
 const STRESS_SMOOTHING: f32 = 0.5;
 /// Stress is the window's arousal relative to the speaker's own running level, on the logit
 /// scale: `sigmoid(GAIN · (ramp · (logit(a) − level) − OFFSET))`, where the level is the
-/// median arousal logit of the speaker's earlier windows in this call (a median, so that an
-/// episode of stress does not become the speaker's usual level until it is most of what they
-/// have said) and `ramp` grows from 0 to 1 over their first `LEVEL_WARMUP_WINDOWS` windows. A window one logit above the speaker's
+/// median arousal logit of the windows of the speaker's earlier utterances in this call (a
+/// median, so that an episode of stress does not become the speaker's usual level until it is
+/// most of what they have said; earlier utterances, so that a rise within an utterance is
+/// measured against how the speaker sounded before it) and `ramp` grows from 0 to 1 over
+/// their first `LEVEL_WARMUP_WINDOWS` windows. A window one logit above the speaker's
 /// level reads 0.5, two logits above 0.75, the level itself 0.25.
 ///
 /// The level starts from the speaker's own first window, not from a population prior: a
@@ -167,9 +169,11 @@ struct Affect {
     baseline: ArousalBaseline,
     /// Arousal of the last utterance.
     utterance_arousal: Option<f32>,
-    /// Histogram and count of the speaker's window arousal logits (their usual level).
+    /// Histogram and count of the window arousal logits of the speaker's closed utterances
+    /// (their usual level), and of the open utterance's windows (added when it closes).
     level_hist: [u32; LEVEL_BINS],
     level_n: f32,
+    open_hist: [u32; LEVEL_BINS],
     /// Smoothed window arousal; `None` until the speaker has spoken.
     stress: Option<f32>,
     /// Whether the last window had speech (stress is current).
@@ -207,12 +211,20 @@ impl Affect {
         None
     }
 
-    /// Adds a window's arousal to the speaker's level.
+    /// Notes a window's arousal for the speaker's level (counted once its utterance closes).
     fn learn_level(&mut self, arousal: f32) {
         let x = (logit(arousal) + LOGIT_BOUND) / (2.0 * LOGIT_BOUND);
         let bin = (x * (LEVEL_BINS - 1) as f32).round() as usize;
-        self.level_hist[bin.min(LEVEL_BINS - 1)] += 1;
-        self.level_n += 1.0;
+        self.open_hist[bin.min(LEVEL_BINS - 1)] += 1;
+    }
+
+    /// The open utterance closed: its windows join the speaker's level.
+    fn commit_level(&mut self) {
+        for (l, o) in self.level_hist.iter_mut().zip(self.open_hist.iter_mut()) {
+            *l += *o;
+            self.level_n += *o as f32;
+            *o = 0;
+        }
     }
 }
 
@@ -318,6 +330,7 @@ impl CallPipeline {
                     utterance_arousal: None,
                     level_hist: [0; LEVEL_BINS],
                     level_n: 0.0,
+                    open_hist: [0; LEVEL_BINS],
                     stress: None,
                     stress_live: false,
                     stress_sum: 0.0,
@@ -699,6 +712,7 @@ impl CallPipeline {
             let a = model.predict_input(affect.baseline.band(), &input);
             affect.baseline.update(&d);
             affect.utterance_arousal = Some(a);
+            affect.commit_level();
             arousal = Some(a);
             if let Some(log) = self.feature_log.as_mut() {
                 log.push(UtteranceFeatures {
@@ -970,6 +984,7 @@ mod stress_tests {
             utterance_arousal: None,
             level_hist: [0; LEVEL_BINS],
             level_n: 0.0,
+            open_hist: [0; LEVEL_BINS],
             stress: None,
             stress_live: false,
             stress_sum: 0.0,
@@ -987,6 +1002,9 @@ mod stress_tests {
             let s = a.relative(0.97);
             assert!(s < 0.3, "window {i}: {s}");
             a.learn_level(0.97);
+            if i % 5 == 4 {
+                a.commit_level();
+            }
         }
     }
 
@@ -996,16 +1014,15 @@ mod stress_tests {
         for _ in 0..20 {
             a.learn_level(0.5);
         }
+        a.commit_level();
         assert!(a.relative(0.95) > 0.7, "{}", a.relative(0.95));
-        // 15 stressed windows after 20 calm ones: the median is still the calm level.
-        for _ in 0..15 {
+        // A long stressed utterance is measured against the speaker before it.
+        for _ in 0..30 {
             a.learn_level(0.95);
         }
         assert!(a.relative(0.95) > 0.7, "{}", a.relative(0.95));
+        a.commit_level();
         // Once stress is most of what the speaker said, it is their level.
-        for _ in 0..10 {
-            a.learn_level(0.95);
-        }
         assert!(a.relative(0.95) < 0.3, "{}", a.relative(0.95));
     }
 
@@ -1014,6 +1031,7 @@ mod stress_tests {
         let mut a = affect();
         assert!((a.relative(0.99) - 0.25).abs() < 0.01);
         a.learn_level(0.4);
+        a.commit_level();
         assert!(a.relative(0.99) < 0.5, "{}", a.relative(0.99));
     }
 }
