@@ -1171,7 +1171,9 @@ impl Scan<'_> {
                 let t = &toks[i].lower;
                 if toks[i].class == Class::Digits && t.len() <= 4 {
                     digits += t.len();
-                } else if spoken_digit(t).is_some() {
+                } else if spoken_digit(t).is_some() || matches!(t.as_str(), "for" | "to" | "too") {
+                    // Inside a date, ASR's homophones of "four" and "two" are those digits
+                    // (Whisper writes "oh for twenty seven").
                     digits += 1;
                 } else if tens_or_teens(t) {
                     digits += 2;
@@ -1703,6 +1705,11 @@ mod tests {
         assert_eq!(
             say(&mut c, Customer, 9.0, "oh four twenty seven"),
             "[EXPIRY]"
+        );
+        say(&mut c, Agent, 10.0, "and the expiry date.");
+        assert_eq!(
+            say(&mut c, Customer, 11.0, "Oh for twenty seven."),
+            "[EXPIRY]."
         );
         say(&mut c, Agent, 12.0, "can you confirm your date of birth");
         assert_eq!(
