@@ -64,8 +64,9 @@ pub struct AsrConfig {
     pub model: PathBuf,
     /// Language code passed to Whisper; empty for auto-detection. Default "en".
     pub language: String,
-    /// CPU threads per transcription. 0 = automatic (replay: all cores; serve:
-    /// cores / (workers + 1)). Default 0.
+    /// CPU threads per transcription. 0 = automatic (replay: 1 — ggml's threads spin at
+    /// every barrier, and two 2-thread replays on a busy 2-core box ran ~50× slower than
+    /// alone, README Transcription; serve: cores / (workers + 1)). Default 0.
     pub threads: usize,
     /// ASR worker threads in `serve` (each with its own Whisper state). Default 2: on a
     /// 2-core box two one-thread workers carried 40 concurrent calls without shedding where
@@ -73,6 +74,10 @@ pub struct AsrConfig {
     pub workers: usize,
     /// Utterances waiting for ASR in `serve` before the oldest are shed. Default 16.
     pub queue: usize,
+    /// Text Whisper reads as if it had been said before every utterance: product names and
+    /// the site's phrases (e.g. "Acme Telecom"), so they are heard and spelled the site's
+    /// way. At most 224 tokens. Default "" (none).
+    pub initial_prompt: String,
 }
 
 impl Default for AsrConfig {
@@ -83,6 +88,7 @@ impl Default for AsrConfig {
             threads: 0,
             workers: 2,
             queue: 16,
+            initial_prompt: String::new(),
         }
     }
 }

@@ -93,6 +93,7 @@ impl LazyTranscriber {
             opts.threads = cfg.asr.threads;
         }
         opts.language = (!cfg.asr.language.is_empty()).then(|| cfg.asr.language.clone());
+        opts.initial_prompt = cfg.asr.initial_prompt.clone();
         Self {
             model_path: cfg.asr.model.clone(),
             opts,

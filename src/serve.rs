@@ -132,6 +132,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
         (cores / (cfg.asr.workers + 1)).max(1)
     };
     opts.language = (!cfg.asr.language.is_empty()).then(|| cfg.asr.language.clone());
+    opts.initial_prompt = cfg.asr.initial_prompt.clone();
     let pool = AsrPool::start(&model, cfg.asr.workers, opts, cfg.asr.queue)
         .map_err(|e| setup("asr", &e))?;
     let analyzers = Analyzers::from_config(&cfg).map_err(|e| setup("emotion", &e))?;

@@ -277,6 +277,7 @@ impl Transcriber {
             .map_err(|e| AsrError::Inference(e.to_string()))?;
 
         let eot = self.model.ctx.token_eot();
+        let beg = self.model.ctx.token_beg();
         let mut decoded = Decoded::default();
         for seg in self.state.as_iter() {
             decoded.no_speech_prob = decoded.no_speech_prob.max(seg.no_speech_probability());
@@ -291,8 +292,13 @@ impl Transcriber {
                 if id == eot {
                     decoded.saw_eot = true;
                 }
+                if id >= beg {
+                    // A timestamp: Whisper closes a sentence-like segment here.
+                    decoded.close_segment();
+                    continue;
+                }
                 if id >= eot {
-                    continue; // special and timestamp tokens
+                    continue; // special tokens
                 }
                 let Ok(bytes) = tok.to_bytes() else {
                     continue;
@@ -305,6 +311,7 @@ impl Transcriber {
                 decoded.push_text_token(id, bytes, t0, t1, data.p);
             }
         }
+        decoded.settle(decoded.tokens > budget && !decoded.saw_eot);
         let stats = decoded.stats(budget);
         let rejected = judge(&self.opts, &decoded, &stats, duration);
         tracing::trace!(
@@ -316,6 +323,8 @@ impl Transcriber {
             text_tokens = decoded.text_ids.len(),
             words = decoded.words.len(),
             budget = stats.budget,
+            budget_hit = decoded.budget_hit,
+            repeats_dropped = decoded.repeats,
             rejected = rejected.map(Rejected::as_str),
             "utterance decoded"
         );
@@ -358,7 +367,13 @@ fn judge(
     duration_s: f64,
 ) -> Option<Rejected> {
     let n_text = d.text_ids.len();
-    if s.tokens > s.budget && !d.saw_eot {
+    // A phrase decoded over and over until the budget ran out is kept once only when the
+    // decoder was sure of it and of hearing speech (tones loop on "I'll..." too).
+    if d.budget_hit
+        && (n_text == 0
+            || s.avg_logprob < opts.logprob_threshold
+            || s.no_speech_prob > opts.no_speech_threshold)
+    {
         return Some(Rejected::TokenBudget);
     }
     // Counted over at least a second: the padding and onsets make very short spans noisy.
@@ -392,7 +407,7 @@ const MIN_TOKENS_FOR_ENTROPY: usize = 8;
 
 /// A word as raw token bytes, so that a character split across tokens is joined before it
 /// is decoded.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RawWord {
     bytes: Vec<u8>,
     start: f64,
@@ -406,17 +421,89 @@ struct Decoded {
     text: Vec<u8>,
     text_ids: Vec<i32>,
     words: Vec<RawWord>,
+    /// Where each timestamp-closed segment ends: (text bytes, text tokens, words).
+    marks: Vec<(usize, usize, usize)>,
+    /// After each text token: (text bytes, words).
+    tok_ends: Vec<(usize, usize)>,
+    /// The next text token starts a word (a segment just closed).
+    new_word: bool,
     no_speech_prob: f32,
     logprob_sum: f64,
     tokens: u32,
     saw_eot: bool,
+    /// The budget ran out: the open segment at the end was dropped.
+    budget_hit: bool,
+    /// Segments dropped because they repeated the one before.
+    repeats: u32,
 }
 
 impl Decoded {
+    fn close_segment(&mut self) {
+        let m = (self.text.len(), self.text_ids.len(), self.words.len());
+        if m.1 > self.marks.last().map_or(0, |x| x.1) {
+            self.marks.push(m);
+        }
+        self.new_word = true;
+    }
+
+    /// Keeps what Whisper finished: when the budget ran out, the open segment at the end
+    /// (a loop, or a sentence cut off) is dropped; a segment that only repeats the end of
+    /// what came before (Whisper decoding a short utterance, or its last phrase, again into
+    /// the rest of its window) is dropped too.
+    fn settle(&mut self, budget_hit: bool) {
+        self.budget_hit = budget_hit;
+        let end = (self.text.len(), self.text_ids.len(), self.words.len());
+        let mut bounds = vec![(0, 0, 0)];
+        bounds.extend(self.marks.iter().copied());
+        let open_from = bounds.last().map_or(0, |b| b.1);
+        if end.1 > open_from {
+            // The open segment at the end counts when the decoder finished it, or when it is
+            // one phrase over and over (collapsed below); a budget cut-off otherwise goes.
+            if !budget_hit || period(&self.text_ids[open_from..]).is_some() {
+                bounds.push(end);
+            }
+        }
+        let (mut text, mut ids, mut words) = (Vec::new(), Vec::new(), Vec::new());
+        // The kept text so far as lower-case letters and digits only.
+        let mut kept = String::new();
+        for w in bounds.windows(2) {
+            let (a, mut b) = (w[0], w[1]);
+            // Whisper on a short window often decodes the utterance again and again without
+            // a timestamp between: keep one.
+            if let Some(p) = period(&self.text_ids[a.1..b.1]) {
+                let (bytes, words) = self.tok_ends[a.1 + p - 1];
+                b = (bytes, a.1 + p, words);
+                self.repeats += 1;
+            }
+            let key: String = utf8_valid(&self.text[a.0..b.0])
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect();
+            if !key.is_empty() && kept.ends_with(&key) {
+                self.repeats += 1;
+                continue;
+            }
+            text.extend_from_slice(&self.text[a.0..b.0]);
+            ids.extend_from_slice(&self.text_ids[a.1..b.1]);
+            words.extend(self.words[a.2..b.2].iter().cloned());
+            kept.push_str(&key);
+        }
+        self.text = text;
+        self.text_ids = ids;
+        self.words = words;
+    }
+
     fn push_text_token(&mut self, id: i32, bytes: &[u8], t0: f64, t1: f64, p: f32) {
         self.text.extend_from_slice(bytes);
         self.text_ids.push(id);
-        let starts_word = bytes.first() == Some(&b' ') || self.words.is_empty();
+        self.push_word(bytes, t0, t1, p);
+        self.tok_ends.push((self.text.len(), self.words.len()));
+    }
+
+    fn push_word(&mut self, bytes: &[u8], t0: f64, t1: f64, p: f32) {
+        let forced = std::mem::take(&mut self.new_word);
+        let starts_word = forced || bytes.first() == Some(&b' ') || self.words.is_empty();
         let core = bytes.trim_ascii();
         let is_punct = !core.is_empty() && core.iter().all(u8::is_ascii_punctuation);
         if starts_word && !is_punct {
@@ -465,6 +552,12 @@ impl Decoded {
             })
             .collect()
     }
+}
+
+/// The shortest phrase (at least two tokens) that `ids` is, said at least twice in full
+/// and then perhaps begun again.
+fn period(ids: &[i32]) -> Option<usize> {
+    (2..=ids.len() / 2).find(|&p| (p..ids.len()).all(|i| ids[i] == ids[i - p]))
 }
 
 /// Entropy (nats) of the token distribution of the last 32 tokens, as whisper.cpp computes it.
@@ -544,10 +637,13 @@ mod tests {
         d.tokens = 14;
         let s = d.stats(100);
         assert_eq!(judge(&opts, &d, &s, 5.0), Some(Rejected::Repetitive));
-        let s = DecodeStats { tokens: 101, ..s };
+        // The budget ran out inside an open segment that is no repeated phrase: it goes.
+        let mut d = Decoded::default();
+        for i in 0..20 {
+            d.push_text_token(i, b" la", 0.0, 0.1, 0.9);
+        }
+        d.settle(true);
         assert_eq!(judge(&opts, &d, &s, 5.0), Some(Rejected::TokenBudget));
-        d.saw_eot = true;
-        assert_eq!(judge(&opts, &d, &s, 5.0), Some(Rejected::Repetitive));
 
         let mut d = Decoded::default();
         d.push_text_token(1, b" Hello", 0.0, 0.1, 0.9);
@@ -600,6 +696,73 @@ mod tests {
         };
         assert_eq!(judge(&opts, &d, &s, 0.96), Some(Rejected::ImplausibleRate));
         assert_eq!(judge(&opts, &d, &s, 3.0), None);
+    }
+
+    #[test]
+    fn settle_keeps_finished_segments_and_drops_repeats() {
+        let sentence = |d: &mut Decoded, base: i32| {
+            for (i, w) in [" Kids", " are", " talking", " by", " the", " door", "."]
+                .iter()
+                .enumerate()
+            {
+                d.push_text_token(base + i as i32, w.as_bytes(), 0.0, 0.1, 0.9);
+            }
+        };
+        // <|0.00|> sentence <|1.20|><|1.20|> the same sentence <|1.40|> and a cut-off loop.
+        let mut d = Decoded::default();
+        d.close_segment();
+        sentence(&mut d, 100);
+        d.close_segment();
+        d.close_segment();
+        sentence(&mut d, 100);
+        d.close_segment();
+        d.push_text_token(200, b" door", 0.0, 0.1, 0.5);
+        d.push_text_token(200, b" door", 0.0, 0.1, 0.5);
+        d.settle(true);
+        assert_eq!(utf8_valid(&d.text).trim(), "Kids are talking by the door.");
+        assert_eq!(d.repeats, 1);
+        assert_eq!(d.text_ids.len(), 7);
+        let words: Vec<String> = d.into_words().into_iter().map(|w| w.w).collect();
+        assert_eq!(words, ["Kids", "are", "talking", "by", "the", "door."]);
+
+        // A segment repeating only the last phrase goes too.
+        let mut d = Decoded::default();
+        sentence(&mut d, 100);
+        d.close_segment();
+        d.push_text_token(300, b" by", 0.0, 0.1, 0.9);
+        d.push_text_token(301, b" the", 0.0, 0.1, 0.9);
+        d.push_text_token(302, b" door,", 0.0, 0.1, 0.9);
+        d.close_segment();
+        d.settle(false);
+        assert_eq!(utf8_valid(&d.text).trim(), "Kids are talking by the door.");
+
+        // Without the budget running out, the last segment needs no closing timestamp.
+        let mut d = Decoded::default();
+        sentence(&mut d, 100);
+        d.settle(false);
+        assert_eq!(d.text_ids.len(), 7);
+    }
+
+    #[test]
+    fn a_phrase_decoded_over_and_over_is_kept_once() {
+        assert_eq!(period(&[1, 2, 3, 1, 2, 3, 1, 2]), Some(3));
+        assert_eq!(period(&[1, 2, 3, 1, 2]), None, "not twice in full");
+        assert_eq!(period(&[7, 7, 7, 7]), Some(2));
+        assert_eq!(period(&[1, 2, 3, 4]), None);
+        let mut d = Decoded::default();
+        d.close_segment();
+        for _ in 0..3 {
+            for (i, w) in [" Dogs", " are", " sitting", " by", " the", " door", "."]
+                .iter()
+                .enumerate()
+            {
+                d.push_text_token(i as i32, w.as_bytes(), 0.0, 0.1, 0.9);
+            }
+        }
+        d.push_text_token(0, b" Dogs", 0.0, 0.1, 0.9);
+        d.settle(true);
+        assert_eq!(utf8_valid(&d.text).trim(), "Dogs are sitting by the door.");
+        assert_eq!(d.into_words().len(), 6);
     }
 
     #[test]
