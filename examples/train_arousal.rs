@@ -412,10 +412,10 @@ fn main() -> Result<()> {
                 let (train, test): (Vec<usize>, Vec<usize>) =
                     all.iter().partition(|&&s| corpus_of[s] != held);
                 let m = train_model(&ctx, &train, h);
-                for bi in 0..2 {
+                for (bi, &band) in BANDS.iter().enumerate() {
                     let pooled: Vec<_> = test
                         .iter()
-                        .flat_map(|&s| evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], None).clips)
+                        .flat_map(|&s| evaluate(&m, &ctx.seqs[s][bi], band, None).clips)
                         .collect();
                     cells.push(ClipScores::uar_of(&pooled));
                 }
@@ -539,12 +539,12 @@ fn select_loco(ctx: &Ctx, speakers: &[usize], threads: usize) -> (Hyper, Vec<(Hy
                 .copied()
                 .filter(|&s| ctx.corpus[s] == *held)
                 .collect();
-            for bi in 0..2 {
+            for (bi, &band) in BANDS.iter().enumerate() {
                 let mut pooled = Vec::new();
                 for &s in &test {
-                    pooled.extend(evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], None).clips);
+                    pooled.extend(evaluate(&m, &ctx.seqs[s][bi], band, None).clips);
                     for o in 1..=2 {
-                        pooled.extend(evaluate(&m, &ctx.seqs[s][bi], BANDS[bi], Some(o)).clips);
+                        pooled.extend(evaluate(&m, &ctx.seqs[s][bi], band, Some(o)).clips);
                     }
                 }
                 cells.push(ClipScores::uar_of(&pooled));

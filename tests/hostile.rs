@@ -766,6 +766,7 @@ fn utterance(st: &mut calltone::events::EventStamper, text: String) -> calltone:
             arousal: None,
             emotion: None,
             prosody: ProsodySummary::default(),
+            behaviours: None,
         }),
     )
 }
