@@ -1,5 +1,5 @@
-//! `DIR/index.html` of a replay run: one row per call (duration, peak customer stress, alerts
-//! by kind) linking to its report. Sortable by clicking a column head (a few lines of inline
+//! `DIR/index.html` of a replay run: one row per call (duration, peak customer stress, alerts,
+//! scorecard score, empathy met/opportunities, journey, alerts by kind) linking to its report. Sortable by clicking a column head (a few lines of inline
 //! script; numbers sort by their `data-v` value, not their text).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,10 +20,16 @@ pub struct IndexRow {
     pub peak_stress: Option<f32>,
     pub mean_stress: Option<f32>,
     pub alerts: BTreeMap<AlertKind, u32>,
+    /// QA scorecard score (0–100), when the call has one.
+    pub score: Option<f64>,
+    /// Empathy opportunities (met, total), when per-agent scoring is on.
+    pub empathy: Option<(u32, u32)>,
+    pub journey: Option<crate::events::JourneyLabel>,
 }
 
 impl IndexRow {
     pub fn new(r: &CallReport, report: impl Into<String>) -> Self {
+        let summary = r.ended.as_ref().map(|e| &e.summary);
         Self {
             call_id: r.call_id.clone(),
             report: report.into(),
@@ -31,6 +37,13 @@ impl IndexRow {
             peak_stress: r.peak_stress(Speaker::Customer),
             mean_stress: r.mean_stress(Speaker::Customer),
             alerts: r.alerts_by_kind(),
+            score: summary.and_then(|s| s.scorecard.as_ref()).map(|c| c.score),
+            empathy: summary
+                .and_then(|s| s.empathy.as_ref())
+                .map(|e| (e.met, e.opportunities)),
+            journey: summary
+                .and_then(|s| s.journey.as_ref())
+                .and_then(|j| j.label),
         }
     }
 }
@@ -69,14 +82,14 @@ th[data-dir=asc]::after {{ content: " ▲"; }} th[data-dir=desc]::after {{ conte
 <body><main>
 <h1>QA replay: {n} calls</h1>
 <p class="sub">Click a column to sort. Stress is the customer's, relative to their own baseline (0–1): the peak may be a moment, the mean is the whole call.</p>
-<div class="scroll"><table id="calls"><thead><tr><th data-col="0">call</th><th class="num" data-col="1">duration</th><th class="num" data-col="2">peak stress</th><th class="num" data-col="3">mean stress</th><th class="num" data-col="4">alerts</th>"#,
+<div class="scroll"><table id="calls"><thead><tr><th data-col="0">call</th><th class="num" data-col="1">duration</th><th class="num" data-col="2">peak stress</th><th class="num" data-col="3">mean stress</th><th class="num" data-col="4">alerts</th><th class="num" data-col="5">score</th><th class="num" data-col="6">empathy met</th><th data-col="7">journey</th>"#,
         n = rows.len()
     );
     for (i, k) in kinds.iter().enumerate() {
         let _ = write!(
             s,
             r#"<th class="num" data-col="{}">{}</th>"#,
-            5 + i,
+            8 + i,
             kind_label(*k)
         );
     }
@@ -108,6 +121,24 @@ th[data-dir=asc]::after {{ content: " ▲"; }} th[data-dir=desc]::after {{ conte
             r#"<td class="num {}" data-v="{total}">{total}</td>"#,
             if total > 0 { "high" } else { "calm" }
         );
+        match r.score {
+            Some(x) => {
+                let _ = write!(s, r#"<td class="num" data-v="{x:.1}">{x:.0}</td>"#);
+            }
+            None => s.push_str(r#"<td class="num" data-v="-1">–</td>"#),
+        }
+        match r.empathy {
+            Some((met, n)) if n > 0 => {
+                let _ = write!(
+                    s,
+                    r#"<td class="num {}" data-v="{:.3}">{met}/{n}</td>"#,
+                    if met < n { "high" } else { "calm" },
+                    f64::from(met) / f64::from(n)
+                );
+            }
+            _ => s.push_str(r#"<td class="num" data-v="-1">–</td>"#),
+        }
+        let _ = write!(s, "<td>{}</td>", r.journey.map_or("–", |j| j.as_str()));
         for k in &kinds {
             let n = r.alerts.get(k).copied().unwrap_or(0);
             let _ = write!(s, r#"<td class="num" data-v="{n}">{n}</td>"#);
@@ -148,5 +179,18 @@ mod tests {
         assert!(p.contains(r#"<td class="num calm" data-v="0.400">0.40</td>"#));
         assert!(p.contains(r#"<td class="num high" data-v="2">2</td>"#));
         assert!(p.contains("<script>"));
+        // Score, empathy and journey columns; "–" for a call without them.
+        assert!(p.contains(">score</th>") && p.contains(">empathy met</th>"));
+        let mut scored = IndexRow::new(&r, "s.report.html");
+        scored.score = Some(35.0);
+        scored.empathy = Some((0, 1));
+        scored.journey = Some(crate::events::JourneyLabel::Worsening);
+        let p = index_page(&[scored], StressLevels::default());
+        assert!(
+            p.contains(r#"<td class="num" data-v="35.0">35</td>"#),
+            "{p}"
+        );
+        assert!(p.contains(r#"<td class="num high" data-v="0.000">0/1</td>"#));
+        assert!(p.contains("<td>worsening</td>"));
     }
 }
