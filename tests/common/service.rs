@@ -361,6 +361,7 @@ pub fn check_demo_call(
         let want = match kind {
             "utterance" => "utterance",
             "alert" => "alert",
+            "empathy" => "empathy",
             _ => "lifecycle",
         };
         assert_eq!(*topic, format!("{base}/{want}"));
