@@ -87,15 +87,17 @@ fn acknowledging_agent_meets_the_opportunity_and_dismissing_agent_harms_it() {
         "{db:?}"
     );
 
-    // The same customer distress opens one opportunity in each call.
-    for ev in [&ack, &dis] {
-        assert_eq!(
-            summary(ev)["empathy"]["opportunities"],
-            1,
-            "{}",
-            summary(ev)
-        );
-    }
+    // The same customer distress opens the first opportunity in each call. With the
+    // dismissing agent it stays one harmed episode; with the acknowledging agent the
+    // customer's stress settles (recovered), so a later complaint is an episode of its own,
+    // and every one is met.
+    let (ea_sum, ed_sum) = (&summary(&ack)["empathy"], &summary(&dis)["empathy"]);
+    assert_eq!(ed_sum["opportunities"], 1, "{}", summary(&dis));
+    assert_eq!(ed_sum["harmed"], 1, "{}", summary(&dis));
+    let n_ack = ea_sum["opportunities"].as_u64().unwrap();
+    assert!((1..=2).contains(&n_ack), "{}", summary(&ack));
+    assert_eq!(ea_sum["met"].as_u64(), Some(n_ack), "{}", summary(&ack));
+    assert_eq!(ea_sum["harmed"], 0, "{}", summary(&ack));
     let first = |ev: &[Value]| of_type(ev, "empathy")[0].clone();
     let (ea, ed) = (first(&ack), first(&dis));
     assert_eq!(ea["outcome"], "met", "{ea}");

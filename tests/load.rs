@@ -161,6 +161,7 @@ fn check_call(ev: &[Msg], site: &str, call: &str, t0: Instant) -> CallSeen {
                 seen.state_t.push(t);
                 seen.state_latency.push(since(t, at));
             }
+            "empathy" => assert_eq!(*topic, format!("{base}empathy")),
             _ => assert_eq!(*topic, format!("{base}lifecycle")),
         }
     }
