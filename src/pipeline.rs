@@ -185,6 +185,23 @@ struct Affect {
 }
 
 impl Affect {
+    /// A speaker who has not spoken yet.
+    fn new(baseline: ArousalBaseline) -> Self {
+        Affect {
+            baseline,
+            utterance_arousal: None,
+            level_hist: [0; LEVEL_BINS],
+            level_n: 0.0,
+            open_hist: [0; LEVEL_BINS],
+            stress: None,
+            stress_live: false,
+            stress_sum: 0.0,
+            stress_n: 0,
+            stress_max: None,
+            valence: None,
+        }
+    }
+
     /// Stress of an arousal value relative to the speaker's usual level (see STRESS_GAIN).
     fn relative(&self, arousal: f32) -> f32 {
         let excess = match self.level() {
@@ -325,19 +342,7 @@ impl CallPipeline {
                 talk_s: 0.0,
                 utterances: 0,
                 speaking: false,
-                affect: emotion.then(|| Affect {
-                    baseline: analyzers.arousal.new_baseline(input_rate),
-                    utterance_arousal: None,
-                    level_hist: [0; LEVEL_BINS],
-                    level_n: 0.0,
-                    open_hist: [0; LEVEL_BINS],
-                    stress: None,
-                    stress_live: false,
-                    stress_sum: 0.0,
-                    stress_n: 0,
-                    stress_max: None,
-                    valence: None,
-                }),
+                affect: emotion.then(|| Affect::new(analyzers.arousal.new_baseline(input_rate))),
                 recent_words: VecDeque::new(),
                 active: false,
             });
@@ -979,19 +984,7 @@ mod stress_tests {
     use super::*;
 
     fn affect() -> Affect {
-        Affect {
-            baseline: ArousalModel::builtin().new_baseline(16_000),
-            utterance_arousal: None,
-            level_hist: [0; LEVEL_BINS],
-            level_n: 0.0,
-            open_hist: [0; LEVEL_BINS],
-            stress: None,
-            stress_live: false,
-            stress_sum: 0.0,
-            stress_n: 0,
-            stress_max: None,
-            valence: None,
-        }
+        Affect::new(ArousalModel::builtin().new_baseline(16_000))
     }
 
     #[test]
