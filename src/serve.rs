@@ -59,6 +59,9 @@ pub struct ServeConfig {
     /// On shutdown, how long to wait for open calls' transcripts and the outbox to drain,
     /// seconds. Default 10.
     pub shutdown_grace_s: f64,
+    /// The retained hand-off context (`…/calls/{call_id}/context`) is republished at most
+    /// this often while it changes, seconds. Default 3.
+    pub context_interval_s: f64,
 }
 
 impl Default for ServeConfig {
@@ -69,6 +72,7 @@ impl Default for ServeConfig {
             audiosocket: "127.0.0.1:9092".into(),
             data_dir: PathBuf::from("/var/lib/calltone"),
             shutdown_grace_s: 10.0,
+            context_interval_s: 3.0,
         }
     }
 }
@@ -80,6 +84,14 @@ impl ServeConfig {
             return Err(format!(
                 "serve.shutdown_grace_s {} must be a finite number >= 0",
                 self.shutdown_grace_s
+            ));
+        }
+        if !(self.context_interval_s.is_finite()
+            && (0.5..=600.0).contains(&self.context_interval_s))
+        {
+            return Err(format!(
+                "serve.context_interval_s {} must be 0.5..=600",
+                self.context_interval_s
             ));
         }
         if self.media.trim() == self.audiosocket.trim() && !self.media.trim().is_empty() {
@@ -396,7 +408,7 @@ async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
                     }
                 }
                 CallEvent::End { speaker, .. } => call.live.retain(|s| s != speaker),
-                CallEvent::Audio { .. } => {}
+                CallEvent::Audio { .. } | CallEvent::Agent { .. } => {}
             }
             let ended = call.live.is_empty();
             let sent = match e {
@@ -474,6 +486,10 @@ async fn call_task(
     // moment the triggering audio entered the process.
     let mut arrivals: std::collections::VecDeque<(f64, Instant)> = Default::default();
     let mut audio_t = 0.0f64;
+    let mut agent: Option<String> = None;
+    let mut context = crate::context::ContextBuilder::new(&call_id);
+    let context_every = Duration::from_secs_f64(cfg.serve.context_interval_s);
+    let mut context_sent: Option<Instant> = None;
     loop {
         let msg = tokio::select! {
             Some(m) = rx.recv() => m,
@@ -505,6 +521,12 @@ async fn call_task(
                     }
                 }
             }
+            CallMsg::Source(CallEvent::Agent { agent: a, .. }) => {
+                // Only before the call has started: `call_started` carries it.
+                if pipeline.is_none() {
+                    agent = Some(a);
+                }
+            }
             CallMsg::Source(CallEvent::Audio {
                 speaker,
                 sample_rate,
@@ -519,6 +541,7 @@ async fn call_task(
                             source,
                             &[Speaker::Customer, Speaker::Agent],
                             sample_rate,
+                            agent.clone(),
                             cfg,
                             &shared.analyzers,
                             now_rfc3339,
@@ -583,6 +606,17 @@ async fn call_task(
                         shared.open_calls.remove(&call_id);
                     } else {
                         shared.open_calls.record(&call_id, run, ev.seq + 1, ev.t);
+                    }
+                    context.observe(&ev);
+                    let ended = matches!(ev.body, EventBody::CallEnded(_));
+                    let due = context_sent.is_none_or(|at| at.elapsed() >= context_every);
+                    if !ended && due && context.take_changed() {
+                        if let Some(m) = &shared.mqtt {
+                            if let Err(e) = m.publish_context(&call_id, &context.snapshot()) {
+                                tracing::warn!(%call_id, error = %e, "hand-off context not published");
+                            }
+                        }
+                        context_sent = Some(Instant::now());
                     }
                     shared.publish(&ev);
                 }
