@@ -172,7 +172,8 @@ pub struct SpeakingFastNudge {
     pub threshold_wps: f32,
     /// Words/s. Default `3.0`.
     pub release_wps: f32,
-    /// Seconds. Default `5.0`.
+    /// Seconds. Default `8.0` (as `alerts.agent_speaking_rate`: a rate from a few short
+    /// turns, digits read out, is noise).
     pub min_speech_s: f64,
     /// Seconds. Default `60.0`.
     pub cooldown_s: f64,
@@ -184,7 +185,7 @@ impl Default for SpeakingFastNudge {
             enabled: true,
             threshold_wps: 3.5,
             release_wps: 3.0,
-            min_speech_s: 5.0,
+            min_speech_s: 8.0,
             cooldown_s: 60.0,
         }
     }

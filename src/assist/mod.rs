@@ -545,9 +545,9 @@ mod tests {
         let mut out = Vec::new();
         for (t, rate) in [
             (1.0, Some((4.2, 3.0))),
-            (2.0, Some((4.2, 6.0))),
-            (3.0, Some((3.3, 8.0))),
-            (4.0, Some((2.9, 9.0))),
+            (2.0, Some((4.2, 8.5))),
+            (3.0, Some((3.3, 9.0))),
+            (4.0, Some((2.9, 9.5))),
         ] {
             out.extend(e.on_tick(&AssistTick {
                 t,
