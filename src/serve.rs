@@ -115,8 +115,10 @@ pub enum ServeError {
 
 /// Everything call tasks share.
 struct Shared {
+    /// The configuration the service started with (listeners, broker, ASR, limits).
     cfg: Config,
-    analyzers: Analyzers,
+    /// What a new call is analysed with; SIGHUP replaces it (see [`reload`]).
+    calls: std::sync::RwLock<Arc<CallSetup>>,
     pool: AsrPool,
     mqtt: Option<MqttHandle>,
     bus: broadcast::Sender<Event>,
@@ -124,8 +126,40 @@ struct Shared {
     open_calls: OpenCalls,
 }
 
+/// The configuration and analyzers a call runs with, fixed for the call's life.
+struct CallSetup {
+    cfg: Config,
+    analyzers: Analyzers,
+}
+
+/// Re-reads the configuration (the file and the command line's overrides) on SIGHUP.
+pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Config sections SIGHUP applies to calls that start afterwards; the others (listeners,
+/// broker, ASR, limits, ingest, device) need a restart.
+pub const RELOADABLE: &[&str] = &[
+    "vad",
+    "prosody",
+    "pipeline",
+    "emotion",
+    "redact",
+    "alerts",
+    "empathy",
+    "scorecard",
+    "assist",
+];
+
 /// Runs the service until `shutdown` is cancelled. Returns after a graceful drain.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    run_with_reload(cfg, None, shutdown).await
+}
+
+/// [`run`], re-reading the configuration with `reload` on SIGHUP.
+pub async fn run_with_reload(
+    cfg: Config,
+    reload: Option<Reload>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| ServeError::Setup(format!("{what}: {e}"));
     std::fs::create_dir_all(&cfg.serve.data_dir)
         .map_err(|e| setup(&cfg.serve.data_dir.display().to_string(), &e))?;
@@ -174,7 +208,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
         .map_err(|e| setup("data_dir/calls", &e))?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
-        analyzers,
+        calls: std::sync::RwLock::new(Arc::new(CallSetup {
+            cfg: cfg.clone(),
+            analyzers,
+        })),
         pool,
         mqtt: Some(mqtt.clone()),
         bus: bus.clone(),
@@ -298,6 +335,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
     };
     drop(tx);
     background.spawn(sample_pool_gauges(shared.clone(), shutdown.clone()));
+    if let Some(reload) = reload {
+        background.spawn(watch_sighup(reload, shared.clone(), shutdown.clone()));
+    }
     tracing::info!(http = %cfg.serve.http, media = %cfg.serve.media, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.url, "calltone serving");
 
     let router = tokio::spawn(route_calls(rx, shared.clone()));
@@ -321,7 +361,98 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
     Ok(())
 }
 
+/// Applies a new configuration on every SIGHUP, for calls that start afterwards.
+async fn watch_sighup(reload: Reload, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGHUP; configuration reload unavailable");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = hup.recv() => if r.is_none() { return },
+        }
+        let new = match reload() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; keeping the current one");
+                continue;
+            }
+        };
+        // Building the analyzers may read a model file: off the async threads.
+        let sh = shared.clone();
+        let applied = tokio::task::spawn_blocking(move || sh.apply(new)).await;
+        match applied {
+            Ok(Ok((changed, fixed))) => {
+                tracing::info!(changed = ?changed, "SIGHUP: configuration reloaded; calls that start from now on use it (calls in progress keep theirs)");
+                if !fixed.is_empty() {
+                    tracing::warn!(sections = ?fixed, "SIGHUP: these sections changed but are not reloadable; restart calltone to apply them");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; keeping the current one")
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed"),
+        }
+    }
+}
+
+/// The names of `sections` whose TOML differs between `a` and `b`.
+fn changed_sections(a: &Config, b: &Config) -> (Vec<String>, Vec<String>) {
+    let (Ok(toml::Value::Table(a)), Ok(toml::Value::Table(b))) =
+        (toml::Value::try_from(a), toml::Value::try_from(b))
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut reloadable = Vec::new();
+    let mut fixed = Vec::new();
+    for (k, v) in &b {
+        if a.get(k) != Some(v) {
+            if RELOADABLE.contains(&k.as_str()) {
+                reloadable.push(k.clone());
+            } else {
+                fixed.push(k.clone());
+            }
+        }
+    }
+    (reloadable, fixed)
+}
+
 impl Shared {
+    /// The setup a call starting now gets.
+    fn call_setup(&self) -> Arc<CallSetup> {
+        self.calls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes the reloadable sections of `new` for calls that start from now on; returns
+    /// the reloadable and the fixed sections that changed.
+    fn apply(&self, new: Config) -> Result<(Vec<String>, Vec<String>), String> {
+        let current = self.call_setup();
+        let (changed, fixed) = changed_sections(&current.cfg, &new);
+        let mut merged = current.cfg.clone();
+        merged.vad = new.vad;
+        merged.prosody = new.prosody;
+        merged.pipeline = new.pipeline;
+        merged.emotion = new.emotion;
+        merged.redact = new.redact;
+        merged.alerts = new.alerts;
+        merged.empathy = new.empathy;
+        merged.scorecard = new.scorecard;
+        merged.assist = new.assist;
+        merged
+            .validate(std::path::Path::new("<reloaded>"))
+            .map_err(|e| e.to_string())?;
+        let analyzers = Analyzers::from_config(&merged).map_err(|e| e.to_string())?;
+        *self.calls.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(CallSetup {
+            cfg: merged,
+            analyzers,
+        });
+        Ok((changed, fixed))
+    }
+
     /// Hands an event to every sink: the durable outbox first, then the in-process bus.
     fn publish(&self, ev: &Event) {
         if let Some(m) = &self.mqtt {
@@ -478,7 +609,9 @@ async fn call_task(
 ) {
     let (self_tx, mut rx) = mpsc::unbounded_channel::<CallMsg>();
     let mut src_open = true;
-    let cfg = &shared.cfg;
+    // Fixed for the call's life: a SIGHUP reload applies to calls that start after it.
+    let setup = shared.call_setup();
+    let cfg = &setup.cfg;
     let mut pipeline: Option<CallPipeline> = None;
     let mut live_legs: Vec<Speaker> = Vec::new();
     let mut out = Vec::new();
@@ -543,7 +676,7 @@ async fn call_task(
                             sample_rate,
                             agent.clone(),
                             cfg,
-                            &shared.analyzers,
+                            &setup.analyzers,
                             now_rfc3339,
                             &mut out,
                         ) {
