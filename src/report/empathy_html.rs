@@ -31,6 +31,42 @@ pub fn opportunities(r: &CallReport) -> Vec<&Empathy> {
     out
 }
 
+/// `<h2>Agent assist</h2>`: each nudge the agent was shown, when, for how long and why;
+/// empty when there was none.
+pub fn assist_section(r: &CallReport) -> String {
+    let raised: Vec<_> = r.assists.iter().filter(|a| a.assist.active).collect();
+    if raised.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        r#"<h2>Agent assist</h2><div class="scroll"><table id="assist" class="stack"><thead><tr><th>shown</th><th>nudge</th><th>for</th><th>why</th></tr></thead><tbody>"#,
+    );
+    for a in raised {
+        let gone = r
+            .assists
+            .iter()
+            .find(|w| !w.assist.active && w.assist.assist_id == a.assist.assist_id);
+        let lasted = gone.map_or("–".to_string(), |w| {
+            format!(
+                "{:.1} s ({})",
+                w.t - a.t,
+                escape_html(w.assist.evidence["reason"].as_str().unwrap_or(""))
+            )
+        });
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td><b>{}</b> {}</td><td>{}</td><td>{}</td></tr>",
+            clock(a.t),
+            a.assist.kind.as_str(),
+            escape_html(&a.assist.message),
+            lasted,
+            escape_html(&evidence_text(&a.assist.evidence)),
+        );
+    }
+    s.push_str("</tbody></table></div>\n");
+    s
+}
+
 /// `<h2>Empathy</h2>` and its tables; empty when the call carries no empathy analytics.
 pub fn empathy_section(r: &CallReport) -> String {
     let summary = r.ended.as_ref().map(|e| &e.summary);
@@ -184,5 +220,43 @@ mod tests {
     #[test]
     fn calls_without_empathy_analytics_have_no_section() {
         assert!(empathy_section(&CallReport::default()).is_empty());
+        assert!(assist_section(&CallReport::default()).is_empty());
+    }
+
+    #[test]
+    fn each_nudge_is_one_row_with_how_long_it_stayed_and_why() {
+        use crate::events::{Assist, AssistKind};
+        let nudge = |active: bool, evidence: serde_json::Value| {
+            EventBody::Assist(Assist {
+                assist_id: "c:assist:0".into(),
+                kind: AssistKind::DeadAir,
+                message: "Long silence: tell the customer <what> you are doing.".into(),
+                active,
+                evidence,
+            })
+        };
+        let mut st = EventStamper::new("c");
+        let ev = vec![
+            st.stamp(
+                19.4,
+                "ts".into(),
+                nudge(true, serde_json::json!({"silence_s": 8.0})),
+            ),
+            st.stamp(
+                23.3,
+                "ts".into(),
+                nudge(false, serde_json::json!({"reason": "speech"})),
+            ),
+        ];
+        let html = assist_section(&CallReport::from_events(&ev));
+        assert_eq!(html.matches("<tr><td>").count(), 1, "{html}");
+        assert!(
+            html.contains("0:19") && html.contains("3.9 s (speech)"),
+            "{html}"
+        );
+        assert!(
+            html.contains("silence s: 8") && html.contains("&lt;what&gt;"),
+            "{html}"
+        );
     }
 }

@@ -201,6 +201,7 @@ pub fn report_page(r: &CallReport, levels: StressLevels) -> String {
     }
 
     s.push_str(&super::empathy_html::empathy_section(r));
+    s.push_str(&super::empathy_html::assist_section(r));
 
     // Summary.
     s.push_str(r#"<h2>Call summary</h2>"#);

@@ -76,6 +76,13 @@ pub struct EmpathyAt {
     pub empathy: crate::events::Empathy,
 }
 
+/// An `assist` event and when it was emitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssistAt {
+    pub t: f64,
+    pub assist: crate::events::Assist,
+}
+
 /// The events of one call, sorted by kind, as the report needs them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CallReport {
@@ -91,6 +98,8 @@ pub struct CallReport {
     pub alerts: Vec<AlertAt>,
     /// `empathy` events in order (an opportunity may appear twice: resolved, then recovered).
     pub empathy: Vec<EmpathyAt>,
+    /// `assist` events (nudges raised and withdrawn) in order.
+    pub assists: Vec<AssistAt>,
     pub ended: Option<CallEnded>,
 }
 
@@ -135,7 +144,10 @@ impl CallReport {
                     t: ev.t,
                     empathy: e.clone(),
                 }),
-                EventBody::Assist(_) => {}
+                EventBody::Assist(a) => r.assists.push(AssistAt {
+                    t: ev.t,
+                    assist: a.clone(),
+                }),
                 EventBody::CallEnded(e) => r.ended = Some(e.clone()),
             }
         }
