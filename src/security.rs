@@ -126,32 +126,10 @@ impl Refusal {
 impl SupervisorAuth {
     /// Reads `security.http_tokens_file`; the error names the file and line.
     pub fn from_config(c: &SecurityConfig) -> Result<Self, String> {
-        let mut digests = Vec::new();
-        if let Some(path) = &c.http_tokens_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("security.http_tokens_file {}: {e}", path.display()))?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let hex = line.rsplit(':').next().unwrap_or(line).trim();
-                let d = parse_digest(hex).ok_or_else(|| {
-                    format!(
-                        "security.http_tokens_file {}:{}: expected a SHA-256 digest (64 hex digits)",
-                        path.display(),
-                        n + 1
-                    )
-                })?;
-                digests.push(d);
-            }
-            if digests.is_empty() {
-                return Err(format!(
-                    "security.http_tokens_file {}: no digests",
-                    path.display()
-                ));
-            }
-        }
+        let digests = match &c.http_tokens_file {
+            Some(path) => read_digest_file("security.http_tokens_file", path)?,
+            None => Vec::new(),
+        };
         Ok(Self {
             digests,
             healthz_open: c.healthz_open,
@@ -323,6 +301,40 @@ pub fn allowed(networks: &[String], ip: IpAddr) -> bool {
 
 /// Logs a warning when `listener` binds to a non-loopback address without authentication.
 /// Returns whether it warned.
+/// Reads a file of SHA-256 digests of secrets (hex, one per line, `#` comments, optional
+/// `name:` before the digest); the error names `key`, the file and the line.
+pub fn read_digest_file(key: &str, path: &std::path::Path) -> Result<Vec<[u8; 32]>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let mut digests = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let hex = line.rsplit(':').next().unwrap_or(line).trim();
+        let d = parse_digest(hex).ok_or_else(|| {
+            format!(
+                "{key} {}:{}: expected a SHA-256 digest (64 hex digits)",
+                path.display(),
+                n + 1
+            )
+        })?;
+        digests.push(d);
+    }
+    if digests.is_empty() {
+        return Err(format!("{key} {}: no digests", path.display()));
+    }
+    Ok(digests)
+}
+
+/// Whether `secret`'s SHA-256 digest is one of `digests` (digests are compared, so timing
+/// reveals nothing about the secret).
+pub fn digest_listed(digests: &[[u8; 32]], secret: &str) -> bool {
+    let d: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()).into();
+    digests.contains(&d)
+}
+
 pub fn warn_if_exposed(listener: &str, addr: &str, authenticated: bool) -> bool {
     if addr.trim().is_empty() || authenticated || is_loopback(addr) {
         return false;

@@ -257,14 +257,18 @@ pub async fn run_with_reload(
     let media_addr = cfg.serve.media.trim().to_string();
     if !media_addr.is_empty() {
         let listener = guarded(bind(media_addr.clone()).await?, "media");
-        let media = crate::sources::media_stream::router_with(
+        let media_auth = crate::sources::media_stream::MediaAuth::from_config(&cfg.media_stream)
+            .map_err(ServeError::Setup)?;
+        let authenticated = media_auth.authenticated();
+        let media = crate::sources::media_stream::router_with_auth(
             cfg.media_stream.clone(),
+            media_auth,
             tx.clone(),
             metrics.clone(),
             guard.clone(),
             stop_sources.clone(),
         );
-        security::warn_if_exposed("media", &media_addr, false);
+        security::warn_if_exposed("media", &media_addr, authenticated);
         background.spawn({
             let stop = stop_sources.clone();
             async move {

@@ -862,3 +862,133 @@ async fn entry_the_broker_keeps_refusing_is_set_aside() {
     assert!(body.contains(&refused.event_id), "{body}");
     sink.shutdown(Duration::from_secs(2)).await;
 }
+
+/// Media ingest with credentials: the Twilio signature, the L16 token, the Origin allow-list.
+/// Refusals are 403 before the WebSocket upgrade, counted by reason; the right credentials
+/// get a stream that starts a call.
+#[tokio::test]
+async fn media_streams_need_their_credentials_and_no_foreign_origin() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("twilio-token");
+    std::fs::write(&token_file, "s3cr3t-twilio\n").unwrap();
+    let digests = dir.path().join("l16-tokens");
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"fs-box-token").into();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&digests, format!("# FreeSWITCH\nfs1:{hex}\n")).unwrap();
+    let cfg = MediaStreamConfig {
+        twilio_auth_token_file: Some(token_file),
+        l16_tokens_file: Some(digests),
+        allowed_origins: vec!["https://softphone.example.com".into()],
+        ..Default::default()
+    };
+    let auth = media_stream::MediaAuth::from_config(&cfg).unwrap();
+    assert!(auth.authenticated());
+    let (tx, mut rx) = mpsc::channel(1000);
+    let metrics = Metrics::new();
+    let stop = CancellationToken::new();
+    let ml = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = ml.local_addr().unwrap();
+    let app = media_stream::router_with_auth(
+        cfg,
+        auth,
+        tx,
+        metrics.clone(),
+        LegGuard::default(),
+        stop.clone(),
+    );
+    let gl = GuardedListener::new(ml, "media", 64, Duration::from_secs(5), &metrics);
+    tokio::spawn(serve_router(gl, app, stop.clone()));
+
+    // Connects with extra headers; Ok(socket) or Err(HTTP status).
+    let open = |path: &str, headers: Vec<(&'static str, String)>| {
+        let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(k, v.parse().unwrap());
+        }
+        async move {
+            match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+                .await
+                .expect("connect timed out")
+            {
+                Ok((s, _)) => Ok(s),
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let twilio_url = format!("wss://{addr}/media/twilio");
+    let good_sig = media_stream::twilio_signature("s3cr3t-twilio", &twilio_url);
+    let wrong_sig = media_stream::twilio_signature("another-token", &twilio_url);
+    assert_eq!(open("/media/twilio", vec![]).await.err(), Some(403));
+    assert_eq!(
+        open("/media/twilio", vec![("x-twilio-signature", wrong_sig)])
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(
+        open(
+            "/media/twilio",
+            vec![
+                ("x-twilio-signature", good_sig.clone()),
+                ("origin", "http://evil.example".into())
+            ]
+        )
+        .await
+        .err(),
+        Some(403),
+        "a web page on another origin cannot open a stream, even with a signature"
+    );
+    let mut tw = open("/media/twilio", vec![("x-twilio-signature", good_sig)])
+        .await
+        .expect("a signed stream is accepted");
+    tw.send(twilio_start("CA-signed")).await.unwrap();
+
+    assert_eq!(open("/media/l16", vec![]).await.err(), Some(403));
+    assert_eq!(
+        open("/media/l16?token=guess", vec![]).await.err(),
+        Some(403)
+    );
+    assert_eq!(
+        open("/media/l16", vec![("authorization", "Bearer guess".into())])
+            .await
+            .err(),
+        Some(403)
+    );
+    let meta = |id: &str| {
+        WsMessage::text(
+            serde_json::json!({"call_id": id, "sample_rate": 8000, "channels": 1}).to_string(),
+        )
+    };
+    let mut q = open("/media/l16?token=fs-box-token", vec![])
+        .await
+        .expect("a query token is accepted");
+    q.send(meta("l16-query")).await.unwrap();
+    let mut h = open(
+        "/media/l16",
+        vec![
+            ("authorization", "Bearer fs-box-token".into()),
+            ("origin", "https://softphone.example.com".into()),
+        ],
+    )
+    .await
+    .expect("a bearer token from an allowed origin is accepted");
+    h.send(meta("l16-bearer")).await.unwrap();
+
+    let mut started = Vec::new();
+    while started.len() < 3 {
+        match tokio::time::timeout(WAIT, rx.recv()).await {
+            Ok(Some(CallEvent::Start { call_id, .. })) => started.push(call_id),
+            Ok(Some(_)) => {}
+            other => panic!("calls started: {started:?}; then {other:?}"),
+        }
+    }
+    started.sort();
+    assert_eq!(started, ["CA-signed", "l16-bearer", "l16-query"]);
+    let count = |s: &str, r: &str| metrics.bad_frames.with(&[s, r]).get();
+    assert_eq!(count("twilio", "bad_signature"), 2);
+    assert_eq!(count("twilio", "bad_origin"), 1);
+    assert_eq!(count("l16", "unauthorized"), 3);
+    stop.cancel();
+}

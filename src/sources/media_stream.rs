@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
@@ -63,6 +64,22 @@ pub struct MediaStreamConfig {
     pub max_message_bytes: usize,
     /// How long an audio frame may wait for room in the router channel, seconds. Default 1.
     pub audio_send_timeout_s: f64,
+    /// A file holding the Twilio account's auth token; when set, `/media/twilio` requires a
+    /// valid `X-Twilio-Signature` (base64 HMAC-SHA1 of the stream URL with the token) and
+    /// refuses others with 403. Default none (no check).
+    pub twilio_auth_token_file: Option<std::path::PathBuf>,
+    /// The URL Twilio connects to, as in the `<Stream url=…>` (e.g.
+    /// `wss://box.example.com/media/twilio`), which is what Twilio signs; the query string of
+    /// the request is appended. Default empty: `wss://{Host}{path}` of the request.
+    pub twilio_url: String,
+    /// A file of SHA-256 digests (as `security.http_tokens_file`) of tokens for `/media/l16`;
+    /// when set, a stream must present one (`Authorization: Bearer TOKEN`, or `?token=TOKEN`
+    /// for senders that cannot set headers, e.g. mod_audio_fork), else 403. Default none.
+    pub l16_tokens_file: Option<std::path::PathBuf>,
+    /// Origins (`scheme://host[:port]`) a browser may open a media stream from; a request
+    /// with another `Origin` header gets 403 (telephony senders send none). Default empty:
+    /// any request with an `Origin` header is refused, so no web page can open one.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for MediaStreamConfig {
@@ -74,6 +91,10 @@ impl Default for MediaStreamConfig {
             max_chunk_jump: 500,
             max_message_bytes: 1 << 20,
             audio_send_timeout_s: 1.0,
+            twilio_auth_token_file: None,
+            twilio_url: String::new(),
+            l16_tokens_file: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -96,8 +117,138 @@ impl MediaStreamConfig {
     }
 }
 
+/// Who may open a media stream (see the `MediaStreamConfig` fields).
+#[derive(Debug, Clone, Default)]
+pub struct MediaAuth {
+    twilio_token: Option<Arc<String>>,
+    twilio_url: String,
+    l16_digests: Arc<Vec<[u8; 32]>>,
+    origins: Arc<Vec<String>>,
+}
+
+impl MediaAuth {
+    /// Reads the secret files named in `c`; the error names the key and the file.
+    pub fn from_config(c: &MediaStreamConfig) -> Result<Self, String> {
+        let twilio_token = match &c.twilio_auth_token_file {
+            Some(p) => {
+                let t = std::fs::read_to_string(p).map_err(|e| {
+                    format!("media_stream.twilio_auth_token_file {}: {e}", p.display())
+                })?;
+                let t = t.trim().to_string();
+                if t.is_empty() {
+                    return Err(format!(
+                        "media_stream.twilio_auth_token_file {}: empty",
+                        p.display()
+                    ));
+                }
+                Some(Arc::new(t))
+            }
+            None => None,
+        };
+        let l16_digests = match &c.l16_tokens_file {
+            Some(p) => crate::security::read_digest_file("media_stream.l16_tokens_file", p)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            twilio_token,
+            twilio_url: c.twilio_url.trim().to_string(),
+            l16_digests: Arc::new(l16_digests),
+            origins: Arc::new(
+                c.allowed_origins
+                    .iter()
+                    .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                    .collect(),
+            ),
+        })
+    }
+
+    /// Whether both streams need credentials (for the exposure warning).
+    pub fn authenticated(&self) -> bool {
+        self.twilio_token.is_some() && !self.l16_digests.is_empty()
+    }
+
+    fn origin_ok(&self, headers: &HeaderMap) -> bool {
+        match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+            None => true,
+            Some(o) => {
+                let o = o.trim().trim_end_matches('/').to_ascii_lowercase();
+                self.origins.contains(&o)
+            }
+        }
+    }
+
+    fn twilio_ok(&self, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+        let Some(token) = &self.twilio_token else {
+            return true;
+        };
+        let Some(sig) = headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(sig.trim()) else {
+            return false;
+        };
+        let path_q = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        let url = if self.twilio_url.is_empty() {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            format!("wss://{host}{path_q}")
+        } else {
+            match uri.query() {
+                Some(q) => format!("{}?{q}", self.twilio_url),
+                None => self.twilio_url.clone(),
+            }
+        };
+        twilio_signature_ok(token, &url, &sig)
+    }
+
+    fn l16_ok(&self, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+        if self.l16_digests.is_empty() {
+            return true;
+        }
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let query = uri
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("token="));
+        bearer
+            .or(query)
+            .is_some_and(|t| crate::security::digest_listed(&self.l16_digests, t))
+    }
+}
+
+/// Twilio's request signature for a WebSocket: HMAC-SHA1 over the URL (no POST parameters),
+/// keyed with the auth token; compared in constant time.
+pub fn twilio_signature_ok(token: &str, url: &str, signature: &[u8]) -> bool {
+    use hmac::Mac;
+    let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()) else {
+        return false;
+    };
+    mac.update(url.as_bytes());
+    mac.verify_slice(signature).is_ok()
+}
+
+/// `X-Twilio-Signature` for `url` (what Twilio sends; for tests and tools).
+pub fn twilio_signature(token: &str, url: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(url.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
 #[derive(Clone)]
 struct MediaState {
+    auth: MediaAuth,
     config: Arc<MediaStreamConfig>,
     twilio: IngestTx,
     l16: IngestTx,
@@ -123,8 +274,21 @@ pub fn router_with(
     guard: LegGuard,
     shutdown: CancellationToken,
 ) -> Router {
+    router_with_auth(config, MediaAuth::default(), tx, metrics, guard, shutdown)
+}
+
+/// [`router_with`] checking who connects (`auth`, from [`MediaAuth::from_config`]).
+pub fn router_with_auth(
+    config: MediaStreamConfig,
+    auth: MediaAuth,
+    tx: mpsc::Sender<CallEvent>,
+    metrics: Arc<Metrics>,
+    guard: LegGuard,
+    shutdown: CancellationToken,
+) -> Router {
     let timeout = Duration::from_secs_f64(config.audio_send_timeout_s.max(0.0));
     let state = MediaState {
+        auth,
         twilio: IngestTx::new(tx.clone(), "twilio", metrics.clone(), timeout)
             .with_guard(guard.clone()),
         l16: IngestTx::new(tx, "l16", metrics, timeout).with_guard(guard),
@@ -137,14 +301,43 @@ pub fn router_with(
         .with_state(state)
 }
 
-async fn twilio_upgrade(ws: WebSocketUpgrade, State(st): State<MediaState>) -> Response {
+/// 403 with a logged, counted reason (`calltone_bad_frames_total{reason}`).
+fn refuse(ingest: &IngestTx, source: &str, reason: &'static str) -> Response {
+    tracing::warn!(source, reason, "media stream refused before upgrade");
+    ingest.bad_frame(reason);
+    (axum::http::StatusCode::FORBIDDEN, format!("{reason}\n")).into_response()
+}
+
+async fn twilio_upgrade(
+    State(st): State<MediaState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !st.auth.origin_ok(&headers) {
+        return refuse(&st.twilio, "twilio", "bad_origin");
+    }
+    if !st.auth.twilio_ok(&headers, &uri) {
+        return refuse(&st.twilio, "twilio", "bad_signature");
+    }
     limit(ws, &st.config).on_upgrade(move |socket| async move {
         let mut session = TwilioSession::new(&st);
         session.run(socket).await;
     })
 }
 
-async fn l16_upgrade(ws: WebSocketUpgrade, State(st): State<MediaState>) -> Response {
+async fn l16_upgrade(
+    State(st): State<MediaState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !st.auth.origin_ok(&headers) {
+        return refuse(&st.l16, "l16", "bad_origin");
+    }
+    if !st.auth.l16_ok(&headers, &uri) {
+        return refuse(&st.l16, "l16", "unauthorized");
+    }
     limit(ws, &st.config).on_upgrade(move |socket| l16_session(socket, st))
 }
 
@@ -735,6 +928,27 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twilio_signature_matches_twilios_documented_example() {
+        // Twilio's "Validating requests" example: auth token 12345, the URL with the POST
+        // parameters appended in key order (a WebSocket upgrade has none: the URL alone).
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDECaller+12349013030Digits1234From+12349013030To+18005551212";
+        assert_eq!(
+            twilio_signature("12345", url),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+            .unwrap();
+        assert!(twilio_signature_ok("12345", url, &sig));
+        assert!(!twilio_signature_ok("12346", url, &sig));
+        assert!(!twilio_signature_ok(
+            "12345",
+            &url.replace("foo=1", "foo=2"),
+            &sig
+        ));
+    }
 
     #[test]
     fn ulaw_reference_points() {
