@@ -389,17 +389,27 @@ fn run_serve(cfg: Config) -> Result<(), Failure> {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot watch SIGTERM");
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+            use tokio::signal::unix::{signal, SignalKind};
+            let (mut term, mut hup) = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(t), Ok(h)) => (t, h),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM/SIGHUP");
+                    return;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = term.recv() => break,
+                    // SIGHUP's default would end the process (and systemd counts that as a
+                    // clean exit, so no restart); say instead that nothing is reloaded.
+                    _ = hup.recv() => tracing::warn!(
+                        "SIGHUP: calltone does not reload its config; check it with `calltone config check` and restart the service to apply changes"
+                    ),
+                }
             }
             tracing::info!("signal received");
             signals.cancel();

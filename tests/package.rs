@@ -2,7 +2,8 @@
 //! binary already built, the package is unpacked into a throwaway root and checked (files,
 //! conffile, maintainer script, the binary runs from there), the unit passes `systemd-analyze
 //! verify` and `systemd-analyze security --offline=yes` there; and `serve` speaks the
-//! sd_notify protocol (READY=1, WATCHDOG=1, STOPPING=1) to a real notify socket.
+//! sd_notify protocol (READY=1, WATCHDOG=1, STOPPING=1) to a real notify socket and survives
+//! SIGHUP, saying it reloads nothing.
 
 mod common;
 
@@ -275,6 +276,20 @@ fn serve_notifies_ready_watchdog_and_stopping() {
     );
     // A healthy service answers while it pings.
     assert!(serve.get("/healthz").contains("200"), "healthz");
+
+    // SIGHUP reloads nothing and must not end the service: it says so and keeps serving.
+    let _ = Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status();
+    serve.wait_for("the SIGHUP warning", Duration::from_secs(10), |s| {
+        s.log_tail(20)
+            .contains("SIGHUP: calltone does not reload its config")
+    });
+    assert!(
+        serve.get("/healthz").contains("200"),
+        "healthz after SIGHUP"
+    );
+    assert_eq!(recv(&sock), ["WATCHDOG=1"], "pings go on after SIGHUP");
 
     let log = serve.log.clone();
     let status = serve.terminate();
