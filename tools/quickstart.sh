@@ -59,7 +59,7 @@ target/release/calltone replay demo/demo-call.wav --out "$OUT" >/dev/null
 events="$OUT/demo-call.events.jsonl"
 count() { grep -c "\"type\":\"$1\"" "$events" || true; }
 echo "$(wc -l <"$events") events: $(count utterance) utterances, $(count alert) alerts ($events)"
-grep '"type":"utterance"' "$events" | head -3 | sed -E 's/.*"speaker":"([a-z]+)".*"text":"([^"]*)".*/  \1: \2/'
+grep -m 3 '"type":"utterance"' "$events" | sed -E 's/.*"speaker":"([a-z]+)".*"text":"([^"]*)".*/  \1: \2/'
 step "done"
 echo "report: $OUT/demo-call.report.html (index: $OUT/index.html)"
 echo "next: cargo test --release"
