@@ -55,7 +55,7 @@ LEADER=""
 # A command inside the container (its mount, PID, IPC and UTS namespaces).
 ct() { nsenter -t "$LEADER" -m -u -i -p -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 for _ in $(seq 150); do
-    LEADER=$(ps -o pid= --ppid "$NSPAWN" | tr -d ' ' | head -1)
+    LEADER=$(ps -o pid= --ppid "$NSPAWN" | tr -d ' ' | head -1 || true)
     [ -n "$LEADER" ] && case "$(ct systemctl is-system-running 2>/dev/null)" in running | degraded) break ;; esac
     sleep 0.2
 done
