@@ -930,6 +930,7 @@ fn run_pipeline(seq: &Sequence, model: Option<&ArousalModel>) -> Result<Vec<Utte
         "file",
         &[Speaker::Customer],
         seq.rate,
+        None,
         &cfg,
         &analyzers,
         String::new,

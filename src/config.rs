@@ -41,6 +41,7 @@ pub struct Config {
     pub alerts: crate::alerts::AlertConfig,
     pub empathy: crate::empathy::config::EmpathyConfig,
     pub scorecard: crate::empathy::config::ScorecardConfig,
+    pub assist: crate::assist::AssistConfig,
     pub serve: crate::serve::ServeConfig,
     pub mqtt: crate::publish::mqtt::MqttConfig,
     pub audiosocket: crate::sources::audiosocket::AudioSocketConfig,
@@ -199,6 +200,7 @@ impl Config {
         self.scorecard
             .validate()
             .map_err(|e| bad("scorecard", e.to_string()))?;
+        self.assist.validate().map_err(|e| bad("assist", e))?;
         self.security.validate().map_err(|e| bad("security", e))?;
         self.audiosocket
             .validate()

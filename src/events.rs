@@ -34,6 +34,7 @@ pub enum EventBody {
     State(State),
     Alert(Alert),
     Empathy(Empathy),
+    Assist(Assist),
     CallEnded(CallEnded),
 }
 
@@ -46,6 +47,7 @@ impl EventBody {
             EventBody::State(_) => "state",
             EventBody::Alert(_) => "alert",
             EventBody::Empathy(_) => "empathy",
+            EventBody::Assist(_) => "assist",
             EventBody::CallEnded(_) => "call_ended",
         }
     }
@@ -58,6 +60,10 @@ pub struct CallStarted {
     pub speakers: Vec<Speaker>,
     /// Input sample rate in Hz (before resampling to 16 kHz).
     pub sample_rate: u32,
+    /// The agent handling the call, from the ingest metadata (Twilio `customParameters.agent`,
+    /// the L16 start frame's `agent`); absent when the source does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,6 +316,49 @@ pub struct Empathy {
     pub recovery_s: Option<f64>,
 }
 
+/// What a nudge to the agent is about (`assist` events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssistKind {
+    /// A customer distress moment still unanswered: acknowledge before solving.
+    Acknowledge,
+    /// The customer asked for a supervisor (or a manager).
+    Supervisor,
+    /// The agent talks over the customer.
+    LetFinish,
+    /// Dead air while the customer waits.
+    DeadAir,
+    /// The agent's speaking rate is over the limit.
+    SpeakingFast,
+}
+
+impl AssistKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssistKind::Acknowledge => "acknowledge",
+            AssistKind::Supervisor => "supervisor",
+            AssistKind::LetFinish => "let_finish",
+            AssistKind::DeadAir => "dead_air",
+            AssistKind::SpeakingFast => "speaking_fast",
+        }
+    }
+}
+
+/// `assist` event: a nudge to the agent raised (`active` true) or withdrawn (`active` false,
+/// same `assist_id`). Built from the customer's state and the agent's observable behaviour
+/// (timing, rate, words); never an inferred emotion about the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assist {
+    /// Unique within the call: `{call_id}:assist:{n}`; a withdrawal repeats its nudge's id.
+    pub assist_id: String,
+    pub kind: AssistKind,
+    /// One short sentence for the agent.
+    pub message: String,
+    pub active: bool,
+    /// What raised it (or, on withdrawal, why it no longer applies).
+    pub evidence: serde_json::Value,
+}
+
 /// `call_ended.summary.journey`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journey {
@@ -433,6 +482,7 @@ mod tests {
                 source: "file".into(),
                 speakers: vec![Speaker::Customer, Speaker::Agent],
                 sample_rate: 8000,
+                agent: None,
             }),
         );
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();

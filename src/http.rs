@@ -47,7 +47,25 @@ pub struct CallInfo {
     pub last_alert: Option<Alert>,
     /// Stress readings `[t, stress]` per speaker over the last [`HISTORY_S`] s of the call.
     pub history: BTreeMap<Speaker, VecDeque<[f64; 2]>>,
+    /// The agent id from the ingest metadata, when the source gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Nudges to the agent active now (`assist` events raised and not withdrawn).
+    pub nudges: Vec<ActiveNudge>,
 }
+
+/// A nudge shown to the agent now.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActiveNudge {
+    pub assist_id: String,
+    pub kind: crate::events::AssistKind,
+    pub message: String,
+    /// Call time it was raised at, seconds.
+    pub t: f64,
+}
+
+/// Active nudges kept per call (there are five kinds; more would be a bug upstream).
+const MAX_NUDGES: usize = 8;
 
 /// Seconds of stress history a live call keeps (the dashboard's sparklines).
 pub const HISTORY_S: f64 = 180.0;
@@ -69,6 +87,8 @@ pub struct RecentAlert {
 #[derive(Debug, Default)]
 struct Live {
     calls: BTreeMap<String, CallInfo>,
+    /// Hand-off context of every live call.
+    contexts: BTreeMap<String, crate::context::ContextBuilder>,
     /// Newest last.
     alerts: VecDeque<RecentAlert>,
 }
@@ -91,7 +111,14 @@ impl CallRegistry {
     /// Applies one event.
     pub fn observe(&self, ev: &Event) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let Live { calls, alerts } = &mut *live;
+        let Live {
+            calls,
+            contexts,
+            alerts,
+        } = &mut *live;
+        if let Some(c) = contexts.get_mut(&ev.call_id) {
+            c.observe(ev);
+        }
         match &ev.body {
             EventBody::CallStarted(s) => {
                 calls.insert(
@@ -109,11 +136,30 @@ impl CallRegistry {
                         last_utterance: None,
                         last_alert: None,
                         history: BTreeMap::new(),
+                        agent: s.agent.clone(),
+                        nudges: Vec::new(),
                     },
                 );
+                let mut ctx = crate::context::ContextBuilder::new(&ev.call_id);
+                ctx.observe(ev);
+                contexts.insert(ev.call_id.clone(), ctx);
             }
             EventBody::CallEnded(_) => {
                 calls.remove(&ev.call_id);
+                contexts.remove(&ev.call_id);
+            }
+            EventBody::Assist(a) => {
+                if let Some(c) = calls.get_mut(&ev.call_id) {
+                    c.nudges.retain(|n| n.assist_id != a.assist_id);
+                    if a.active && c.nudges.len() < MAX_NUDGES {
+                        c.nudges.push(ActiveNudge {
+                            assist_id: a.assist_id.clone(),
+                            kind: a.kind,
+                            message: a.message.clone(),
+                            t: ev.t,
+                        });
+                    }
+                }
             }
             EventBody::State(s) => {
                 if let Some(c) = calls.get_mut(&ev.call_id) {
@@ -164,6 +210,31 @@ impl CallRegistry {
     pub fn snapshot(&self) -> Vec<CallInfo> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.calls.values().cloned().collect()
+    }
+
+    /// One live call.
+    pub fn call(&self, call_id: &str) -> Option<CallInfo> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.calls.get(call_id).cloned()
+    }
+
+    /// The live calls of one agent (by the ingest metadata's agent id), newest first.
+    pub fn calls_of_agent(&self, agent: &str) -> Vec<CallInfo> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<CallInfo> = live
+            .calls
+            .values()
+            .filter(|c| c.agent.as_deref() == Some(agent))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.started.cmp(&a.started));
+        v
+    }
+
+    /// The hand-off context of a live call.
+    pub fn context(&self, call_id: &str) -> Option<crate::context::HandoffContext> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.contexts.get(call_id).map(|c| c.snapshot())
     }
 
     /// The last [`RECENT_ALERTS`] alerts of any call, newest first.
@@ -259,6 +330,44 @@ async fn api_calls(AxState(st): AxState<AppState>) -> Json<Vec<CallInfo>> {
     Json(st.calls.snapshot())
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct ContextQuery {
+    /// `json` (default) or `form` (`key=value&…`, for dialplans).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /api/calls/{call_id}/context[?format=form]`: the hand-off context of a live call;
+/// 404 for a call that is not live.
+async fn api_context(
+    AxState(st): AxState<AppState>,
+    axum::extract::Path(call_id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ContextQuery>,
+) -> Response {
+    let Some(ctx) = st.calls.context(&call_id) else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "no live call with that id\n",
+        )
+            .into_response();
+    };
+    match q.format.as_deref() {
+        None | Some("json") => Json(ctx).into_response(),
+        Some("form") => (
+            [(header::CONTENT_TYPE, "application/x-www-form-urlencoded")],
+            ctx.to_form(),
+        )
+            .into_response(),
+        Some(_) => (
+            axum::http::StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "format must be json or form\n",
+        )
+            .into_response(),
+    }
+}
+
 async fn api_alerts(AxState(st): AxState<AppState>) -> Json<Vec<RecentAlert>> {
     Json(st.calls.recent_alerts())
 }
@@ -270,6 +379,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/calls", get(api_calls))
         .route("/api/alerts", get(api_alerts))
+        .route("/api/calls/{call_id}/context", get(api_context))
         .with_state(state)
 }
 
@@ -370,6 +480,7 @@ mod tests {
                 source: "twilio".into(),
                 speakers: vec![Speaker::Customer],
                 sample_rate: 8000,
+                agent: None,
             }),
         ));
         assert_eq!(reg.snapshot().len(), 1);
@@ -434,6 +545,7 @@ mod tests {
                 source: "file".into(),
                 speakers: vec![Speaker::Customer],
                 sample_rate: 8000,
+                agent: None,
             }),
         ));
         for i in 1..=400 {

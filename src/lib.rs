@@ -23,8 +23,10 @@
 
 pub mod alerts;
 pub mod asr;
+pub mod assist;
 pub mod audio;
 pub mod config;
+pub mod context;
 pub mod dashboard;
 pub mod emotion;
 pub mod empathy;

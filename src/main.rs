@@ -219,28 +219,35 @@ fn run(cli: Cli) -> Result<(), Failure> {
             data_dir,
             model,
         } => {
-            let mut cfg = load_config(config.as_deref())?;
-            if let Some(m) = mqtt {
-                cfg.mqtt.url = m;
-            }
-            if let Some(h) = http {
-                cfg.serve.http = h;
-            }
-            if let Some(m) = media {
-                cfg.serve.media = if m == "off" { String::new() } else { m };
-            }
-            if let Some(a) = audiosocket {
-                cfg.serve.audiosocket = if a == "off" { String::new() } else { a };
-            }
-            if let Some(d) = data_dir {
-                cfg.serve.data_dir = d;
-            }
-            if let Some(m) = model {
-                cfg.asr.model = m;
-            }
-            let origin = config.unwrap_or_else(|| PathBuf::from("<flags>"));
-            cfg.validate(&origin).map_err(Failure::bad_input)?;
-            run_serve(cfg)
+            // The file plus the command line's overrides; SIGHUP runs it again.
+            let effective = move || -> Result<Config, Failure> {
+                let mut cfg = load_config(config.as_deref())?;
+                if let Some(m) = &mqtt {
+                    cfg.mqtt.url = m.clone();
+                }
+                if let Some(h) = http {
+                    cfg.serve.http = h;
+                }
+                if let Some(m) = &media {
+                    cfg.serve.media = if m == "off" { String::new() } else { m.clone() };
+                }
+                if let Some(a) = &audiosocket {
+                    cfg.serve.audiosocket = if a == "off" { String::new() } else { a.clone() };
+                }
+                if let Some(d) = &data_dir {
+                    cfg.serve.data_dir = d.clone();
+                }
+                if let Some(m) = &model {
+                    cfg.asr.model = m.clone();
+                }
+                let origin = config.clone().unwrap_or_else(|| PathBuf::from("<flags>"));
+                cfg.validate(&origin).map_err(Failure::bad_input)?;
+                Ok(cfg)
+            };
+            let cfg = effective()?;
+            let reload: calltone::serve::Reload =
+                Box::new(move || effective().map_err(|f| f.message));
+            run_serve(cfg, reload)
         }
         Command::Devices => {
             let devices = calltone::sources::device::list_devices();
@@ -383,38 +390,28 @@ fn write_output(path: &Path, contents: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
 }
 
-fn run_serve(cfg: Config) -> Result<(), Failure> {
+fn run_serve(cfg: Config, reload: calltone::serve::Reload) -> Result<(), Failure> {
     let rt = tokio::runtime::Runtime::new().map_err(Failure::internal)?;
     rt.block_on(async move {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (mut term, mut hup) = match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) {
-                (Ok(t), Ok(h)) => (t, h),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::error!(error = %e, "cannot watch SIGTERM/SIGHUP");
-                    return;
-                }
-            };
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = term.recv() => break,
-                    // SIGHUP's default would end the process (and systemd counts that as a
-                    // clean exit, so no restart); say instead that nothing is reloaded.
-                    _ = hup.recv() => tracing::warn!(
-                        "SIGHUP: calltone does not reload its config; check it with `calltone config check` and restart the service to apply changes"
-                    ),
-                }
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot watch SIGTERM");
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
             tracing::info!("signal received");
             signals.cancel();
         });
-        calltone::serve::run(cfg, shutdown).await
+        calltone::serve::run_with_reload(cfg, Some(reload), shutdown).await
     })
     .map_err(|e| match e {
         calltone::serve::ServeError::Listen { .. } | calltone::serve::ServeError::Setup(_) => {

@@ -305,6 +305,8 @@ pub struct CallPipeline {
     alerts: AlertEngine,
     /// Agent behaviours, empathy opportunities, journey, scorecard (`crate::empathy`).
     empathy: CallEmpathy,
+    /// Live nudges for the agent (`crate::assist`).
+    assist: crate::assist::AssistEngine,
     ended: bool,
     /// Set by `finish`, taken when `call_ended` is emitted.
     end_reason: Option<String>,
@@ -319,6 +321,7 @@ impl CallPipeline {
         source: &str,
         speakers: &[Speaker],
         input_rate: u32,
+        agent: Option<String>,
         cfg: &Config,
         analyzers: &Analyzers,
         clock: fn() -> String,
@@ -363,6 +366,7 @@ impl CallPipeline {
             analyzers: analyzers.clone(),
             alerts: AlertEngine::new(call_id, cfg.alerts.clone()),
             empathy: CallEmpathy::new(cfg, Arc::clone(&analyzers.behaviours)),
+            assist: crate::assist::AssistEngine::new(call_id, &cfg.assist),
             ended: false,
             end_reason: None,
             feature_log: None,
@@ -371,6 +375,7 @@ impl CallPipeline {
             source: source.into(),
             speakers: speakers.to_vec(),
             sample_rate: input_rate,
+            agent,
         });
         p.emit(0.0, body, out);
         Ok(p)
@@ -468,6 +473,14 @@ impl CallPipeline {
     /// Empathy bookkeeping for one tick: the customer's live stress and whether an agent
     /// reply is still being spoken or transcribed.
     fn empathy_tick(&mut self, customer_stress: Option<f32>, out: &mut Vec<Output>) {
+        let unheard = self.agent_unheard_from();
+        let t = self.t_segmented;
+        let events = self.empathy.on_tick(t, customer_stress, unheard);
+        self.emit_empathy(t, events, out);
+    }
+
+    /// Start of agent speech still being spoken or transcribed, if any.
+    fn agent_unheard_from(&self) -> Option<f64> {
         let open = self
             .track(Speaker::Agent)
             .and_then(|t| t.segmenter.open_start());
@@ -477,13 +490,30 @@ impl CallPipeline {
             .filter(|p| p.speaker == Speaker::Agent)
             .map(|p| p.start)
             .reduce(f64::min);
-        let unheard = match (open, queued) {
+        match (open, queued) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Nudges for the agent at this frame.
+    fn assist_tick(&mut self, tick: &Tick, out: &mut Vec<Output>) {
+        let agent_rate = self
+            .track(Speaker::Agent)
+            .and_then(|t| t.speaking_rate_and_speech(self.t_segmented));
+        let reply_pending = self.agent_unheard_from().is_some();
+        let x = crate::assist::AssistTick {
+            t: self.t_segmented,
+            customer_voiced: tick.customer_voiced,
+            agent_voiced: tick.agent_voiced,
+            open_opportunity: self.empathy.open_opportunity(),
+            reply_pending,
+            agent_rate,
         };
-        let t = self.t_segmented;
-        let events = self.empathy.on_tick(t, customer_stress, unheard);
-        self.emit_empathy(t, events, out);
+        let nudges = self.assist.on_tick(&x);
+        for a in nudges {
+            self.emit(self.t_segmented, EventBody::Assist(a), out);
+        }
     }
 
     /// Publishes `empathy` events and the `empathy_missed` alerts they call for.
@@ -593,6 +623,7 @@ impl CallPipeline {
                 self.emit_empathy(self.t_segmented, opened, out);
             }
             self.empathy_tick(tick.customer_stress, out);
+            self.assist_tick(&tick, out);
             for tr in &mut self.tracks {
                 tr.trim(self.t_segmented);
             }
@@ -844,6 +875,15 @@ impl CallPipeline {
             },
             behaviours,
         };
+        if utterance.not_transcribed.is_none() {
+            if utterance.words.is_empty() {
+                let w: Vec<&str> = utterance.text.split_whitespace().collect();
+                self.assist.on_utterance(utterance.speaker, &w);
+            } else {
+                let w: Vec<&str> = utterance.words.iter().map(|w| w.w.as_str()).collect();
+                self.assist.on_utterance(utterance.speaker, &w);
+            }
+        }
         let alerts = self.alerts.on_utterance(&UtteranceInfo::from(&utterance));
         let empathy = self.empathy.on_utterance(&utterance, &alerts);
         self.emit(p.end, EventBody::Utterance(utterance), out);
@@ -894,6 +934,9 @@ impl CallPipeline {
             .collect();
         let late = self.empathy.finish(duration);
         self.emit_empathy(duration, late, out);
+        for a in self.assist.finish() {
+            self.emit(duration, EventBody::Assist(a), out);
+        }
         let long_silences = self
             .alerts
             .counts()
@@ -932,12 +975,17 @@ impl Track {
 
     /// Words per second of speech over the last 20 s of utterances.
     fn speaking_rate(&self, now: f64) -> Option<f32> {
+        self.speaking_rate_and_speech(now).map(|(r, _)| r)
+    }
+
+    /// Words per second of speech over the last 20 s and the seconds of speech behind it.
+    fn speaking_rate_and_speech(&self, now: f64) -> Option<(f32, f64)> {
         let (w, s) = self
             .recent_words
             .iter()
             .filter(|(end, _, _)| now - end <= 20.0)
             .fold((0usize, 0.0f64), |(w, s), (_, n, sp)| (w + n, s + sp));
-        (w > 0 && s > 0.0).then(|| (w as f64 / s) as f32)
+        (w > 0 && s > 0.0).then(|| ((w as f64 / s) as f32, s))
     }
 
     /// Drops audio, frames and cycles no open or future utterance or window can need.

@@ -171,6 +171,7 @@ pub fn replay_file(
         "file",
         &speakers,
         rate,
+        None,
         cfg,
         analyzers,
         now_rfc3339,

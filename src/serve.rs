@@ -59,6 +59,9 @@ pub struct ServeConfig {
     /// On shutdown, how long to wait for open calls' transcripts and the outbox to drain,
     /// seconds. Default 10.
     pub shutdown_grace_s: f64,
+    /// The retained hand-off context (`…/calls/{call_id}/context`) is republished at most
+    /// this often while it changes, seconds. Default 3.
+    pub context_interval_s: f64,
 }
 
 impl Default for ServeConfig {
@@ -69,6 +72,7 @@ impl Default for ServeConfig {
             audiosocket: "127.0.0.1:9092".into(),
             data_dir: PathBuf::from("/var/lib/calltone"),
             shutdown_grace_s: 10.0,
+            context_interval_s: 3.0,
         }
     }
 }
@@ -80,6 +84,14 @@ impl ServeConfig {
             return Err(format!(
                 "serve.shutdown_grace_s {} must be a finite number >= 0",
                 self.shutdown_grace_s
+            ));
+        }
+        if !(self.context_interval_s.is_finite()
+            && (0.5..=600.0).contains(&self.context_interval_s))
+        {
+            return Err(format!(
+                "serve.context_interval_s {} must be 0.5..=600",
+                self.context_interval_s
             ));
         }
         if self.media.trim() == self.audiosocket.trim() && !self.media.trim().is_empty() {
@@ -103,8 +115,10 @@ pub enum ServeError {
 
 /// Everything call tasks share.
 struct Shared {
+    /// The configuration the service started with (listeners, broker, ASR, limits).
     cfg: Config,
-    analyzers: Analyzers,
+    /// What a new call is analysed with; SIGHUP replaces it (see [`reload`]).
+    calls: std::sync::RwLock<Arc<CallSetup>>,
     pool: AsrPool,
     mqtt: Option<MqttHandle>,
     bus: broadcast::Sender<Event>,
@@ -112,8 +126,40 @@ struct Shared {
     open_calls: OpenCalls,
 }
 
+/// The configuration and analyzers a call runs with, fixed for the call's life.
+struct CallSetup {
+    cfg: Config,
+    analyzers: Analyzers,
+}
+
+/// Re-reads the configuration (the file and the command line's overrides) on SIGHUP.
+pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Config sections SIGHUP applies to calls that start afterwards; the others (listeners,
+/// broker, ASR, limits, ingest, device) need a restart.
+pub const RELOADABLE: &[&str] = &[
+    "vad",
+    "prosody",
+    "pipeline",
+    "emotion",
+    "redact",
+    "alerts",
+    "empathy",
+    "scorecard",
+    "assist",
+];
+
 /// Runs the service until `shutdown` is cancelled. Returns after a graceful drain.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    run_with_reload(cfg, None, shutdown).await
+}
+
+/// [`run`], re-reading the configuration with `reload` on SIGHUP.
+pub async fn run_with_reload(
+    cfg: Config,
+    reload: Option<Reload>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| ServeError::Setup(format!("{what}: {e}"));
     std::fs::create_dir_all(&cfg.serve.data_dir)
         .map_err(|e| setup(&cfg.serve.data_dir.display().to_string(), &e))?;
@@ -162,7 +208,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
         .map_err(|e| setup("data_dir/calls", &e))?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
-        analyzers,
+        calls: std::sync::RwLock::new(Arc::new(CallSetup {
+            cfg: cfg.clone(),
+            analyzers,
+        })),
         pool,
         mqtt: Some(mqtt.clone()),
         bus: bus.clone(),
@@ -286,6 +335,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
     };
     drop(tx);
     background.spawn(sample_pool_gauges(shared.clone(), shutdown.clone()));
+    if let Some(reload) = reload {
+        background.spawn(watch_sighup(reload, shared.clone(), shutdown.clone()));
+    }
     tracing::info!(http = %cfg.serve.http, media = %cfg.serve.media, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.url, "calltone serving");
     // Every listener is bound: READY=1 (and watchdog pings) for systemd's Type=notify.
     background.spawn(crate::systemd::ready_then_watchdog(shutdown.clone()));
@@ -311,7 +363,98 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeEr
     Ok(())
 }
 
+/// Applies a new configuration on every SIGHUP, for calls that start afterwards.
+async fn watch_sighup(reload: Reload, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGHUP; configuration reload unavailable");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = hup.recv() => if r.is_none() { return },
+        }
+        let new = match reload() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; keeping the current one");
+                continue;
+            }
+        };
+        // Building the analyzers may read a model file: off the async threads.
+        let sh = shared.clone();
+        let applied = tokio::task::spawn_blocking(move || sh.apply(new)).await;
+        match applied {
+            Ok(Ok((changed, fixed))) => {
+                tracing::info!(changed = ?changed, "SIGHUP: configuration reloaded; calls that start from now on use it (calls in progress keep theirs)");
+                if !fixed.is_empty() {
+                    tracing::warn!(sections = ?fixed, "SIGHUP: these sections changed but are not reloadable; restart calltone to apply them");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded; keeping the current one")
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed"),
+        }
+    }
+}
+
+/// The names of `sections` whose TOML differs between `a` and `b`.
+fn changed_sections(a: &Config, b: &Config) -> (Vec<String>, Vec<String>) {
+    let (Ok(toml::Value::Table(a)), Ok(toml::Value::Table(b))) =
+        (toml::Value::try_from(a), toml::Value::try_from(b))
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut reloadable = Vec::new();
+    let mut fixed = Vec::new();
+    for (k, v) in &b {
+        if a.get(k) != Some(v) {
+            if RELOADABLE.contains(&k.as_str()) {
+                reloadable.push(k.clone());
+            } else {
+                fixed.push(k.clone());
+            }
+        }
+    }
+    (reloadable, fixed)
+}
+
 impl Shared {
+    /// The setup a call starting now gets.
+    fn call_setup(&self) -> Arc<CallSetup> {
+        self.calls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes the reloadable sections of `new` for calls that start from now on; returns
+    /// the reloadable and the fixed sections that changed.
+    fn apply(&self, new: Config) -> Result<(Vec<String>, Vec<String>), String> {
+        let current = self.call_setup();
+        let (changed, fixed) = changed_sections(&current.cfg, &new);
+        let mut merged = current.cfg.clone();
+        merged.vad = new.vad;
+        merged.prosody = new.prosody;
+        merged.pipeline = new.pipeline;
+        merged.emotion = new.emotion;
+        merged.redact = new.redact;
+        merged.alerts = new.alerts;
+        merged.empathy = new.empathy;
+        merged.scorecard = new.scorecard;
+        merged.assist = new.assist;
+        merged
+            .validate(std::path::Path::new("<reloaded>"))
+            .map_err(|e| e.to_string())?;
+        let analyzers = Analyzers::from_config(&merged).map_err(|e| e.to_string())?;
+        *self.calls.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(CallSetup {
+            cfg: merged,
+            analyzers,
+        });
+        Ok((changed, fixed))
+    }
+
     /// Hands an event to every sink: the durable outbox first, then the in-process bus.
     fn publish(&self, ev: &Event) {
         if let Some(m) = &self.mqtt {
@@ -398,7 +541,7 @@ async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
                     }
                 }
                 CallEvent::End { speaker, .. } => call.live.retain(|s| s != speaker),
-                CallEvent::Audio { .. } => {}
+                CallEvent::Audio { .. } | CallEvent::Agent { .. } => {}
             }
             let ended = call.live.is_empty();
             let sent = match e {
@@ -468,7 +611,9 @@ async fn call_task(
 ) {
     let (self_tx, mut rx) = mpsc::unbounded_channel::<CallMsg>();
     let mut src_open = true;
-    let cfg = &shared.cfg;
+    // Fixed for the call's life: a SIGHUP reload applies to calls that start after it.
+    let setup = shared.call_setup();
+    let cfg = &setup.cfg;
     let mut pipeline: Option<CallPipeline> = None;
     let mut live_legs: Vec<Speaker> = Vec::new();
     let mut out = Vec::new();
@@ -476,6 +621,10 @@ async fn call_task(
     // moment the triggering audio entered the process.
     let mut arrivals: std::collections::VecDeque<(f64, Instant)> = Default::default();
     let mut audio_t = 0.0f64;
+    let mut agent: Option<String> = None;
+    let mut context = crate::context::ContextBuilder::new(&call_id);
+    let context_every = Duration::from_secs_f64(cfg.serve.context_interval_s);
+    let mut context_sent: Option<Instant> = None;
     loop {
         let msg = tokio::select! {
             Some(m) = rx.recv() => m,
@@ -507,6 +656,12 @@ async fn call_task(
                     }
                 }
             }
+            CallMsg::Source(CallEvent::Agent { agent: a, .. }) => {
+                // Only before the call has started: `call_started` carries it.
+                if pipeline.is_none() {
+                    agent = Some(a);
+                }
+            }
             CallMsg::Source(CallEvent::Audio {
                 speaker,
                 sample_rate,
@@ -521,8 +676,9 @@ async fn call_task(
                             source,
                             &[Speaker::Customer, Speaker::Agent],
                             sample_rate,
+                            agent.clone(),
                             cfg,
-                            &shared.analyzers,
+                            &setup.analyzers,
                             now_rfc3339,
                             &mut out,
                         ) {
@@ -585,6 +741,17 @@ async fn call_task(
                         shared.open_calls.remove(&call_id);
                     } else {
                         shared.open_calls.record(&call_id, run, ev.seq + 1, ev.t);
+                    }
+                    context.observe(&ev);
+                    let ended = matches!(ev.body, EventBody::CallEnded(_));
+                    let due = context_sent.is_none_or(|at| at.elapsed() >= context_every);
+                    if !ended && due && context.take_changed() {
+                        if let Some(m) = &shared.mqtt {
+                            if let Err(e) = m.publish_context(&call_id, &context.snapshot()) {
+                                tracing::warn!(%call_id, error = %e, "hand-off context not published");
+                            }
+                        }
+                        context_sent = Some(Instant::now());
                     }
                     shared.publish(&ev);
                 }

@@ -132,6 +132,7 @@ fn call_events(call_id: &str, extra: usize) -> Vec<Event> {
             source: "audiosocket".into(),
             speakers: vec![Speaker::Customer, Speaker::Agent],
             sample_rate: 8000,
+            agent: None,
         }),
     )];
     let mut speakers = BTreeMap::new();

@@ -245,3 +245,94 @@ fn broker_outage_and_sigkill_lose_nothing() {
     assert_eq!(*by_seq.keys().last().unwrap(), last);
     serve.terminate();
 }
+
+/// SIGHUP: a changed threshold applies to calls that start afterwards; a broken file or a
+/// change to a fixed section is reported and the service keeps running as it was.
+#[test]
+fn sighup_reloads_rules_for_new_calls_and_keeps_running_on_a_bad_file() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = free_port();
+    let embedded = format!("embedded_listen = \"127.0.0.1:{broker}\"\n");
+    let mut setup = ServeSetup::new(&model, "embedded", "hup");
+    setup.mqtt = &embedded;
+    let long_silence = |min_s: f64| format!("[alerts.long_silence]\nmin_s = {min_s}\n");
+    let quiet = long_silence(30.0);
+    setup.tables = &quiet;
+    let serve = Serve::launch(dir.path(), &setup, free_port(), free_port());
+    let cfg_path = dir.path().join("calltone.toml");
+    let original = std::fs::read_to_string(&cfg_path).unwrap();
+    let hup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &serve.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    // 8 s of silence on both legs (nothing for Whisper): a long_silence alert needs
+    // min_s of it.
+    let silent = vec![0.0f32; 8 * 8000];
+    let call = |n: u8| {
+        let uuid = [0x5e, 0xed, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, n];
+        stream_audiosocket(serve.audiosocket, uuid, (&silent, &silent), 3.0, None);
+        uuid_call_id(&uuid)
+    };
+    let alerts_of = |id: &str| -> Vec<String> {
+        serve
+            .get_json("/api/alerts")
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["call_id"] == id)
+            .map(|a| a["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ended = |s: &Serve| {
+        s.get_json("/api/calls")
+            .as_array()
+            .is_some_and(|c| c.is_empty())
+    };
+    let first = call(1);
+    serve.wait_for("call 1 to end", Duration::from_secs(30), ended);
+    assert!(alerts_of(&first).is_empty(), "{:?}", alerts_of(&first));
+
+    // A broken file: logged, nothing changes, the service still answers.
+    std::fs::write(
+        &cfg_path,
+        format!("{original}\n[alerts.long_silence]\nmin_s = -1\n"),
+    )
+    .unwrap();
+    hup();
+    serve.wait_for(
+        "the reload error in the log",
+        Duration::from_secs(10),
+        |s| s.log_tail(20).contains("configuration not reloaded"),
+    );
+    assert!(serve.body("/healthz").contains("\"ok\":true"));
+
+    // A lower threshold and a change to a fixed section (the box id).
+    let lowered = original
+        .replace(&quiet, &long_silence(3.0))
+        .replace("box = \"box1\"", "box = \"box2\"");
+    assert_ne!(lowered, original);
+    std::fs::write(&cfg_path, lowered).unwrap();
+    hup();
+    serve.wait_for("the reload in the log", Duration::from_secs(10), |s| {
+        s.log_tail(20).contains("configuration reloaded")
+    });
+    let log = serve.log_tail(20);
+    assert!(log.contains("alerts"), "{log}");
+    assert!(
+        log.contains("not reloadable") && log.contains("mqtt"),
+        "{log}"
+    );
+    let second = call(2);
+    serve.wait_for("call 2 to end", Duration::from_secs(30), ended);
+    assert_eq!(
+        alerts_of(&second),
+        ["long_silence"],
+        "the reloaded threshold applies"
+    );
+    assert!(serve.terminate().is_some_and(|s| s.success()));
+}

@@ -10,6 +10,8 @@
 //! graceful shutdown does not wait on open dashboards; browsers reconnect by themselves
 //! (`retry` is sent) and get a new snapshot.
 
+mod agent;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,6 +200,17 @@ pub fn router(feed: LiveFeed) -> Router {
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
         )
         .route("/api/events", get(api_events))
+        .route("/agent", get(agent::agent_page))
+        .route("/agent/{call_id}", get(agent::call_page))
+        .route(
+            "/agent.js",
+            get(|| async { asset("text/javascript; charset=utf-8", agent::AGENT_JS) }),
+        )
+        .route(
+            "/agent.css",
+            get(|| async { asset("text/css; charset=utf-8", agent::AGENT_CSS) }),
+        )
+        .route("/api/agent/events", get(agent::api_agent_events))
         .with_state(feed)
 }
 
@@ -216,6 +229,7 @@ mod tests {
                 source: "audiosocket".into(),
                 speakers: vec![Speaker::Customer, Speaker::Agent],
                 sample_rate: 8000,
+                agent: None,
             }),
         )
     }
@@ -226,6 +240,9 @@ mod tests {
             ("index.html", INDEX_HTML),
             ("app.js", APP_JS),
             ("style.css", STYLE_CSS),
+            ("agent.html", agent::AGENT_HTML),
+            ("agent.js", agent::AGENT_JS),
+            ("agent.css", agent::AGENT_CSS),
         ] {
             for external in ["http://", "https://", "//cdn", "@import", "fonts.g"] {
                 let n = text.matches(external).count()
@@ -236,6 +253,10 @@ mod tests {
         }
         // The page's script never turns event text into markup.
         assert!(!APP_JS.contains("innerHTML"), "app.js must build DOM nodes");
+        assert!(
+            !agent::AGENT_JS.contains("innerHTML"),
+            "agent.js must build DOM nodes"
+        );
     }
 
     #[test]

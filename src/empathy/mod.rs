@@ -221,6 +221,11 @@ impl CallEmpathy {
         })
     }
 
+    /// The opportunity waiting for the agent's answer (none while per-agent scoring is off).
+    pub fn open_opportunity(&self) -> Option<&crate::events::Opportunity> {
+        self.tracker.open()
+    }
+
     /// The customer's journey label so far.
     pub fn journey_label(&self) -> Option<JourneyLabel> {
         self.journey.label()

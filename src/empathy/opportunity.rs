@@ -118,6 +118,11 @@ impl OpportunityTracker {
         self.records.iter().map(|r| &r.event)
     }
 
+    /// The opportunity waiting for the agent's answer, if any.
+    pub fn open(&self) -> Option<&Opportunity> {
+        self.open.as_ref().map(|o| &o.opportunity)
+    }
+
     /// Whether each resolved opportunity's episode included an escalation phrase.
     pub fn escalated(&self) -> Vec<bool> {
         self.records

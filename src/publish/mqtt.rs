@@ -5,7 +5,9 @@
 //! * `{base}/status` — retained `{"state":"online",…}` on every connect; the Last Will (and a
 //!   graceful shutdown) leaves retained `{"state":"offline",…}`.
 //! * `{base}/calls/{call_id}/lifecycle` — `call_started`, `call_ended` (QoS 1).
-//! * `{base}/calls/{call_id}/utterance`, `…/alert` — QoS 1.
+//! * `{base}/calls/{call_id}/utterance`, `…/alert`, `…/empathy`, `…/assist` — QoS 1.
+//! * `{base}/calls/{call_id}/context` — the hand-off context, retained QoS 0 like `state`,
+//!   cleared the same way when the call ends.
 //! * `{base}/calls/{call_id}/state` — retained QoS 0, best effort; cleared with an empty
 //!   retained payload when the call ends (that clear goes through the outbox at QoS 1 so a
 //!   stale state never outlives an outage).
@@ -280,7 +282,7 @@ impl Topics {
     pub fn status(&self) -> String {
         format!("{}/status", self.base)
     }
-    /// `kind`: `lifecycle`, `utterance`, `alert`, `state`.
+    /// `kind`: `lifecycle`, `utterance`, `alert`, `empathy`, `assist`, `state`, `context`.
     pub fn call(&self, call_id: &str, kind: &str) -> String {
         format!("{}/calls/{}/{kind}", self.base, topic_level(call_id))
     }
@@ -361,6 +363,7 @@ impl MqttHandle {
             EventBody::Utterance(_) => "utterance",
             EventBody::Alert(_) => "alert",
             EventBody::Empathy(_) => "empathy",
+            EventBody::Assist(_) => "assist",
         };
         let topic = sh.topics.call(&ev.call_id, kind);
         let bytes = publish_packet_bytes(&topic, &payload);
@@ -381,19 +384,22 @@ impl MqttHandle {
             if !matches!(ev.body, EventBody::CallEnded(_)) {
                 return Ok(());
             }
-            let state_topic = sh.topics.call(&ev.call_id, "state");
-            sh.states
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&state_topic);
-            ob.append(
-                &state_topic,
-                &format!("{}:state-clear", ev.event_id),
-                b"",
-                1,
-                true,
-            )
-            .map(|_| ())
+            // The call's retained topics (state, hand-off context) are cleared with it.
+            for kind in ["state", "context"] {
+                let topic = sh.topics.call(&ev.call_id, kind);
+                sh.states
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&topic);
+                ob.append(
+                    &topic,
+                    &format!("{}:{kind}-clear", ev.event_id),
+                    b"",
+                    1,
+                    true,
+                )?;
+            }
+            Ok(())
         });
         sh.update_gauges(&ob);
         drop(ob);
@@ -409,6 +415,37 @@ impl MqttHandle {
             }
         }
         r.map_err(PublishError::from)
+    }
+
+    /// Publishes a call's hand-off context retained on `…/calls/{call_id}/context` (QoS 0,
+    /// best effort like `state`: only the latest unsent one is kept; `call_ended` clears it
+    /// through the outbox).
+    pub fn publish_context(
+        &self,
+        call_id: &str,
+        ctx: &crate::context::HandoffContext,
+    ) -> Result<(), PublishError> {
+        let sh = &self.shared;
+        let payload = serde_json::to_vec(ctx).map_err(|source| PublishError::Json {
+            event_id: format!("{call_id}:context"),
+            source,
+        })?;
+        let topic = sh.topics.call(call_id, "context");
+        let bytes = publish_packet_bytes(&topic, &payload);
+        if bytes > sh.max_packet_bytes {
+            sh.metrics.mqtt_refused.with(&["oversize"]).inc();
+            return Err(PublishError::Oversize {
+                event_id: format!("{call_id}:context"),
+                bytes,
+                limit: sh.max_packet_bytes,
+            });
+        }
+        sh.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic, payload);
+        sh.wake.notify_one();
+        Ok(())
     }
 
     /// Whether the client is connected to the broker now.

@@ -135,6 +135,7 @@ impl CallReport {
                     t: ev.t,
                     empathy: e.clone(),
                 }),
+                EventBody::Assist(_) => {}
                 EventBody::CallEnded(e) => r.ended = Some(e.clone()),
             }
         }
@@ -332,6 +333,7 @@ pub(crate) mod fixtures {
                 source: "file".into(),
                 speakers: vec![Speaker::Customer, Speaker::Agent],
                 sample_rate: 8000,
+                agent: None,
             }),
         )];
         for i in 1..=20 {

@@ -260,6 +260,9 @@ struct TwilioStart {
     tracks: Option<Vec<String>>,
     #[serde(rename = "mediaFormat")]
     media_format: Option<TwilioFormat>,
+    /// `<Parameter>`s of the `<Stream>`; `agent` names the agent.
+    #[serde(rename = "customParameters", default)]
+    custom_parameters: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -408,6 +411,12 @@ impl<'a> TwilioSession<'a> {
                 );
             }
         }
+        let agent = start
+            .custom_parameters
+            .as_ref()
+            .and_then(|p| p.get("agent"))
+            .and_then(|v| v.as_str())
+            .and_then(|a| crate::sources::ingest::agent_id(Some(a)));
         let Some(call_id) = start.call_sid.or(start.stream_sid).or(stream_sid) else {
             return self.bad(
                 "no_call_id",
@@ -447,14 +456,20 @@ impl<'a> TwilioSession<'a> {
         tracing::info!(call_id = %call_id, speakers = ?speakers, "twilio stream started");
         self.call_id = Some(call_id.clone());
         let ev = CallEvent::Start {
-            call_id,
+            call_id: call_id.clone(),
             source: "twilio",
             speakers,
         };
-        match self.st.twilio.send_control(ev).await {
-            Ok(()) => Step::Continue,
-            Err(_) => Step::Abort,
+        if self.st.twilio.send_control(ev).await.is_err() {
+            return Step::Abort;
         }
+        if let Some(agent) = agent {
+            let ev = CallEvent::Agent { call_id, agent };
+            if self.st.twilio.send_control(ev).await.is_err() {
+                return Step::Abort;
+            }
+        }
+        Step::Continue
     }
 
     async fn on_media(&mut self, media: TwilioMedia) -> Step {
@@ -580,6 +595,9 @@ struct L16Meta {
     call_id: String,
     sample_rate: u32,
     channels: u32,
+    /// The agent handling the call (optional).
+    #[serde(default)]
+    agent: Option<String>,
 }
 
 async fn l16_session(mut socket: WebSocket, st: MediaState) {
@@ -651,6 +669,16 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
     if ingest.send_control(start).await.is_err() {
         ingest.closed("router_gone");
         return;
+    }
+    if let Some(agent) = crate::sources::ingest::agent_id(meta.agent.as_deref()) {
+        let ev = CallEvent::Agent {
+            call_id: call_id.clone(),
+            agent,
+        };
+        if ingest.send_control(ev).await.is_err() {
+            ingest.closed("router_gone");
+            return;
+        }
     }
 
     let frame_bytes = 2 * channels;

@@ -39,6 +39,8 @@ pub enum CallEvent {
         sample_rate: u32,
         samples: Vec<f32>,
     },
+    /// The agent handling the call, from the ingest metadata (after `Start`, before audio).
+    Agent { call_id: String, agent: String },
     /// One speaker's leg ended (hang-up, disconnect, error). The call ends when all its legs
     /// have ended.
     End {
@@ -54,6 +56,7 @@ impl CallEvent {
         match self {
             CallEvent::Start { call_id, .. }
             | CallEvent::Audio { call_id, .. }
+            | CallEvent::Agent { call_id, .. }
             | CallEvent::End { call_id, .. } => call_id,
         }
     }

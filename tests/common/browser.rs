@@ -212,6 +212,28 @@ impl LivePage {
         r["result"]["value"].clone()
     }
 
+    /// A screenshot of the live page as it is now, at `width`×`height` CSS pixels.
+    pub fn capture(&mut self, path: &Path, width: u32, height: u32) {
+        use base64::Engine as _;
+        let session = self.session.clone();
+        self.call(
+            Some(&session),
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        let shot = self.call(
+            Some(&session),
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png"}),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("base64 screenshot");
+        std::fs::write(path, &png).unwrap();
+        assert!(png.len() > 1000, "{}: empty screenshot", path.display());
+        eprintln!("screenshot: {}", path.display());
+    }
+
     /// Polls `expr` until it is `true`; panics with `what` after `timeout`.
     pub fn wait_until(&mut self, what: &str, timeout: Duration, expr: &str) {
         let t0 = Instant::now();
