@@ -24,6 +24,8 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    #[error("cannot write the config as TOML: {0}")]
+    Serialize(String),
 }
 
 /// The whole configuration.
@@ -157,12 +159,29 @@ impl Config {
 
     /// Parses and validates TOML text; `path` names it in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.message().replace('\n', " "),
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let message = e.message().replace('\n', " ");
+            ConfigError::Parse {
+                path: path.into(),
+                // The line tells the operator where, as the message alone names no section.
+                message: match e.span() {
+                    Some(span) => {
+                        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                        format!("line {line}: {message}")
+                    }
+                    None => message,
+                },
+            }
         })?;
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// The configuration as TOML, every key present (defaults filled in). Parsing the text
+    /// again gives back an equal `Config`. Unset optional keys (e.g. `emotion.arousal_model`)
+    /// are left out, as TOML has no null.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Serialize(e.to_string()))
     }
 
     /// Checks ranges once so the rest of the code can trust the values.
@@ -246,6 +265,22 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with("c.toml: "), "{msg}");
         assert!(msg.contains("modle"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn effective_toml_round_trips() {
+        let mut cfg = Config::default();
+        cfg.asr.workers = 3;
+        cfg.emotion.arousal_model = Some("/etc/calltone/arousal.json".into());
+        let text = cfg.to_toml().unwrap();
+        let back = Config::from_toml(&text, Path::new("effective.toml")).unwrap();
+        assert_eq!(back, cfg, "{text}");
+        let defaults = Config::default().to_toml().unwrap();
+        assert_eq!(
+            Config::from_toml(&defaults, Path::new("d.toml")).unwrap(),
+            Config::default()
+        );
     }
 
     #[test]

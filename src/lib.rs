@@ -19,6 +19,7 @@
 //! * [`dashboard`] — the supervisor dashboard at `/` and its live feed `/api/events` (SSE).
 //! * [`report`] — QA report pages (HTML with an SVG timeline) drawn from a call's events.
 //! * [`progress`] — replay progress bars on a terminal.
+//! * [`systemd`] — `Type=notify` readiness and watchdog pings for `serve`.
 
 pub mod alerts;
 pub mod asr;
@@ -44,3 +45,4 @@ pub mod security;
 pub mod segment;
 pub mod serve;
 pub mod sources;
+pub mod systemd;

@@ -82,10 +82,26 @@ enum Command {
     },
     /// List capture devices (for `[device]` in the config).
     Devices,
+    /// Check a configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Provision Whisper models.
     Model {
         #[command(subcommand)]
         command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config as `serve` does and print the effective config (every key, defaults
+    /// filled in) as TOML on stdout. Without --config: the built-in defaults.
+    Check {
+        /// Config file (TOML), e.g. /etc/calltone/calltone.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -244,7 +260,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Model { command } => run_model(command),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => run_config_check(config.as_deref()),
     }
+}
+
+/// `config check`: the same loading and validation as `serve`, then the effective config.
+fn run_config_check(path: Option<&Path>) -> Result<(), Failure> {
+    let cfg = load_config(path)?;
+    let origin = path.unwrap_or(Path::new("<defaults>"));
+    cfg.validate(origin).map_err(Failure::bad_input)?;
+    let text = cfg.to_toml().map_err(Failure::internal)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "# effective calltone config of {} (defaults filled in); valid",
+        origin.display()
+    )
+    .and_then(|()| out.write_all(text.as_bytes()))
+    .and_then(|()| out.flush())
+    .map_err(Failure::internal)
 }
 
 fn run_replay(

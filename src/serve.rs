@@ -343,6 +343,8 @@ pub async fn run_with_reload(
         background.spawn(watch_sighup(reload, shared.clone(), shutdown.clone()));
     }
     tracing::info!(http = %cfg.serve.http, media = %cfg.serve.media, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.url, "calltone serving");
+    // Every listener is bound: READY=1 (and watchdog pings) for systemd's Type=notify.
+    background.spawn(crate::systemd::ready_then_watchdog(shutdown.clone()));
 
     let router = tokio::spawn(route_calls(rx, shared.clone()));
     shutdown.cancelled().await;
