@@ -10,6 +10,7 @@
 //! * [`empathy`] — agent behaviours, empathy opportunities, the customer journey, scorecards.
 //! * [`redact`] — PII redaction of transcripts.
 //! * [`events`] — the event schema shared by every sink (the interface contract).
+//! * [`schema`] — the JSON Schema of the events, generated from [`events`].
 //! * [`pipeline`] — per-call orchestration shared by replay and live paths.
 //! * [`config`] — typed configuration with documented defaults.
 //! * [`sources`] — network ingest (AudioSocket, WebSocket media streams) → `CallEvent`s.
@@ -38,6 +39,7 @@ pub mod publish;
 pub mod redact;
 pub mod replay;
 pub mod report;
+pub mod schema;
 pub mod security;
 pub mod segment;
 pub mod serve;

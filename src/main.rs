@@ -82,6 +82,8 @@ enum Command {
     },
     /// List capture devices (for `[device]` in the config).
     Devices,
+    /// Print the JSON Schema of the events (the shipped copy is docs/events.schema.json).
+    Schema,
     /// Provision Whisper models.
     Model {
         #[command(subcommand)]
@@ -237,6 +239,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Model { command } => run_model(command),
+        Command::Schema => {
+            print!("{}", calltone::schema::events_schema_json());
+            Ok(())
+        }
     }
 }
 
