@@ -11,6 +11,7 @@
 //! * [`redact`] — PII redaction of transcripts.
 //! * [`events`] — the event schema shared by every sink (the interface contract).
 //! * [`schema`] — the JSON Schema of the events, generated from [`events`].
+//! * [`fleet`] — `calltone fleet`: all boxes' calls and alerts from a central broker.
 //! * [`pipeline`] — per-call orchestration shared by replay and live paths.
 //! * [`config`] — typed configuration with documented defaults.
 //! * [`sources`] — network ingest (AudioSocket, WebSocket media streams) → `CallEvent`s.
@@ -29,6 +30,7 @@ pub mod dashboard;
 pub mod emotion;
 pub mod empathy;
 pub mod events;
+pub mod fleet;
 pub mod http;
 pub mod listener;
 pub mod metrics;

@@ -101,6 +101,20 @@ fn two_boxes_bridge_into_a_central_broker_across_an_outage() {
     let site = unique("fleet");
     let mut central = Mosquitto::start(&mkdir(dir.path().join("central"))).unwrap();
     let fleet = subscribe(central.port, &site);
+    // The fleet view reads the central broker too.
+    let fleet_http = free_port();
+    let mut fleet_view = FleetView(
+        calltone()
+            .args([
+                "fleet",
+                "--mqtt",
+                &format!("mqtt://127.0.0.1:{}", central.port),
+            ])
+            .args(["--http", &format!("127.0.0.1:{fleet_http}")])
+            .stderr(std::fs::File::create(dir.path().join("fleet.log")).unwrap())
+            .spawn()
+            .expect("start calltone fleet"),
+    );
     let (c, a) = demo_8k("demo/demo-call.wav");
 
     let boxes: Vec<BoxUnderTest> = ["boxA", "boxB"]
@@ -262,11 +276,83 @@ fn two_boxes_bridge_into_a_central_broker_across_an_outage() {
     // Round 1: the bridge as usual.
     let (ids, _) = run_calls(1, 25.0, None);
     check(&ids, None, "round 1");
-    // Round 2: the central broker goes away 8 s into the calls, for 15 s.
-    let (ids, restarted) = run_calls(2, 40.0, Some((8.0, 15.0)));
+    // Round 2: the whole demo call (its stress and phrase alerts come late); the central
+    // broker goes away 8 s into the calls, for 15 s.
+    let (ids, restarted) = run_calls(2, 60.0, Some((8.0, 15.0)));
     check(&ids, restarted, "round 2 (central outage)");
+
+    // The fleet view saw both boxes online with both rounds' calls ended, and their alerts
+    // once each.
+    let t0 = Instant::now();
+    let view = loop {
+        let v = http_json(fleet_http, "/api/fleet");
+        let done = ["boxA", "boxB"].iter().all(|n| {
+            let b = &v["boxes"][format!("{site}/{n}")];
+            b["calls"]
+                .as_object()
+                .is_some_and(|c| c.len() == 2 && c.values().all(|c| c["ended"] == "hangup"))
+        });
+        if done || t0.elapsed() > Duration::from_secs(20) {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let ev = fleet.events();
+    assert!(
+        view["alerts"].as_array().is_some_and(|a| a.len() >= 2),
+        "no alerts in the fleet view: {view}"
+    );
+    for b in &boxes {
+        let fb = &view["boxes"][format!("{site}/{}", b.name)];
+        assert_eq!(fb["status"], "online", "{}: {fb}", b.name);
+        let calls = fb["calls"].as_object().unwrap();
+        assert_eq!(calls.len(), 2, "{}: {fb}", b.name);
+        let (central_events, _) = qos1_of(&ev, &site, b.name);
+        for (id, c) in calls {
+            assert_eq!(c["ended"], "hangup", "{id}: {c}");
+            let alerts = central_events
+                .values()
+                .filter(|(v, _)| v["call_id"] == *id && v["type"] == "alert")
+                .count();
+            assert_eq!(c["alerts"].as_u64(), Some(alerts as u64), "{id}: {c}");
+        }
+    }
+    eprintln!(
+        "fleet view: {} boxes, {} alerts",
+        view["boxes"].as_object().map_or(0, |b| b.len()),
+        view["alerts"].as_array().map_or(0, |a| a.len())
+    );
+    if let Some(chromium) = common::browser::Chromium::find() {
+        let png = common::browser::artifacts_dir().join("fleet.png");
+        chromium.screenshot(&format!("http://127.0.0.1:{fleet_http}/"), &png, 1100, 900);
+    }
+    let _ = fleet_view.0.kill();
 
     for b in boxes {
         b.serve.terminate();
     }
+}
+
+/// The `calltone fleet` child; killed when dropped.
+struct FleetView(std::process::Child);
+
+impl Drop for FleetView {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `path` on 127.0.0.1:`port` as JSON (null when it is not up yet).
+fn http_json(port: u16, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return serde_json::Value::Null;
+    };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
