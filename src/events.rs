@@ -7,12 +7,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::audio::Speaker;
 
 /// One event as published: common envelope plus a typed body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub call_id: String,
     pub seq: u64,
@@ -26,7 +27,7 @@ pub struct Event {
 }
 
 /// The typed part of an event; serialised with a `type` tag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     CallStarted(CallStarted),
@@ -53,7 +54,7 @@ impl EventBody {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallStarted {
     /// Where the audio comes from: `file`, `audiosocket`, `twilio`, `l16`, `device`.
     pub source: String,
@@ -66,7 +67,7 @@ pub struct CallStarted {
     pub agent: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Word {
     pub w: String,
     pub start: f64,
@@ -76,7 +77,7 @@ pub struct Word {
 }
 
 /// Per-utterance prosody summary (the contract's subset of the full functionals).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProsodySummary {
     pub f0_mean_hz: Option<f32>,
     pub f0_range_st: Option<f32>,
@@ -87,7 +88,7 @@ pub struct ProsodySummary {
     pub speaking_rate_wps: Option<f32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Utterance {
     pub speaker: Speaker,
     pub start: f64,
@@ -112,7 +113,9 @@ pub struct Utterance {
 }
 
 /// What an agent's words do for a customer in distress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BehaviourKind {
     /// Validating the customer's feelings: "I understand how frustrating", "I can see why".
@@ -137,14 +140,14 @@ impl BehaviourKind {
 }
 
 /// One behaviour found in an utterance: its kind and the words that matched (redacted text).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Behaviour {
     pub kind: BehaviourKind,
     pub words: String,
 }
 
 /// One speaker's live state, sent about once a second.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SpeakerState {
     pub arousal: Option<f32>,
     pub stress: Option<f32>,
@@ -157,7 +160,7 @@ pub struct SpeakerState {
 }
 
 /// Opening vs closing of the customer's sentiment and stress (see `empathy::journey`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JourneyLabel {
     Improving,
@@ -175,12 +178,14 @@ impl JourneyLabel {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct State {
     pub speakers: BTreeMap<Speaker, SpeakerState>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -188,7 +193,9 @@ pub enum Severity {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     CustomerStress,
@@ -215,7 +222,7 @@ impl AlertKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Alert {
     /// Unique within the call: `{call_id}:alert:{n}`.
     pub alert_id: String,
@@ -231,7 +238,7 @@ pub struct Alert {
     pub evidence: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SpeakerSummary {
     pub mean_stress: Option<f32>,
     pub max_stress: Option<f32>,
@@ -242,7 +249,7 @@ pub struct SpeakerSummary {
     pub utterances: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallSummary {
     pub speakers: BTreeMap<Speaker, SpeakerSummary>,
     pub alerts: BTreeMap<AlertKind, u32>,
@@ -258,7 +265,7 @@ pub struct CallSummary {
 }
 
 /// A customer distress moment that called for an empathic answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Opportunity {
     /// `customer_stress`, `negative_sentiment` or `escalation_phrase`.
     pub kind: AlertKind,
@@ -269,7 +276,7 @@ pub struct Opportunity {
     pub evidence: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmpathyOutcome {
     /// An agent utterance in the window acknowledged or apologised (or committed after one).
@@ -291,7 +298,7 @@ impl EmpathyOutcome {
 }
 
 /// The agent utterance that resolved an opportunity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmpathyResponse {
     /// Start of the agent utterance, seconds.
     pub start: f64,
@@ -304,7 +311,7 @@ pub struct EmpathyResponse {
 
 /// `empathy` event: an opportunity resolved (`recovered` null), and again once its recovery
 /// is known (`recovered` true/false).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Empathy {
     pub opportunity: Opportunity,
     pub outcome: EmpathyOutcome,
@@ -317,7 +324,9 @@ pub struct Empathy {
 }
 
 /// What a nudge to the agent is about (`assist` events).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AssistKind {
     /// A customer distress moment still unanswered: acknowledge before solving.
@@ -347,7 +356,7 @@ impl AssistKind {
 /// `assist` event: a nudge to the agent raised (`active` true) or withdrawn (`active` false,
 /// same `assist_id`). Built from the customer's state and the agent's observable behaviour
 /// (timing, rate, words); never an inferred emotion about the agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Assist {
     /// Unique within the call: `{call_id}:assist:{n}`; a withdrawal repeats its nudge's id.
     pub assist_id: String,
@@ -360,7 +369,7 @@ pub struct Assist {
 }
 
 /// `call_ended.summary.journey`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Journey {
     /// Mean sentiment (−1..1) of the customer's opening / closing speech.
     pub opening_sentiment: Option<f32>,
@@ -379,7 +388,7 @@ pub struct Journey {
 }
 
 /// `call_ended.summary.empathy`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmpathySummary {
     pub opportunities: u32,
     pub met: u32,
@@ -392,14 +401,14 @@ pub struct EmpathySummary {
 }
 
 /// `call_ended.summary.scorecard`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Scorecard {
     /// 0–100 over the applicable criteria (100 when none applies: nothing to penalise).
     pub score: f64,
     pub criteria: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Criterion {
     pub name: String,
     pub weight: f64,
@@ -410,7 +419,7 @@ pub struct Criterion {
     pub evidence: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallEnded {
     /// `end_of_file`, `hangup`, `disconnected`, `shutdown`, `restart_recovery`, `error`.
     pub reason: String,

@@ -10,6 +10,8 @@
 //! * [`empathy`] — agent behaviours, empathy opportunities, the customer journey, scorecards.
 //! * [`redact`] — PII redaction of transcripts.
 //! * [`events`] — the event schema shared by every sink (the interface contract).
+//! * [`schema`] — the JSON Schema of the events, generated from [`events`].
+//! * [`fleet`] — `calltone fleet`: all boxes' calls and alerts from a central broker.
 //! * [`pipeline`] — per-call orchestration shared by replay and live paths.
 //! * [`config`] — typed configuration with documented defaults.
 //! * [`sources`] — network ingest (AudioSocket, WebSocket media streams) → `CallEvent`s.
@@ -31,6 +33,7 @@ pub mod dashboard;
 pub mod emotion;
 pub mod empathy;
 pub mod events;
+pub mod fleet;
 pub mod http;
 pub mod listener;
 pub mod metrics;
@@ -41,6 +44,7 @@ pub mod publish;
 pub mod redact;
 pub mod replay;
 pub mod report;
+pub mod schema;
 pub mod security;
 pub mod segment;
 pub mod serve;

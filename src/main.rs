@@ -87,6 +87,20 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print the JSON Schema of the events (the shipped copy is docs/events.schema.json).
+    Schema,
+    /// A page of all boxes' calls and alerts, read from a central broker.
+    Fleet {
+        /// The central broker: mqtt://host:port.
+        #[arg(long)]
+        mqtt: String,
+        /// HTTP listener for the page (`/`) and `/api/fleet`.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        http: std::net::SocketAddr,
+        /// Topic prefix (`mqtt.prefix` of the boxes).
+        #[arg(long, default_value = "calltone")]
+        prefix: String,
+    },
     /// Provision Whisper models.
     Model {
         #[command(subcommand)]
@@ -263,6 +277,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => run_config_check(config.as_deref()),
+        Command::Fleet { mqtt, http, prefix } => run_fleet(&mqtt, http, &prefix),
+        Command::Schema => {
+            print!("{}", calltone::schema::events_schema_json());
+            Ok(())
+        }
     }
 }
 
@@ -388,6 +407,27 @@ fn run_replay(
 fn write_output(path: &Path, contents: &str) -> Result<(), Failure> {
     std::fs::write(path, contents)
         .map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
+}
+
+fn run_fleet(mqtt: &str, http: std::net::SocketAddr, prefix: &str) -> Result<(), Failure> {
+    let rt = tokio::runtime::Runtime::new().map_err(Failure::internal)?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(http)
+            .await
+            .map_err(|e| Failure::bad_input(format!("--http {http}: {e}")))?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            signals.cancel();
+        });
+        calltone::fleet::run(mqtt, prefix, listener, shutdown)
+            .await
+            .map_err(|e| match e {
+                calltone::fleet::FleetError::Config(_) => Failure::bad_input(e),
+                other => Failure::internal(other),
+            })
+    })
 }
 
 fn run_serve(cfg: Config, reload: calltone::serve::Reload) -> Result<(), Failure> {

@@ -143,6 +143,8 @@ impl<T: Default> Family<T> {
 pub struct Metrics {
     /// Calls currently known to the call registry.
     pub active_calls: Gauge,
+    /// The configured call limit (`security.max_calls`), for capacity panels and alerts.
+    pub max_calls: Gauge,
     /// Audio frames received, by source (`audiosocket`, `twilio`, `l16`, `device`).
     pub audio_frames: Family<Counter>,
     /// Audio frames dropped before the call router, by source and reason
@@ -169,6 +171,8 @@ pub struct Metrics {
     pub outbox_depth: Gauge,
     /// Bytes on disk used by outbox segments.
     pub outbox_bytes: Gauge,
+    /// The configured outbox bound (`mqtt.outbox_max_bytes`).
+    pub outbox_max_bytes: Gauge,
     /// QoS 1 events refused because the outbox was full (drop-newest policy).
     pub outbox_full_drops: Counter,
     /// Corrupt outbox tails truncated on open.
@@ -196,6 +200,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             active_calls: Gauge::default(),
+            max_calls: Gauge::default(),
             audio_frames: Family::new(&["source"]),
             audio_dropped: Family::new(&["source", "reason"]),
             bad_frames: Family::new(&["source", "reason"]),
@@ -208,6 +213,7 @@ impl Default for Metrics {
             asr_shed: Counter::default(),
             outbox_depth: Gauge::default(),
             outbox_bytes: Gauge::default(),
+            outbox_max_bytes: Gauge::default(),
             outbox_full_drops: Counter::default(),
             outbox_truncations: Counter::default(),
             mqtt_connected: Gauge::default(),
@@ -236,6 +242,12 @@ impl Metrics {
             "calltone_active_calls",
             "Calls in progress.",
             &self.active_calls,
+        );
+        gauge(
+            w,
+            "calltone_max_calls",
+            "Configured call limit (security.max_calls).",
+            &self.max_calls,
         );
         counter_family(
             w,
@@ -303,6 +315,12 @@ impl Metrics {
             "calltone_outbox_bytes",
             "Bytes used by outbox segments on disk.",
             &self.outbox_bytes,
+        );
+        gauge(
+            w,
+            "calltone_outbox_max_bytes",
+            "Configured outbox bound (mqtt.outbox_max_bytes).",
+            &self.outbox_max_bytes,
         );
         counter(
             w,

@@ -164,6 +164,7 @@ pub async fn run_with_reload(
     std::fs::create_dir_all(&cfg.serve.data_dir)
         .map_err(|e| setup(&cfg.serve.data_dir.display().to_string(), &e))?;
     let metrics = Metrics::new();
+    metrics.max_calls.set(cfg.security.max_calls as f64);
 
     // The model first: a missing or broken model is a setup error, before any socket opens.
     let model = WhisperModel::load(&cfg.asr.model).map_err(|e| setup("asr.model", &e))?;

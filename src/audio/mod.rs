@@ -27,7 +27,19 @@ pub const ANALYSIS_RATE: u32 = 16_000;
 pub const SUPPORTED_RATES: RangeInclusive<u32> = 8_000..=48_000;
 
 /// Who is speaking on a channel or leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Speaker {
     Customer,

@@ -511,6 +511,7 @@ impl MqttSink {
         config.validate().map_err(MqttError::Config)?;
         let outbox = Outbox::open(data_dir.join("outbox"), config.outbox_max_bytes)?;
         metrics.outbox_truncations.add(outbox.truncations());
+        metrics.outbox_max_bytes.set(config.outbox_max_bytes as f64);
         let topics = Topics {
             base: config.base_topic(),
         };
