@@ -46,6 +46,10 @@ pub struct SecurityConfig {
     /// Host header names (without port) the supervisor listener answers to, against DNS
     /// rebinding; others get 421. Default empty: any.
     pub allowed_hosts: Vec<String>,
+    /// Live feeds (dashboard `/api/events`, agent pages `/api/agent/events`) open at once;
+    /// more get 503 (`calltone_connections_closed_total{reason="too_many_streams"}`).
+    /// Default 64.
+    pub max_sse_clients: usize,
 }
 
 impl Default for SecurityConfig {
@@ -60,6 +64,7 @@ impl Default for SecurityConfig {
             healthz_open: true,
             metrics_open: false,
             allowed_hosts: Vec::new(),
+            max_sse_clients: 64,
         }
     }
 }
@@ -82,6 +87,9 @@ impl SecurityConfig {
         }
         if self.max_calls == 0 {
             return Err("security.max_calls must be at least 1".into());
+        }
+        if self.max_sse_clients == 0 {
+            return Err("security.max_sse_clients must be at least 1".into());
         }
         if self.max_connections == 0 {
             return Err("security.max_connections must be at least 1".into());

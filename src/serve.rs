@@ -283,13 +283,16 @@ pub async fn run_with_reload(
     security::warn_if_exposed("http", &cfg.serve.http.to_string(), auth.enabled());
     let state = AppState::new(metrics.clone(), registry.clone(), Some(mqtt.clone()));
     let http_stop = CancellationToken::new();
-    let dashboard = crate::dashboard::router(crate::dashboard::LiveFeed::new(
-        bus.clone(),
-        registry.clone(),
-        StressLevels::from_rule(&cfg.alerts.customer_stress),
-        metrics.clone(),
-        http_stop.clone(),
-    ));
+    let dashboard = crate::dashboard::router(
+        crate::dashboard::LiveFeed::new(
+            bus.clone(),
+            registry.clone(),
+            StressLevels::from_rule(&cfg.alerts.customer_stress),
+            metrics.clone(),
+            http_stop.clone(),
+        )
+        .with_stream_limit(sec.max_sse_clients),
+    );
     background.spawn({
         let stop = http_stop.clone();
         let metrics_http = metrics.clone();

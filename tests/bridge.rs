@@ -74,7 +74,8 @@ fn qos1_of(
     let mut by_id = BTreeMap::new();
     let mut copies = 0;
     for (t, v, at) in ev {
-        if t.starts_with(&prefix) && !t.ends_with("/state") {
+        // `state` and the hand-off `context` are retained snapshots, not events.
+        if t.starts_with(&prefix) && !t.ends_with("/state") && !t.ends_with("/context") {
             copies += 1;
             by_id
                 .entry(v["event_id"].as_str().unwrap().to_string())

@@ -18,7 +18,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::{script_json, LiveFeed, KEEP_ALIVE, RETRY};
+use super::{hold, script_json, LiveFeed, KEEP_ALIVE, RETRY};
 use crate::events::{Event, EventBody};
 use crate::http::ActiveNudge;
 
@@ -164,7 +164,11 @@ pub(super) async fn api_agent_events(
     if !f.valid() {
         return bad_request();
     }
-    Sse::new(agent_stream(feed, f))
+    let permit = match feed.stream_permit() {
+        Ok(p) => p,
+        Err(refused) => return *refused,
+    };
+    Sse::new(hold(agent_stream(feed, f), permit))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()
 }

@@ -49,7 +49,13 @@ pub struct LiveFeed {
     levels: StressLevels,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    /// Open live streams (`/api/events`, `/api/agent/events`) share these permits.
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Live streams open at once on one supervisor listener unless configured
+/// (`security.max_sse_clients`).
+pub const DEFAULT_MAX_STREAMS: usize = 64;
 
 impl LiveFeed {
     /// `bus` is subscribed once per open page; `calls` provides the snapshots; streams end
@@ -67,7 +73,39 @@ impl LiveFeed {
             levels,
             metrics,
             stop,
+            streams: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
         }
+    }
+
+    /// At most `n` live streams open at once; more are refused with 503.
+    pub fn with_stream_limit(mut self, n: usize) -> Self {
+        self.streams = Arc::new(tokio::sync::Semaphore::new(n));
+        self
+    }
+
+    /// A permit for one more open stream (held by the stream, released when it ends), or the
+    /// 503 for a client over the limit (logged and counted).
+    fn stream_permit(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Box<axum::response::Response>> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            self.metrics
+                .connections_closed
+                .with(&["http", "too_many_streams"])
+                .inc();
+            tracing::warn!(
+                reason = "too_many_streams",
+                "live feed refused: too many open streams"
+            );
+            Box::new(
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "5")],
+                    "too many open live feeds\n",
+                )
+                    .into_response(),
+            )
+        })
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -142,10 +180,26 @@ fn event_stream(feed: LiveFeed) -> impl Stream<Item = Result<SseEvent, Infallibl
     )
 }
 
-async fn api_events(
-    AxState(feed): AxState<LiveFeed>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    Sse::new(event_stream(feed)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+async fn api_events(AxState(feed): AxState<LiveFeed>) -> axum::response::Response {
+    let permit = match feed.stream_permit() {
+        Ok(p) => p,
+        Err(refused) => return *refused,
+    };
+    Sse::new(hold(event_stream(feed), permit))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+/// `stream`, keeping `permit` until it is dropped (the client went away or the feed ended).
+fn hold<S: Stream>(
+    stream: S,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> impl Stream<Item = S::Item> {
+    use futures_util::StreamExt;
+    stream.map(move |x| {
+        let _held = &permit;
+        x
+    })
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -211,10 +211,11 @@ pub fn subscribe(port: u16, site: &str) -> Received {
     rec
 }
 
-/// The messages of one call, in arrival order.
+/// The events of one call, in arrival order (the retained hand-off `…/context` snapshot,
+/// which also names the call, is not an event and is left out).
 pub fn of_call<'a>(ev: &'a [Msg], call_id: &str) -> Vec<&'a Msg> {
     ev.iter()
-        .filter(|(_, v, _)| v["call_id"] == call_id)
+        .filter(|(t, v, _)| v["call_id"] == call_id && !t.ends_with("/context"))
         .collect()
 }
 
