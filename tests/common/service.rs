@@ -362,6 +362,7 @@ pub fn check_demo_call(
             "utterance" => "utterance",
             "alert" => "alert",
             "empathy" => "empathy",
+            "assist" => "assist",
             _ => "lifecycle",
         };
         assert_eq!(*topic, format!("{base}/{want}"));
