@@ -162,6 +162,7 @@ fn check_call(ev: &[Msg], site: &str, call: &str, t0: Instant) -> CallSeen {
                 seen.state_latency.push(since(t, at));
             }
             "empathy" => assert_eq!(*topic, format!("{base}empathy")),
+            "assist" => assert_eq!(*topic, format!("{base}assist")),
             _ => assert_eq!(*topic, format!("{base}lifecycle")),
         }
     }
