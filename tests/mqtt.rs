@@ -481,8 +481,8 @@ async fn process_restart_replays_the_outbox() {
         }
         assert_eq!(
             h.outbox_depth(),
-            qos1_ids(&events).len() + 1,
-            "QoS 1 events + the state clear"
+            qos1_ids(&events).len() + 2,
+            "QoS 1 events + the state and hand-off context clears"
         );
         // A crash-like stop: no grace, nothing delivered.
         sink.shutdown(Duration::ZERO).await;
