@@ -161,7 +161,8 @@ pub async fn run_with_reload(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| ServeError::Setup(format!("{what}: {e}"));
-    std::fs::create_dir_all(&cfg.serve.data_dir)
+    // Owner only: the outbox and open-call records hold transcripts.
+    crate::publish::outbox::create_private_dir(&cfg.serve.data_dir)
         .map_err(|e| setup(&cfg.serve.data_dir.display().to_string(), &e))?;
     let metrics = Metrics::new();
     metrics.max_calls.set(cfg.security.max_calls as f64);
@@ -809,7 +810,7 @@ struct OpenCalls {
 
 impl OpenCalls {
     fn new(dir: PathBuf) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
+        crate::publish::outbox::create_private_dir(&dir)?;
         Ok(Self { dir })
     }
 
@@ -825,8 +826,8 @@ impl OpenCalls {
             crate::publish::mqtt::topic_level(call_id)
         ));
         let body = format!("{call_id}\n{next_seq}\n{t}\n{run}\n");
-        if let Err(e) =
-            std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, self.path(call_id)))
+        if let Err(e) = crate::publish::outbox::write_private(&tmp, body.as_bytes())
+            .and_then(|_| std::fs::rename(&tmp, self.path(call_id)))
         {
             tracing::error!(%call_id, error = %e, "cannot record open call");
         }

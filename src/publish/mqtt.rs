@@ -812,7 +812,14 @@ impl SinkTask {
                     None => break,
                 },
                 _ = self.shared.wake.notified() => {}
-                _ = tick.tick() => self.persist_cursor().await,
+                _ = tick.tick() => {
+                    // Also while the broker is down: what was accepted reaches the disk
+                    // within 250 ms whether or not it can be published.
+                    if !self.connected {
+                        self.sync_outbox().await;
+                    }
+                    self.persist_cursor().await
+                }
             }
             self.pump().await;
         }
@@ -897,13 +904,7 @@ impl SinkTask {
         if !self.connected {
             return;
         }
-        if self.shared.outbox().needs_sync() {
-            let sh = self.shared.clone();
-            let synced = tokio::task::spawn_blocking(move || sh.outbox().sync()).await;
-            if let Ok(Err(e)) = synced {
-                tracing::error!(error = %e, "mqtt: outbox fsync failed");
-            }
-        }
+        self.sync_outbox().await;
         let states =
             std::mem::take(&mut *self.shared.states.lock().unwrap_or_else(|e| e.into_inner()));
         for (topic, payload) in states {
@@ -977,9 +978,12 @@ impl SinkTask {
                 "payload": String::from_utf8_lossy(&e.payload),
             });
             let dir = &self.shared.set_aside_dir;
-            std::fs::create_dir_all(dir)
+            super::outbox::create_private_dir(dir)
                 .and_then(|()| {
-                    std::fs::write(dir.join(format!("{index}.json")), record.to_string())
+                    super::outbox::write_private(
+                        &dir.join(format!("{index}.json")),
+                        record.to_string().as_bytes(),
+                    )
                 })
                 .map_err(|e| e.to_string())
         });
@@ -995,6 +999,18 @@ impl SinkTask {
             Err(e) => {
                 tracing::error!(index, error = %e, reason = "set_aside", "mqtt: broker keeps refusing an outbox entry; set aside but not kept on disk")
             }
+        }
+    }
+
+    /// fsyncs new outbox records (group commit), off the runtime threads.
+    async fn sync_outbox(&self) {
+        if !self.shared.outbox().needs_sync() {
+            return;
+        }
+        let sh = self.shared.clone();
+        let synced = tokio::task::spawn_blocking(move || sh.outbox().sync()).await;
+        if let Ok(Err(e)) = synced {
+            tracing::error!(error = %e, "mqtt: outbox fsync failed");
         }
     }
 

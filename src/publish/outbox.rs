@@ -13,8 +13,8 @@
 //! Policies:
 //! * **fsync**: [`Outbox::append`] writes the record to the segment file (so a killed process
 //!   loses nothing); [`Outbox::sync`] fsyncs it. The MQTT sink calls `sync` once per batch of
-//!   appends before handing them to the broker (group commit), so a power loss can lose at
-//!   most the batch that was being written.
+//!   appends before handing them to the broker (group commit), and every 250 ms while the
+//!   broker is down, so a power loss can lose at most the batch being written or 250 ms.
 //! * **cursor**: persisted lazily (the sink does it every 250 ms and at shutdown). A cursor
 //!   that lags only causes duplicates after a restart, never loss; consumers de-duplicate by
 //!   `event_id`. Out-of-order acks beyond the cursor are kept in memory only.
@@ -22,15 +22,79 @@
 //!   the *new* event is refused with [`OutboxError::Full`] (drop-newest): what is already
 //!   queued stays in order and complete, and the caller counts and logs the refusal. Space
 //!   comes back as acknowledged segments are deleted.
-//! * **corruption**: a record with a bad length, CRC or index (a torn write after `kill -9`
-//!   or power loss) ends its segment: the file is truncated there on open and a warning is
-//!   logged; open never fails because of it.
+//! * **corruption**: a record with a bad length, CRC or index is skipped on open: the scan
+//!   looks for the next intact record after it (length, CRC, index in order, decodable) and
+//!   goes on from there, so one damaged record mid-segment loses only itself. With no intact
+//!   record after it (a torn write at the end after `kill -9` or power loss) the file is
+//!   truncated there. Either way a warning is logged and counted; open never fails for it.
+//! * **permissions**: the directory is created `0700` (and tightened to it when it exists),
+//!   segment and cursor files `0600`: events carry transcripts.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+/// The record at `off` of a segment whose first index is `first`, after index `prev`:
+/// its index and body length, or why it is not an intact record.
+fn parse_record(
+    data: &[u8],
+    off: usize,
+    first: u64,
+    prev: Option<u64>,
+) -> Result<(u64, usize), String> {
+    if data.len() - off < HEADER + 8 {
+        return Err("torn record header".into());
+    }
+    let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
+    let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().unwrap_or_default());
+    if !(10..=MAX_RECORD_BYTES).contains(&len) || data.len() - off - HEADER < len {
+        return Err(format!("record length {len} invalid or past end of file"));
+    }
+    let body = &data[off + HEADER..off + HEADER + len];
+    // The index first: cheap, and it rules out almost every offset when resynchronising.
+    let index = u64::from_le_bytes(body[..8].try_into().unwrap_or_default());
+    let in_order = match prev {
+        Some(p) => index > p,
+        None => index >= first,
+    };
+    if !in_order {
+        return Err(format!("record index {index} out of order"));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err("record CRC mismatch".into());
+    }
+    if decode_body(body).is_none() {
+        return Err(format!("record {index} undecodable"));
+    }
+    Ok((index, len))
+}
+
+/// Creates `dir` (and its parents) readable by the owner only; an existing one is tightened.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a whole file readable by the owner only (`0600` when it is created).
+pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)
+}
 
 /// Largest record accepted (MQTT payloads from calltone are far smaller).
 pub const MAX_RECORD_BYTES: usize = 8 << 20;
@@ -124,7 +188,7 @@ impl Outbox {
     /// Truncates a corrupt tail instead of failing.
     pub fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> Result<Self, OutboxError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        create_private_dir(&dir).map_err(io_err(&dir))?;
         let cursor = read_cursor(&dir);
         let mut firsts: Vec<u64> = fs::read_dir(&dir)
             .map_err(io_err(&dir))?
@@ -208,31 +272,32 @@ impl Outbox {
         let mut off = 0usize;
         let mut bad: Option<String> = None;
         while off < data.len() {
-            if data.len() - off < HEADER {
-                bad = Some("torn record header".into());
-                break;
-            }
-            let len =
-                u32::from_le_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
-            let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().unwrap_or_default());
-            if !(10..=MAX_RECORD_BYTES).contains(&len) || data.len() - off - HEADER < len {
-                bad = Some(format!("record length {len} invalid or past end of file"));
-                break;
-            }
-            let body = &data[off + HEADER..off + HEADER + len];
-            if crc32fast::hash(body) != crc {
-                bad = Some("record CRC mismatch".into());
-                break;
-            }
-            let index = u64::from_le_bytes(body[..8].try_into().unwrap_or_default());
-            let in_order = match prev {
-                Some(p) => index > p,
-                None => index >= first,
+            let (index, len) = match parse_record(&data, off, first, prev) {
+                Ok(r) => r,
+                Err(why) => {
+                    // Resynchronise on the next intact record, if there is one.
+                    match (off + 1..data.len())
+                        .find(|&p| parse_record(&data, p, first, prev).is_ok())
+                    {
+                        Some(next) => {
+                            tracing::warn!(
+                                path = %path.display(),
+                                offset = off,
+                                skipped_bytes = next - off,
+                                reason = %why,
+                                "outbox: corrupt record skipped; the records after it are kept"
+                            );
+                            self.truncations += 1;
+                            off = next;
+                            continue;
+                        }
+                        None => {
+                            bad = Some(why);
+                            break;
+                        }
+                    }
+                }
             };
-            if !in_order || decode_body(body).is_none() {
-                bad = Some(format!("record index {index} out of order or undecodable"));
-                break;
-            }
             locs.push(Loc {
                 index,
                 segment: first,
@@ -338,6 +403,7 @@ impl Outbox {
         let f = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io_err(&path))?;
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -432,7 +498,12 @@ impl Outbox {
         let crc = crc32fast::hash(&buf);
         buf.extend_from_slice(&crc.to_le_bytes());
         let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(&buf)?;
             f.sync_data()?;
             fs::rename(&tmp, &path)
@@ -667,6 +738,69 @@ mod tests {
         fs::write(&seg, &bytes).unwrap();
         let ob = Outbox::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(pending(&ob), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_corrupt_record_mid_segment_loses_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+            for n in 0..5 {
+                add(&mut ob, n);
+            }
+            ob.sync().unwrap();
+        }
+        let seg = dir.path().join(seg_name(0));
+        let mut bytes = fs::read(&seg).unwrap();
+        let rec = bytes.len() / 5;
+        // A flipped bit in record 1's payload, and record 3's length field smashed.
+        bytes[rec + rec - 3] ^= 0x10;
+        bytes[3 * rec..3 * rec + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        fs::write(&seg, &bytes).unwrap();
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            pending(&ob),
+            vec![0, 2, 4],
+            "the good records after each are kept"
+        );
+        assert_eq!(ob.truncations(), 2);
+        assert_eq!(ob.read(4).unwrap().event_id, "c:4");
+        assert_eq!(
+            fs::read(&seg).unwrap().len(),
+            bytes.len(),
+            "nothing cut off"
+        );
+        assert_eq!(
+            add(&mut ob, 5),
+            5,
+            "appends continue after the last good record"
+        );
+        drop(ob);
+        let ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(pending(&ob), vec![0, 2, 4, 5]);
+    }
+
+    #[test]
+    fn the_outbox_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("outbox");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut ob = Outbox::open(&dir, 1 << 20).unwrap();
+        add(&mut ob, 0);
+        ob.ack(0).unwrap();
+        add(&mut ob, 1);
+        ob.persist_cursor().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700, "an existing directory is tightened");
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        let fresh = base.path().join("a/b/outbox");
+        Outbox::open(&fresh, 1 << 20).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
     }
 
     #[test]
