@@ -44,6 +44,7 @@ pub mod publish;
 pub mod redact;
 pub mod replay;
 pub mod report;
+pub mod rescore;
 pub mod schema;
 pub mod security;
 pub mod segment;

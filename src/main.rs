@@ -72,6 +72,28 @@ enum Command {
         /// Channel → speaker mapping, e.g. `agent,customer`; mono input takes one name.
         #[arg(long)]
         channels: Option<String>,
+        /// The agent who took the calls (`call_started.agent`; the index groups by it).
+        #[arg(long, value_parser = parse_agent)]
+        agent: Option<String>,
+    },
+    /// Re-score stored calls with the current config: sentiment, agent behaviours, phrases,
+    /// empathy, journey and scorecard again, without audio or Whisper; events as JSON lines
+    /// on stdout.
+    Rescore {
+        /// Stored events (JSON lines, as `replay --out` writes them or dumped from MQTT) or
+        /// plain transcripts (JSON lines of `speaker`, `start`, `end`, `text`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Config file (TOML). Default: built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also write NAME.events.jsonl and NAME.report.html per call, and index.html listing
+        /// the calls, into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The agent of calls that do not name one (plain transcripts).
+        #[arg(long, value_parser = parse_agent)]
+        agent: Option<String>,
     },
     /// Per-10 ms prosody frames of one file as CSV on stdout.
     Prosody {
@@ -209,6 +231,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out,
             realtime,
             channels,
+            agent,
         } => {
             let mut cfg = load_config(config.as_deref())?;
             if let Some(m) = model {
@@ -220,10 +243,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         .map_err(|e| Failure::bad_input(format!("--channels: {e}")))
                 })
                 .transpose()?;
-            let opts = ReplayOptions { channels, realtime };
+            let opts = ReplayOptions {
+                channels,
+                realtime,
+                agent,
+            };
             run_replay(&files, &cfg, &opts, out.as_deref())
         }
         Command::Prosody { file, channel } => run_prosody(&file, channel),
+        Command::Rescore {
+            files,
+            config,
+            out,
+            agent,
+        } => {
+            let cfg = load_config(config.as_deref())?;
+            run_rescore(&files, &cfg, out.as_deref(), agent.as_deref())
+        }
         Command::Serve {
             config,
             mqtt,
@@ -400,6 +436,88 @@ fn run_replay(
         // Already printed; exit with its code and no second message.
         Some(f) => std::process::exit(f.code as i32),
         None => Ok(()),
+    }
+}
+
+fn run_rescore(
+    files: &[PathBuf],
+    cfg: &Config,
+    out_dir: Option<&Path>,
+    agent: Option<&str>,
+) -> Result<(), Failure> {
+    use calltone::rescore;
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::bad_input(format!("{}: {e}", dir.display())))?;
+    }
+    let analyzers = calltone::pipeline::Analyzers::from_config(cfg).map_err(Failure::bad_input)?;
+    let levels = StressLevels::from_rule(&cfg.alerts.customer_stress);
+    let mut index_rows = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    for file in files {
+        let calls = match rescore::read_calls(file, calltone::events::now_rfc3339) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("calltone: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        for mut call in calls {
+            if let Some(a) = agent {
+                call.set_agent_if_unnamed(a);
+            }
+            let events = match rescore::rescore_call(&call, cfg, &analyzers) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    eprintln!("calltone: {}: {e}", file.display());
+                    failed = true;
+                    continue;
+                }
+            };
+            let mut lock = stdout.lock();
+            for e in &events {
+                replay::write_jsonl(&mut lock, e).map_err(Failure::internal)?;
+            }
+            lock.flush().map_err(Failure::internal)?;
+            drop(lock);
+            let Some(dir) = out_dir else { continue };
+            let name = rescore::unique_file_name(&call.name, &mut names);
+            let mut text = Vec::new();
+            for e in &events {
+                replay::write_jsonl(&mut text, e).map_err(Failure::internal)?;
+            }
+            let text = String::from_utf8(text).map_err(Failure::internal)?;
+            write_output(&dir.join(format!("{name}.events.jsonl")), &text)?;
+            let report = CallReport::from_events(&events);
+            let page = format!("{name}.report.html");
+            write_output(&dir.join(&page), &html::report_page(&report, levels))?;
+            index_rows.push(IndexRow::new(&report, page));
+        }
+    }
+    if let Some(dir) = out_dir {
+        if !index_rows.is_empty() {
+            write_output(
+                &dir.join("index.html"),
+                &index::index_page(&index_rows, levels),
+            )?;
+        }
+    }
+    if failed {
+        // Each bad input was named on its own line; the others were re-scored.
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// `--agent`: the same rule as an agent id from ingest metadata.
+fn parse_agent(s: &str) -> Result<String, String> {
+    if calltone::sources::ingest::is_agent_id(s) {
+        Ok(s.to_string())
+    } else {
+        Err("expected 1-64 of A-Z a-z 0-9 . _ @ -".into())
     }
 }
 

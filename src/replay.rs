@@ -60,6 +60,8 @@ pub struct ReplayOptions {
     pub channels: Option<ChannelMap>,
     /// Pace the audio at real time, as a live call would arrive.
     pub realtime: bool,
+    /// The agent id for `call_started.agent` (`--agent`), checked by the caller.
+    pub agent: Option<String>,
 }
 
 /// How far the replay of one file has come (for progress bars).
@@ -171,7 +173,7 @@ pub fn replay_file(
         "file",
         &speakers,
         rate,
-        None,
+        opts.agent.clone(),
         cfg,
         analyzers,
         now_rfc3339,

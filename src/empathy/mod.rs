@@ -131,9 +131,15 @@ impl CallEmpathy {
                 self.agent_utterances += 1;
                 if let Some(wps) = u.prosody.speaking_rate_wps {
                     // Back to speech seconds from the event's rate (words / speech_s).
+                    // Without timed words (a plain transcript), the text's words.
+                    let n = if u.words.is_empty() {
+                        u.text.split_whitespace().count()
+                    } else {
+                        u.words.len()
+                    };
                     if wps > 0.0 {
-                        self.agent_words += u.words.len();
-                        self.agent_speech_s += u.words.len() as f64 / f64::from(wps);
+                        self.agent_words += n;
+                        self.agent_speech_s += n as f64 / f64::from(wps);
                     }
                 }
                 let behaviours = u.behaviours.as_deref().unwrap_or_default();

@@ -65,9 +65,14 @@ pub fn report_page(r: &CallReport, levels: StressLevels) -> String {
 <title>calltone report: {id}</title><style>{CSS}</style></head>
 <body><main>
 <h1>{id}</h1>
-<p class="sub">source {source} · {speakers} · {dur} · {n_utt} utterances · {ended}</p>
+<p class="sub">source {source}{agent} · {speakers} · {dur} · {n_utt} utterances · {ended}</p>
 "#,
         source = escape_html(&r.source),
+        agent = r
+            .agent
+            .as_deref()
+            .map(|a| format!(" · agent {}", escape_html(a)))
+            .unwrap_or_default(),
         speakers = escape_html(
             &r.speakers
                 .iter()

@@ -25,6 +25,10 @@ pub struct IndexRow {
     /// Empathy opportunities (met, total), when per-agent scoring is on.
     pub empathy: Option<(u32, u32)>,
     pub journey: Option<crate::events::JourneyLabel>,
+    /// Harmed opportunities (answered with dismissive words).
+    pub harmed: u32,
+    /// The agent id from `call_started`, when the ingest named one.
+    pub agent: Option<String>,
 }
 
 impl IndexRow {
@@ -44,6 +48,10 @@ impl IndexRow {
             journey: summary
                 .and_then(|s| s.journey.as_ref())
                 .and_then(|j| j.label),
+            harmed: summary
+                .and_then(|s| s.empathy.as_ref())
+                .map_or(0, |e| e.harmed),
+            agent: r.agent.clone(),
         }
     }
 }
@@ -82,25 +90,53 @@ th[data-dir=asc]::after {{ content: " ▲"; }} th[data-dir=desc]::after {{ conte
 <body><main>
 <h1>QA replay: {n} calls</h1>
 <p class="sub">Click a column to sort. Stress is the customer's, relative to their own baseline (0–1): the peak may be a moment, the mean is the whole call.</p>
-<div class="scroll"><table id="calls"><thead><tr><th data-col="0">call</th><th class="num" data-col="1">duration</th><th class="num" data-col="2">peak stress</th><th class="num" data-col="3">mean stress</th><th class="num" data-col="4">alerts</th><th class="num" data-col="5">score</th><th class="num" data-col="6">empathy met</th><th data-col="7">journey</th>"#,
-        n = rows.len()
+{agents}<div class="scroll"><table id="calls"><thead><tr>"#,
+        n = rows.len(),
+        agents = agent_table(rows),
     );
-    for (i, k) in kinds.iter().enumerate() {
-        let _ = write!(
-            s,
-            r#"<th class="num" data-col="{}">{}</th>"#,
-            8 + i,
-            kind_label(*k)
-        );
+    let with_agent = rows.iter().any(|r| r.agent.is_some());
+    let mut heads: Vec<(&str, String)> = vec![("", "call".into())];
+    if with_agent {
+        heads.push(("", "agent".into()));
+    }
+    for h in [
+        "duration",
+        "peak stress",
+        "mean stress",
+        "alerts",
+        "score",
+        "empathy met",
+    ] {
+        heads.push(("num", h.into()));
+    }
+    heads.push(("", "journey".into()));
+    for k in &kinds {
+        heads.push(("num", kind_label(*k).to_string()));
+    }
+    for (i, (class, label)) in heads.iter().enumerate() {
+        let class = if class.is_empty() {
+            String::new()
+        } else {
+            format!(r#" class="{class}""#)
+        };
+        let _ = write!(s, r#"<th{class} data-col="{i}">{label}</th>"#);
     }
     s.push_str("</tr></thead><tbody>\n");
     for r in rows {
         let total: u32 = r.alerts.values().sum();
         let _ = write!(
             s,
-            r#"<tr class="call"><td><a href="{href}">{id}</a></td><td class="num" data-v="{dur:.1}">{clock}</td>"#,
+            r#"<tr class="call"><td><a href="{href}">{id}</a></td>"#,
             href = escape_html(&r.report),
             id = escape_html(&r.call_id),
+        );
+        if with_agent {
+            let agent = escape_html(r.agent.as_deref().unwrap_or("–"));
+            let _ = write!(s, "<td>{agent}</td>");
+        }
+        let _ = write!(
+            s,
+            r#"<td class="num" data-v="{dur:.1}">{clock}</td>"#,
             dur = r.duration,
             clock = clock(r.duration),
         );
@@ -152,6 +188,93 @@ th[data-dir=asc]::after {{ content: " ▲"; }} th[data-dir=desc]::after {{ conte
     s
 }
 
+/// One agent's calls in the index.
+#[derive(Debug, Default)]
+struct AgentRow {
+    calls: u32,
+    score_sum: f64,
+    scored: u32,
+    met: u32,
+    opportunities: u32,
+    harmed: u32,
+    journeys: [u32; 3],
+    alerts: u32,
+}
+
+/// The per-agent summary above the call table, when the calls have more than one agent.
+fn agent_table(rows: &[IndexRow]) -> String {
+    let mut agents: BTreeMap<&str, AgentRow> = BTreeMap::new();
+    for r in rows {
+        let Some(agent) = r.agent.as_deref() else {
+            continue;
+        };
+        let a = agents.entry(agent).or_default();
+        a.calls += 1;
+        if let Some(x) = r.score {
+            a.score_sum += x;
+            a.scored += 1;
+        }
+        if let Some((met, n)) = r.empathy {
+            a.met += met;
+            a.opportunities += n;
+        }
+        a.harmed += r.harmed;
+        if let Some(j) = r.journey {
+            use crate::events::JourneyLabel as J;
+            let i = match j {
+                J::Improving => 0,
+                J::Steady => 1,
+                J::Worsening => 2,
+            };
+            a.journeys[i] += 1;
+        }
+        a.alerts += r.alerts.values().sum::<u32>();
+    }
+    if agents.len() < 2 {
+        return String::new();
+    }
+    let mut s = String::from(
+        r#"<h2>Agents</h2>
+<p class="sub">Per agent over the calls below. Score: the mean QA scorecard score. Empathy met: opportunities (customer distress) answered with an acknowledgement or apology in time, of all opportunities; harmed: answered with dismissive words. Journeys: the customer's opening vs closing.</p>
+<div class="scroll"><table id="agents"><thead><tr><th>agent</th><th class="num">calls</th><th class="num">mean score</th><th class="num">empathy met</th><th class="num">harmed</th><th class="num">improving</th><th class="num">steady</th><th class="num">worsening</th><th class="num">alerts</th></tr></thead><tbody>
+"#,
+    );
+    for (agent, a) in &agents {
+        let score = if a.scored > 0 {
+            format!("{:.0}", a.score_sum / f64::from(a.scored))
+        } else {
+            "–".into()
+        };
+        let met = if a.opportunities > 0 {
+            let class = if a.met < a.opportunities {
+                "high"
+            } else {
+                "calm"
+            };
+            format!(
+                r#"<td class="num {class}">{}/{}</td>"#,
+                a.met, a.opportunities
+            )
+        } else {
+            r#"<td class="num">–</td>"#.into()
+        };
+        let harmed_class = if a.harmed > 0 { "high" } else { "calm" };
+        let _ = writeln!(
+            s,
+            r#"<tr class="agent"><td>{}</td><td class="num">{}</td><td class="num">{score}</td>{met}<td class="num {harmed_class}">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            escape_html(agent),
+            a.calls,
+            a.harmed,
+            a.journeys[0],
+            a.journeys[1],
+            a.journeys[2],
+            a.alerts,
+        );
+    }
+    s.push_str("</tbody></table></div>\n<h2>Calls</h2>\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +315,41 @@ mod tests {
         );
         assert!(p.contains(r#"<td class="num high" data-v="0.000">0/1</td>"#));
         assert!(p.contains("<td>worsening</td>"));
+        assert!(!p.contains("<th>agent</th>") && !p.contains(">agent</th>"));
+    }
+
+    #[test]
+    fn calls_of_several_agents_get_a_per_agent_summary() {
+        let r = CallReport::from_events(&fixtures::call());
+        let row = |agent: Option<&str>, score: f64, empathy: (u32, u32), harmed: u32| {
+            let mut x = IndexRow::new(&r, "c.report.html");
+            x.agent = agent.map(str::to_string);
+            x.score = Some(score);
+            x.empathy = Some(empathy);
+            x.harmed = harmed;
+            x
+        };
+        let rows = [
+            row(Some("ann"), 100.0, (2, 2), 0),
+            row(Some("bob"), 40.0, (0, 1), 1),
+            row(Some("ann"), 80.0, (1, 1), 0),
+            row(None, 10.0, (0, 0), 0),
+        ];
+        let p = index_page(&rows, StressLevels::default());
+        assert!(p.contains(r#"<table id="agents">"#));
+        assert_eq!(p.matches(r#"<tr class="agent">"#).count(), 2);
+        // ann: two calls, mean score 90, 3 of 3 met, nothing harmed.
+        assert!(
+            p.contains(r#"<tr class="agent"><td>ann</td><td class="num">2</td><td class="num">90</td><td class="num calm">3/3</td><td class="num calm">0</td>"#),
+            "{p}"
+        );
+        assert!(p.contains(r#"<tr class="agent"><td>bob</td><td class="num">1</td><td class="num">40</td><td class="num high">0/1</td><td class="num high">1</td>"#));
+        // The call table names each call's agent ("–" for none), in its own sortable column.
+        assert!(p.contains(r#"<th data-col="1">agent</th>"#));
+        assert_eq!(p.matches("<td>ann</td>").count(), 3);
+        assert!(p.contains(r#"c1</a></td><td>–</td><td class="num" data-v="#));
+        // One agent: no summary table (the call table says it all).
+        let p = index_page(&rows[..1], StressLevels::default());
+        assert!(!p.contains(r#"id="agents""#));
     }
 }

@@ -88,6 +88,8 @@ pub struct AssistAt {
 pub struct CallReport {
     pub call_id: String,
     pub source: String,
+    /// The agent id from `call_started`, when the ingest named one.
+    pub agent: Option<String>,
     /// From `call_started`; speakers only seen in later events are added in order of appearance.
     pub speakers: Vec<Speaker>,
     /// `call_ended.duration`, else the time of the last event.
@@ -118,6 +120,7 @@ impl CallReport {
             match &ev.body {
                 EventBody::CallStarted(s) => {
                     r.source = s.source.clone();
+                    r.agent = s.agent.clone();
                     for sp in &s.speakers {
                         r.add_speaker(*sp);
                     }

@@ -227,22 +227,27 @@ pub fn reason_class(reason: &str) -> &str {
     }
 }
 
-/// Checks a caller-supplied call id before it becomes part of MQTT topics and file names:
-/// 1..=128 characters, no MQTT wildcards or level separators, no control characters.
 /// An agent id from ingest metadata, if it is one: 1–64 characters of letters, digits and
 /// `. _ @ -` (it names an MQTT-free page query and appears in events, so nothing else).
 pub fn agent_id(raw: Option<&str>) -> Option<String> {
     let a = raw?.trim();
-    let ok = !a.is_empty()
-        && a.len() <= 64
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+    let ok = is_agent_id(a);
     if !ok {
         tracing::warn!(agent = %a.chars().take(80).collect::<String>().escape_debug(), "agent id in the stream metadata ignored: expected 1-64 of A-Z a-z 0-9 . _ @ -");
     }
     ok.then(|| a.to_string())
 }
 
+/// 1–64 characters of letters, digits and `. _ @ -`.
+pub fn is_agent_id(a: &str) -> bool {
+    !a.is_empty()
+        && a.len() <= 64
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'))
+}
+
+/// Checks a caller-supplied call id before it becomes part of MQTT topics and file names:
+/// 1..=128 characters, no MQTT wildcards or level separators, no control characters.
 pub fn validate_call_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("empty call_id".into());
