@@ -24,8 +24,49 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// A number no setting can use: NaN, infinite, or a negative duration.
+    #[error("{path}: {key}: {message}")]
+    Number {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("cannot write the config as TOML: {0}")]
     Serialize(String),
+}
+
+/// The first number in `v` that no setting accepts: a non-finite float anywhere, or a
+/// negative duration (a key ending in `_s` or `_ms`). Returns the dotted key and why.
+fn bad_number(v: &toml::Value, key: &str) -> Option<(String, String)> {
+    match v {
+        toml::Value::Float(x) if !x.is_finite() => {
+            Some((key.into(), format!("{x} is not a finite number")))
+        }
+        toml::Value::Float(x) if *x < 0.0 && is_duration(key) => {
+            Some((key.into(), format!("{x}: a duration cannot be negative")))
+        }
+        toml::Value::Integer(x) if *x < 0 && is_duration(key) => {
+            Some((key.into(), format!("{x}: a duration cannot be negative")))
+        }
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| {
+            let key = if key.is_empty() {
+                k.clone()
+            } else {
+                format!("{key}.{k}")
+            };
+            bad_number(v, &key)
+        }),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| bad_number(v, &format!("{key}[{i}]"))),
+        _ => None,
+    }
+}
+
+fn is_duration(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    last.ends_with("_s") || last.ends_with("_ms")
 }
 
 /// The whole configuration.
@@ -191,6 +232,16 @@ impl Config {
             key,
             message,
         };
+        // Every section at once: no key may hold a number the code would panic or spin on.
+        if let Ok(value) = toml::Value::try_from(self) {
+            if let Some((key, message)) = bad_number(&value, "") {
+                return Err(ConfigError::Number {
+                    path: path.into(),
+                    key,
+                    message,
+                });
+            }
+        }
         self.alerts
             .validate()
             .map_err(|e| bad("alerts", e.to_string()))?;
@@ -216,23 +267,52 @@ impl Config {
                 format!("F0 range {lo}..{hi} Hz invalid; expected 30 ≤ min ≤ 200, 150 ≤ max ≤ 1000, max ≥ 2·min"),
             ));
         }
-        if self.asr.workers == 0 {
-            return Err(bad("asr.workers", "must be at least 1".into()));
+        // Threads and queues are allocated from these.
+        let counts: [(&'static str, u64, u64, u64); 5] = [
+            ("asr.workers", self.asr.workers as u64, 1, 64),
+            ("asr.threads", self.asr.threads as u64, 0, 64),
+            ("asr.queue", self.asr.queue as u64, 1, 100_000),
+            ("mqtt.keep_alive_s", self.mqtt.keep_alive_s, 1, 65_535),
+            (
+                "mqtt.max_packet_bytes",
+                self.mqtt.max_packet_bytes as u64,
+                1024,
+                256 << 20,
+            ),
+        ];
+        for (key, x, lo, hi) in counts {
+            if !(lo..=hi).contains(&x) {
+                return Err(bad(key, format!("{x} out of range {lo}..={hi}")));
+            }
         }
-        if self.asr.queue == 0 {
-            return Err(bad("asr.queue", "must be at least 1".into()));
-        }
-        if !(0.1..=60.0).contains(&self.pipeline.state_interval_s) {
-            return Err(bad(
+        let v = &self.vad;
+        let ranges: [(&'static str, f64, f64, f64); 11] = [
+            ("vad.threshold_db", v.threshold_db.into(), 0.0, 60.0),
+            (
+                "vad.unvoiced_threshold_db",
+                v.unvoiced_threshold_db.into(),
+                0.0,
+                60.0,
+            ),
+            ("vad.min_level_db", v.min_level_db.into(), -120.0, 0.0),
+            ("vad.bleed_margin_db", v.bleed_margin_db.into(), 0.0, 60.0),
+            ("vad.onset_window", v.onset_window as f64, 1.0, 100.0),
+            ("vad.hangover_s", v.hangover_s, 0.01, 10.0),
+            ("vad.pre_roll_s", v.pre_roll_s, 0.0, 2.0),
+            ("vad.post_roll_s", v.post_roll_s, 0.0, 2.0),
+            ("vad.min_speech_s", v.min_speech_s, 0.0, 10.0),
+            ("vad.max_utterance_s", v.max_utterance_s, 2.0, 60.0),
+            (
                 "pipeline.state_interval_s",
-                format!("{} out of range 0.1..=60", self.pipeline.state_interval_s),
-            ));
-        }
-        if self.vad.hangover_s <= 0.0 || self.vad.max_utterance_s < 2.0 {
-            return Err(bad(
-                "vad",
-                "hangover_s must be > 0 and max_utterance_s ≥ 2".into(),
-            ));
+                self.pipeline.state_interval_s,
+                0.1,
+                60.0,
+            ),
+        ];
+        for (key, x, lo, hi) in ranges {
+            if !(lo..=hi).contains(&x) {
+                return Err(bad(key, format!("{x} out of range {lo}..={hi}")));
+            }
         }
         if self.vad.onset_frames == 0 || self.vad.onset_frames > self.vad.onset_window {
             return Err(bad(

@@ -164,3 +164,50 @@ fn a_bad_file_does_not_stop_the_good_ones() {
         .any(|e| e["type"] == "call_ended" && e["call_id"] == "calm-call"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.wav"));
 }
+
+#[test]
+fn files_that_would_decode_to_gigabytes_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A 3 GiB file (sparse: no disk used) is refused before it is read.
+    let big = d.join("huge.wav");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let msg = assert_rejected(&big, "3 GiB file");
+    assert!(msg.contains("too large") && msg.contains("bytes"), "{msg}");
+    eprintln!("3 GiB file refused in {:?}", started.elapsed());
+
+    // A FLAC whose STREAMINFO announces 2^35 samples (about 20 years at 48 kHz): refused from
+    // the header, before a sample is decoded.
+    if std::process::Command::new("sox")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping the FLAC case: sox not installed");
+        return;
+    }
+    let flac = d.join("liar.flac");
+    let st = std::process::Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(&flac)
+        .args(["synth", "1", "sine", "440"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut bytes = std::fs::read(&flac).unwrap();
+    assert_eq!(&bytes[..4], b"fLaC");
+    // STREAMINFO: after the 4-byte block header, 10 bytes of block and frame sizes, then
+    // 20 bits rate, 3 bits channels, 5 bits bit depth and 36 bits of total samples.
+    let mut field = u64::from_be_bytes(bytes[18..26].try_into().unwrap());
+    field = (field & !((1u64 << 36) - 1)) | (1u64 << 35);
+    bytes[18..26].copy_from_slice(&field.to_be_bytes());
+    std::fs::write(&flac, &bytes).unwrap();
+    let started = std::time::Instant::now();
+    let msg = assert_rejected(&flac, "FLAC announcing 2^35 samples");
+    assert!(msg.contains("too large") && msg.contains("MiB"), "{msg}");
+    eprintln!("lying FLAC refused in {:?}", started.elapsed());
+}

@@ -150,3 +150,122 @@ fn bad_configs_are_one_line_naming_file_and_problem() {
         String::from_utf8_lossy(&check(&bad_value).stderr)
     );
 }
+
+/// Every number of the config, set in turn to values no setting expects (NaN, ±infinity,
+/// negative, zero, huge): loading either refuses it (naming the key) or accepts it, and an
+/// accepted config runs a short two-speaker call through the pipeline to its end without
+/// panicking or hanging. Bounded: each case runs in a thread with a 20 s limit.
+#[test]
+fn config_fuzz_every_number_is_refused_or_harmless() {
+    use calltone::audio::Speaker;
+    use calltone::pipeline::{Analyzers, CallPipeline, Output};
+    let base = toml::Value::try_from(Config::default()).unwrap();
+    let mut leaves = Vec::new();
+    fn walk(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, bool)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    path.push(k.clone());
+                    walk(v, path, out);
+                    path.pop();
+                }
+            }
+            toml::Value::Float(_) => out.push((path.clone(), true)),
+            toml::Value::Integer(_) => out.push((path.clone(), false)),
+            _ => {}
+        }
+    }
+    walk(&base, &mut Vec::new(), &mut leaves);
+    assert!(leaves.len() > 50, "{} numeric keys", leaves.len());
+    let floats = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 0.0, 1e12];
+    let ints = [-1i64, 0, 1 << 40];
+    let (mut refused, mut accepted, mut failures) = (0, 0, Vec::new());
+    let tone: Vec<f32> = (0..8000 * 3)
+        .map(|i| (i as f32 * 0.1).sin() * 0.3 * ((i / 4000) % 2) as f32)
+        .collect();
+    for (path, is_float) in &leaves {
+        let values: Vec<toml::Value> = if *is_float {
+            floats.iter().map(|&x| toml::Value::Float(x)).collect()
+        } else {
+            ints.iter().map(|&x| toml::Value::Integer(x)).collect()
+        };
+        for value in values {
+            let key = path.join(".");
+            let mut v = base.clone();
+            let mut t = &mut v;
+            for k in &path[..path.len() - 1] {
+                t = t.get_mut(k).unwrap();
+            }
+            t.as_table_mut()
+                .unwrap()
+                .insert(path[path.len() - 1].clone(), value.clone());
+            let text = toml::to_string(&v).unwrap();
+            let cfg = match Config::from_toml(&text, Path::new("fuzz.toml")) {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = e.to_string();
+                    if !msg.starts_with("fuzz.toml: ") || msg.contains('\n') {
+                        failures.push(format!("{key} = {value}: unclear error {msg:?}"));
+                    }
+                    refused += 1;
+                    continue;
+                }
+            };
+            if value.as_float().is_some_and(|x| !x.is_finite()) {
+                failures.push(format!("{key} = {value}: accepted"));
+            }
+            accepted += 1;
+            // Shown only when the test fails (an abort names the case it was in).
+            eprintln!("case {key} = {value}");
+            let tone = tone.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let run = std::panic::catch_unwind(move || {
+                    let a = Analyzers::from_config(&cfg).map_err(|e| e.to_string())?;
+                    let mut out = Vec::new();
+                    let speakers = [Speaker::Customer, Speaker::Agent];
+                    let mut p = CallPipeline::new(
+                        "fuzz",
+                        "file",
+                        &speakers,
+                        8000,
+                        None,
+                        &cfg,
+                        &a,
+                        String::new,
+                        &mut out,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    for chunk in tone.chunks(160) {
+                        p.push(Speaker::Customer, chunk, &mut out);
+                        p.push(Speaker::Agent, chunk, &mut out);
+                    }
+                    p.finish("hangup", &mut out);
+                    let jobs: Vec<u64> = out
+                        .iter()
+                        .filter_map(|o| match o {
+                            Output::Asr(j) => Some(j.job_id),
+                            _ => None,
+                        })
+                        .collect();
+                    for id in jobs {
+                        p.on_transcript(id, Ok(Default::default()), &mut out);
+                    }
+                    Ok::<bool, String>(p.is_finished())
+                });
+                let _ = tx.send(run);
+            });
+            match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+                Ok(Ok(Ok(true))) | Ok(Ok(Err(_))) => {}
+                Ok(Ok(Ok(false))) => failures.push(format!("{key} = {value}: call never ended")),
+                Ok(Err(_)) => failures.push(format!("{key} = {value}: panicked")),
+                Err(_) => failures.push(format!("{key} = {value}: still running after 20 s")),
+            }
+        }
+    }
+    eprintln!(
+        "config fuzz: {} keys, {refused} values refused, {accepted} accepted and run",
+        leaves.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

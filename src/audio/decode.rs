@@ -30,6 +30,16 @@ use symphonia::core::meta::MetadataOptions;
 use super::wav::{self, HeaderError, WavHeader};
 use super::{g711, AudioError, SUPPORTED_RATES};
 
+/// Largest file replay reads: 2 GiB (about 3 h of 48 kHz stereo 16-bit WAV, 37 h of 8 kHz
+/// stereo μ-law).
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// Largest decoded result: 2 GiB of `f32` samples (all channels), i.e. 93 min of 48 kHz
+/// stereo, 4.6 h of 16 kHz stereo, 9.3 h of 8 kHz stereo. A crafted file (a FLAC or MP3 of
+/// silence, a header that lies) that would decode to more is refused when its header says so,
+/// else as soon as its decoded size passes the limit, before it fills memory.
+pub const MAX_DECODED_BYTES: u64 = 2 << 30;
+
 /// A whole decoded file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedAudio {
@@ -60,6 +70,14 @@ impl DecodedAudio {
 /// (and is larger than any of the supported encodings), and it lets the WAV header check and
 /// the decoder share one read.
 pub fn decode_file(path: &Path) -> Result<DecodedAudio, AudioError> {
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.is_file() && m.len() > MAX_FILE_BYTES {
+            return Err(AudioError::TooLarge {
+                path: path.to_path_buf(),
+                detail: format!("{} bytes; the limit is {MAX_FILE_BYTES} bytes", m.len()),
+            });
+        }
+    }
     let bytes = std::fs::read(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => AudioError::NotFound {
             path: path.to_path_buf(),
@@ -139,6 +157,21 @@ fn decode_checked(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio, AudioErro
 struct ErrorContext<'a>(&'a Path);
 
 impl ErrorContext<'_> {
+    /// `frames` of `channels` must stay within [`MAX_DECODED_BYTES`].
+    fn check_size(self, frames: u64, channels: usize) -> Result<(), AudioError> {
+        let bytes = frames.saturating_mul(channels as u64 * 4);
+        if bytes > MAX_DECODED_BYTES {
+            return Err(AudioError::TooLarge {
+                path: self.path(),
+                detail: format!(
+                    "decodes to over {} MiB of samples, the replay limit; split the recording",
+                    MAX_DECODED_BYTES >> 20
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn path(&self) -> PathBuf {
         self.0.to_path_buf()
     }
@@ -205,6 +238,8 @@ fn decode_wav(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio, AudioError> {
         wav::FORMAT_IEEE_FLOAT if matches!(bits, 32 | 64) => {}
         wav::FORMAT_IEEE_FLOAT => return Err(errors.unsupported(format!("{bits}-bit float"))),
         wav::FORMAT_MULAW | wav::FORMAT_ALAW if bits == 8 => {
+            let channels = usize::from(header.channels.max(1));
+            errors.check_size((header.data.len() / channels) as u64, channels)?;
             return Ok(decode_g711_wav(&bytes, &header));
         }
         wav::FORMAT_MULAW | wav::FORMAT_ALAW => {
@@ -334,6 +369,10 @@ fn decode_with_symphonia(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio, Au
     if let Some(rate) = params.sample_rate {
         errors.check_rate(rate)?;
     }
+    // A header that announces too much audio is refused before anything is decoded.
+    if let (Some(frames), Some(channels)) = (track.num_frames, &params.channels) {
+        errors.check_size(frames, channels.count())?;
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|_| errors.unsupported(codec_name(params.codec)))?;
@@ -400,6 +439,7 @@ fn decode_with_symphonia(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio, Au
         for (dst, src) in out.channels.iter_mut().zip(&scratch) {
             dst.extend_from_slice(src);
         }
+        errors.check_size(out.frames() as u64, out.channels.len())?;
     }
     if bad_packets > 0 {
         tracing::warn!(file = %path.display(), bad_packets, good_packets, "skipped undecodable packets");

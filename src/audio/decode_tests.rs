@@ -554,3 +554,15 @@ fn never_panics_on_mutilated_files() {
         }
     }
 }
+
+#[test]
+fn decoded_size_limit_counts_every_channel() {
+    let e = ErrorContext(Path::new("x.flac"));
+    let limit_frames = MAX_DECODED_BYTES / 4;
+    assert!(e.check_size(limit_frames, 1).is_ok());
+    assert!(e.check_size(limit_frames / 2, 2).is_ok());
+    let err = e.check_size(limit_frames / 2 + 1, 2).unwrap_err();
+    assert!(matches!(err, AudioError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().starts_with("x.flac: too large"), "{err}");
+    assert!(e.check_size(u64::MAX, 2).is_err(), "no overflow");
+}

@@ -53,6 +53,11 @@ pub enum AudioError {
     )]
     SampleRate { path: PathBuf, rate: u32 },
 
+    /// The file, or the audio it decodes to, is over the replay limits
+    /// ([`super::decode::MAX_FILE_BYTES`], [`super::decode::MAX_DECODED_S`]).
+    #[error("{}: too large ({detail})", path.display())]
+    TooLarge { path: PathBuf, detail: String },
+
     /// The file is well formed but holds no audio frames.
     #[error("{}: no audio samples", path.display())]
     NoSamples { path: PathBuf },

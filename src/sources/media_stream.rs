@@ -110,8 +110,15 @@ impl MediaStreamConfig {
         if self.max_chunk_jump == 0 {
             return Err("media_stream.max_chunk_jump must be at least 1".into());
         }
-        if self.max_message_bytes < 1024 {
-            return Err("media_stream.max_message_bytes must be >= 1024".into());
+        if !(1024..=16 << 20).contains(&self.max_message_bytes) {
+            return Err("media_stream.max_message_bytes must be 1024..=16777216".into());
+        }
+        // Buffers are sized by these: a per-call allocation must stay small.
+        if self.reorder_window > 1000 {
+            return Err("media_stream.reorder_window must be at most 1000 chunks".into());
+        }
+        if self.max_gap_fill_chunks > 3000 {
+            return Err("media_stream.max_gap_fill_chunks must be at most 3000 (60 s)".into());
         }
         Ok(())
     }
