@@ -11,7 +11,8 @@
 //! * `[EXPIRY]` — the date after "expires", "expiry", "expiration", "valid thru": "04/27",
 //!   "oh four twenty seven", "April 2027".
 //! * `[SSN]` — US social security numbers: 3-2-4 grouped ("123-45-6789", "123 45 6789"), or
-//!   9 digits (or the last 4) near "social security", "social", "ssn".
+//!   4 to 9 digits (the last 4, or a number heard in part) near "social security", "social",
+//!   "ssn".
 //! * `[EMAIL]` — written ("jo.smith@mail.com") and spoken ("john dot smith at gmail dot com",
 //!   "j o h n at gmail dot com", "my email is john smith at aol dot com") addresses; a spoken
 //!   domain must end in a known TLD.
@@ -932,7 +933,9 @@ impl Scan<'_> {
             && &digits[3..5] != "00"
             && &digits[5..] != "0000";
         (shape && valid)
-            || ((digits.len() == 9 || digits.len() == 4) && self.near(span, 6, 3, SSN_WORDS))
+            // Next to the words, any 4 to 9 digits: the last four, or a number that ASR
+            // heard only in part ("12345 6") is still the customer's SSN.
+            || ((4..=9).contains(&digits.len()) && self.near(span, 6, 3, SSN_WORDS))
     }
 
     fn is_phone(&self, digits: &str, groups: &[Group], plus: bool, span: &Range<usize>) -> bool {
@@ -1347,6 +1350,11 @@ mod tests {
         assert_eq!(
             red("last four of my social are 6789"),
             "last four of my social are [SSN]"
+        );
+        // Replayed TTS: tiny.en heard "123-45-6789" as "12345 6".
+        assert_eq!(
+            red("And my social security number is 12345 6,"),
+            "And my social security number is [SSN],"
         );
         // 000 area numbers are not SSNs without context.
         assert_eq!(red("code 000-12-3456"), "code 000-12-3456");

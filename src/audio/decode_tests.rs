@@ -566,3 +566,79 @@ fn decoded_size_limit_counts_every_channel() {
     assert!(err.to_string().starts_with("x.flac: too large"), "{err}");
     assert!(e.check_size(u64::MAX, 2).is_err(), "no overflow");
 }
+
+/// A valid file of each WAV flavour the front end reads, for mutation.
+fn seeds() -> Vec<Vec<u8>> {
+    let ulaw: Vec<u8> = (0..800u32).map(|i| (i * 7 % 256) as u8).collect();
+    vec![
+        int16_wav(1, 8000, 400),
+        int16_wav(2, 16000, 300),
+        wav_bytes(wav::FORMAT_MULAW, 1, 8000, 8, 18, &ulaw),
+        wav_bytes(wav::FORMAT_IEEE_FLOAT, 1, 8000, 32, 16, &[0x7f; 1600]),
+    ]
+}
+
+// Property: any damage to a WAV file (a changed, dropped or inserted byte anywhere, the
+// header included), or any bytes at all behind a RIFF, fLaC, OggS or ID3 signature, is
+// decoded to audio that keeps the invariants, or refused with an error naming the file;
+// the decoded size never exceeds what the input could hold (a few samples per byte).
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+    #[test]
+    fn damaged_audio_files_decode_or_are_refused(
+        seed in 0usize..4,
+        edits in proptest::collection::vec((0usize..4000, proptest::prelude::any::<u8>(), 0u8..3), 1..8),
+    ) {
+        let mut b = seeds()[seed].clone();
+        for (at, byte, op) in edits {
+            let at = at % (b.len() + 1);
+            match op {
+                0 if at < b.len() => b[at] = byte,
+                1 if at < b.len() => {
+                    b.remove(at);
+                }
+                _ => b.insert(at, byte),
+            }
+        }
+        check_decode(&b)?;
+    }
+
+    #[test]
+    fn any_bytes_behind_a_signature_decode_or_are_refused(
+        sig in 0usize..4,
+        rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+    ) {
+        let prefix: &[u8] = [&b"RIFF\xff\x00\x00\x00WAVEfmt "[..], b"fLaC", b"OggS\x00\x02", b"ID3\x04\x00"][sig];
+        let mut b = prefix.to_vec();
+        b.extend_from_slice(&rest);
+        check_decode(&b)?;
+    }
+}
+
+fn check_decode(b: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+    match decode_bytes(b, Path::new("fuzz.wav")) {
+        Ok(d) => {
+            proptest::prop_assert!((1..=2).contains(&d.channels.len()));
+            let n = d.frames();
+            proptest::prop_assert!(n > 0 && d.channels.iter().all(|c| c.len() == n));
+            proptest::prop_assert!(SUPPORTED_RATES.contains(&d.sample_rate));
+            proptest::prop_assert!(d
+                .channels
+                .iter()
+                .flatten()
+                .all(|s| s.is_finite() && (-1.0..=1.0).contains(s)));
+            // ADPCM, the densest format read, gives 4 samples per byte; allow a margin.
+            proptest::prop_assert!(
+                n * d.channels.len() <= 8 * b.len() + 65_536,
+                "{n} frames from {} bytes",
+                b.len()
+            );
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            proptest::prop_assert!(msg.starts_with("fuzz.wav: "), "{msg}");
+            proptest::prop_assert!(!msg.contains('\n'), "{msg}");
+        }
+    }
+    Ok(())
+}

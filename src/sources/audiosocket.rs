@@ -547,4 +547,61 @@ mod tests {
             Err(ReadError::Io(_))
         ));
     }
+
+    // Property: any byte stream a client sends is read as frames whose payloads stay within
+    // the limit, without panicking, consuming no more than was sent; a stream of valid
+    // frames comes back exactly.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        #[test]
+        fn the_framer_survives_any_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            max_payload in 0usize..1024,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut r: &[u8] = &bytes;
+            let mut consumed = 0usize;
+            rt.block_on(async {
+                loop {
+                    match read_frame(&mut r, max_payload).await {
+                        Ok(f) => {
+                            assert!(f.payload.len() <= max_payload);
+                            consumed += 3 + f.payload.len();
+                        }
+                        Err(ReadError::Oversize(n)) => {
+                            assert!(n > max_payload);
+                            break;
+                        }
+                        Err(ReadError::Eof) | Err(ReadError::Io(_)) => break,
+                    }
+                }
+            });
+            proptest::prop_assert!(consumed <= bytes.len());
+        }
+
+        #[test]
+        fn valid_frames_come_back_exactly(
+            frames in proptest::collection::vec(
+                (proptest::prelude::any::<u8>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)),
+                0..20,
+            ),
+        ) {
+            let mut wire = Vec::new();
+            for (kind, payload) in &frames {
+                wire.push(*kind);
+                wire.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+                wire.extend_from_slice(payload);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut r: &[u8] = &wire;
+            let got = rt.block_on(async {
+                let mut got = Vec::new();
+                while let Ok(f) = read_frame(&mut r, 400).await {
+                    got.push((f.kind, f.payload));
+                }
+                got
+            });
+            proptest::prop_assert_eq!(got, frames);
+        }
+    }
 }

@@ -999,4 +999,38 @@ mod tests {
             TwilioMsg::Other
         ));
     }
+
+    // Property: Twilio messages damaged anywhere (a flipped, dropped or inserted byte) parse
+    // or fail cleanly; a parsed media message's payload decodes or is refused, and a chunk
+    // number parses or is refused, never panicking.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        #[test]
+        fn damaged_twilio_messages_never_panic(
+            which in 0usize..4,
+            edits in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let valid = [
+                r#"{"event":"start","sequenceNumber":"1","start":{"streamSid":"MZ1","callSid":"CA1","tracks":["inbound","outbound"],"customParameters":{"agent":"ann"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"streamSid":"MZ1"}"#,
+                r#"{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"2","timestamp":"20","payload":"//////////8="},"streamSid":"MZ1"}"#,
+                r#"{"event":"stop","sequenceNumber":"9","stop":{"callSid":"CA1"},"streamSid":"MZ1"}"#,
+                r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+            ];
+            let mut b = valid[which].as_bytes().to_vec();
+            for (at, byte, op) in edits {
+                let at = at % (b.len() + 1);
+                match op {
+                    0 if at < b.len() => b[at] = byte,
+                    1 if at < b.len() => { b.remove(at); }
+                    _ => b.insert(at, byte),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&b) else { return Ok(()); };
+            if let Ok(TwilioMsg::Media { media }) = serde_json::from_str::<TwilioMsg>(text) {
+                let _ = base64::engine::general_purpose::STANDARD.decode(media.payload.as_bytes());
+                let _ = media.chunk.as_str().map(str::parse::<u64>);
+                let _ = media.chunk.as_u64();
+            }
+        }
+    }
 }

@@ -178,4 +178,46 @@ mod tests {
         b.push(10, vec![10], &mut out);
         assert_eq!(out, vec![d(10), d(11)]);
     }
+
+    // Property: whatever chunk numbers a client sends, the buffer holds at most `window`
+    // chunks, releases each pushed chunk at most once and in increasing order, never
+    // invents data, and remembers a bounded number of holes.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        #[test]
+        fn any_chunk_numbers_keep_the_buffer_bounded(
+            window in 0usize..8,
+            pushes in proptest::collection::vec((0u64..5000, 0usize..40), 0..300),
+        ) {
+            let mut b = ReorderBuffer::new(window);
+            let mut out = Vec::new();
+            let mut pushed_bytes = 0usize;
+            let mut accepted = std::collections::BTreeSet::new();
+            for (i, (seq, len)) in pushes.iter().enumerate() {
+                // The payload names its chunk, so a release can be traced back.
+                let mut data = seq.to_le_bytes().to_vec();
+                data.resize(8 + len, i as u8);
+                let size = data.len();
+                if b.push(*seq, data, &mut out) == Pushed::Accepted {
+                    proptest::prop_assert!(accepted.insert(*seq), "chunk {seq} accepted twice");
+                    pushed_bytes += size;
+                }
+                proptest::prop_assert!(b.pending.len() <= window);
+                proptest::prop_assert!(b.skipped.len() <= REMEMBERED_HOLES);
+            }
+            b.flush(&mut out);
+            let mut released_bytes = 0usize;
+            let mut last: Option<u64> = None;
+            for r in &out {
+                if let Released::Data(d) = r {
+                    let seq = u64::from_le_bytes(d[..8].try_into().unwrap());
+                    proptest::prop_assert!(last.is_none_or(|l| seq > l), "{seq} after {last:?}");
+                    proptest::prop_assert!(accepted.contains(&seq));
+                    last = Some(seq);
+                    released_bytes += d.len();
+                }
+            }
+            proptest::prop_assert_eq!(released_bytes, pushed_bytes, "all accepted data comes out once");
+        }
+    }
 }
