@@ -6,6 +6,11 @@
 //!
 //! Both refusals are logged and counted in
 //! `calltone_connections_closed_total{source=LISTENER,reason=too_many_connections|header_timeout}`.
+//!
+//! With TLS ([`GuardedListener::with_tls`], rustls), the handshake runs on the connection's
+//! own reads, not in `accept`, so a client that never finishes it holds up no one and is cut
+//! off by the same header deadline; the header scan reads the decrypted bytes. A failed
+//! handshake (plain HTTP to the TLS port, a bad client) is counted as `reason="tls"`.
 
 use std::future::Future;
 use std::io;
@@ -21,8 +26,38 @@ use tokio::time::Sleep;
 
 use crate::metrics::{Counter, Metrics};
 
+/// A TLS acceptor from a PEM certificate chain and a PEM private key; the error names the
+/// file and the problem.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let open = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .map(io::BufReader::new)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut open(cert)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", cert.display()));
+    }
+    let key_der = rustls_pemfile::private_key(&mut open(key)?)
+        .map_err(|e| format!("{}: {e}", key.display()))?
+        .ok_or_else(|| format!("{}: no PEM private key in it", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key_der)
+    .map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// See the module docs.
-#[derive(Debug)]
 pub struct GuardedListener {
     inner: TcpListener,
     name: &'static str,
@@ -31,6 +66,8 @@ pub struct GuardedListener {
     header_timeout: Duration,
     refused: Arc<Counter>,
     timed_out: Arc<Counter>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls_failed: Arc<Counter>,
 }
 
 impl GuardedListener {
@@ -52,7 +89,15 @@ impl GuardedListener {
                 .connections_closed
                 .with(&[name, "too_many_connections"]),
             timed_out: metrics.connections_closed.with(&[name, "header_timeout"]),
+            tls: None,
+            tls_failed: metrics.connections_closed.with(&[name, "tls"]),
         }
+    }
+
+    /// Speaks TLS on every connection (`None`: plain).
+    pub fn with_tls(mut self, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        self.tls = tls;
+        self
     }
 }
 
@@ -77,8 +122,13 @@ impl axum::serve::Listener for GuardedListener {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            let inner = match &self.tls {
+                Some(acceptor) => Conn::Handshake(Box::new(acceptor.accept(stream))),
+                None => Conn::Plain(stream),
+            };
             let io = GuardedStream {
-                inner: stream,
+                inner,
+                tls_failed: self.tls_failed.clone(),
                 _permit: permit,
                 deadline: Some(Box::pin(tokio::time::sleep(self.header_timeout))),
                 matched: 0,
@@ -94,10 +144,62 @@ impl axum::serve::Listener for GuardedListener {
     }
 }
 
+/// The transport under a [`GuardedStream`].
+enum Conn {
+    Plain(TcpStream),
+    /// TLS, handshake in progress (driven by the first read or write).
+    Handshake(Box<tokio_rustls::Accept<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// The handshake failed; every call errors.
+    Failed,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Plain(_) => "Plain",
+            Conn::Handshake(_) => "Handshake",
+            Conn::Tls(_) => "Tls",
+            Conn::Failed => "Failed",
+        })
+    }
+}
+
+impl Conn {
+    /// Drives a pending handshake; `Ready(Ok)` once the stream can carry data.
+    fn poll_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        failed: &Counter,
+        name: &'static str,
+    ) -> Poll<io::Result<()>> {
+        if let Conn::Handshake(accept) = self {
+            match Pin::new(accept.as_mut()).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(s)) => *self = Conn::Tls(Box::new(s)),
+                Poll::Ready(Err(e)) => {
+                    *self = Conn::Failed;
+                    failed.inc();
+                    tracing::warn!(listener = name, reason = "tls", error = %e, "TLS handshake failed; closing");
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        match self {
+            Conn::Failed => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "TLS handshake failed",
+            ))),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// A connection of a [`GuardedListener`]: holds its connection slot until dropped.
 #[derive(Debug)]
 pub struct GuardedStream {
-    inner: TcpStream,
+    inner: Conn,
+    tls_failed: Arc<Counter>,
     _permit: OwnedSemaphorePermit,
     /// Until the first `\r\n\r\n` has been read.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -147,8 +249,15 @@ impl AsyncRead for GuardedStream {
                 )));
             }
         }
+        if let Err(e) = std::task::ready!(this.inner.poll_ready(cx, &this.tls_failed, this.name)) {
+            return Poll::Ready(Err(e));
+        }
         let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let r = match &mut this.inner {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            _ => unreachable!("poll_ready leaves a usable stream"),
+        };
         if this.deadline.is_some() {
             if let Poll::Ready(Ok(())) = &r {
                 let (m, done) = scan_headers_end(this.matched, &buf.filled()[before..]);
@@ -162,21 +271,42 @@ impl AsyncRead for GuardedStream {
     }
 }
 
+/// Runs `$op` on the usable stream under a [`GuardedStream`], after any handshake.
+macro_rules! with_stream {
+    ($this:expr, $cx:expr, |$s:ident| $op:expr) => {{
+        let this = $this;
+        if let Err(e) = std::task::ready!(this.inner.poll_ready($cx, &this.tls_failed, this.name)) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.inner {
+            Conn::Plain($s) => {
+                let $s = Pin::new($s);
+                $op
+            }
+            Conn::Tls(s) => {
+                let $s = Pin::new(s.as_mut());
+                $op
+            }
+            _ => unreachable!("poll_ready leaves a usable stream"),
+        }
+    }};
+}
+
 impl AsyncWrite for GuardedStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        with_stream!(self.get_mut(), cx, |s| s.poll_write(cx, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        with_stream!(self.get_mut(), cx, |s| s.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        with_stream!(self.get_mut(), cx, |s| s.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -184,11 +314,15 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        with_stream!(self.get_mut(), cx, |s| s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+            _ => false,
+        }
     }
 }
 

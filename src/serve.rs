@@ -62,6 +62,13 @@ pub struct ServeConfig {
     /// The retained hand-off context (`…/calls/{call_id}/context`) is republished at most
     /// this often while it changes, seconds. Default 3.
     pub context_interval_s: f64,
+    /// TLS on both HTTP listeners (supervisor and media): a PEM certificate chain and its
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Both or neither; with them, the listeners
+    /// speak only HTTPS / WSS. Default: none (plain HTTP, e.g. behind a TLS terminator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -73,6 +80,8 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("/var/lib/calltone"),
             shutdown_grace_s: 10.0,
             context_interval_s: 3.0,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -93,6 +102,9 @@ impl ServeConfig {
                 "serve.context_interval_s {} must be 0.5..=600",
                 self.context_interval_s
             ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err("serve.tls_cert_file and serve.tls_key_file go together".into());
         }
         if self.media.trim() == self.audiosocket.trim() && !self.media.trim().is_empty() {
             return Err("serve.media and serve.audiosocket name the same address".into());
@@ -241,8 +253,16 @@ pub async fn run_with_reload(
     let (tx, rx) = mpsc::channel::<CallEvent>(1024);
     let sec = &cfg.security;
     let header_timeout = Duration::from_secs_f64(sec.http_header_timeout_s);
+    let tls = match (&cfg.serve.tls_cert_file, &cfg.serve.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            crate::listener::tls_acceptor(cert, key)
+                .map_err(|e| setup("serve.tls_cert_file", &e))?,
+        ),
+        _ => None,
+    };
     let guarded = |l: TcpListener, name: &'static str| {
         GuardedListener::new(l, name, sec.max_connections, header_timeout, &metrics)
+            .with_tls(tls.clone())
     };
     let bind = |addr: String| async move {
         TcpListener::bind(&addr)

@@ -1082,3 +1082,123 @@ async fn live_feeds_are_capped_and_a_closed_one_frees_its_place() {
     }
     stop.cancel();
 }
+
+/// With `serve.tls_cert_file`/`tls_key_file`, both HTTP listeners speak only TLS (rustls): a
+/// client that trusts the certificate gets its answers, plain HTTP to the same port is cut
+/// off and counted, and a client that opens a connection but never completes the handshake
+/// is closed by the header deadline without holding up anyone else.
+#[test]
+fn http_listeners_speak_tls_with_a_certificate() {
+    use std::io::{Read, Write};
+    let Some(model) = common::model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!("SKIP: openssl could not make a test certificate: {other:?}");
+            return;
+        }
+    }
+    let serve_lines = format!(
+        "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let tables = "[security]\nhttp_header_timeout_s = 2.0\nmetrics_open = true\n";
+    let mut setup = common::service::ServeSetup::new(&model, "mqtt://127.0.0.1:1", "tls");
+    setup.serve = &serve_lines;
+    setup.tables = tables;
+    let serve = common::service::Serve::launch(
+        dir.path(),
+        &setup,
+        common::broker::free_port(),
+        common::broker::free_port(),
+    );
+    let curl = |port: u16, path: &str| -> (String, String) {
+        let o = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(&cert)
+            .arg(format!("https://localhost:{port}{path}"))
+            .output()
+            .expect("curl");
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let code = out.lines().last().unwrap_or("").to_string();
+        (code, String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (code, err) = curl(serve.http, "/healthz");
+    assert_eq!(code, "200", "https /healthz: {err}");
+    assert_eq!(curl(serve.http, "/api/calls").0, "200");
+    // The media listener is TLS too: a plain GET of the WebSocket path is refused as such.
+    let (code, err) = curl(serve.media, "/media/l16");
+    let code: u16 = code.parse().unwrap_or(0);
+    assert!(
+        (400..500).contains(&code) && code != 404,
+        "wss listener: {code} {err}"
+    );
+
+    // Plain HTTP to the TLS port: no HTTP answer, the connection is closed.
+    let started = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", serve.http)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(!String::from_utf8_lossy(&got).contains("200 OK"), "{got:?}");
+    assert!(started.elapsed() < WAIT, "closed, not left hanging");
+
+    // A client that connects and never starts the handshake: closed at the header deadline,
+    // while others are served.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", serve.http)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        curl(serve.http, "/healthz").0,
+        "200",
+        "served while one idles"
+    );
+    let t0 = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = idle.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the idle connection is closed");
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://localhost:{}/metrics", serve.http))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l
+                .starts_with("calltone_connections_closed_total{source=\"http\",reason=\"tls\"}")),
+        "the failed handshake is counted:\n{}",
+        text.lines()
+            .filter(|l| l.contains("connections_closed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(text.lines().any(|l| l.starts_with(
+        "calltone_connections_closed_total{source=\"http\",reason=\"header_timeout\"}"
+    )));
+    serve.terminate();
+}

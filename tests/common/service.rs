@@ -18,6 +18,8 @@ pub struct ServeSetup<'a> {
     pub asr: &'a str,
     /// Extra lines of the `[mqtt]` table (e.g. `embedded_listen = ...`).
     pub mqtt: &'a str,
+    /// Extra lines of the `[serve]` table (e.g. `tls_cert_file = ...`).
+    pub serve: &'a str,
     /// Extra tables appended to the file (e.g. a `[device]` table).
     pub tables: &'a str,
     /// Extra command-line arguments after `serve --config F`.
@@ -34,6 +36,7 @@ impl<'a> ServeSetup<'a> {
             site,
             asr: "queue = 64\n",
             mqtt: "",
+            serve: "",
             tables: "",
             args: &[],
             env: &[],
@@ -79,13 +82,14 @@ impl Serve {
         std::fs::write(
             &cfg,
             format!(
-                "[asr]\nmodel = {model:?}\n{asr}[serve]\nhttp = \"127.0.0.1:{http}\"\nmedia = \"127.0.0.1:{media}\"\naudiosocket = \"127.0.0.1:{audiosocket}\"\ndata_dir = {data:?}\nshutdown_grace_s = 20.0\n[mqtt]\nurl = {url:?}\nsite = {site:?}\nbox = \"box1\"\nreconnect_max_ms = 1000\n{mqtt}{tables}",
+                "[asr]\nmodel = {model:?}\n{asr}[serve]\nhttp = \"127.0.0.1:{http}\"\nmedia = \"127.0.0.1:{media}\"\naudiosocket = \"127.0.0.1:{audiosocket}\"\ndata_dir = {data:?}\nshutdown_grace_s = 20.0\n{serve}[mqtt]\nurl = {url:?}\nsite = {site:?}\nbox = \"box1\"\nreconnect_max_ms = 1000\n{mqtt}{tables}",
                 model = s.model.display().to_string(),
                 asr = s.asr,
                 data = dir.join("data").display().to_string(),
                 url = s.mqtt_url,
                 site = s.site,
                 mqtt = s.mqtt,
+                serve = s.serve,
                 tables = s.tables,
             ),
         )
