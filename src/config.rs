@@ -260,6 +260,7 @@ impl Config {
             .validate()
             .map_err(|e| bad("media_stream", e))?;
         self.serve.validate().map_err(|e| bad("serve", e))?;
+        self.mqtt.validate().map_err(|e| bad("mqtt", e))?;
         let (lo, hi) = (self.prosody.f0_min_hz, self.prosody.f0_max_hz);
         if !(30.0..=200.0).contains(&lo) || !(150.0..=1000.0).contains(&hi) || lo * 2.0 > hi {
             return Err(bad(

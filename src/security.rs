@@ -336,6 +336,39 @@ pub fn read_digest_file(key: &str, path: &std::path::Path) -> Result<Vec<[u8; 32
     Ok(digests)
 }
 
+/// Reads a file of `user:digest` lines (SHA-256 of each user's password, hex; `#` comments):
+/// the embedded broker's users. The error names the key, the file and the line.
+pub fn read_user_file(
+    key: &str,
+    path: &std::path::Path,
+) -> Result<Vec<(String, [u8; 32])>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let mut users = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line
+            .rsplit_once(':')
+            .filter(|(u, _)| !u.trim().is_empty())
+            .and_then(|(u, hex)| Some((u.trim().to_string(), parse_digest(hex.trim())?)));
+        let Some(user) = parsed else {
+            return Err(format!(
+                "{key} {}:{}: expected USER:SHA256 (64 hex digits of the password's digest)",
+                path.display(),
+                n + 1
+            ));
+        };
+        users.push(user);
+    }
+    if users.is_empty() {
+        return Err(format!("{key} {}: no users", path.display()));
+    }
+    Ok(users)
+}
+
 /// Whether `secret`'s SHA-256 digest is one of `digests` (digests are compared, so timing
 /// reveals nothing about the secret).
 pub fn digest_listed(digests: &[[u8; 32]], secret: &str) -> bool {

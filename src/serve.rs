@@ -200,15 +200,25 @@ pub async fn run_with_reload(
         tracing::warn!("emotion inference for agents is ON (pipeline.agent_emotion); make sure this is lawful where the box runs");
     }
 
+    if cfg.mqtt.credentials_in_clear() {
+        tracing::warn!(url = %cfg.mqtt.url, "mqtt.username and password go to a non-loopback broker over plain mqtt://; use mqtts://");
+    }
+    let mut mqtt_cfg = cfg.mqtt.clone();
     let _broker = if cfg.mqtt.url == "embedded" {
-        let b = EmbeddedBroker::start(cfg.mqtt.embedded_listen)
-            .map_err(|e| ServeError::Setup(e.to_string()))?;
+        let b = EmbeddedBroker::for_config(&cfg.mqtt)
+            .map_err(|e| ServeError::Setup(e.to_string()))?
+            .ok_or_else(|| ServeError::Setup("mqtt.url embedded: no broker".into()))?;
         tracing::info!(addr = %b.addr(), "embedded MQTT broker started");
+        // calltone's own login, when the broker has users (it never leaves the process).
+        if let Some((user, password)) = b.login() {
+            mqtt_cfg.username = Some(user.clone());
+            mqtt_cfg.password = Some(password.clone());
+        }
         Some(b)
     } else {
         None
     };
-    let sink = MqttSink::start(&cfg.mqtt, &cfg.serve.data_dir, metrics.clone())
+    let sink = MqttSink::start(&mqtt_cfg, &cfg.serve.data_dir, metrics.clone())
         .map_err(|e| setup("mqtt", &e))?;
     let mqtt = sink.handle();
 

@@ -1202,3 +1202,105 @@ fn http_listeners_speak_tls_with_a_certificate() {
     )));
     serve.terminate();
 }
+
+/// With `mqtt.embedded_users_file`, the embedded broker lets in only listed users, and
+/// nobody — not even a listed user — can take calltone's own client id (and with it its
+/// session); calltone itself logs in with a secret of its own. A non-loopback
+/// `embedded_listen` without users is a config error. Clients: the mosquitto CLI.
+#[test]
+fn embedded_broker_needs_a_login_and_keeps_calltones_client_id() {
+    let Some(model) = common::model() else { return };
+    if std::process::Command::new("mosquitto_sub")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: mosquitto_sub not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("mqtt-users");
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"wallboard-pw").into();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&users, format!("# supervisors' wallboard\nwall:{hex}\n")).unwrap();
+    let port = common::broker::free_port();
+    let mqtt = format!(
+        "embedded_listen = \"127.0.0.1:{port}\"\nembedded_users_file = {:?}\n",
+        users.display().to_string()
+    );
+    let mut setup = common::service::ServeSetup::new(&model, "embedded", "emb");
+    setup.mqtt = &mqtt;
+    let serve = common::service::Serve::launch(
+        dir.path(),
+        &setup,
+        common::broker::free_port(),
+        common::broker::free_port(),
+    );
+    // Subscribes for calltone's retained status; (exit ok, what arrived, stderr).
+    let sub = |args: &[&str]| -> (bool, String, String) {
+        let o = std::process::Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", "calltone/emb/box1/status", "-C", "1", "-W", "5"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (ok, got, err) = sub(&["-u", "wall", "-P", "wallboard-pw"]);
+    assert!(ok && got.contains("online"), "listed user: {got} {err}");
+    for (what, args) in [
+        ("no login", vec![]),
+        ("wrong password", vec!["-u", "wall", "-P", "wallboard-pw2"]),
+        ("unknown user", vec!["-u", "eve", "-P", "wallboard-pw"]),
+        (
+            "calltone's client id",
+            vec![
+                "-i",
+                "calltone-emb-box1",
+                "-u",
+                "wall",
+                "-P",
+                "wallboard-pw",
+            ],
+        ),
+    ] {
+        let (ok, got, err) = sub(&args);
+        assert!(!ok && got.is_empty(), "{what}: let in ({got} {err})");
+    }
+    // calltone's own session survived the takeover attempt: still online, no last will.
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, got, err) = sub(&["-u", "wall", "-P", "wallboard-pw"]);
+    assert!(
+        ok && got.contains("online"),
+        "after the attempt: {got} {err}"
+    );
+    assert!(
+        !std::fs::read_to_string(&serve.log)
+            .unwrap()
+            .contains("mqtt: connection lost"),
+        "calltone's client was not thrown off"
+    );
+    serve.terminate();
+
+    // Exposed without users: refused at load, naming the key.
+    let cfg = dir.path().join("exposed.toml");
+    std::fs::write(
+        &cfg,
+        "[mqtt]\nurl = \"embedded\"\nembedded_listen = \"0.0.0.0:1883\"\n",
+    )
+    .unwrap();
+    let out = common::calltone()
+        .args(["config", "check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mqtt.embedded_listen") && err.contains("embedded_users_file"),
+        "{err}"
+    );
+}

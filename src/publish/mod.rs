@@ -11,7 +11,7 @@ pub mod broker;
 pub mod mqtt;
 pub mod outbox;
 
-pub use broker::{BrokerError, EmbeddedBroker};
+pub use broker::{BrokerError, EmbeddedAuth, EmbeddedBroker};
 pub use mqtt::{
     forward_from_bus, BrokerTarget, MqttConfig, MqttError, MqttHandle, MqttSink, PublishError,
 };

@@ -60,8 +60,14 @@ pub struct MqttConfig {
     /// it), `mqtt://host[:port]` (port 1883 by default) or `mqtts://host[:port]` (TLS, 8883).
     /// Default `embedded`.
     pub url: String,
-    /// Where the embedded broker listens. Default `127.0.0.1:1883`.
+    /// Where the embedded broker listens. Default `127.0.0.1:1883`. Anything but loopback
+    /// needs `embedded_users_file`.
     pub embedded_listen: SocketAddr,
+    /// Users of the embedded broker: `user:sha256hex(password)` lines. With it every client
+    /// must log in as one of them, and calltone's own client id is reserved for calltone
+    /// (it logs in with a secret made at each start). Default: none (open, loopback only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_users_file: Option<PathBuf>,
     /// First topic level. Default `calltone`.
     pub prefix: String,
     /// Second topic level. Default `site1`.
@@ -94,6 +100,7 @@ impl Default for MqttConfig {
         Self {
             url: "embedded".into(),
             embedded_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            embedded_users_file: None,
             prefix: "calltone".into(),
             site: "site1".into(),
             box_id: default_box_id(),
@@ -180,7 +187,34 @@ impl MqttConfig {
         if self.password.is_some() && self.username.is_none() {
             return Err("mqtt.password needs mqtt.username".into());
         }
+        if self.url.trim() == "embedded"
+            && !self.embedded_listen.ip().is_loopback()
+            && self.embedded_users_file.is_none()
+        {
+            return Err(format!(
+                "mqtt.embedded_listen {} is not loopback: set mqtt.embedded_users_file (the broker's users) or bind 127.0.0.1",
+                self.embedded_listen
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether a username and password would cross the network in clear: plain `mqtt://`
+    /// to a host that is not loopback.
+    pub fn credentials_in_clear(&self) -> bool {
+        match self.target() {
+            Ok(BrokerTarget::Tcp { host, .. }) => {
+                self.username.is_some() && !crate::security::is_loopback(&format!("{host}:0"))
+            }
+            _ => false,
+        }
+    }
+
+    /// calltone's MQTT client id (`client_id`, default `calltone-{site}-{box}`).
+    pub fn own_client_id(&self) -> String {
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| format!("calltone-{}-{}", self.site, self.box_id))
     }
 
     /// Parses `url`.
@@ -612,10 +646,7 @@ fn mqtt_options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, Mqt
         BrokerTarget::Tcp { host, port } => (host, port, false),
         BrokerTarget::Tls { host, port } => (host, port, true),
     };
-    let client_id = config
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("calltone-{}-{}", config.site, config.box_id));
+    let client_id = config.own_client_id();
     let mut o = MqttOptions::new(client_id, host, port);
     o.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)));
     o.set_clean_session(true);
