@@ -293,20 +293,25 @@ struct Health {
     broker_connected: Option<bool>,
     outbox_depth: Option<usize>,
     outbox_bytes: Option<u64>,
+    /// `ok`, `full` or `write_error` (see `MqttHandle::outbox_state`); `ok` is false unless
+    /// it is `ok`. The service keeps serving either way.
+    outbox_state: Option<&'static str>,
     active_calls: usize,
 }
 
 async fn healthz(AxState(st): AxState<AppState>) -> Json<Health> {
-    let (broker_connected, outbox_depth, outbox_bytes) = match &st.mqtt {
+    let (broker_connected, outbox_depth, outbox_bytes, outbox_state) = match &st.mqtt {
         Some(m) => (
             Some(m.is_connected()),
             Some(m.outbox_depth()),
             Some(m.outbox_bytes()),
+            Some(m.outbox_state()),
         ),
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     Json(Health {
-        ok: true,
+        ok: outbox_state.is_none_or(|s| s == "ok"),
+        outbox_state,
         uptime_s: st.started.elapsed().as_secs_f64(),
         broker_connected,
         outbox_depth,

@@ -1304,3 +1304,88 @@ fn embedded_broker_needs_a_login_and_keeps_calltones_client_id() {
         "{err}"
     );
 }
+
+/// A full disk under `data_dir`: the service keeps serving (health, API, calls), says so in
+/// `/healthz` (`ok: false`, `outbox_state: "write_error"`), counts the events it could not
+/// keep, and is back to `ok` once there is room again. Needs root to mount a small tmpfs
+/// (skipped otherwise).
+#[test]
+fn a_full_disk_is_a_health_state_not_a_crash() {
+    let Some(model) = common::model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&data)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("SKIP: cannot mount a tmpfs (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(data.clone());
+    let mut setup = common::service::ServeSetup::new(&model, "mqtt://127.0.0.1:1", "full");
+    setup.tables = "[security]\nmetrics_open = true\n";
+    let serve = common::service::Serve::launch(
+        dir.path(),
+        &setup,
+        common::broker::free_port(),
+        common::broker::free_port(),
+    );
+    let health = || -> serde_json::Value { serve.get_json("/healthz") };
+    assert_eq!(health()["outbox_state"], "ok");
+    // Fill the disk to the last byte.
+    let filler = data.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+    }
+    let (customer, agent) = common::service::demo_8k("demo/calm-call.wav");
+    let n = 8000 * 12;
+    common::service::stream_audiosocket(
+        serve.audiosocket,
+        [7; 16],
+        (&customer[..n], &agent[..n]),
+        4.0,
+        None,
+    );
+    serve.wait_for("the full disk in /healthz", WAIT, |s| {
+        s.get_json("/healthz")["outbox_state"] == "write_error"
+    });
+    let h = health();
+    assert_eq!(h["ok"], false, "{h}");
+    let lost = serve
+        .metric("calltone_mqtt_events_refused_total{reason=\"write_error\"}")
+        .unwrap_or(0.0);
+    assert!(lost >= 1.0, "events lost to the disk are counted: {lost}");
+    // Still serving: the API answers and a new call is taken.
+    let calls = serve.get("/api/calls");
+    assert!(
+        calls.lines().next().is_some_and(|l| l.contains(" 200 ")),
+        "{calls}"
+    );
+    // Room again: the next events are kept and the state is back to ok.
+    std::fs::remove_file(&filler).unwrap();
+    common::service::stream_audiosocket(
+        serve.audiosocket,
+        [8; 16],
+        (&customer[..n], &agent[..n]),
+        4.0,
+        None,
+    );
+    serve.wait_for("outbox_state ok again", WAIT, |s| {
+        s.get_json("/healthz")["outbox_state"] == "ok"
+    });
+    assert_eq!(health()["ok"], true);
+    serve.terminate();
+}

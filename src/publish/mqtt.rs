@@ -331,10 +331,16 @@ struct Shared {
     metrics: Arc<Metrics>,
     topics: Topics,
     refusals: AtomicU64,
+    /// What the last append found: [`OUTBOX_OK`], [`OUTBOX_FULL`] or [`OUTBOX_WRITE_ERROR`].
+    outbox_state: std::sync::atomic::AtomicU8,
     max_packet_bytes: usize,
     /// Where outbox entries the broker keeps refusing are set aside for inspection.
     set_aside_dir: PathBuf,
 }
+
+const OUTBOX_OK: u8 = 0;
+const OUTBOX_FULL: u8 = 1;
+const OUTBOX_WRITE_ERROR: u8 = 2;
 
 /// Connections an outbox entry may see lost while it was the only one in flight before it
 /// is set aside (the broker evidently refuses it: a packet over its own limit, a topic it
@@ -438,9 +444,19 @@ impl MqttHandle {
         sh.update_gauges(&ob);
         drop(ob);
         sh.wake.notify_one();
+        let state = match &r {
+            Ok(()) => OUTBOX_OK,
+            Err(OutboxError::Full { .. }) => OUTBOX_FULL,
+            Err(OutboxError::Io { .. }) => OUTBOX_WRITE_ERROR,
+            Err(_) => sh.outbox_state.load(Ordering::Relaxed),
+        };
+        sh.outbox_state.store(state, Ordering::Relaxed);
         if let Err(e) = &r {
-            if matches!(e, OutboxError::Full { .. }) {
-                sh.metrics.outbox_full_drops.inc();
+            match e {
+                OutboxError::Full { .. } => sh.metrics.outbox_full_drops.inc(),
+                // A full or read-only disk: the service goes on, the event is lost and counted.
+                OutboxError::Io { .. } => sh.metrics.mqtt_refused.with(&["write_error"]).inc(),
+                _ => {}
             }
             let n = sh.refusals.fetch_add(1, Ordering::Relaxed);
             // Every refusal is counted; the log is rate-limited so a long outage can't flood it.
@@ -485,6 +501,16 @@ impl MqttHandle {
     /// Whether the client is connected to the broker now.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// `ok`, `full` (the bound is reached: new events are refused) or `write_error` (the disk
+    /// refused the last write: full or read-only), as of the last event queued.
+    pub fn outbox_state(&self) -> &'static str {
+        match self.shared.outbox_state.load(Ordering::Relaxed) {
+            OUTBOX_FULL => "full",
+            OUTBOX_WRITE_ERROR => "write_error",
+            _ => "ok",
+        }
     }
 
     /// Unacknowledged QoS 1 entries.
@@ -559,6 +585,7 @@ impl MqttSink {
             metrics,
             topics,
             refusals: AtomicU64::new(0),
+            outbox_state: std::sync::atomic::AtomicU8::new(OUTBOX_OK),
             max_packet_bytes: config.max_packet_bytes,
             set_aside_dir: data_dir.join("outbox-set-aside"),
         });
