@@ -1,10 +1,15 @@
 //! The ASR pool: one Whisper model shared by N worker threads, each with its own long-lived
 //! decoding state, fed from one bounded queue.
 //!
-//! [`AsrPool::submit`] never blocks. When the queue is full the *oldest* waiting utterance is
-//! shed: its reply is called at once with [`NotTranscribed::Overload`], so the call still gets
-//! its utterance event (marked not transcribed) and intake and prosody never wait for ASR.
-//! Oldest-first because a live supervisor cares most about what the customer just said.
+//! [`AsrPool::submit`] never blocks. When the queue is full an utterance is shed: its reply is
+//! called at once with [`NotTranscribed::Overload`], so the call still gets its utterance
+//! event (marked not transcribed) and intake and prosody never wait for ASR.
+//!
+//! Fairness between calls: the utterance shed is the *oldest of the call with the most
+//! utterances waiting* (a live supervisor cares most about what a customer just said, and a
+//! call that floods the queue sheds its own utterances, not everyone else's); a free worker
+//! takes the oldest utterance of the call with the fewest waiting, so a flooding call gets
+//! what the others leave. Within one call, utterances run in order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,7 +144,8 @@ impl AsrPool {
                 at: Instant::now(),
             });
             if q.jobs.len() > self.shared.capacity {
-                shed = q.jobs.pop_front();
+                shed = pick(&q.jobs, |j| j.job.call_id.as_str(), Pick::Busiest)
+                    .and_then(|i| q.jobs.remove(i));
             }
         }
         self.shared.ready.notify_one();
@@ -195,6 +201,35 @@ impl Drop for AsrPool {
     }
 }
 
+/// Which call's oldest job [`pick`] chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    /// The call with the most jobs waiting (to shed).
+    Busiest,
+    /// The call with the fewest jobs waiting (to run next).
+    Quietest,
+}
+
+/// Index of the oldest job of the call `how` chooses; ties go to the call whose oldest job is
+/// oldest. O(n) in the queue length, which is small (`asr.queue`).
+fn pick<T>(jobs: &VecDeque<T>, call: impl Fn(&T) -> &str, how: Pick) -> Option<usize> {
+    let mut calls: Vec<(&str, usize, usize)> = Vec::new(); // (call, count, oldest index)
+    for (i, j) in jobs.iter().enumerate() {
+        let c = call(j);
+        match calls.iter_mut().find(|(id, _, _)| *id == c) {
+            Some(e) => e.1 += 1,
+            None => calls.push((c, 1, i)),
+        }
+    }
+    // `calls` is in order of each call's oldest job, so the first best is the tie-break
+    // (`min_by_key` keeps the first minimum, `max_by_key` the last maximum).
+    let best = match how {
+        Pick::Busiest => calls.iter().rev().max_by_key(|e| e.1),
+        Pick::Quietest => calls.iter().min_by_key(|e| e.1),
+    };
+    best.map(|e| e.2)
+}
+
 fn lock(m: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
     // A worker panicking inside whisper.cpp must not wedge the pool: the queue itself stays
     // consistent (every mutation is a single push/pop), so recover the guard.
@@ -205,12 +240,95 @@ fn lock(m: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
 fn next_job(shared: &Shared) -> Option<Queued> {
     let mut q = lock(&shared.queue);
     loop {
-        if let Some(job) = q.jobs.pop_front() {
+        if let Some(job) =
+            pick(&q.jobs, |j| j.job.call_id.as_str(), Pick::Quietest).and_then(|i| q.jobs.remove(i))
+        {
             return Some(job);
         }
         if q.closed {
             return None;
         }
         q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(calls: &[&'static str]) -> VecDeque<&'static str> {
+        calls.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_flooding_call_sheds_its_own_utterances() {
+        // "f" floods; "a" and "b" have one utterance each, "a" the oldest of all.
+        let jobs = q(&["a", "f", "f", "b", "f", "f"]);
+        assert_eq!(pick(&jobs, |j| j, Pick::Busiest), Some(1), "f's oldest");
+        assert_eq!(pick(&jobs, |j| j, Pick::Quietest), Some(0), "a, then b");
+        let jobs = q(&["f", "f", "b", "f"]);
+        assert_eq!(
+            pick(&jobs, |j| j, Pick::Quietest),
+            Some(2),
+            "b before f's backlog"
+        );
+    }
+
+    #[test]
+    fn equal_calls_are_served_oldest_first() {
+        let jobs = q(&["a", "b", "a", "b"]);
+        assert_eq!(pick(&jobs, |j| j, Pick::Busiest), Some(0));
+        assert_eq!(pick(&jobs, |j| j, Pick::Quietest), Some(0));
+        assert_eq!(pick(&q(&[]), |j| j, Pick::Busiest), None);
+        // One call alone: plain FIFO.
+        assert_eq!(pick(&q(&["a", "a", "a"]), |j| j, Pick::Quietest), Some(0));
+    }
+
+    #[test]
+    fn under_a_flood_every_other_call_keeps_its_utterances() {
+        // Capacity 8; each round one call submits 10 utterances and three quiet calls one
+        // each, and the workers finish four: room for the quiet calls, not for the flood.
+        let run = |fair: bool| -> Vec<&'static str> {
+            let mut jobs: VecDeque<&'static str> = VecDeque::new();
+            let mut shed = Vec::new();
+            let push = |jobs: &mut VecDeque<&'static str>, shed: &mut Vec<&'static str>, c| {
+                jobs.push_back(c);
+                if jobs.len() > 8 {
+                    let i = if fair {
+                        pick(jobs, |j| j, Pick::Busiest).unwrap()
+                    } else {
+                        0
+                    };
+                    shed.push(jobs.remove(i).unwrap());
+                }
+            };
+            for _ in 0..20 {
+                for _ in 0..10 {
+                    push(&mut jobs, &mut shed, "flood");
+                }
+                for c in ["a", "b", "c"] {
+                    push(&mut jobs, &mut shed, c);
+                }
+                for _ in 0..4 {
+                    let i = if fair {
+                        pick(&jobs, |j| j, Pick::Quietest)
+                    } else {
+                        Some(0)
+                    };
+                    if let Some(i) = i {
+                        jobs.remove(i);
+                    }
+                }
+            }
+            shed
+        };
+        let fair = run(true);
+        assert!(
+            !fair.is_empty() && fair.iter().all(|c| *c == "flood"),
+            "{fair:?}"
+        );
+        // The old policy (shed the oldest, run the oldest) loses the quiet calls' words too.
+        let fifo = run(false);
+        assert!(fifo.iter().any(|c| *c != "flood"), "{fifo:?}");
     }
 }
