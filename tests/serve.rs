@@ -227,12 +227,19 @@ fn broker_outage_and_sigkill_lose_nothing() {
     assert!(utterances >= 4, "utterances lost: {utterances}");
     // Every seq is there, except QoS 0 `state` ticks published while the broker was down
     // (best effort by contract): each gap must fit the state ticks of the time it spans.
+    // An utterance's `t` is the end of its speech, not when it was published (after its
+    // transcript, seconds later), so the gap's end is the next received `state` tick or
+    // `call_ended`, whose `t` is when they were published.
     let mut prev: Option<(u64, f64)> = None;
     for (&s, v) in &by_seq {
         let t = v["t"].as_f64().unwrap();
+        let published_by = by_seq
+            .range(s..)
+            .find(|(_, e)| e["type"] == "state" || e["type"] == "call_ended")
+            .map_or(t, |(_, e)| e["t"].as_f64().unwrap());
         if let Some((ps, pt)) = prev {
             let gap = s - ps - 1;
-            let ticks = (t - pt).ceil() as u64 + 1;
+            let ticks = (published_by - pt).ceil() as u64 + 1;
             assert!(
                 gap <= ticks,
                 "seq {ps}..{s} ({pt:.1}..{t:.1} s): {gap} missing events, more than state ticks"
