@@ -401,10 +401,7 @@ fn run_replay(
                 if let (Some(mut f), Some(dir)) = (file_out, out_dir) {
                     f.flush()
                         .map_err(|e| Failure::internal(format!("{}: {e}", file.display())))?;
-                    let report = CallReport::from_events(&kept);
-                    let page = format!("{name}.report.html");
-                    write_output(&dir.join(&page), &html::report_page(&report, levels))?;
-                    index_rows.push(IndexRow::new(&report, page));
+                    index_rows.push(write_report(dir, &name, &kept, levels)?);
                 }
             }
             Err(e) => {
@@ -424,14 +421,7 @@ fn run_replay(
         }
     }
     bars.finish();
-    if let Some(dir) = out_dir {
-        if !index_rows.is_empty() {
-            write_output(
-                &dir.join("index.html"),
-                &index::index_page(&index_rows, levels),
-            )?;
-        }
-    }
+    write_index(out_dir, &index_rows, levels)?;
     match first_failure {
         // Already printed; exit with its code and no second message.
         Some(f) => std::process::exit(f.code as i32),
@@ -477,39 +467,56 @@ fn run_rescore(
                     continue;
                 }
             };
-            let mut lock = stdout.lock();
-            for e in &events {
-                replay::write_jsonl(&mut lock, e).map_err(Failure::internal)?;
-            }
-            lock.flush().map_err(Failure::internal)?;
-            drop(lock);
-            let Some(dir) = out_dir else { continue };
-            let name = rescore::unique_file_name(&call.name, &mut names);
+            // Serialised once, for stdout and the `--out` file.
             let mut text = Vec::new();
             for e in &events {
                 replay::write_jsonl(&mut text, e).map_err(Failure::internal)?;
             }
+            let mut lock = stdout.lock();
+            lock.write_all(&text)
+                .and_then(|()| lock.flush())
+                .map_err(Failure::internal)?;
+            drop(lock);
+            let Some(dir) = out_dir else { continue };
+            let name = rescore::unique_file_name(&call.name, &mut names);
             let text = String::from_utf8(text).map_err(Failure::internal)?;
             write_output(&dir.join(format!("{name}.events.jsonl")), &text)?;
-            let report = CallReport::from_events(&events);
-            let page = format!("{name}.report.html");
-            write_output(&dir.join(&page), &html::report_page(&report, levels))?;
-            index_rows.push(IndexRow::new(&report, page));
+            index_rows.push(write_report(dir, &name, &events, levels)?);
         }
     }
-    if let Some(dir) = out_dir {
-        if !index_rows.is_empty() {
-            write_output(
-                &dir.join("index.html"),
-                &index::index_page(&index_rows, levels),
-            )?;
-        }
-    }
+    write_index(out_dir, &index_rows, levels)?;
     if failed {
         // Each bad input was named on its own line; the others were re-scored.
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// Writes `NAME.report.html` of one call into the `--out` directory; its index row.
+fn write_report(
+    dir: &Path,
+    name: &str,
+    events: &[calltone::events::Event],
+    levels: StressLevels,
+) -> Result<IndexRow, Failure> {
+    let report = CallReport::from_events(events);
+    let page = format!("{name}.report.html");
+    write_output(&dir.join(&page), &html::report_page(&report, levels))?;
+    Ok(IndexRow::new(&report, page))
+}
+
+/// Writes `index.html` of the `--out` directory, when there is one and a call to list.
+fn write_index(
+    out_dir: Option<&Path>,
+    rows: &[IndexRow],
+    levels: StressLevels,
+) -> Result<(), Failure> {
+    match out_dir {
+        Some(dir) if !rows.is_empty() => {
+            write_output(&dir.join("index.html"), &index::index_page(rows, levels))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `--agent`: the same rule as an agent id from ingest metadata.

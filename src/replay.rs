@@ -118,9 +118,19 @@ pub fn call_id_for(path: &Path) -> String {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "call".into());
-    let id: String = stem
-        .chars()
+        .unwrap_or_default();
+    let id = safe_name(&stem);
+    if id.is_empty() {
+        "call".into()
+    } else {
+        id
+    }
+}
+
+/// `s` with every character but ASCII letters, digits, `-`, `_` and `.` replaced by `_`
+/// (safe in MQTT topics and file names).
+pub fn safe_name(s: &str) -> String {
+    s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
@@ -128,12 +138,7 @@ pub fn call_id_for(path: &Path) -> String {
                 '_'
             }
         })
-        .collect();
-    if id.is_empty() {
-        "call".into()
-    } else {
-        id
-    }
+        .collect()
 }
 
 /// Replays one file, handing each event to `sink` in order and telling `progress` how far it

@@ -322,16 +322,7 @@ fn overlap_s(a: &[(f64, f64)], b: &[(f64, f64)]) -> f64 {
 /// A file name for a call of the `--out` directory (`call_id`, or `call_id_run`), distinct
 /// from those already in `taken`.
 pub fn unique_file_name(name: &str, taken: &mut HashSet<String>) -> String {
-    let base: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let base = crate::replay::safe_name(name);
     let base = if base.is_empty() || base.starts_with('.') {
         format!("call{base}")
     } else {

@@ -307,33 +307,12 @@ pub fn allowed(networks: &[String], ip: IpAddr) -> bool {
             .any(|n| n.contains(ip))
 }
 
-/// Logs a warning when `listener` binds to a non-loopback address without authentication.
-/// Returns whether it warned.
-/// Reads a file of SHA-256 digests of secrets (hex, one per line, `#` comments, optional
-/// `name:` before the digest); the error names `key`, the file and the line.
+/// Reads a file of SHA-256 digests (64 hex digits per line, `name:` prefix allowed, `#`
+/// comments), e.g. `security.http_tokens_file`. The error names the key, the file and the line.
 pub fn read_digest_file(key: &str, path: &std::path::Path) -> Result<Vec<[u8; 32]>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
-    let mut digests = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let hex = line.rsplit(':').next().unwrap_or(line).trim();
-        let d = parse_digest(hex).ok_or_else(|| {
-            format!(
-                "{key} {}:{}: expected a SHA-256 digest (64 hex digits)",
-                path.display(),
-                n + 1
-            )
-        })?;
-        digests.push(d);
-    }
-    if digests.is_empty() {
-        return Err(format!("{key} {}: no digests", path.display()));
-    }
-    Ok(digests)
+    read_lines(key, path, "a SHA-256 digest (64 hex digits)", |line| {
+        parse_digest(line.rsplit(':').next().unwrap_or(line).trim())
+    })
 }
 
 /// Reads a file of `user:digest` lines (SHA-256 of each user's password, hex; `#` comments):
@@ -342,31 +321,45 @@ pub fn read_user_file(
     key: &str,
     path: &std::path::Path,
 ) -> Result<Vec<(String, [u8; 32])>, String> {
+    read_lines(
+        key,
+        path,
+        "USER:SHA256 (64 hex digits of the password's digest)",
+        |line| {
+            let (u, hex) = line.rsplit_once(':')?;
+            let u = u.trim();
+            if u.is_empty() {
+                return None;
+            }
+            Some((u.to_string(), parse_digest(hex.trim())?))
+        },
+    )
+}
+
+/// The entries of a credentials file: one per non-blank, non-`#` line, parsed by `parse`;
+/// at least one. Errors name the key, the file and the line (`expect` says what a line holds).
+fn read_lines<T>(
+    key: &str,
+    path: &std::path::Path,
+    expect: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
-    let mut users = Vec::new();
+    let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let parsed = line
-            .rsplit_once(':')
-            .filter(|(u, _)| !u.trim().is_empty())
-            .and_then(|(u, hex)| Some((u.trim().to_string(), parse_digest(hex.trim())?)));
-        let Some(user) = parsed else {
-            return Err(format!(
-                "{key} {}:{}: expected USER:SHA256 (64 hex digits of the password's digest)",
-                path.display(),
-                n + 1
-            ));
-        };
-        users.push(user);
+        let entry = parse(line)
+            .ok_or_else(|| format!("{key} {}:{}: expected {expect}", path.display(), n + 1))?;
+        out.push(entry);
     }
-    if users.is_empty() {
-        return Err(format!("{key} {}: no users", path.display()));
+    if out.is_empty() {
+        return Err(format!("{key} {}: no entries", path.display()));
     }
-    Ok(users)
+    Ok(out)
 }
 
 /// Whether `secret`'s SHA-256 digest is one of `digests` (digests are compared, so timing
@@ -376,6 +369,8 @@ pub fn digest_listed(digests: &[[u8; 32]], secret: &str) -> bool {
     digests.contains(&d)
 }
 
+/// Logs a warning when `listener` binds to a non-loopback address without authentication.
+/// Returns whether it warned.
 pub fn warn_if_exposed(listener: &str, addr: &str, authenticated: bool) -> bool {
     if addr.trim().is_empty() || authenticated || is_loopback(addr) {
         return false;
