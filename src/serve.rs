@@ -632,7 +632,13 @@ async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
         let (source, live) = (*source, speakers.clone());
         let _ = tx.try_send(ev);
         let run = next_run(&mut last_run);
-        tasks.spawn(call_task(id.clone(), source, run, crx, shared.clone()));
+        tasks.spawn(spawn_call_thread(
+            id.clone(),
+            source,
+            run,
+            crx,
+            shared.clone(),
+        ));
         calls.insert(id, RoutedCall { tx, live, source });
     }
     // Every source has stopped; wait for the open calls to end.
@@ -640,8 +646,46 @@ async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
     while tasks.join_next().await.is_some() {}
 }
 
+/// Runs one call's analysis on a thread of its own and resolves when the call has ended.
+///
+/// The analysis (resampling, VAD, pitch, arousal, alerts, redaction) is synchronous CPU work;
+/// on the async runtime's few worker threads a busy call would hold up HTTP, SSE, MQTT and
+/// every other call's sockets. On its own thread it competes only as one more thread for the
+/// cores, and it waits for input with the runtime's channels (`Handle::block_on`).
+async fn spawn_call_thread(
+    call_id: String,
+    source: &'static str,
+    run: u64,
+    src: mpsc::Receiver<CallEvent>,
+    shared: Arc<Shared>,
+) {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::runtime::Handle::current();
+    let name = format!("call-{run}");
+    let metrics = shared.metrics.clone();
+    let spawned = std::thread::Builder::new().name(name).spawn({
+        let call_id = call_id.clone();
+        move || {
+            call_task(handle, call_id, source, run, src, shared);
+            let _ = done_tx.send(());
+        }
+    });
+    match spawned {
+        // The sender is dropped when the thread ends, also if it panicked.
+        Ok(_) => {
+            let _ = done_rx.await;
+        }
+        Err(e) => {
+            tracing::warn!(%call_id, error = %e, reason = "no_thread", "call refused: no thread for its analysis");
+            metrics.audio_dropped.with(&[source, "no_thread"]).inc();
+        }
+    }
+}
+
 /// One call: owns its pipeline, feeds it audio and transcripts, publishes its events.
-async fn call_task(
+/// Runs on the call's own thread ([`spawn_call_thread`]).
+fn call_task(
+    rt: tokio::runtime::Handle,
     call_id: String,
     source: &'static str,
     run: u64,
@@ -665,27 +709,30 @@ async fn call_task(
     let context_every = Duration::from_secs_f64(cfg.serve.context_interval_s);
     let mut context_sent: Option<Instant> = None;
     loop {
-        let msg = tokio::select! {
-            Some(m) = rx.recv() => m,
-            m = src.recv(), if src_open => match m {
-                Some(ev) => CallMsg::Source(ev),
-                None => {
-                    // The router forgot the call (its last leg ended) or is shutting down.
-                    src_open = false;
-                    match pipeline.as_mut() {
-                        None => return,
-                        Some(p) if !p.is_finished() && !live_legs.is_empty() => {
-                            live_legs.clear();
-                            CallMsg::Source(CallEvent::End {
-                                call_id: call_id.clone(),
-                                speaker: Speaker::Customer,
-                                reason: "disconnected".into(),
-                            })
-                        }
-                        Some(_) => continue,
+        let next = rt.block_on(async {
+            tokio::select! {
+                Some(m) = rx.recv() => Some(m),
+                m = src.recv(), if src_open => m.map(CallMsg::Source),
+            }
+        });
+        let msg = match next {
+            Some(m) => m,
+            None => {
+                // The router forgot the call (its last leg ended) or is shutting down.
+                src_open = false;
+                match pipeline.as_mut() {
+                    None => return,
+                    Some(p) if !p.is_finished() && !live_legs.is_empty() => {
+                        live_legs.clear();
+                        CallMsg::Source(CallEvent::End {
+                            call_id: call_id.clone(),
+                            speaker: Speaker::Customer,
+                            reason: "disconnected".into(),
+                        })
                     }
+                    Some(_) => continue,
                 }
-            },
+            }
         };
         match msg {
             CallMsg::Source(CallEvent::Start { speakers, .. }) => {

@@ -542,6 +542,86 @@ async fn audiosocket_source_networks_and_connection_cap() {
     assert!(h.drain(Duration::from_millis(200)).await.is_empty());
 }
 
+/// A leg that keeps its socket busy with everything but audio (AudioSocket DTMF and repeated
+/// UUID frames, L16 text and pings, Twilio marks) is idle: it ends with `timeout` after
+/// `read_timeout_s`, however often it sends, and frees its call.
+#[tokio::test]
+async fn legs_that_send_no_audio_time_out() {
+    let mut h = ingest(
+        MediaStreamConfig {
+            read_timeout_s: 1.0,
+            ..Default::default()
+        },
+        AudioSocketConfig {
+            read_timeout_s: 1.0,
+            ..Default::default()
+        },
+        Pacing::default(),
+    )
+    .await;
+    let uuid = [9u8; 16];
+    let t0 = Instant::now();
+    let mut a = TcpStream::connect(h.audiosocket).await.unwrap();
+    let mut hello = vec![0x01, 0x00, 0x10];
+    hello.extend_from_slice(&uuid);
+    a.write_all(&hello).await.unwrap();
+    let chatter = tokio::spawn(async move {
+        // DTMF '5' and the same UUID again, every 200 ms: well inside the 1 s timeout.
+        for _ in 0..40 {
+            if a.write_all(&[0x03, 0x00, 0x01, b'5']).await.is_err()
+                || a.write_all(&hello).await.is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        expect_eof(&mut a, WAIT).await;
+    });
+    let mut l16 = ws(h.media, "/media/l16").await;
+    l16.send(WsMessage::text(
+        r#"{"call_id":"CAidle","sample_rate":8000,"channels":1}"#,
+    ))
+    .await
+    .unwrap();
+    let mut l16_reason = String::new();
+    for _ in 0..40 {
+        let busy = l16.send(WsMessage::Ping(vec![1].into())).await.is_ok()
+            && l16.send(WsMessage::text(r#"{"hello":1}"#)).await.is_ok();
+        if !busy {
+            break;
+        }
+        if let Ok(Some(Ok(WsMessage::Close(f)))) =
+            tokio::time::timeout(Duration::from_millis(200), l16.next()).await
+        {
+            l16_reason = f.map(|f| f.reason.to_string()).unwrap_or_default();
+            break;
+        }
+    }
+    chatter.await.unwrap();
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "idle legs were held {took:?}"
+    );
+    let evs = h.drain(Duration::from_millis(300)).await;
+    let ends: Vec<String> = evs
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::End { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        vec!["timeout".to_string(); 2],
+        "{evs:?} (l16 close: {l16_reason:?})"
+    );
+    assert!(
+        !evs.iter().any(|e| matches!(e, CallEvent::Audio { .. })),
+        "no audio was sent"
+    );
+}
+
 // ------------------------------------------------------------ the real binary
 
 /// A raw HTTP/1.0 GET; the status line's code.
@@ -590,6 +670,68 @@ fn supervisor_and_media_listeners_are_separate() {
     // The media listener speaks WebSocket on /media/*: a plain GET is refused as such.
     let code = http_status(serve.media, "/media/twilio");
     assert!((400..500).contains(&code) && code != 404, "{code}");
+    serve.terminate();
+}
+
+/// The names of the process's threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![];
+    };
+    dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// A call's analysis runs on a thread of its own (`call-{run}`), not on the async runtime's
+/// workers that serve HTTP, SSE and MQTT, and the thread ends with its call.
+#[test]
+fn each_call_is_analysed_on_its_own_thread() {
+    use std::io::Write;
+    let Some(model) = common::model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let setup = common::service::ServeSetup::new(&model, "mqtt://127.0.0.1:1", "threads");
+    let serve = common::service::Serve::launch(
+        dir.path(),
+        &setup,
+        common::broker::free_port(),
+        common::broker::free_port(),
+    );
+    let pid = serve.child.id();
+    let calls = |names: &[String]| names.iter().filter(|n| n.starts_with("call-")).count();
+    assert_eq!(calls(&thread_names(pid)), 0);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", serve.audiosocket)).unwrap();
+    let mut hello = vec![0x01, 0x00, 0x10];
+    hello.extend_from_slice(&[0x42; 16]);
+    s.write_all(&hello).unwrap();
+    let mut frame = vec![0x10, 0x01, 0x40];
+    frame.extend(std::iter::repeat_n(0u8, 320)); // 20 ms of 8 kHz silence
+    let mut during = vec![];
+    for i in 0..100 {
+        s.write_all(&frame).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        if i % 10 == 9 {
+            during = thread_names(pid);
+            if calls(&during) == 1 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        calls(&during),
+        1,
+        "threads while the call is live: {during:?}"
+    );
+    s.write_all(&[0x00, 0x00, 0x00]).unwrap();
+    let t0 = Instant::now();
+    while calls(&thread_names(pid)) > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the call's thread outlived the call: {:?}",
+            thread_names(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     serve.terminate();
 }
 

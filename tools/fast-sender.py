@@ -5,7 +5,13 @@ process's RSS sampled. Prints peak RSS, /healthz latency (p50/p99/max) and how l
 took. Works against any calltone binary with the AudioSocket listener, so the same run
 measures before/after a change:
 
-    tools/fast-sender.py target/release/calltone [SECONDS]
+    tools/fast-sender.py target/release/calltone [SECONDS] [CALLS] [PACE]
+
+With CALLS > 1 and PACE > 0 it is the busy-box attack instead: CALLS two-leg calls, each leg
+sending SECONDS of audio at PACE × real time (at most the pacing guard's 3×, so nothing is
+dropped and every frame is analysed), which loads the analysis rather than the buffers:
+
+    tools/fast-sender.py target/release/calltone 60 24 3
 
 Uses the system Mosquitto on 127.0.0.1:1883 and the model at models/ggml-tiny.en.bin;
 everything binds 127.0.0.1 only.
@@ -14,6 +20,8 @@ import os, socket, struct, subprocess, sys, tempfile, threading, time, wave
 
 binary = sys.argv[1]
 seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 600.0
+calls = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+pace = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -100,8 +108,13 @@ def leg(pcm, uuid):
     frame = 640  # 20 ms at 16 kHz
     total = int(seconds * 16000 * 2)
     sent = 0
+    start = time.time()
     try:
         while sent < total:
+            if pace > 0:
+                ahead = sent / 32000 / pace - (time.time() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
             off = sent % (len(pcm) - frame)
             s.sendall(struct.pack(">BH", 0x12, frame) + pcm[off:off + frame])
             sent += frame
@@ -115,13 +128,15 @@ poller = threading.Thread(target=poll)
 poller.start()
 time.sleep(1.0)
 base_rss = rss[-1] if rss else 0
-uuid = bytes(range(16))
 t1 = time.time()
-legs = [threading.Thread(target=leg, args=(cust, uuid))]
-legs[0].start()
-time.sleep(0.2)
-legs.append(threading.Thread(target=leg, args=(agent, uuid)))
-legs[1].start()
+legs = []
+for c in range(calls):
+    uuid = bytes([c % 256] + list(range(1, 16)))
+    legs.append(threading.Thread(target=leg, args=(cust, uuid)))
+    legs[-1].start()
+    time.sleep(0.05)
+    legs.append(threading.Thread(target=leg, args=(agent, uuid)))
+    legs[-1].start()
 for t in legs:
     t.join()
 send_s = time.time() - t1
@@ -138,6 +153,6 @@ fin = sorted(x for x in lat if x != float("inf"))
 def pct(p):
     return fin[min(len(fin) - 1, int(p * len(fin)))] * 1000 if fin else float("nan")
 print(f"binary: {binary}")
-print(f"sent {seconds:.0f} s of two-leg audio in {send_s:.1f} s ({seconds / send_s:.0f}x real time)")
+print(f"{calls} call(s): sent {seconds:.0f} s of two-leg audio each in {send_s:.1f} s ({seconds / send_s:.0f}x real time)")
 print(f"RSS: idle {base_rss:.0f} MiB, peak {max(rss):.0f} MiB")
 print(f"/healthz: n={len(lat)} p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {pct(1.0):.1f} ms, failed {len(lat) - len(fin)}")

@@ -14,7 +14,8 @@
 //! * Bad data (unknown kind, odd audio length, oversize frame, bad UUID, a sample-rate change
 //!   mid-leg) closes only that connection: `tracing::warn!` with the call id and reason, a
 //!   `bad_frames` count, and `End{reason:"error: …"}` for the leg if it had started.
-//! * A leg silent for `read_timeout_s` ends with `timeout`; EOF without hangup ends with
+//! * A leg that sends no audio for `read_timeout_s` (DTMF and repeated UUIDs do not count)
+//!   ends with `timeout`; EOF without hangup ends with
 //!   `disconnected`; service shutdown ends live legs with `shutdown`.
 
 use std::net::SocketAddr;
@@ -61,7 +62,8 @@ pub fn audio_kind_rate(kind: u8) -> Option<u32> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AudioSocketConfig {
-    /// A leg that sends nothing for this many seconds ends with reason `timeout`. Default 10.
+    /// A leg that sends no audio for this many seconds ends with reason `timeout` (DTMF and
+    /// UUID frames do not count). Default 10.
     pub read_timeout_s: f64,
     /// Speaker of the first connection of a call; the second gets the other role.
     /// Default `customer`.
@@ -409,14 +411,17 @@ async fn run_leg<R: AsyncRead + Unpin>(
         ingest.bad_frame(class);
         LegEnd::End(format!("error: {reason}"))
     };
+    // Only audio moves the deadline: a leg that sends DTMF or repeats its UUID but no audio
+    // is as idle as a silent one and must not hold its call and connection open.
+    let mut deadline = tokio::time::Instant::now() + read_timeout;
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => return LegEnd::End("shutdown".into()),
-            r = tokio::time::timeout(read_timeout, read_frame(reader, config.max_payload_bytes)) => r,
+            r = tokio::time::timeout_at(deadline, read_frame(reader, config.max_payload_bytes)) => r,
         };
         let frame = match frame {
             Err(_) => {
-                tracing::warn!(call_id, %speaker, timeout_s = config.read_timeout_s, "audiosocket: leg silent; closing");
+                tracing::warn!(call_id, %speaker, timeout_s = config.read_timeout_s, "audiosocket: no audio from the leg; closing");
                 return LegEnd::End("timeout".into());
             }
             Ok(Err(ReadError::Eof)) => return LegEnd::End("disconnected".into()),
@@ -485,6 +490,9 @@ async fn run_leg<R: AsyncRead + Unpin>(
                         );
                     }
                     Some(_) => {}
+                }
+                if !frame.payload.is_empty() {
+                    deadline = tokio::time::Instant::now() + read_timeout;
                 }
                 if frame.payload.is_empty() || !pacer.admit(frame.payload.len() / 2, frame_rate) {
                     continue;

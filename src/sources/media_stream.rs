@@ -17,8 +17,8 @@
 //!
 //! Bad data (bad JSON, bad base64, unsupported format, media before `start`, a binary frame
 //! whose length is not whole sample frames) closes only that socket with a logged reason;
-//! speakers already started get `End{reason:"error: …"}`. A socket silent for
-//! `read_timeout_s` ends with `timeout`; one that closes without `stop` with `disconnected`.
+//! speakers already started get `End{reason:"error: …"}`. A socket that sends no
+//! audio for `read_timeout_s` (pings, marks and DTMF do not count) ends with `timeout`; one that closes without `stop` with `disconnected`.
 //!
 //! Security: a stream's legs belong to its socket ([`super::legs`]): a second socket naming
 //! a call whose speakers are live is refused (`leg_taken`) before it sends anything. Each
@@ -50,7 +50,8 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaStreamConfig {
-    /// A socket that sends nothing for this many seconds ends with `timeout`. Default 10.
+    /// A socket that sends no audio for this many seconds ends with `timeout` (pings, marks
+    /// and DTMF do not count). Default 10.
     pub read_timeout_s: f64,
     /// Twilio: chunks that may wait for a missing one, per track. Default 5 (100 ms).
     pub reorder_window: usize,
@@ -378,15 +379,16 @@ enum Step {
     Refused,
 }
 
-/// Receives the next message, honouring shutdown and the read timeout.
+/// Receives the next message before `deadline`, honouring shutdown. Callers move the
+/// deadline only when audio arrives: pings, marks and DTMF do not keep a leg open.
 async fn next_message(
     socket: &mut WebSocket,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
     shutdown: &CancellationToken,
 ) -> Result<Message, String> {
     tokio::select! {
         _ = shutdown.cancelled() => Err("shutdown".into()),
-        r = tokio::time::timeout(timeout, socket.recv()) => match r {
+        r = tokio::time::timeout_at(deadline, socket.recv()) => match r {
             Err(_) => Err("timeout".into()),
             Ok(None) => Err("disconnected".into()),
             Ok(Some(Err(e))) => {
@@ -503,6 +505,8 @@ struct TwilioSession<'a> {
     released: Vec<Released>,
     /// This socket's ownership of its call's legs; dropped after the legs' `End`s are sent.
     claim: Option<LegClaim>,
+    /// `media` messages received; only they move the read deadline.
+    media_messages: u64,
 }
 
 impl<'a> TwilioSession<'a> {
@@ -513,6 +517,7 @@ impl<'a> TwilioSession<'a> {
             tracks: Vec::new(),
             released: Vec::new(),
             claim: None,
+            media_messages: 0,
         }
     }
 
@@ -522,13 +527,21 @@ impl<'a> TwilioSession<'a> {
 
     async fn run(&mut self, mut socket: WebSocket) {
         let timeout = Duration::from_secs_f64(self.st.config.read_timeout_s);
+        let mut deadline = tokio::time::Instant::now() + timeout;
         let reason = loop {
-            let msg = match next_message(&mut socket, timeout, &self.st.shutdown).await {
+            let msg = match next_message(&mut socket, deadline, &self.st.shutdown).await {
                 Ok(m) => m,
                 Err(reason) => break reason,
             };
             let step = match msg {
-                Message::Text(text) => self.on_text(text.as_str()).await,
+                Message::Text(text) => {
+                    let before = self.media_messages;
+                    let step = self.on_text(text.as_str()).await;
+                    if self.media_messages != before {
+                        deadline = tokio::time::Instant::now() + timeout;
+                    }
+                    step
+                }
                 Message::Binary(_) => self.bad("binary_frame", "unexpected binary frame".into()),
                 _ => Step::Continue,
             };
@@ -586,7 +599,10 @@ impl<'a> TwilioSession<'a> {
             | TwilioMsg::Dtmf {}
             | TwilioMsg::Other => Step::Continue,
             TwilioMsg::Start { start, stream_sid } => self.on_start(start, stream_sid).await,
-            TwilioMsg::Media { media } => self.on_media(media).await,
+            TwilioMsg::Media { media } => {
+                self.media_messages += 1;
+                self.on_media(media).await
+            }
             TwilioMsg::Stop {} => {
                 if self.flush_all().await.is_err() {
                     return Step::Abort;
@@ -810,7 +826,8 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
     };
 
     // Metadata first.
-    let first = match next_message(&mut socket, timeout, &st.shutdown).await {
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let first = match next_message(&mut socket, deadline, &st.shutdown).await {
         Ok(m) => m,
         Err(reason) => return finish(&mut socket, ingest, None, &[], reason).await,
     };
@@ -884,14 +901,15 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
     let frame_bytes = 2 * channels;
     let mut pacer = ingest.pacer();
     let reason = loop {
-        let msg = match next_message(&mut socket, timeout, &st.shutdown).await {
+        let msg = match next_message(&mut socket, deadline, &st.shutdown).await {
             Ok(m) => m,
             Err(reason) => break reason,
         };
         let data = match msg {
-            Message::Binary(b) => b,
+            Message::Binary(b) if !b.is_empty() => b,
             _ => continue,
         };
+        deadline = tokio::time::Instant::now() + timeout;
         if data.len() % frame_bytes != 0 {
             break bad(
                 "odd_length",
