@@ -21,7 +21,9 @@
 //!   near phone words ("phone", "number", "call", "cell", …), spoken or not.
 //!
 //! * `[IBAN]` — written IBANs ("GB82 WEST 1234 5698 7654 32", "DE89370400440532013000") whose
-//!   ISO 13616 mod-97 check passes.
+//!   ISO 13616 mod-97 check passes; spoken ones (as ASR writes them: "my IBAN is gv82, w st,
+//!   1234 5698…") as the run of code-like tokens after the word "iban" or in the answer to a
+//!   question naming it, when the run holds 4+ digits.
 //! * `[DOB]` — the date after "date of birth", "born", "birthday", "dob": "12/05/1980",
 //!   "May 12 1980", "twelve oh five nineteen eighty".
 //!
@@ -44,7 +46,7 @@
 //!
 //! Limits: spoken tens ("forty one eleven") are not read as digits except inside dates;
 //! an account number of phone length next to "number" is redacted as `[PHONE]`. Not redacted
-//! at all: names, street addresses, post codes, spoken IBANs, passwords and answers to
+//! at all: names, street addresses, post codes, passwords and answers to
 //! security questions. The first half of a card number read in two halves leaks when nothing
 //! before it set a payment context (it was published before the second half was heard).
 
@@ -297,6 +299,7 @@ impl Redactor {
         }
         if wants(PiiKind::Iban) {
             scan.ibans();
+            scan.spoken_ibans();
         }
         let runs = digit_runs(&toks);
         // Birth dates first, so "born 12 05 1980" is not read as a phone number.
@@ -354,6 +357,7 @@ enum Ask {
     Cvv,
     Expiry,
     Dob,
+    Iban,
 }
 
 impl Ask {
@@ -364,6 +368,7 @@ impl Ask {
             Ask::Cvv => "security code",
             Ask::Expiry => "expires",
             Ask::Dob => "date of birth",
+            Ask::Iban => "iban",
         }
     }
 
@@ -396,6 +401,7 @@ impl Ask {
                 Ask::Dob,
                 &["date of birth", "birth date", "birthday", "born"],
             ),
+            (Ask::Iban, &["iban"]),
             (
                 Ask::Card,
                 &[
@@ -1123,6 +1129,64 @@ impl Scan<'_> {
         }
     }
 
+    /// Spoken IBANs, as ASR writes them ("my IBAN is gb82, w st, 1234 5698…"): after the word
+    /// "iban" (and up to three filler words), the run of code-like tokens — digits, spoken
+    /// digits, letter-digit mixes and words of at most four letters, commas and dashes between
+    /// — holding at least four digits. The mod-97 check cannot help: ASR rarely gets every
+    /// character, so the cue decides.
+    fn spoken_ibans(&mut self) {
+        const FILLER: &[&str] = &["is", "it's", "its", "it", "my", "the", "number", "s"];
+        const STOP: &[&str] = &["and", "thanks", "thank", "please", "that", "okay", "ok"];
+        let toks = self.toks;
+        let code_like = |t: &Tok| match t.class {
+            Class::Digits => true,
+            Class::Word => {
+                spoken_digit(&t.lower).is_some()
+                    || t.lower.bytes().any(|b| b.is_ascii_digit())
+                    || (t.lower.chars().count() <= 4 && !STOP.contains(&t.lower.as_str()))
+            }
+            Class::Punct => false,
+        };
+        let digits_in = |t: &Tok| match spoken_digit(&t.lower) {
+            Some(_) => 1,
+            None => t.lower.bytes().filter(u8::is_ascii_digit).count(),
+        };
+        for c in 0..toks.len() {
+            if toks[c].lower != "iban" {
+                continue;
+            }
+            let mut i = c + 1;
+            let mut skipped = 0;
+            while i < toks.len()
+                && skipped < 3
+                && (toks[i].class == Class::Punct || FILLER.contains(&toks[i].lower.as_str()))
+                && !toks[i].lower.bytes().any(|b| b.is_ascii_digit())
+            {
+                i += 1;
+                skipped += 1;
+            }
+            let (start, mut end, mut digits, mut chars) = (i, i, 0, 0);
+            let mut j = i;
+            while j < toks.len() && chars < 40 {
+                let t = &toks[j];
+                if code_like(t) {
+                    digits += digits_in(t);
+                    chars += t.lower.len();
+                    end = j + 1;
+                } else if !(t.class == Class::Punct && matches!(t.lower.as_str(), "," | "-")) {
+                    break;
+                }
+                j += 1;
+            }
+            if digits >= 4 && end > start {
+                let span = start..end;
+                if self.free(&span) {
+                    self.take(PiiKind::Iban, span);
+                }
+            }
+        }
+    }
+
     /// The date after one of `cues` (expiry or birth dates).
     fn dates(&mut self, cues: &[&str], kind: PiiKind) {
         let toks = self.toks;
@@ -1633,6 +1697,25 @@ mod tests {
     }
 
     #[test]
+    fn spoken_ibans_after_their_cue() {
+        // As tiny.en heard the synthesised call (tools/make-pii-calls.sh).
+        assert_eq!(
+            red("My IBAN is gv82, w st, 1234 5698 7654 32 and that's it."),
+            "My IBAN is [IBAN] and that's it."
+        );
+        assert_eq!(
+            red("the iban is g b eight two west one two three four"),
+            "the iban is [IBAN]"
+        );
+        // Without the cue, or without digits after it, nothing is an IBAN.
+        assert!(!red("gv82 w st 1234 5698").contains("[IBAN]"));
+        assert_eq!(
+            red("what is an iban and why do you need it"),
+            "what is an iban and why do you need it"
+        );
+    }
+
+    #[test]
     fn dates_of_birth_after_their_cue() {
         assert_eq!(
             red("my date of birth is 12/05/1980"),
@@ -1731,6 +1814,13 @@ mod tests {
         );
         let mut c = convo();
         assert_eq!(say(&mut c, Customer, 0.0, "one two three"), "one two three");
+        // The IBAN asked for and read out in the answer.
+        let mut c = convo();
+        say(&mut c, Agent, 0.0, "could you read me your IBAN please");
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "gb82 west 1234 5698 7654 32"),
+            "[IBAN]"
+        );
     }
 
     #[test]
