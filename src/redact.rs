@@ -1134,12 +1134,7 @@ impl Scan<'_> {
         let toks = self.toks;
         for i in 0..toks.len() {
             let t = &toks[i];
-            let b = t.lower.as_bytes();
-            if t.class != Class::Word
-                || b.len() < 4
-                || !b[..2].iter().all(u8::is_ascii_alphabetic)
-                || !b[2..4].iter().all(u8::is_ascii_digit)
-            {
+            if t.class != Class::Word || !iban_head(t.lower.as_bytes()) {
                 continue;
             }
             let mut chars = String::new();
@@ -1187,12 +1182,7 @@ impl Scan<'_> {
         };
         // The IBAN's own shape starts a run too: country letters and check digits ("gv82")
         // followed by 10+ more digits, when ASR turned the word "iban" into another.
-        let shaped = |i: usize| {
-            let b = toks[i].lower.as_bytes();
-            b.len() == 4
-                && b[..2].iter().all(u8::is_ascii_alphabetic)
-                && b[2..].iter().all(u8::is_ascii_digit)
-        };
+        let shaped = |i: usize| toks[i].lower.len() == 4 && iban_head(toks[i].lower.as_bytes());
         for c in 0..toks.len() {
             let cued = toks[c].lower == "iban";
             if !cued && !shaped(c) {
@@ -1339,6 +1329,13 @@ fn ordinal(w: &str) -> bool {
                 | "hundred"
                 | "thousand"
         )
+}
+
+/// An IBAN's head: two country letters, two check digits (then anything).
+fn iban_head(b: &[u8]) -> bool {
+    b.len() >= 4
+        && b[..2].iter().all(u8::is_ascii_alphabetic)
+        && b[2..4].iter().all(u8::is_ascii_digit)
 }
 
 /// ISO 13616 check: move the first four characters to the end, letters to 10..35, mod 97 = 1.
