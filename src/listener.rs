@@ -4,18 +4,24 @@
 //! After the headers, the deadline is lifted, so SSE streams and WebSocket sessions live as
 //! long as they need to.
 //!
-//! Both refusals are logged and counted in
-//! `calltone_connections_closed_total{source=LISTENER,reason=too_many_connections|header_timeout}`.
+//! With [`GuardedListener::with_per_peer_cap`], one source address may hold at most that many
+//! of the connections, so a single client (a slowloris, a stuck script) cannot take every
+//! slot from everyone else (`reason="too_many_from_peer"`).
+//!
+//! The refusals are logged and counted in
+//! `calltone_connections_closed_total{source=LISTENER,reason=too_many_connections|too_many_from_peer|header_timeout}`.
 //!
 //! With TLS ([`GuardedListener::with_tls`], rustls), the handshake runs on the connection's
 //! own reads, not in `accept`, so a client that never finishes it holds up no one and is cut
 //! off by the same header deadline; the header scan reads the decrypted bytes. A failed
 //! handshake (plain HTTP to the TLS port, a bad client) is counted as `reason="tls"`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -68,6 +74,29 @@ pub struct GuardedListener {
     timed_out: Arc<Counter>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tls_failed: Arc<Counter>,
+    /// Most connections one source address may hold; 0 = no per-address cap.
+    per_peer: usize,
+    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    peer_refused: Arc<Counter>,
+}
+
+/// One connection's share of its source address's count; gives it back when dropped.
+#[derive(Debug)]
+struct PeerSlot {
+    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = peers.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                peers.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl GuardedListener {
@@ -91,7 +120,35 @@ impl GuardedListener {
             timed_out: metrics.connections_closed.with(&[name, "header_timeout"]),
             tls: None,
             tls_failed: metrics.connections_closed.with(&[name, "tls"]),
+            per_peer: 0,
+            peers: Arc::default(),
+            peer_refused: metrics
+                .connections_closed
+                .with(&[name, "too_many_from_peer"]),
         }
+    }
+
+    /// At most `max` connections from one source address (0: no such cap).
+    pub fn with_per_peer_cap(mut self, max: usize) -> Self {
+        self.per_peer = max;
+        self
+    }
+
+    /// Takes a slot for `ip`, or `None` when it already holds `per_peer` connections.
+    fn peer_slot(&self, ip: IpAddr) -> Option<Option<PeerSlot>> {
+        if self.per_peer == 0 {
+            return Some(None);
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = peers.entry(ip).or_insert(0);
+        if *n >= self.per_peer {
+            return None;
+        }
+        *n += 1;
+        Some(Some(PeerSlot {
+            peers: self.peers.clone(),
+            ip,
+        }))
     }
 
     /// Speaks TLS on every connection (`None`: plain).
@@ -116,6 +173,11 @@ impl axum::serve::Listener for GuardedListener {
                     continue;
                 }
             };
+            let Some(peer_slot) = self.peer_slot(peer.ip()) else {
+                self.peer_refused.inc();
+                tracing::warn!(listener = self.name, %peer, max = self.per_peer, reason = "too_many_from_peer", "connection limit for this address reached; closing");
+                continue;
+            };
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                 self.refused.inc();
                 tracing::warn!(listener = self.name, %peer, max = self.max_connections, reason = "too_many_connections", "connection limit reached; closing");
@@ -130,6 +192,7 @@ impl axum::serve::Listener for GuardedListener {
                 inner,
                 tls_failed: self.tls_failed.clone(),
                 _permit: permit,
+                _peer: peer_slot,
                 deadline: Some(Box::pin(tokio::time::sleep(self.header_timeout))),
                 matched: 0,
                 timed_out: self.timed_out.clone(),
@@ -201,6 +264,7 @@ pub struct GuardedStream {
     inner: Conn,
     tls_failed: Arc<Counter>,
     _permit: OwnedSemaphorePermit,
+    _peer: Option<PeerSlot>,
     /// Until the first `\r\n\r\n` has been read.
     deadline: Option<Pin<Box<Sleep>>>,
     /// How much of `\r\n\r\n` the bytes read so far end with.

@@ -30,6 +30,13 @@ pub struct SecurityConfig {
     /// Open connections per listener (supervisor HTTP, media ingest, AudioSocket); more are
     /// closed at accept and counted. Default 512.
     pub max_connections: usize,
+    /// Connections one source address may hold on the supervisor listener, so one client
+    /// (a slowloris, a runaway script) cannot take every slot; 0 = no per-address cap.
+    /// Behind a reverse proxy every client shares the proxy's address: raise it or use 0.
+    /// Not applied to media ingest and AudioSocket, whose legs come from a few PBX
+    /// addresses (use `audiosocket.allow_networks` and the media credentials there).
+    /// Default 64.
+    pub http_max_connections_per_ip: usize,
     /// An HTTP connection must deliver its first request's headers within this many
     /// seconds, else it is closed (slowloris). Default 10.
     pub http_header_timeout_s: f64,
@@ -59,6 +66,7 @@ impl Default for SecurityConfig {
             pacing_burst_s: 5.0,
             max_calls: 256,
             max_connections: 512,
+            http_max_connections_per_ip: 64,
             http_header_timeout_s: 10.0,
             http_tokens_file: None,
             healthz_open: true,

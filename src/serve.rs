@@ -279,7 +279,8 @@ pub async fn run_with_reload(
             .await
             .map_err(|source| ServeError::Listen { addr, source })
     };
-    let http_listener = guarded(bind(cfg.serve.http.to_string()).await?, "http");
+    let http_listener = guarded(bind(cfg.serve.http.to_string()).await?, "http")
+        .with_per_peer_cap(sec.http_max_connections_per_ip);
     // Every source shares one leg-ownership table, so no connection can take over a leg
     // another connection (of any source) owns.
     let guard = LegGuard {

@@ -489,6 +489,70 @@ async fn connection_cap_and_slowloris_on_http() {
     assert!(body.contains(" 200 "), "{body}");
 }
 
+/// One source address cannot take every slot of the supervisor listener: a slowloris from
+/// 127.0.0.2 holding its per-address share is refused beyond it, while a client from
+/// 127.0.0.1 is still served; the share comes back when its connections close.
+#[tokio::test]
+async fn one_address_cannot_take_every_http_slot() {
+    let metrics = Metrics::new();
+    let stop = CancellationToken::new();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let gl =
+        GuardedListener::new(l, "http", 8, Duration::from_secs(30), &metrics).with_per_peer_cap(3);
+    let state = AppState::new(metrics.clone(), CallRegistry::new(metrics.clone()), None);
+    tokio::spawn(serve_router(gl, api_router(state), stop.clone()));
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        async move {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind((ip, 0).into()).unwrap();
+            s.connect(addr).await.unwrap()
+        }
+    };
+    let healthz = |mut s: TcpStream| async move {
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_string(&mut body)).await;
+        body
+    };
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let mut s = from("127.0.0.2").await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = from("127.0.0.2").await;
+    let _ = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    expect_eof(&mut fourth, Duration::from_secs(2)).await;
+    assert_eq!(
+        metrics
+            .connections_closed
+            .with(&["http", "too_many_from_peer"])
+            .get(),
+        1
+    );
+    let body = healthz(from("127.0.0.1").await).await;
+    assert!(body.contains(" 200 "), "another address is served: {body}");
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let body = healthz(from("127.0.0.2").await).await;
+    assert!(body.contains(" 200 "), "the share came back: {body}");
+    assert_eq!(
+        metrics
+            .connections_closed
+            .with(&["http", "too_many_from_peer"])
+            .get(),
+        1
+    );
+    stop.cancel();
+}
+
 /// AudioSocket from outside `allow_networks` is closed at accept; within the allowed
 /// networks the listener's connection cap holds.
 #[tokio::test]
