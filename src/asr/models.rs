@@ -18,15 +18,27 @@ pub const MODELS_DIR: &str = "models";
 /// Name of the model used when neither `--model` nor `asr.model` is given.
 pub const DEFAULT_MODEL: &str = "tiny.en";
 
-/// Official ggml Whisper models on Hugging Face and their SHA-1 checksums
-/// (from whisper.cpp's `models/README.md`).
+/// Official ggml Whisper models on Hugging Face and their SHA-1 checksums (from whisper.cpp's
+/// `models/README.md` and the Hugging Face repository's model card, quantised files included).
 pub const KNOWN_MODELS: &[(&str, &str)] = &[
     ("tiny", "bd577a113a864445d4c299885e0cb97d4ba92b5f"),
+    ("tiny-q5_1", "2827a03e495b1ed3048ef28a6a4620537db4ee51"),
+    ("tiny-q8_0", "19e8118f6652a650569f5a949d962154e01571d9"),
     ("tiny.en", "c78c86eb1a8faa21b369bcd33207cc90d64ae9df"),
+    ("tiny.en-q5_1", "3fb92ec865cbbc769f08137f22470d6b66e071b6"),
+    ("tiny.en-q8_0", "802d6668e7d411123e672abe4cb6c18f12306abb"),
     ("base", "465707469ff3a37a2b9b8d8f89f2f99de7299dac"),
+    ("base-q5_1", "a3733eda680ef76256db5fc5dd9de8629e62c5e7"),
+    ("base-q8_0", "7bb89bb49ed6955013b166f1b6a6c04584a20fbe"),
     ("base.en", "137c40403d78fd54d454da0f9bd998f78703390c"),
+    ("base.en-q5_1", "d26d7ce5a1b6e57bea5d0431b9c20ae49423c94a"),
+    ("base.en-q8_0", "bb1574182e9b924452bf0cd1510ac034d323e948"),
     ("small", "55356645c2b361a969dfd0ef2c5a50d530afd8d5"),
+    ("small-q5_1", "6fe57ddcfdd1c6b07cdcc73aaf620810ce5fc771"),
+    ("small-q8_0", "bcad8a2083f4e53d648d586b7dbc0cd673d8afad"),
     ("small.en", "db8a495a91d927739e50b3fc1cc4c6b8f6c2d022"),
+    ("small.en-q5_1", "20f54878d608f94e4a8ee3ae56016571d47cba34"),
+    ("small.en-q8_0", "9d75ff4ccfa0a8217870d7405cf8cef0a5579852"),
     ("small.en-tdrz", "b6c6e7e89af1a35c08e6de56b66ca6a02a2fdfa1"),
     ("medium", "fd9727b6e1217c2f614f9b698455c4ffd82463b4"),
     ("medium.en", "8c30f0e44ce9560643ebd10bbe50cd20eafd3723"),
@@ -289,10 +301,16 @@ fn read_ct2_input(path: &Path) -> Result<Ct2Files, ModelError> {
 ///
 /// `path` is a CTranslate2 model directory (model.bin + vocabulary.txt/.json + config.json),
 /// its `model.bin`, or a `.whl`/`.zip` that contains such a directory. The output defaults to
-/// `models/ggml-NAME.bin`, NAME derived from the model's shape (e.g. `tiny.en`). The file is
-/// written to a temporary name and renamed into place, so readers never see a partial file.
+/// `models/ggml-NAME.bin`, NAME derived from the model's shape (e.g. `tiny.en`, or
+/// `tiny.en-q8_0` when quantised, as whisper.cpp names its files). The file is written to a
+/// temporary name and renamed into place, so readers never see a partial file. `weights` is
+/// the storage of the weight matrices (f16, or ggml's q8_0 / q5_1 blocks).
 /// Returns the path written.
-pub fn import_ct2(path: &Path, out: Option<&Path>) -> Result<PathBuf, ModelError> {
+pub fn import_ct2(
+    path: &Path,
+    out: Option<&Path>,
+    weights: ggml::WeightType,
+) -> Result<PathBuf, ModelError> {
     let started = Instant::now();
     let files = read_ct2_input(path)?;
     let model = Ct2Model::parse(&files.model_bin, &files.origin)?;
@@ -312,17 +330,25 @@ pub fn import_ct2(path: &Path, out: Option<&Path>) -> Result<PathBuf, ModelError
     let vocab = ggml::ggml_vocab(&files.vocabulary).map_err(conv)?;
     let dest = match out {
         Some(p) => p.to_path_buf(),
-        None => Path::new(MODELS_DIR).join(format!("ggml-{}.bin", hparams.model_type())),
+        None => {
+            let suffix = match weights {
+                ggml::WeightType::F16 => "",
+                ggml::WeightType::Q8_0 => "-q8_0",
+                ggml::WeightType::Q5_1 => "-q5_1",
+            };
+            Path::new(MODELS_DIR).join(format!("ggml-{}{suffix}.bin", hparams.model_type()))
+        }
     };
     let (pending, file) = PendingFile::create(&dest)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    let (h, n_tensors) = ggml::write_ggml(&model, &vocab, &mut w).map_err(|e| match e {
-        ConvertError::Io(source) => ModelError::Io {
-            path: pending.tmp.clone(),
-            source,
-        },
-        other => conv(other),
-    })?;
+    let (h, n_tensors) =
+        ggml::write_ggml(&model, &vocab, weights, &mut w).map_err(|e| match e {
+            ConvertError::Io(source) => ModelError::Io {
+                path: pending.tmp.clone(),
+                source,
+            },
+            other => conv(other),
+        })?;
     let file = w
         .into_inner()
         .map_err(|e| io_err(&pending.tmp)(e.into_error()))?;
@@ -331,6 +357,7 @@ pub fn import_ct2(path: &Path, out: Option<&Path>) -> Result<PathBuf, ModelError
     check_model(&written)?;
     tracing::info!(
         model = %h.model_type(),
+        weights = %h.ftype_name(),
         tensors = n_tensors,
         vocab = vocab.len(),
         out = %written.display(),
