@@ -234,3 +234,55 @@ fn replayed_non_speech_keeps_events_and_seq() {
     assert_eq!(end["type"], "call_ended");
     eprintln!("{} utterances; summary: {}", utts.len(), end);
 }
+
+/// Two read sentences as 8 kHz μ-law (sox, no dither), where tiny.en on a window trimmed
+/// close to the audio looped on the last phrase ("… whatever they were, whatever they were,
+/// whatever they were."; "by a similar process, by a similar process."): replayed, no
+/// utterance ends in a phrase said twice and each is within 0.1 WER of its reference.
+#[test]
+fn phone_band_sentences_do_not_loop_on_their_last_phrase() {
+    let (Some(asr), Some(model)) = (shared_data("asr"), model()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["LJ001-0003.wav", "LJ001-0014.wav"] {
+        let phone = dir.path().join(name);
+        let made = std::process::Command::new("sox")
+            .arg("-D")
+            .arg(asr.join(name))
+            .args(["-r", "8000", "-e", "u-law"])
+            .arg(&phone)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("SKIP: sox could not make a phone-band copy (apt-get install sox)");
+            return;
+        }
+        let out = run(&[
+            "replay",
+            "--model",
+            model.to_str().unwrap(),
+            phone.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ev = events(&out.stdout);
+        for u in ev.iter().filter(|e| e["type"] == "utterance") {
+            let words = normalise(u["text"].as_str().unwrap_or(""));
+            let n = words.len();
+            for k in 2..=8 {
+                assert!(
+                    !(n >= 2 * k && words[n - k..] == words[n - 2 * k..n - k]),
+                    "{name}: utterance ends in a phrase said twice: {}",
+                    u["text"]
+                );
+            }
+        }
+        let text = joined_text(&ev);
+        let w = wer(&reference(&asr, name), &text);
+        eprintln!("{name} (8 kHz μ-law): WER {w:.3}: {text}");
+        assert!(w <= 0.1, "{name}: WER {w:.3}: {text}");
+    }
+}

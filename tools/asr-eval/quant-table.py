@@ -86,7 +86,7 @@ def main():
         src = os.path.join(a.data, name)
         conditions["clean"][src] = refs0[name]
         dst = os.path.join(tmp, name)
-        subprocess.run(["sox", src, "-r", "8000", "-e", "u-law", dst], check=True)
+        subprocess.run(["sox", "-D", src, "-r", "8000", "-e", "u-law", dst], check=True)
         conditions["phone"][dst] = refs0[name]
     durs = {c: werlib.duration(sorted(r)) for c, r in conditions.items()}
 

@@ -120,7 +120,7 @@ def main():
         src = os.path.join(a.data, name)
         conditions["clean"][src] = refs0[name]
         dst = os.path.join(tmp, name)
-        subprocess.run(["sox", src, "-r", "8000", "-e", "u-law", dst], check=True)
+        subprocess.run(["sox", "-D", src, "-r", "8000", "-e", "u-law", dst], check=True)
         conditions["phone 8k u-law"][dst] = refs0[name]
     columns = [("replay", None)] + [tuple(c.split("=", 1)) for c in a.config]
     header = ["condition"] + [f"{n} WER" for n, _ in columns] + [f"{n} xRT" for n, _ in columns]
