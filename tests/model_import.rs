@@ -313,7 +313,10 @@ fn broken_inputs_give_clear_errors() {
 
     let e = models::fetch("tiny.xx", tmp.path(), false).unwrap_err();
     assert!(e.is_bad_input());
-    assert!(e.to_string().contains("known models: tiny, tiny-q5_1"), "{e}");
+    assert!(
+        e.to_string().contains("known models: tiny, tiny-q5_1"),
+        "{e}"
+    );
     assert!(e.to_string().contains(" tiny.en-q8_0,"), "{e}");
 }
 
