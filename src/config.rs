@@ -106,7 +106,10 @@ pub struct EmotionConfig {
 pub struct AsrConfig {
     /// Path of the ggml Whisper model. Default `models/ggml-tiny.en.bin`.
     pub model: PathBuf,
-    /// Language code passed to Whisper; empty for auto-detection. Default "en".
+    /// Language Whisper decodes in: a code ("en", "de", "tr", "ar", ...) for a site that
+    /// takes calls in one language, or "auto" (or "") to detect each speaker's language
+    /// from their first transcribed utterance of 2 s or more. Anything but "en" needs a
+    /// multilingual model (no `.en`). The utterance event reports the language. Default "en".
     pub language: String,
     /// CPU threads per transcription. 0 = automatic (replay: 1 — ggml's threads spin at
     /// every barrier, and two 2-thread replays on a busy 2-core box ran ~50× slower than
@@ -253,6 +256,8 @@ impl Config {
             .map_err(|e| bad("scorecard", e.to_string()))?;
         self.assist.validate().map_err(|e| bad("assist", e))?;
         self.security.validate().map_err(|e| bad("security", e))?;
+        crate::asr::transcribe::parse_language(&self.asr.language)
+            .map_err(|e| bad("asr.language", e))?;
         self.audiosocket
             .validate()
             .map_err(|e| bad("audiosocket", e))?;

@@ -440,6 +440,7 @@ mod tests {
                 redacted: false,
                 words: vec![],
                 not_transcribed: None,
+                language: None,
                 sentiment: 0.0,
                 arousal: None,
                 emotion: None,

@@ -100,6 +100,12 @@ pub struct Utterance {
     /// Why there is no transcript, when there is none (`overload`, `asr_error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_transcribed: Option<String>,
+    /// The language Whisper decoded the utterance in (ISO 639-1 code as Whisper spells it:
+    /// "en", "de", "tr", "ar", ...): `asr.language`, or the speaker's language detected
+    /// when it is "auto"; "en" with English-only models. Absent when nothing was decoded
+    /// (`overload`, `asr_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// Text sentiment, −1..1.
     pub sentiment: f32,
     /// P(high arousal), 0..1; null for speakers without emotion inference.

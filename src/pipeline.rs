@@ -52,7 +52,15 @@ pub struct AsrJob {
     pub start: f64,
     pub end: f64,
     pub samples: Vec<f32>,
+    /// The speaker's language as detected earlier in the call (see [`LANGUAGE_SETTLE_S`]);
+    /// `None` until then. Used only where `asr.language` is "auto".
+    pub language: Option<&'static str>,
 }
+
+/// A speaker's language is the one Whisper detected in their first transcribed utterance
+/// at least this long; later utterances are decoded in it instead of being detected one
+/// by one (a lone "okay" or a name is easily heard as another language).
+pub const LANGUAGE_SETTLE_S: f64 = 2.0;
 
 /// A transcript as the pipeline wants it back; word times relative to the utterance start.
 pub type TranscriptResult = Result<crate::asr::transcribe::Transcript, NotTranscribed>;
@@ -275,6 +283,8 @@ struct Track {
     /// Whether this speaker has sent any audio; a leg that never connects does not hold
     /// back the others.
     active: bool,
+    /// The language this speaker's utterances are decoded in, once detected.
+    language: Option<&'static str>,
 }
 
 struct PendingUtterance {
@@ -348,6 +358,7 @@ impl CallPipeline {
                 affect: emotion.then(|| Affect::new(analyzers.arousal.new_baseline(input_rate))),
                 recent_words: VecDeque::new(),
                 active: false,
+                language: None,
             });
         }
         let mut p = Self {
@@ -769,6 +780,7 @@ impl CallPipeline {
             .min(track.audio.len());
         let samples: Vec<f32> = track.audio.range(a.min(b)..b).copied().collect();
         let speaker = track.speaker;
+        let language = track.language;
         let job_id = self.next_job;
         self.next_job += 1;
         self.pending.insert(
@@ -788,6 +800,7 @@ impl CallPipeline {
             start: seg.start,
             end: seg.end,
             samples,
+            language,
         }));
     }
 
@@ -796,6 +809,9 @@ impl CallPipeline {
         let Some(p) = self.pending.remove(&job_id) else {
             return;
         };
+        let language = result.as_ref().ok().and_then(|t| t.language);
+        let settles = matches!(&result, Ok(t) if t.rejected.is_none())
+            && p.end - p.start >= LANGUAGE_SETTLE_S;
         let (transcript, not_transcribed) = match result {
             // A decode the ASR rejected (no speech, a loop, ...) carries no words, only why.
             Ok(t) => match t.rejected {
@@ -831,6 +847,9 @@ impl CallPipeline {
         let track_i = self.tracks.iter().position(|t| t.speaker == p.speaker);
         let mut emotion = None;
         if let Some(tr) = track_i.map(|i| &mut self.tracks[i]) {
+            if settles && tr.language.is_none() {
+                tr.language = language;
+            }
             tr.recent_words.push_back((p.end, words.len(), speech_s));
             if let Some(affect) = tr.affect.as_mut() {
                 if !transcript.text.is_empty() {
@@ -861,6 +880,7 @@ impl CallPipeline {
             redacted: red_text.redacted || words_redacted,
             words,
             not_transcribed,
+            language: language.map(str::to_string),
             sentiment,
             arousal: p.arousal.map(round2),
             emotion,

@@ -49,6 +49,7 @@ impl ReplayError {
                 | ReplayError::InFile { .. }
                 | ReplayError::NoSuchChannel { .. }
                 | ReplayError::Asr(AsrError::ModelMissing { .. })
+                | ReplayError::Asr(AsrError::EnglishOnly { .. })
         )
     }
 }
@@ -94,7 +95,11 @@ impl LazyTranscriber {
         if cfg.asr.threads > 0 {
             opts.threads = cfg.asr.threads;
         }
-        opts.language = (!cfg.asr.language.is_empty()).then(|| cfg.asr.language.clone());
+        // Validated with the config; "" and "auto" detect.
+        opts.language = crate::asr::transcribe::parse_language(&cfg.asr.language)
+            .ok()
+            .flatten()
+            .map(str::to_string);
         opts.initial_prompt = cfg.asr.initial_prompt.clone();
         Self {
             model_path: cfg.asr.model.clone(),
@@ -218,7 +223,7 @@ pub fn replay_file(
                     Output::Asr(job) => {
                         let result = asr
                             .get()?
-                            .transcribe(&job.samples)
+                            .transcribe_in(&job.samples, job.language)
                             .map_err(|e| NotTranscribed::Error(e.to_string()));
                         if let Err(e) = &result {
                             tracing::warn!(call_id = %job.call_id, job = job.job_id, error = ?e, "utterance not transcribed");

@@ -226,6 +226,7 @@ fn transcript_call(id: &str, mut lines: Vec<TranscriptLine>, clock: fn() -> Stri
             redacted: false,
             words: Vec::new(),
             not_transcribed: None,
+            language: None,
             sentiment: 0.0,
             arousal: None,
             emotion: None,

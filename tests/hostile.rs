@@ -968,6 +968,7 @@ fn utterance(st: &mut calltone::events::EventStamper, text: String) -> calltone:
             redacted: false,
             words: vec![],
             not_transcribed: None,
+            language: None,
             sentiment: 0.0,
             arousal: None,
             emotion: None,

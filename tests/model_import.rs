@@ -7,171 +7,15 @@
 //! * If `models/ggml-tiny.en.bin` exists (made by `models/fetch-offline.sh`) and the shared
 //!   data is present, it must transcribe `jfk.wav` word-for-word (ignoring punctuation).
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use calltone::asr::ct2::{self, Ct2Model, DType, Tensor};
 use calltone::asr::ggml::WeightType;
 use calltone::asr::models::{self, ModelError};
+use common::synthetic_whisper::{synthetic_model, write_ct2_dir, D, N_VOCAB};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
-
-const D: usize = 64; // one 64-wide head
-const N_VOCAB: usize = 51864; // tiny.en's vocabulary size (English-only)
-const N_REGULAR: usize = 50256; // tokens before <|endoftext|>
-
-/// Deterministic pseudo-random values in [-0.05, 0.05).
-fn noise(n: usize, seed: &mut u64) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            *seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
-        })
-        .collect()
-}
-
-fn f16(dims: &[usize], seed: &mut u64) -> Tensor {
-    let n = dims.iter().product();
-    Tensor {
-        dims: dims.to_vec(),
-        dtype: DType::F16,
-        data: noise(n, seed)
-            .into_iter()
-            .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
-    }
-}
-
-fn scalar_i16(v: i16) -> Tensor {
-    Tensor {
-        dims: vec![],
-        dtype: DType::I16,
-        data: v.to_le_bytes().to_vec(),
-    }
-}
-
-/// A structurally complete CT2 WhisperSpec: 1 encoder + 1 decoder layer, d_model 64.
-fn synthetic_model(spec: &str) -> Ct2Model {
-    let mut s = 7u64;
-    let mut v = BTreeMap::new();
-    let mut put = |name: &str, t: Tensor| {
-        v.insert(name.to_string(), t);
-    };
-    let norm = |p: &str, put: &mut dyn FnMut(&str, Tensor), s: &mut u64| {
-        put(&format!("{p}/gamma"), f16(&[D], s));
-        put(&format!("{p}/beta"), f16(&[D], s));
-    };
-    let lin = |p: &str, o: usize, i: usize, put: &mut dyn FnMut(&str, Tensor), s: &mut u64| {
-        put(&format!("{p}/weight"), f16(&[o, i], s));
-        put(&format!("{p}/bias"), f16(&[o], s));
-    };
-    put("encoder/conv1/weight", f16(&[D, 80, 3], &mut s));
-    put("encoder/conv1/bias", f16(&[D], &mut s));
-    put("encoder/conv2/weight", f16(&[D, D, 3], &mut s));
-    put("encoder/conv2/bias", f16(&[D], &mut s));
-    put(
-        "encoder/position_encodings/encodings",
-        f16(&[1500, D], &mut s),
-    );
-    put("encoder/num_heads", scalar_i16(1));
-    norm("encoder/layer_norm", &mut put, &mut s);
-    norm(
-        "encoder/layer_0/self_attention/layer_norm",
-        &mut put,
-        &mut s,
-    );
-    lin(
-        "encoder/layer_0/self_attention/linear_0",
-        3 * D,
-        D,
-        &mut put,
-        &mut s,
-    );
-    lin(
-        "encoder/layer_0/self_attention/linear_1",
-        D,
-        D,
-        &mut put,
-        &mut s,
-    );
-    norm("encoder/layer_0/ffn/layer_norm", &mut put, &mut s);
-    lin("encoder/layer_0/ffn/linear_0", 4 * D, D, &mut put, &mut s);
-    lin("encoder/layer_0/ffn/linear_1", D, 4 * D, &mut put, &mut s);
-    put("decoder/embeddings/weight", f16(&[N_VOCAB, D], &mut s));
-    put(
-        "decoder/position_encodings/encodings",
-        f16(&[448, D], &mut s),
-    );
-    put("decoder/num_heads", scalar_i16(1));
-    norm("decoder/layer_norm", &mut put, &mut s);
-    norm(
-        "decoder/layer_0/self_attention/layer_norm",
-        &mut put,
-        &mut s,
-    );
-    lin(
-        "decoder/layer_0/self_attention/linear_0",
-        3 * D,
-        D,
-        &mut put,
-        &mut s,
-    );
-    lin(
-        "decoder/layer_0/self_attention/linear_1",
-        D,
-        D,
-        &mut put,
-        &mut s,
-    );
-    norm("decoder/layer_0/attention/layer_norm", &mut put, &mut s);
-    lin("decoder/layer_0/attention/linear_0", D, D, &mut put, &mut s);
-    lin(
-        "decoder/layer_0/attention/linear_1",
-        2 * D,
-        D,
-        &mut put,
-        &mut s,
-    );
-    lin("decoder/layer_0/attention/linear_2", D, D, &mut put, &mut s);
-    norm("decoder/layer_0/ffn/layer_norm", &mut put, &mut s);
-    lin("decoder/layer_0/ffn/linear_0", 4 * D, D, &mut put, &mut s);
-    lin("decoder/layer_0/ffn/linear_1", D, 4 * D, &mut put, &mut s);
-    let mut aliases = BTreeMap::new();
-    aliases.insert(
-        "decoder/projection/weight".to_string(),
-        "decoder/embeddings/weight".to_string(),
-    );
-    Ct2Model {
-        spec: spec.to_string(),
-        version: 6,
-        revision: 3,
-        variables: v,
-        aliases,
-    }
-}
-
-/// Unicode-mapped vocabulary: regular tokens (distinct, including the space 'Ġ' form)
-/// followed by special tokens up to N_VOCAB.
-fn synthetic_vocabulary() -> String {
-    let mut out = String::new();
-    for i in 0..N_REGULAR {
-        out.push_str(&format!("\u{120}t{i}\n"));
-    }
-    out.push_str("<|endoftext|>\n<|startoftranscript|>\n");
-    for i in N_REGULAR + 2..N_VOCAB {
-        out.push_str(&format!("<|x{i}|>\n"));
-    }
-    out
-}
-
-fn write_ct2_dir(dir: &Path, model: &Ct2Model) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("model.bin"), ct2::write(model)).unwrap();
-    std::fs::write(dir.join("vocabulary.txt"), synthetic_vocabulary()).unwrap();
-    std::fs::write(dir.join("config.json"), "{}").unwrap();
-}
 
 fn load(path: &Path) -> Result<WhisperContext, whisper_rs::WhisperError> {
     WhisperContext::new_with_params(path, WhisperContextParameters::default())
@@ -181,7 +25,7 @@ fn load(path: &Path) -> Result<WhisperContext, whisper_rs::WhisperError> {
 fn synthetic_model_imports_and_loads_in_whisper_cpp() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("ct2");
-    write_ct2_dir(&src, &synthetic_model("WhisperSpec"));
+    write_ct2_dir(&src, &synthetic_model("WhisperSpec", N_VOCAB));
 
     let out = tmp.path().join("out/ggml-synthetic.bin");
     let written = models::import_ct2(&src, Some(&out), WeightType::F16).unwrap();
@@ -239,7 +83,7 @@ fn synthetic_model_imports_and_loads_in_whisper_cpp() {
 fn synthetic_model_imports_quantised() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("ct2");
-    write_ct2_dir(&src, &synthetic_model("WhisperSpec"));
+    write_ct2_dir(&src, &synthetic_model("WhisperSpec", N_VOCAB));
     let f16 = tmp.path().join("ggml-f16.bin");
     models::import_ct2(&src, Some(&f16), WeightType::F16).unwrap();
     let f16_len = std::fs::metadata(&f16).unwrap().len();
@@ -272,7 +116,7 @@ fn broken_inputs_give_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
 
     let other = tmp.path().join("other");
-    write_ct2_dir(&other, &synthetic_model("TransformerSpec"));
+    write_ct2_dir(&other, &synthetic_model("TransformerSpec", N_VOCAB));
     let (e, msg) = import_err(&other);
     assert!(e.is_bad_input());
     assert!(
@@ -281,7 +125,7 @@ fn broken_inputs_give_clear_errors() {
     );
 
     let trunc = tmp.path().join("trunc");
-    write_ct2_dir(&trunc, &synthetic_model("WhisperSpec"));
+    write_ct2_dir(&trunc, &synthetic_model("WhisperSpec", N_VOCAB));
     let bytes = std::fs::read(trunc.join("model.bin")).unwrap();
     std::fs::write(trunc.join("model.bin"), &bytes[..bytes.len() / 2]).unwrap();
     let (e, msg) = import_err(&trunc);
@@ -289,12 +133,12 @@ fn broken_inputs_give_clear_errors() {
     assert!(msg.contains("model.bin: truncated at variable "), "{msg}");
 
     let novocab = tmp.path().join("novocab");
-    write_ct2_dir(&novocab, &synthetic_model("WhisperSpec"));
+    write_ct2_dir(&novocab, &synthetic_model("WhisperSpec", N_VOCAB));
     std::fs::remove_file(novocab.join("vocabulary.txt")).unwrap();
     let (_, msg) = import_err(&novocab);
     assert!(msg.contains("no vocabulary.txt"), "{msg}");
 
-    let mut incomplete = synthetic_model("WhisperSpec");
+    let mut incomplete = synthetic_model("WhisperSpec", N_VOCAB);
     incomplete
         .variables
         .remove("decoder/layer_0/attention/linear_2/bias");

@@ -157,6 +157,7 @@ fn call_events(call_id: &str, extra: usize) -> Vec<Event> {
             redacted: false,
             words: vec![],
             not_transcribed: None,
+            language: None,
             sentiment: -0.4,
             arousal: Some(0.8),
             emotion: None,

@@ -934,6 +934,7 @@ mod tests {
             redacted: false,
             words: vec![],
             not_transcribed: None,
+            language: None,
             sentiment: -0.1,
             arousal: None,
             emotion: None,

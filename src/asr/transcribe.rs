@@ -21,8 +21,31 @@ pub enum AsrError {
     ModelMissing { path: PathBuf },
     #[error("{path}: not a loadable Whisper ggml model ({reason})")]
     ModelLoad { path: PathBuf, reason: String },
+    #[error("{path}: asr.language = \"{language}\" needs a multilingual Whisper model, and this one is English-only; use a model without `.en` (`calltone model fetch tiny`) or asr.language = \"en\"")]
+    EnglishOnly { path: PathBuf, language: String },
     #[error("whisper inference failed: {0}")]
     Inference(String),
+}
+
+/// The Whisper code of an `asr.language` value: `Ok(None)` for automatic detection ("" or
+/// "auto"), `Ok(Some(code))` for a language Whisper knows, by code or English name
+/// ("de", "german"); an error naming the value otherwise.
+pub fn parse_language(value: &str) -> Result<Option<&'static str>, String> {
+    let v = value.trim().to_ascii_lowercase();
+    if v.is_empty() || v == "auto" {
+        return Ok(None);
+    }
+    // Looked up in Whisper's table here: whisper_lang_id logs an error for unknown names.
+    (0..=whisper_rs::get_lang_max_id())
+        .find(|&id| {
+            whisper_rs::get_lang_str(id) == Some(v.as_str())
+                || whisper_rs::get_lang_str_full(id) == Some(v.as_str())
+        })
+        .and_then(whisper_rs::get_lang_str)
+        .map(Some)
+        .ok_or_else(|| {
+            format!("\"{value}\" is not a language Whisper knows; use a code such as \"en\", \"de\", \"tr\", \"ar\", or \"auto\"")
+        })
 }
 
 /// Decoding options for utterance transcription.
@@ -33,7 +56,8 @@ pub struct TranscribeOptions {
     /// between operations, so a second thread buys little alone and collapses when two
     /// processes share the cores (README, ASR cost).
     pub threads: usize,
-    /// Language code, or `None` for English-only models / auto.
+    /// Whisper language code (see [`parse_language`]), or `None` to detect the language of
+    /// each utterance not already known (multilingual models only).
     pub language: Option<String>,
     /// No-speech probability above which an utterance whose average token log-probability
     /// is also below `logprob_threshold` is rejected as `no_speech` (whisper.cpp's rule).
@@ -130,6 +154,10 @@ pub struct DecodeStats {
 /// When `rejected` is set, `text` and `words` are empty.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Transcript {
+    /// The language Whisper decoded in: the fixed `asr.language`, the call's language
+    /// detected earlier, or the one detected in this utterance; always "en" with an
+    /// English-only model. `None` only for empty input.
+    pub language: Option<&'static str>,
     pub text: String,
     pub words: Vec<Word>,
     pub rejected: Option<Rejected>,
@@ -173,7 +201,30 @@ impl WhisperModel {
         &self.path
     }
 
+    /// Whether the model decodes languages other than English (no `.en`).
+    pub fn is_multilingual(&self) -> bool {
+        self.ctx.is_multilingual()
+    }
+
     pub fn transcriber(&self, opts: TranscribeOptions) -> Result<Transcriber, AsrError> {
+        let language = opts
+            .language
+            .as_deref()
+            .map(parse_language)
+            .transpose()
+            .map_err(AsrError::Inference)?
+            .flatten();
+        let multilingual = self.ctx.is_multilingual();
+        let fixed = if multilingual {
+            language
+        } else if language == Some("en") {
+            Some("en")
+        } else {
+            return Err(AsrError::EnglishOnly {
+                path: self.path.clone(),
+                language: language.unwrap_or("auto").to_string(),
+            });
+        };
         let state = self
             .ctx
             .create_state()
@@ -190,6 +241,9 @@ impl WhisperModel {
             state,
             opts,
             prompt,
+            multilingual,
+            fixed,
+            params: Vec::new(),
         })
     }
 }
@@ -201,7 +255,25 @@ pub struct Transcriber {
     opts: TranscribeOptions,
     /// `initial_prompt`, tokenized once.
     prompt: Vec<i32>,
+    multilingual: bool,
+    /// The language every utterance is decoded in (always "en" for English-only models);
+    /// `None`: detected per utterance unless the caller knows it.
+    fixed: Option<&'static str>,
+    /// Decoding parameters per language (`None`: detect), built on first use and cloned
+    /// per decode. whisper-rs copies the language into a C string it never frees, so
+    /// setting it on fresh parameters for every decode leaked one allocation per utterance.
+    params: Vec<(Option<&'static str>, BaseParams)>,
 }
+
+/// [`FullParams`] without callbacks, grammar or prompt tokens: its only pointer is to the
+/// language string whisper-rs allocated for it and never frees or changes.
+#[derive(Clone)]
+struct BaseParams(FullParams<'static, 'static>);
+
+// SAFETY: the parameters hold no callbacks and no borrowed data; the one pointer they own
+// (the language C string, leaked by whisper-rs) is immutable and lives for the whole
+// process, so moving them to another thread is sound.
+unsafe impl Send for BaseParams {}
 
 /// Whisper needs at least this much audio; shorter utterances are padded with silence
 /// (whisper.cpp fails or hallucinates on very short or empty input).
@@ -215,6 +287,17 @@ impl Transcriber {
     /// no-speech, log-probability, repetition or budget checks come back with `rejected`
     /// set and no words: a hallucination is never published as speech.
     pub fn transcribe(&mut self, samples: &[f32]) -> Result<Transcript, AsrError> {
+        self.transcribe_in(samples, None)
+    }
+
+    /// As [`Self::transcribe`], in `known` (a Whisper language code: the language detected
+    /// earlier in the call) when no language is fixed; without either, Whisper detects the
+    /// utterance's language first. A code Whisper does not know counts as none.
+    pub fn transcribe_in(
+        &mut self,
+        samples: &[f32],
+        known: Option<&str>,
+    ) -> Result<Transcript, AsrError> {
         if samples.is_empty() {
             return Ok(Transcript {
                 rejected: Some(Rejected::NoSpeech),
@@ -249,13 +332,17 @@ impl Transcriber {
             .trim_audio_ctx
             .then(|| (frames + 64).clamp(256, 1500))
             .filter(|&c| c < 1500);
-        let mut decoded = self.decode(audio, duration, budget, tight)?;
+        let language = self
+            .fixed
+            .or_else(|| known.and_then(|k| parse_language(k).ok().flatten()));
+        let mut decoded = self.decode(audio, duration, budget, tight, language)?;
         if tight.is_some() && ends_in_repeated_phrase(&decoded.words) {
             tracing::debug!(
                 duration_s = duration,
                 "decode ends in a repeated phrase; decoding again over the full window"
             );
-            decoded = self.decode(audio, duration, budget, None)?;
+            let detected = decoded.language;
+            decoded = self.decode(audio, duration, budget, None, detected)?;
         }
         let stats = decoded.stats(budget);
         let rejected = judge(&self.opts, &decoded, &stats, duration);
@@ -284,12 +371,14 @@ impl Transcriber {
                 "utterance decode rejected"
             );
             return Ok(Transcript {
+                language: decoded.language,
                 rejected: Some(r),
                 stats,
                 ..Default::default()
             });
         }
         Ok(Transcript {
+            language: decoded.language,
             text: utf8_valid(&decoded.text).trim().to_string(),
             words: decoded.into_words(),
             rejected: None,
@@ -298,42 +387,32 @@ impl Transcriber {
     }
     /// One greedy decode of `audio` (`duration` seconds of speech in it), bounded by
     /// `budget` tokens, over an encoder window of `audio_ctx` frames (None: the full 30 s).
+    /// In `language`, or detecting it first when `None` (multilingual models only).
     fn decode(
         &mut self,
         audio: &[f32],
         duration: f64,
         budget: u32,
         audio_ctx: Option<i32>,
+        language: Option<&'static str>,
     ) -> Result<Decoded, AsrError> {
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_n_threads(self.opts.threads.max(1) as i32);
-        params.set_language(self.opts.language.as_deref());
-        params.set_translate(false);
-        params.set_no_context(true);
+        if language.is_none() && self.multilingual {
+            // whisper.cpp detects the language over the encoder window of the state's
+            // previous decode (it sets the window after detecting), so the same audio
+            // would be detected differently after a long or a short utterance. A call that
+            // stops before the encoder (100 ms of audio) sets the window first.
+            let mut primer = self.params_for(Some("en")).0;
+            primer.set_audio_ctx(audio_ctx.unwrap_or(0));
+            primer.set_duration_ms(100);
+            self.state
+                .full(primer, &audio[..audio.len().min(ANALYSIS_RATE as usize)])
+                .map_err(|e| AsrError::Inference(e.to_string()))?;
+        }
+        let mut params: FullParams<'static, '_> = self.params_for(language).0;
         if !self.prompt.is_empty() {
             params.set_tokens(&self.prompt);
         }
-        params.set_token_timestamps(true);
-        params.set_print_progress(false);
-        params.set_print_realtime(false);
-        params.set_print_special(false);
-        params.set_print_timestamps(false);
-        params.set_suppress_blank(true);
-        params.set_suppress_nst(true);
-        // Temperature fallback re-decodes a failed window up to five more times at rising
-        // temperatures: up to 6 × 220 tokens for one unclear word, and sampled from an RNG
-        // that whisper.cpp seeds once per state (so the result would depend on which worker
-        // ran which utterances before). One greedy pass, then our own checks below.
-        params.set_temperature(0.0);
-        params.set_temperature_inc(0.0);
-        // One window per utterance (utterances are at most vad.max_utterance_s ≤ 30 s), so
-        // `max_tokens` bounds the whole decode, not each of a chain of segments.
-        params.set_single_segment(true);
         params.set_max_tokens(budget as i32);
-        // whisper.cpp would silently drop a no-speech window before we see its figures;
-        // the same rule is applied below, where it can be reported.
-        params.set_no_speech_thold(1.0);
-        params.set_logprob_thold(self.opts.logprob_threshold);
         if let Some(ctx) = audio_ctx {
             params.set_audio_ctx(ctx);
         }
@@ -344,7 +423,14 @@ impl Transcriber {
 
         let eot = self.model.ctx.token_eot();
         let beg = self.model.ctx.token_beg();
-        let mut decoded = Decoded::default();
+        let mut decoded = Decoded {
+            language: if self.multilingual {
+                whisper_rs::get_lang_str(self.state.full_lang_id_from_state())
+            } else {
+                Some("en")
+            },
+            ..Default::default()
+        };
         for seg in self.state.as_iter() {
             decoded.no_speech_prob = decoded.no_speech_prob.max(seg.no_speech_probability());
             for i in 0..seg.n_tokens() {
@@ -379,6 +465,42 @@ impl Transcriber {
         }
         decoded.settle(decoded.tokens > budget && !decoded.saw_eot);
         Ok(decoded)
+    }
+
+    /// The decoding parameters for `language`, built once (see `params`).
+    fn params_for(&mut self, language: Option<&'static str>) -> BaseParams {
+        if let Some((_, p)) = self.params.iter().find(|(l, _)| *l == language) {
+            return p.clone();
+        }
+        let opts = &self.opts;
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(opts.threads.max(1) as i32);
+        params.set_language(language);
+        params.set_translate(false);
+        params.set_no_context(true);
+        params.set_token_timestamps(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        // Temperature fallback re-decodes a failed window up to five more times at rising
+        // temperatures: up to 6 × 220 tokens for one unclear word, and sampled from an RNG
+        // that whisper.cpp seeds once per state (so the result would depend on which worker
+        // ran which utterances before). One greedy pass, then our own checks (`judge`).
+        params.set_temperature(0.0);
+        params.set_temperature_inc(0.0);
+        // One window per utterance (utterances are at most vad.max_utterance_s ≤ 30 s), so
+        // `max_tokens` bounds the whole decode, not each of a chain of segments.
+        params.set_single_segment(true);
+        // whisper.cpp would silently drop a no-speech window before we see its figures;
+        // the same rule is applied in `judge`, where it can be reported.
+        params.set_no_speech_thold(1.0);
+        params.set_logprob_thold(opts.logprob_threshold);
+        let p = BaseParams(params);
+        self.params.push((language, p.clone()));
+        p
     }
 }
 
@@ -468,6 +590,8 @@ struct RawWord {
 /// The tokens of one decode, accumulated as bytes.
 #[derive(Debug, Default)]
 struct Decoded {
+    /// The language decoded in (given or detected).
+    language: Option<&'static str>,
     text: Vec<u8>,
     text_ids: Vec<i32>,
     words: Vec<RawWord>,

@@ -290,6 +290,7 @@ pub(crate) mod fixtures {
             redacted: false,
             words: vec![],
             not_transcribed: None,
+            language: None,
             sentiment: -0.4,
             arousal: (speaker == Speaker::Customer).then_some(0.8),
             emotion: (speaker == Speaker::Customer).then(|| "angry".into()),

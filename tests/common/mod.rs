@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod browser;
 pub mod service;
+pub mod synthetic_whisper;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
