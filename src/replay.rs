@@ -95,11 +95,8 @@ impl LazyTranscriber {
         if cfg.asr.threads > 0 {
             opts.threads = cfg.asr.threads;
         }
-        // Validated with the config; "" and "auto" detect.
-        opts.language = crate::asr::transcribe::parse_language(&cfg.asr.language)
-            .ok()
-            .flatten()
-            .map(str::to_string);
+        // Parsed by the transcriber: "" and "auto" detect.
+        opts.language = Some(cfg.asr.language.clone());
         opts.initial_prompt = cfg.asr.initial_prompt.clone();
         Self {
             model_path: cfg.asr.model.clone(),

@@ -191,11 +191,8 @@ pub async fn run_with_reload(
     } else {
         (cores / (cfg.asr.workers + 1)).max(1)
     };
-    // Validated with the config; "" and "auto" detect.
-    opts.language = crate::asr::transcribe::parse_language(&cfg.asr.language)
-        .ok()
-        .flatten()
-        .map(str::to_string);
+    // Parsed by the transcriber: "" and "auto" detect.
+    opts.language = Some(cfg.asr.language.clone());
     opts.initial_prompt = cfg.asr.initial_prompt.clone();
     let pool = AsrPool::start(&model, cfg.asr.workers, opts, cfg.asr.queue)
         .map_err(|e| setup("asr", &e))?;

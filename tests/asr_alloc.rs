@@ -16,7 +16,9 @@ use std::cell::Cell;
 use calltone::asr::ggml::WeightType;
 use calltone::asr::models;
 use calltone::asr::transcribe::{TranscribeOptions, WhisperModel};
-use common::synthetic_whisper::{synthetic_model, write_ct2_dir, N_VOCAB, N_VOCAB_MULTILINGUAL};
+use common::synthetic_whisper::{
+    synthetic_model, voiced, write_ct2_dir, N_VOCAB, N_VOCAB_MULTILINGUAL,
+};
 
 struct Counting;
 
@@ -63,17 +65,6 @@ fn net_bytes(f: impl FnOnce()) -> isize {
     f();
     COUNTING.with(|on| on.set(false));
     NET.with(|c| c.get())
-}
-
-fn voiced(seconds: f32) -> Vec<f32> {
-    let n = (seconds * 16_000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f32 / 16_000.0;
-            let env = 0.5 + 0.5 * (std::f32::consts::TAU * 4.0 * t).sin();
-            0.1 * env * (std::f32::consts::TAU * 140.0 * t).sin()
-        })
-        .collect()
 }
 
 #[test]

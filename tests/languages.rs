@@ -21,7 +21,9 @@ use calltone::audio::Speaker;
 use calltone::config::Config;
 use calltone::events::EventBody;
 use calltone::pipeline::{Analyzers, CallPipeline, Output, LANGUAGE_SETTLE_S};
-use common::synthetic_whisper::{synthetic_model, write_ct2_dir, N_VOCAB, N_VOCAB_MULTILINGUAL};
+use common::synthetic_whisper::{
+    synthetic_model, voiced, write_ct2_dir, N_VOCAB, N_VOCAB_MULTILINGUAL,
+};
 
 /// Imports a synthetic model with `n_vocab` tokens into `dir`; returns the ggml path.
 fn synthetic_ggml(dir: &Path, n_vocab: usize) -> PathBuf {
@@ -30,21 +32,6 @@ fn synthetic_ggml(dir: &Path, n_vocab: usize) -> PathBuf {
     let out = dir.join(format!("ggml-synthetic-{n_vocab}.bin"));
     models::import_ct2(&src, Some(&out), WeightType::F16).expect("imports");
     out
-}
-
-/// Two seconds of a voiced sound: a 140 Hz harmonic tone with 4 Hz syllable-like swells.
-fn voiced(seconds: f32) -> Vec<f32> {
-    let n = (seconds * 16_000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f32 / 16_000.0;
-            let env = 0.5 + 0.5 * (std::f32::consts::TAU * 4.0 * t).sin();
-            let tone: f32 = (1..=6)
-                .map(|k| (std::f32::consts::TAU * 140.0 * k as f32 * t).sin() / k as f32)
-                .sum();
-            0.1 * env * tone
-        })
-        .collect()
 }
 
 fn opts(language: Option<&str>) -> TranscribeOptions {
@@ -143,26 +130,12 @@ fn write_config(dir: &Path, model: &Path, language: &str) -> PathBuf {
     p
 }
 
-fn write_wav(path: &Path, samples: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for s in samples {
-        w.write_sample((s * 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 #[test]
 fn replay_refuses_a_language_it_cannot_decode_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let en = synthetic_ggml(tmp.path(), N_VOCAB);
     let wav = tmp.path().join("call.wav");
-    write_wav(&wav, &voiced(3.0));
+    common::write_wav_f32(&wav, 16_000, &voiced(3.0));
     for (language, needles) in [
         ("klingon", vec!["asr.language", "klingon"]),
         ("de", vec!["English-only", "\"de\""]),
@@ -196,7 +169,7 @@ fn replay_reports_the_fixed_language_on_every_utterance() {
         audio.extend(voiced(2.5));
         audio.extend(std::iter::repeat_n(0.0, 16_000 * 2));
     }
-    write_wav(&wav, &audio);
+    common::write_wav_f32(&wav, 16_000, &audio);
     let cfg = write_config(tmp.path(), &multi, "tr");
     let out = common::run(&[
         "replay",

@@ -134,6 +134,22 @@ pub fn write_wav_raw(
     std::fs::write(path, b).expect("write wav");
 }
 
+/// Writes mono f32 samples (−1..1) as a 16-bit PCM WAV.
+pub fn write_wav_f32(path: &Path, rate: u32, samples: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .expect("write sample");
+    }
+    w.finalize().expect("finalize wav");
+}
+
 /// Reads a mono 16-bit WAV as f32.
 pub fn read_wav_f32(path: &Path) -> (u32, Vec<f32>) {
     let mut r = hound::WavReader::open(path).expect("open wav");

@@ -172,3 +172,18 @@ pub fn write_ct2_dir(dir: &Path, model: &Ct2Model) {
     std::fs::write(dir.join("vocabulary.txt"), synthetic_vocabulary(n_vocab)).unwrap();
     std::fs::write(dir.join("config.json"), "{}").unwrap();
 }
+
+/// A voiced sound for the synthetic model to decode: a 140 Hz harmonic tone with 4 Hz syllable-like swells.
+pub fn voiced(seconds: f32) -> Vec<f32> {
+    let n = (seconds * 16_000.0) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / 16_000.0;
+            let env = 0.5 + 0.5 * (std::f32::consts::TAU * 4.0 * t).sin();
+            let tone: f32 = (1..=6)
+                .map(|k| (std::f32::consts::TAU * 140.0 * k as f32 * t).sin() / k as f32)
+                .sum();
+            0.1 * env * tone
+        })
+        .collect()
+}
