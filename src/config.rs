@@ -115,9 +115,11 @@ pub struct AsrConfig {
     /// every barrier, and two 2-thread replays on a busy 2-core box ran ~50× slower than
     /// alone, README Transcription; serve: cores / (workers + 1)). Default 0.
     pub threads: usize,
-    /// ASR worker threads in `serve` (each with its own Whisper state). Default 2: on a
-    /// 2-core box two one-thread workers carried 40 concurrent calls without shedding where
-    /// one worker shed from ~35 (README, Capacity).
+    /// ASR worker threads (each with its own Whisper state). `serve`: they take the live
+    /// calls' utterances. `replay` (fixed language): they transcribe utterances ahead of the
+    /// pipeline in parallel, publishing the same events as one at a time (1: one at a time).
+    /// Default 2: on a 2-core box two one-thread workers carried 40 concurrent calls without
+    /// shedding where one worker shed from ~35 (README, Capacity).
     pub workers: usize,
     /// Utterances waiting for ASR in `serve` before the oldest are shed. Default 16.
     pub queue: usize,

@@ -222,8 +222,10 @@ fn default_filter() -> &'static str {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLTONE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter()));
+    // Colour only on a terminal: logs piped to a file or journald stay plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -408,6 +410,8 @@ fn run_replay(
                     wall_s = stats.wall_s,
                     x_realtime = stats.audio_s / stats.wall_s.max(1e-9),
                     events = stats.events,
+                    transcribed_ahead = stats.prefetched,
+                    transcribed_inline = stats.transcribed_inline,
                     "replayed"
                 );
                 bars.finish_file(stats.audio_s);

@@ -307,3 +307,53 @@ fn calm_call_raises_no_alert() {
         .count();
     assert!(customer_positive >= 2);
 }
+
+/// Transcribing ahead on parallel workers (the default, `asr.workers = 2`) publishes exactly
+/// the events of one-at-a-time transcription, and every utterance was transcribed ahead.
+#[test]
+fn transcripts_ahead_on_workers_are_those_of_one_at_a_time() {
+    let Some(model) = model() else { return };
+    let demo = root().join("demo/demo-call.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let strip = |stdout: &[u8]| {
+        events(stdout)
+            .into_iter()
+            .map(|mut e| {
+                e.as_object_mut().unwrap().remove("ts");
+                e
+            })
+            .collect::<Vec<_>>()
+    };
+    let replay_with = |workers: usize| {
+        let cfg = dir.path().join(format!("w{workers}.toml"));
+        std::fs::write(&cfg, format!("[asr]\nworkers = {workers}\n")).unwrap();
+        let out = calltone()
+            .env("CALLTONE_LOG", "info,whisper_rs=error")
+            .args(["replay", demo.to_str().unwrap(), "--model"])
+            .arg(&model)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        (strip(&out.stdout), log)
+    };
+    let (one, one_log) = replay_with(1);
+    let utterances = one.iter().filter(|e| e["type"] == "utterance").count();
+    assert!(utterances >= 10, "{utterances} utterances");
+    assert!(
+        one_log.contains("transcribed_ahead=0")
+            && one_log.contains(&format!("transcribed_inline={utterances}")),
+        "{one_log}"
+    );
+    for workers in [2, 3] {
+        let (ev, log) = replay_with(workers);
+        assert!(
+            log.contains(&format!("transcribed_ahead={utterances}"))
+                && log.contains("transcribed_inline=0"),
+            "workers = {workers}: {log}"
+        );
+        assert_eq!(ev, one, "workers = {workers}");
+    }
+}
