@@ -127,6 +127,11 @@ pub struct AsrConfig {
     /// the site's phrases (e.g. "Acme Telecom"), so they are heard and spelled the site's
     /// way. At most 224 tokens. Default "" (none).
     pub initial_prompt: String,
+    /// Give Whisper the speaker's previous utterance as context (after `initial_prompt`),
+    /// as whole-file Whisper carries its previous window: a sentence the segmenter split at
+    /// a pause is decoded knowing its first half. Replay then transcribes one utterance at a
+    /// time (each decode waits for the previous text). Default false (README, Transcription).
+    pub prompt_previous: bool,
 }
 
 impl Default for AsrConfig {
@@ -138,6 +143,7 @@ impl Default for AsrConfig {
             workers: 2,
             queue: 16,
             initial_prompt: String::new(),
+            prompt_previous: false,
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct AsrJob {
     /// The speaker's language as detected earlier in the call (see [`LANGUAGE_SETTLE_S`]);
     /// `None` until then. Used only where `asr.language` is "auto".
     pub language: Option<&'static str>,
+    /// The text of the speaker's previous transcribed utterance, as Whisper's prompt
+    /// (`asr.prompt_previous`); `None` when off or for a speaker's first utterance.
+    pub previous: Option<String>,
 }
 
 /// A speaker's language is the one Whisper detected in their first transcribed utterance
@@ -285,6 +288,10 @@ struct Track {
     active: bool,
     /// The language this speaker's utterances are decoded in, once detected.
     language: Option<&'static str>,
+    /// The text of this speaker's last transcribed utterance (raw, before redaction; it
+    /// never leaves the process), the next one's Whisper prompt where
+    /// `asr.prompt_previous` is on.
+    last_text: Option<String>,
 }
 
 struct PendingUtterance {
@@ -359,6 +366,7 @@ impl CallPipeline {
                 recent_words: VecDeque::new(),
                 active: false,
                 language: None,
+                last_text: None,
             });
         }
         let mut p = Self {
@@ -781,6 +789,11 @@ impl CallPipeline {
         let samples: Vec<f32> = track.audio.range(a.min(b)..b).copied().collect();
         let speaker = track.speaker;
         let language = track.language;
+        let previous = if self.cfg.asr.prompt_previous {
+            track.last_text.clone()
+        } else {
+            None
+        };
         let job_id = self.next_job;
         self.next_job += 1;
         self.pending.insert(
@@ -801,6 +814,7 @@ impl CallPipeline {
             end: seg.end,
             samples,
             language,
+            previous,
         }));
     }
 
@@ -849,6 +863,9 @@ impl CallPipeline {
         if let Some(tr) = track_i.map(|i| &mut self.tracks[i]) {
             if settles && tr.language.is_none() {
                 tr.language = language;
+            }
+            if !transcript.text.is_empty() {
+                tr.last_text = Some(transcript.text.clone());
             }
             tr.recent_words.push_back((p.end, words.len(), speech_s));
             if let Some(affect) = tr.affect.as_mut() {

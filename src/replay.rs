@@ -5,8 +5,8 @@
 //! closes, so the event stream is deterministic (same file → same events, except `ts`).
 //!
 //! Whisper is most of a replay's cost (≈ 90 % of the CPU on a word-dense call), and one
-//! utterance at a time keeps one core busy. Where the language is fixed (each decode then
-//! depends on its audio alone), a scout runs a second copy of the call's pipeline ahead of
+//! utterance at a time keeps one core busy. Where the language is fixed and the previous
+//! utterance is not the prompt (each decode then depends on its audio alone), a scout runs a second copy of the call's pipeline ahead of
 //! the one that publishes, hands the utterances it closes to `asr.workers` transcribers in
 //! parallel, and the publishing pipeline takes each result when it reaches that utterance:
 //! the same events as one-at-a-time transcription, in less wall time. The scout keeps at most
@@ -106,9 +106,9 @@ pub struct LazyTranscriber {
     opts: TranscribeOptions,
     /// Transcribers working ahead in parallel (`asr.workers`); 1 = one at a time.
     workers: usize,
-    /// Whether every utterance is decoded in one configured language (so a decode depends
-    /// on its audio alone and can run ahead of the pipeline).
-    fixed_language: bool,
+    /// Whether each decode depends on its audio alone (one configured language, no
+    /// previous-utterance prompt), so it can run ahead of the pipeline.
+    independent: bool,
     model: Option<WhisperModel>,
     inner: Option<Transcriber>,
 }
@@ -126,7 +126,8 @@ impl LazyTranscriber {
             model_path: cfg.asr.model.clone(),
             opts,
             workers: cfg.asr.workers.max(1),
-            fixed_language: matches!(parse_language(&cfg.asr.language), Ok(Some(_))),
+            independent: matches!(parse_language(&cfg.asr.language), Ok(Some(_)))
+                && !cfg.asr.prompt_previous,
             model: None,
             inner: None,
         }
@@ -214,7 +215,7 @@ pub fn replay_file(
     let mut pipeline = call.pipeline(&mut out).map_err(|e| in_file(path, e))?;
     let chunk = call.chunk();
     let n = call.samples();
-    let ahead = !opts.realtime && asr.workers > 1 && asr.fixed_language;
+    let ahead = !opts.realtime && asr.workers > 1 && asr.independent;
     let mut events = 0usize;
     let (mut prefetched, mut inline) = (0usize, 0usize);
     std::thread::scope(|scope| {
@@ -257,7 +258,7 @@ pub fn replay_file(
                                 None => {
                                     inline += 1;
                                     asr.get()?
-                                        .transcribe_in(&job.samples, job.language)
+                                        .transcribe_in(&job.samples, job.language, job.previous.as_deref())
                                         .map_err(|e| NotTranscribed::Error(e.to_string()))
                                 }
                             };
@@ -477,7 +478,7 @@ fn transcribe_ahead(model: WhisperModel, opts: TranscribeOptions, work: &Mutex<R
         let next = work.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((job, reply)) = next else { return };
         let result = transcriber
-            .transcribe_in(&job.samples, job.language)
+            .transcribe_in(&job.samples, job.language, job.previous.as_deref())
             .map_err(|e| NotTranscribed::Error(e.to_string()));
         let _ = reply.send(result);
     }

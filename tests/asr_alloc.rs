@@ -91,11 +91,11 @@ fn transcribing_leaves_no_memory_behind() {
             })
             .unwrap();
         for _ in 0..3 {
-            t.transcribe_in(&audio, known).unwrap();
+            t.transcribe_in(&audio, known, None).unwrap();
         }
         let net = net_bytes(|| {
             for _ in 0..40 {
-                drop(t.transcribe_in(&audio, known).unwrap());
+                drop(t.transcribe_in(&audio, known, None).unwrap());
             }
         });
         assert_eq!(

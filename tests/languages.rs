@@ -64,7 +64,7 @@ fn a_multilingual_model_decodes_in_the_fixed_language_and_reports_it() {
         assert_eq!(t.transcribe(&audio).unwrap().language, Some(code));
         // A fixed language wins over what the call is thought to speak.
         assert_eq!(
-            t.transcribe_in(&audio, Some("fr")).unwrap().language,
+            t.transcribe_in(&audio, Some("fr"), None).unwrap().language,
             Some(code)
         );
     }
@@ -90,7 +90,7 @@ fn auto_detects_a_language_deterministically_and_keeps_a_known_one() {
     // A language known for the call is decoded in, not detected again.
     let other = if code == "tr" { "sv" } else { "tr" };
     assert_eq!(
-        t.transcribe_in(&audio, Some(other)).unwrap().language,
+        t.transcribe_in(&audio, Some(other), None).unwrap().language,
         Some(other)
     );
     // "auto" in the options is the same as no language.

@@ -357,3 +357,68 @@ fn transcripts_ahead_on_workers_are_those_of_one_at_a_time() {
         assert_eq!(ev, one, "workers = {workers}");
     }
 }
+
+/// A site vocabulary longer than Whisper's 224-token prompt still works: its end (the most
+/// recent "speech") is used. Before, whisper-rs took whisper.cpp's "too many tokens" answer
+/// for a length and the whole prompt was silently ignored ("calling at me tell the com").
+#[test]
+fn a_long_initial_prompt_keeps_its_end() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let filler = "Our broadband routers, invoices, direct debits and roaming bundles. ".repeat(40);
+    let cfg = dir.path().join("prompt.toml");
+    std::fs::write(
+        &cfg,
+        format!("[asr]\ninitial_prompt = \"{filler}Thank you for calling Acme Telecom.\"\n"),
+    )
+    .unwrap();
+    let demo = root().join("demo/demo-call.wav");
+    let ev = replay(&demo, &model, &["--config", cfg.to_str().unwrap()]);
+    let first = ev
+        .iter()
+        .find(|e| e["type"] == "utterance" && e["speaker"] == "agent")
+        .unwrap();
+    let text = first["text"].as_str().unwrap();
+    assert!(text.contains("Acme Telecom"), "{text}");
+}
+
+/// With the previous utterance as the prompt each decode waits for the one before, so
+/// replay transcribes one at a time (never ahead), and stays deterministic.
+#[test]
+fn previous_utterance_prompt_replays_one_at_a_time_and_deterministically() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("prev.toml");
+    std::fs::write(&cfg, "[asr]\nprompt_previous = true\nworkers = 2\n").unwrap();
+    let demo = root().join("demo/demo-call.wav");
+    let run_once = || {
+        let out = calltone()
+            .env("CALLTONE_LOG", "info,whisper_rs=error")
+            .args(["replay", demo.to_str().unwrap(), "--model"])
+            .arg(&model)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        let ev: Vec<_> = events(&out.stdout)
+            .into_iter()
+            .map(|mut e| {
+                e.as_object_mut().unwrap().remove("ts");
+                e
+            })
+            .collect();
+        (ev, log)
+    };
+    let (a, log) = run_once();
+    let utterances = a.iter().filter(|e| e["type"] == "utterance").count();
+    assert!(utterances >= 10);
+    assert!(
+        log.contains("transcribed_ahead=0")
+            && log.contains(&format!("transcribed_inline={utterances}")),
+        "{log}"
+    );
+    let (b, _) = run_once();
+    assert_eq!(a, b);
+}

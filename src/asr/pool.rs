@@ -95,7 +95,11 @@ impl AsrPool {
                     while let Some(q) = next_job(&shared) {
                         let queued = q.at.elapsed();
                         let t0 = Instant::now();
-                        let result = transcriber.transcribe_in(&q.job.samples, q.job.language);
+                        let result = transcriber.transcribe_in(
+                            &q.job.samples,
+                            q.job.language,
+                            q.job.previous.as_deref(),
+                        );
                         let run = t0.elapsed();
                         let st = &shared.stats;
                         st.busy_ms.fetch_add(run.as_millis() as u64, Ordering::Relaxed);

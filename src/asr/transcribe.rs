@@ -206,6 +206,16 @@ impl WhisperModel {
         self.ctx.is_multilingual()
     }
 
+    /// `text` as Whisper tokens, however long. (whisper.cpp returns minus the count when
+    /// the buffer is too small, which whisper-rs 0.16 takes for a length; no token is
+    /// shorter than a byte, so a buffer of the text's length always suffices.)
+    fn tokens(&self, text: &str) -> Result<Vec<i32>, whisper_rs::WhisperError> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ctx.tokenize(text, text.len() + 1)
+    }
+
     pub fn transcriber(&self, opts: TranscribeOptions) -> Result<Transcriber, AsrError> {
         let language = opts
             .language
@@ -229,13 +239,21 @@ impl WhisperModel {
             .ctx
             .create_state()
             .map_err(|e| AsrError::Inference(format!("creating state: {e}")))?;
-        let prompt = if opts.initial_prompt.trim().is_empty() {
-            Vec::new()
-        } else {
-            self.ctx
-                .tokenize(&opts.initial_prompt, 224)
-                .map_err(|e| AsrError::Inference(format!("tokenizing asr.initial_prompt: {e}")))?
-        };
+        let mut prompt = self
+            .tokens(opts.initial_prompt.trim())
+            .map_err(|e| AsrError::Inference(format!("tokenizing asr.initial_prompt: {e}")))?;
+        if prompt.len() > MAX_PROMPT_TOKENS {
+            // As Whisper itself does with a long prompt: the end is what was "just said".
+            // (Before, whisper-rs took the over-long result for a length and the prompt was
+            // silently dropped.) Said once per process, not per worker.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| tracing::warn!(
+                tokens = prompt.len(),
+                kept = MAX_PROMPT_TOKENS,
+                "asr.initial_prompt is longer than Whisper's prompt limit; only its end is used"
+            ));
+            prompt.drain(..prompt.len() - MAX_PROMPT_TOKENS);
+        }
         Ok(Transcriber {
             model: self.clone(),
             state,
@@ -275,6 +293,9 @@ struct BaseParams(FullParams<'static, 'static>);
 // process, so moving them to another thread is sound.
 unsafe impl Send for BaseParams {}
 
+/// Whisper's limit on prompt tokens (half its 448-token text context).
+const MAX_PROMPT_TOKENS: usize = 224;
+
 /// Whisper needs at least this much audio; shorter utterances are padded with silence
 /// (whisper.cpp fails or hallucinates on very short or empty input).
 const MIN_SAMPLES: usize = ANALYSIS_RATE as usize; // 1 s
@@ -287,16 +308,20 @@ impl Transcriber {
     /// no-speech, log-probability, repetition or budget checks come back with `rejected`
     /// set and no words: a hallucination is never published as speech.
     pub fn transcribe(&mut self, samples: &[f32]) -> Result<Transcript, AsrError> {
-        self.transcribe_in(samples, None)
+        self.transcribe_in(samples, None, None)
     }
 
     /// As [`Self::transcribe`], in `known` (a Whisper language code: the language detected
     /// earlier in the call) when no language is fixed; without either, Whisper detects the
     /// utterance's language first. A code Whisper does not know counts as none.
+    /// `previous`: the text said before this utterance (the speaker's previous utterance),
+    /// decoded as context after `initial_prompt`, its last words kept within Whisper's
+    /// prompt limit.
     pub fn transcribe_in(
         &mut self,
         samples: &[f32],
         known: Option<&str>,
+        previous: Option<&str>,
     ) -> Result<Transcript, AsrError> {
         if samples.is_empty() {
             return Ok(Transcript {
@@ -335,14 +360,15 @@ impl Transcriber {
         let language = self
             .fixed
             .or_else(|| known.and_then(|k| parse_language(k).ok().flatten()));
-        let mut decoded = self.decode(audio, duration, budget, tight, language)?;
+        let prompt = self.prompt_with(previous)?;
+        let mut decoded = self.decode(audio, duration, budget, tight, language, &prompt)?;
         if tight.is_some() && ends_in_repeated_phrase(&decoded.words) {
             tracing::debug!(
                 duration_s = duration,
                 "decode ends in a repeated phrase; decoding again over the full window"
             );
             let detected = decoded.language;
-            decoded = self.decode(audio, duration, budget, None, detected)?;
+            decoded = self.decode(audio, duration, budget, None, detected, &prompt)?;
         }
         let stats = decoded.stats(budget);
         let rejected = judge(&self.opts, &decoded, &stats, duration);
@@ -387,7 +413,8 @@ impl Transcriber {
     }
     /// One greedy decode of `audio` (`duration` seconds of speech in it), bounded by
     /// `budget` tokens, over an encoder window of `audio_ctx` frames (None: the full 30 s).
-    /// In `language`, or detecting it first when `None` (multilingual models only).
+    /// In `language`, or detecting it first when `None` (multilingual models only), after
+    /// the `prompt` tokens.
     fn decode(
         &mut self,
         audio: &[f32],
@@ -395,6 +422,7 @@ impl Transcriber {
         budget: u32,
         audio_ctx: Option<i32>,
         language: Option<&'static str>,
+        prompt: &[i32],
     ) -> Result<Decoded, AsrError> {
         if language.is_none() && self.multilingual {
             // whisper.cpp detects the language over the encoder window of the state's
@@ -409,8 +437,8 @@ impl Transcriber {
                 .map_err(|e| AsrError::Inference(e.to_string()))?;
         }
         let mut params: FullParams<'static, '_> = self.params_for(language).0;
-        if !self.prompt.is_empty() {
-            params.set_tokens(&self.prompt);
+        if !prompt.is_empty() {
+            params.set_tokens(prompt);
         }
         params.set_max_tokens(budget as i32);
         if let Some(ctx) = audio_ctx {
@@ -465,6 +493,26 @@ impl Transcriber {
         }
         decoded.settle(decoded.tokens > budget && !decoded.saw_eot);
         Ok(decoded)
+    }
+
+    /// The prompt tokens: `initial_prompt`, then the last tokens of `previous` that fit
+    /// within [`MAX_PROMPT_TOKENS`] (Whisper reads the prompt's end as what was just said).
+    fn prompt_with(&self, previous: Option<&str>) -> Result<Vec<i32>, AsrError> {
+        let mut tokens = self.prompt.clone();
+        let Some(text) = previous.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(tokens);
+        };
+        let room = MAX_PROMPT_TOKENS.saturating_sub(tokens.len());
+        if room == 0 {
+            return Ok(tokens);
+        }
+        // A leading space, as the text would follow the prompt in running speech.
+        let previous = self
+            .model
+            .tokens(&format!(" {text}"))
+            .map_err(|e| AsrError::Inference(format!("tokenizing the previous utterance: {e}")))?;
+        tokens.extend_from_slice(&previous[previous.len().saturating_sub(room)..]);
+        Ok(tokens)
     }
 
     /// The decoding parameters for `language`, built once (see `params`).
