@@ -258,7 +258,11 @@ pub fn replay_file(
                                 None => {
                                     inline += 1;
                                     asr.get()?
-                                        .transcribe_in(&job.samples, job.language, job.previous.as_deref())
+                                        .transcribe_in(
+                                            &job.samples,
+                                            job.language,
+                                            job.previous.as_deref(),
+                                        )
                                         .map_err(|e| NotTranscribed::Error(e.to_string()))
                                 }
                             };

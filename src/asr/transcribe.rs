@@ -247,11 +247,13 @@ impl WhisperModel {
             // (Before, whisper-rs took the over-long result for a length and the prompt was
             // silently dropped.) Said once per process, not per worker.
             static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| tracing::warn!(
+            WARNED.call_once(|| {
+                tracing::warn!(
                 tokens = prompt.len(),
                 kept = MAX_PROMPT_TOKENS,
                 "asr.initial_prompt is longer than Whisper's prompt limit; only its end is used"
-            ));
+            )
+            });
             prompt.drain(..prompt.len() - MAX_PROMPT_TOKENS);
         }
         Ok(Transcriber {
