@@ -125,7 +125,7 @@ pub struct AsrConfig {
     pub queue: usize,
     /// Text Whisper reads as if it had been said before every utterance: product names and
     /// the site's phrases (e.g. "Acme Telecom"), so they are heard and spelled the site's
-    /// way. At most 224 tokens. Default "" (none).
+    /// way. At most 223 tokens (of a longer one the end is used). Default "" (none).
     pub initial_prompt: String,
     /// Give Whisper the speaker's previous utterance as context (after `initial_prompt`),
     /// as whole-file Whisper carries its previous window: a sentence the segmenter split at

@@ -288,10 +288,11 @@ struct Track {
     active: bool,
     /// The language this speaker's utterances are decoded in, once detected.
     language: Option<&'static str>,
-    /// The text of this speaker's last transcribed utterance (raw, before redaction; it
-    /// never leaves the process), the next one's Whisper prompt where
-    /// `asr.prompt_previous` is on.
-    last_text: Option<String>,
+    /// The job id and text of this speaker's latest transcribed utterance (raw, before
+    /// redaction; it never leaves the process), the next one's Whisper prompt where
+    /// `asr.prompt_previous` is on. Kept by job id: `serve`'s workers can finish a
+    /// speaker's utterances out of order.
+    last_text: Option<(u64, String)>,
 }
 
 struct PendingUtterance {
@@ -788,9 +789,16 @@ impl CallPipeline {
             .min(track.audio.len());
         let samples: Vec<f32> = track.audio.range(a.min(b)..b).copied().collect();
         let speaker = track.speaker;
-        let language = track.language;
+        // The language Whisper settled on for this speaker matters only where it detects
+        // ("auto"); with a fixed language the job carries none (so it depends on its audio
+        // alone and replay can transcribe it ahead).
+        let detecting = matches!(
+            crate::asr::transcribe::parse_language(&self.cfg.asr.language),
+            Ok(None)
+        );
+        let language = if detecting { track.language } else { None };
         let previous = if self.cfg.asr.prompt_previous {
-            track.last_text.clone()
+            track.last_text.as_ref().map(|(_, t)| t.clone())
         } else {
             None
         };
@@ -864,8 +872,9 @@ impl CallPipeline {
             if settles && tr.language.is_none() {
                 tr.language = language;
             }
-            if !transcript.text.is_empty() {
-                tr.last_text = Some(transcript.text.clone());
+            let newer = tr.last_text.as_ref().is_none_or(|(id, _)| *id < job_id);
+            if self.cfg.asr.prompt_previous && newer && !transcript.text.is_empty() {
+                tr.last_text = Some((job_id, transcript.text.clone()));
             }
             tr.recent_words.push_back((p.end, words.len(), speech_s));
             if let Some(affect) = tr.affect.as_mut() {

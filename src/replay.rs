@@ -6,16 +6,18 @@
 //!
 //! Whisper is most of a replay's cost (≈ 90 % of the CPU on a word-dense call), and one
 //! utterance at a time keeps one core busy. Where the language is fixed and the previous
-//! utterance is not the prompt (each decode then depends on its audio alone), a scout runs a second copy of the call's pipeline ahead of
-//! the one that publishes, hands the utterances it closes to `asr.workers` transcribers in
-//! parallel, and the publishing pipeline takes each result when it reaches that utterance:
+//! utterance is not the prompt (each decode then depends on its audio alone), a scout runs a
+//! second copy of the call's pipeline ahead of the one that publishes, hands the utterances
+//! it closes to `asr.workers` transcribers in parallel, and the publishing pipeline takes
+//! each result when it reaches that utterance:
 //! the same events as one-at-a-time transcription, in less wall time. The scout keeps at most
 //! a few utterances ahead, so memory does not grow with the file. An utterance the scout did
 //! not see identically (it cannot happen with the same audio and config, but costs nothing
-//! to guard) is transcribed on the spot.
+//! to guard), or whose worker could not start, is transcribed on the spot.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,6 +92,7 @@ pub struct ReplayProgress {
 
 /// Statistics of one replayed file.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ReplayStats {
     pub audio_s: f64,
     pub wall_s: f64,
@@ -267,7 +270,12 @@ pub fn replay_file(
                                 }
                             };
                             if let Err(e) = &result {
-                                tracing::warn!(call_id = %job.call_id, job = job.job_id, error = ?e, "utterance not transcribed");
+                                tracing::warn!(
+                                    call_id = %job.call_id,
+                                    job = job.job_id,
+                                    error = ?e,
+                                    "utterance not transcribed"
+                                );
                             }
                             pipeline.on_transcript(job.job_id, result, &mut out);
                         }
@@ -351,6 +359,8 @@ struct JobKey {
     end: u64,
     len: usize,
     audio: u64,
+    language: Option<&'static str>,
+    previous: Option<String>,
 }
 
 impl JobKey {
@@ -366,6 +376,8 @@ impl JobKey {
             end: job.end.to_bits(),
             len: job.samples.len(),
             audio,
+            language: job.language,
+            previous: job.previous.clone(),
         }
     }
 }
@@ -384,6 +396,14 @@ struct Prefetch {
     order: Receiver<Ahead>,
     /// One taken from `order` that belongs to a later utterance of the publisher.
     held: Option<Ahead>,
+    /// Set when the publisher is done (or failed): workers drop what is still queued.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Prefetch {
@@ -401,12 +421,22 @@ impl Prefetch {
         let (order_tx, order) = mpsc::sync_channel::<Ahead>(lookahead);
         let (work_tx, work_rx) = mpsc::sync_channel::<Work>(lookahead);
         let work_rx = Arc::new(Mutex::new(work_rx));
+        let stop = Arc::new(AtomicBool::new(false));
+        // `asr.threads` is the replay's budget, shared among the workers (ggml's threads
+        // spin, so more threads than cores is slower, not faster).
+        let mut opts = opts.clone();
+        opts.threads = (opts.threads / workers).max(1);
         for _ in 0..workers {
-            let (model, opts, work_rx) = (model.clone(), opts.clone(), Arc::clone(&work_rx));
-            scope.spawn(move || transcribe_ahead(model, opts, &work_rx));
+            let (model, opts) = (model.clone(), opts.clone());
+            let (work_rx, stop) = (Arc::clone(&work_rx), Arc::clone(&stop));
+            scope.spawn(move || transcribe_ahead(model, opts, &work_rx, &stop));
         }
         scope.spawn(move || scout(call, &order_tx, &work_tx));
-        Self { order, held: None }
+        Self {
+            order,
+            held: None,
+            stop,
+        }
     }
 
     /// The result for `job` if the scout transcribed exactly this utterance; `None` (the
@@ -473,14 +503,27 @@ fn scout(call: &CallSpec<'_>, order: &SyncSender<Ahead>, work: &SyncSender<Work>
     }
 }
 
-/// One worker: transcribes the scout's utterances until the scout is done.
-fn transcribe_ahead(model: WhisperModel, opts: TranscribeOptions, work: &Mutex<Receiver<Work>>) {
-    let Ok(mut transcriber) = model.transcriber(opts) else {
-        return; // the publisher transcribes them itself
+/// One worker: transcribes the scout's utterances until the scout or the publisher is done.
+fn transcribe_ahead(
+    model: WhisperModel,
+    opts: TranscribeOptions,
+    work: &Mutex<Receiver<Work>>,
+    stop: &AtomicBool,
+) {
+    let mut transcriber = match model.transcriber(opts) {
+        Ok(t) => t,
+        Err(e) => {
+            // Its share falls to the other workers, or to the publisher, one at a time.
+            tracing::warn!(error = %e, "replay: an ASR worker could not start");
+            return;
+        }
     };
     loop {
         let next = work.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((job, reply)) = next else { return };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         let result = transcriber
             .transcribe_in(&job.samples, job.language, job.previous.as_deref())
             .map_err(|e| NotTranscribed::Error(e.to_string()));

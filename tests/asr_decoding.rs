@@ -286,3 +286,107 @@ fn phone_band_sentences_do_not_loop_on_their_last_phrase() {
         assert!(w <= 0.1, "{name}: WER {w:.3}: {text}");
     }
 }
+
+/// `asr.prompt_previous`: each of a speaker's utterances is handed to Whisper with the text
+/// of their latest transcribed one (a rejected decode leaves it as it was); off, with none.
+/// Driven through the real pipeline on real speech, transcripts fed back as a worker would.
+#[test]
+fn the_previous_utterance_is_the_next_ones_prompt_only_when_configured() {
+    use calltone::audio::Speaker;
+    use calltone::pipeline::{Analyzers, CallPipeline, Output};
+    let Some(asr) = shared_data("asr") else {
+        return;
+    };
+    let (rate, one) = read_wav_f32(&asr.join("LJ001-0004.wav"));
+    let (_, two) = read_wav_f32(&asr.join("LJ001-0005.wav"));
+    let pause = vec![0.0; 2 * rate as usize];
+    let mut samples = Vec::new();
+    for part in [&one, &pause, &two, &pause, &one, &pause, &two, &pause] {
+        samples.extend_from_slice(part);
+    }
+    let previous_seen = |on: bool| {
+        let mut cfg = calltone::config::Config::default();
+        cfg.asr.prompt_previous = on;
+        let analyzers = Analyzers::from_config(&cfg).unwrap();
+        let mut out = Vec::new();
+        let mut p = CallPipeline::new(
+            "prev",
+            "file",
+            &[Speaker::Customer],
+            rate,
+            None,
+            &cfg,
+            &analyzers,
+            String::new,
+            &mut out,
+        )
+        .unwrap();
+        let mut seen: Vec<Option<String>> = Vec::new();
+        let mut feed = |out: &mut Vec<Output>, p: &mut CallPipeline| {
+            while !out.is_empty() {
+                for o in std::mem::take(out) {
+                    if let Output::Asr(job) = o {
+                        let n = seen.len();
+                        seen.push(job.previous.clone());
+                        // The third decode is rejected (no words): the prompt stays.
+                        let t = Transcript {
+                            text: if n == 2 {
+                                String::new()
+                            } else {
+                                format!("text {n}")
+                            },
+                            rejected: (n == 2).then_some(Rejected::NoSpeech),
+                            ..Default::default()
+                        };
+                        p.on_transcript(job.job_id, Ok(t), out);
+                    }
+                }
+            }
+        };
+        for chunk in samples.chunks(rate as usize / 10) {
+            p.push(Speaker::Customer, chunk, &mut out);
+            feed(&mut out, &mut p);
+        }
+        p.finish("end_of_file", &mut out);
+        feed(&mut out, &mut p);
+        seen
+    };
+    let on = previous_seen(true);
+    assert_eq!(on.len(), 4, "four sentences: {on:?}");
+    assert_eq!(
+        on,
+        [
+            None,
+            Some("text 0".into()),
+            Some("text 1".into()),
+            Some("text 1".into())
+        ]
+    );
+    let off = previous_seen(false);
+    assert_eq!(off.len(), 4);
+    assert!(off.iter().all(Option::is_none), "{off:?}");
+}
+
+/// A previous utterance longer than Whisper's prompt limit is cut to its end, and the
+/// utterance is still heard word for word.
+#[test]
+fn a_long_previous_utterance_is_cut_to_the_prompt_limit() {
+    let (Some(asr), Some(model)) = (shared_data("asr"), model()) else {
+        return;
+    };
+    let m = WhisperModel::load(&model).unwrap();
+    let mut t = m.transcriber(TranscribeOptions::default()).unwrap();
+    let (_, jfk) = read_wav_f32(&asr.join("jfk.wav"));
+    // ~300 words of varied read text (the LJSpeech references).
+    let long: String = std::fs::read_to_string(asr.join("transcripts.tsv"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("LJ"))
+        .filter_map(|l| l.split('\t').nth(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(long.split_whitespace().count() > 250);
+    let r = t.transcribe_in(&jfk, None, Some(&long)).unwrap();
+    let w = wer(&reference(&asr, "jfk.wav"), &r.text);
+    assert!(w <= 0.1, "WER {w:.3}: {}", r.text);
+}

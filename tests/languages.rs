@@ -228,7 +228,8 @@ fn a_speakers_language_settles_on_their_first_long_transcribed_utterance() {
     for part in [&pause, &one, &pause, &two, &pause] {
         samples.extend_from_slice(part);
     }
-    let cfg = Config::default();
+    let mut cfg = Config::default();
+    cfg.asr.language = "auto".into();
     let analyzers = Analyzers::from_config(&cfg).unwrap();
     let mut out = Vec::new();
     let mut p = CallPipeline::new(

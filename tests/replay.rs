@@ -343,15 +343,15 @@ fn transcripts_ahead_on_workers_are_those_of_one_at_a_time() {
     let utterances = one.iter().filter(|e| e["type"] == "utterance").count();
     assert!(utterances >= 10, "{utterances} utterances");
     assert!(
-        one_log.contains("transcribed_ahead=0")
-            && one_log.contains(&format!("transcribed_inline={utterances}")),
+        one_log.contains("transcribed_ahead=0 ")
+            && one_log.contains(&format!("transcribed_inline={utterances}\n")),
         "{one_log}"
     );
     for workers in [2, 3] {
         let (ev, log) = replay_with(workers);
         assert!(
-            log.contains(&format!("transcribed_ahead={utterances}"))
-                && log.contains("transcribed_inline=0"),
+            log.contains(&format!("transcribed_ahead={utterances} "))
+                && log.contains("transcribed_inline=0\n"),
             "workers = {workers}: {log}"
         );
         assert_eq!(ev, one, "workers = {workers}");
@@ -415,8 +415,8 @@ fn previous_utterance_prompt_replays_one_at_a_time_and_deterministically() {
     let utterances = a.iter().filter(|e| e["type"] == "utterance").count();
     assert!(utterances >= 10);
     assert!(
-        log.contains("transcribed_ahead=0")
-            && log.contains(&format!("transcribed_inline={utterances}")),
+        log.contains("transcribed_ahead=0 ")
+            && log.contains(&format!("transcribed_inline={utterances}\n")),
         "{log}"
     );
     let (b, _) = run_once();

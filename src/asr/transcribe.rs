@@ -260,7 +260,7 @@ impl WhisperModel {
             model: self.clone(),
             state,
             opts,
-            prompt,
+            prompt: prompt.into(),
             multilingual,
             fixed,
             params: Vec::new(),
@@ -274,7 +274,7 @@ pub struct Transcriber {
     state: WhisperState,
     opts: TranscribeOptions,
     /// `initial_prompt`, tokenized once.
-    prompt: Vec<i32>,
+    prompt: Arc<[i32]>,
     multilingual: bool,
     /// The language every utterance is decoded in (always "en" for English-only models);
     /// `None`: detected per utterance unless the caller knows it.
@@ -295,8 +295,9 @@ struct BaseParams(FullParams<'static, 'static>);
 // process, so moving them to another thread is sound.
 unsafe impl Send for BaseParams {}
 
-/// Whisper's limit on prompt tokens (half its 448-token text context).
-const MAX_PROMPT_TOKENS: usize = 224;
+/// Prompt tokens whisper.cpp keeps: half its 448-token text context, less the
+/// `<|startofprev|>` marker it counts among them.
+const MAX_PROMPT_TOKENS: usize = 223;
 
 /// Whisper needs at least this much audio; shorter utterances are padded with silence
 /// (whisper.cpp fails or hallucinates on very short or empty input).
@@ -499,22 +500,22 @@ impl Transcriber {
 
     /// The prompt tokens: `initial_prompt`, then the last tokens of `previous` that fit
     /// within [`MAX_PROMPT_TOKENS`] (Whisper reads the prompt's end as what was just said).
-    fn prompt_with(&self, previous: Option<&str>) -> Result<Vec<i32>, AsrError> {
-        let mut tokens = self.prompt.clone();
-        let Some(text) = previous.map(str::trim).filter(|t| !t.is_empty()) else {
-            return Ok(tokens);
+    fn prompt_with(&self, previous: Option<&str>) -> Result<Arc<[i32]>, AsrError> {
+        let room = MAX_PROMPT_TOKENS.saturating_sub(self.prompt.len());
+        let Some(text) = previous
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && room > 0)
+        else {
+            return Ok(Arc::clone(&self.prompt));
         };
-        let room = MAX_PROMPT_TOKENS.saturating_sub(tokens.len());
-        if room == 0 {
-            return Ok(tokens);
-        }
+        let mut tokens = self.prompt.to_vec();
         // A leading space, as the text would follow the prompt in running speech.
         let previous = self
             .model
             .tokens(&format!(" {text}"))
             .map_err(|e| AsrError::Inference(format!("tokenizing the previous utterance: {e}")))?;
         tokens.extend_from_slice(&previous[previous.len().saturating_sub(room)..]);
-        Ok(tokens)
+        Ok(tokens.into())
     }
 
     /// The decoding parameters for `language`, built once (see `params`).
