@@ -422,3 +422,51 @@ fn previous_utterance_prompt_replays_one_at_a_time_and_deterministically() {
     let (b, _) = run_once();
     assert_eq!(a, b);
 }
+
+/// With the previous utterance as the prompt, a decode that loops on that context is decoded
+/// again without it: the first 8 sentences of RAVDESS actor 01 (two statements, 1.5 s
+/// apart), three of which looped into the token budget before, are all heard.
+#[test]
+fn previous_utterance_prompt_falls_back_when_the_context_loops() {
+    let (Some(ravdess), Some(model)) = (shared_data("ravdess-train"), model()) else {
+        return;
+    };
+    let labels = std::fs::read_to_string(ravdess.join("labels.tsv")).unwrap();
+    let statement = |file: &str| {
+        labels
+            .lines()
+            .find(|l| l.starts_with(file))
+            .and_then(|l| l.split('\t').nth(6))
+            .unwrap()
+            .to_string()
+    };
+    let mut files: Vec<String> = std::fs::read_dir(&ravdess)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("03-01-") && n.ends_with("-01.flac"))
+        .collect();
+    files.sort();
+    files.truncate(8);
+    let mut call = Vec::new();
+    let mut reference = Vec::new();
+    for f in &files {
+        let d = calltone::audio::decode::decode_file(&ravdess.join(f)).unwrap();
+        assert_eq!(d.sample_rate, 16_000);
+        call.extend_from_slice(&d.channels[0]);
+        call.extend(std::iter::repeat_n(0.0, 24_000));
+        reference.push(statement(f));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("dense.wav");
+    write_wav_f32(&wav, 16_000, &call);
+    let cfg = dir.path().join("prev.toml");
+    std::fs::write(&cfg, "[asr]\nprompt_previous = true\n").unwrap();
+    let ev = replay(&wav, &model, &["--config", cfg.to_str().unwrap()]);
+    let utts: Vec<_> = ev.iter().filter(|e| e["type"] == "utterance").collect();
+    assert_eq!(utts.len(), 8, "{utts:?}");
+    for u in &utts {
+        assert!(u["not_transcribed"].is_null(), "{u}");
+    }
+    let w = wer(&reference.join(" "), &joined_text(&ev));
+    assert!(w <= 0.05, "WER {w:.3}: {}", joined_text(&ev));
+}

@@ -373,8 +373,26 @@ impl Transcriber {
             let detected = decoded.language;
             decoded = self.decode(audio, duration, budget, None, detected, &prompt)?;
         }
-        let stats = decoded.stats(budget);
-        let rejected = judge(&self.opts, &decoded, &stats, duration);
+        let mut stats = decoded.stats(budget);
+        let mut rejected = judge(&self.opts, &decoded, &stats, duration);
+        if matches!(rejected, Some(Rejected::TokenBudget | Rejected::Repetitive))
+            && prompt.len() > self.prompt.len()
+        {
+            // The previous utterance as context can make a short decode loop; decode it
+            // again without that context rather than lose it.
+            tracing::debug!(
+                duration_s = duration,
+                "decode with the previous utterance as context looped; decoding without it"
+            );
+            let base = Arc::clone(&self.prompt);
+            decoded = self.decode(audio, duration, budget, tight, decoded.language, &base)?;
+            if tight.is_some() && ends_in_repeated_phrase(&decoded.words) {
+                let detected = decoded.language;
+                decoded = self.decode(audio, duration, budget, None, detected, &base)?;
+            }
+            stats = decoded.stats(budget);
+            rejected = judge(&self.opts, &decoded, &stats, duration);
+        }
         tracing::trace!(
             duration_s = duration,
             no_speech_prob = stats.no_speech_prob,
