@@ -292,8 +292,6 @@ fn phone_band_sentences_do_not_loop_on_their_last_phrase() {
 /// Driven through the real pipeline on real speech, transcripts fed back as a worker would.
 #[test]
 fn the_previous_utterance_is_the_next_ones_prompt_only_when_configured() {
-    use calltone::audio::Speaker;
-    use calltone::pipeline::{Analyzers, CallPipeline, Output};
     let Some(asr) = shared_data("asr") else {
         return;
     };
@@ -307,48 +305,27 @@ fn the_previous_utterance_is_the_next_ones_prompt_only_when_configured() {
     let previous_seen = |on: bool| {
         let mut cfg = calltone::config::Config::default();
         cfg.asr.prompt_previous = on;
-        let analyzers = Analyzers::from_config(&cfg).unwrap();
-        let mut out = Vec::new();
-        let mut p = CallPipeline::new(
-            "prev",
-            "file",
-            &[Speaker::Customer],
-            rate,
-            None,
-            &cfg,
-            &analyzers,
-            String::new,
-            &mut out,
-        )
-        .unwrap();
         let mut seen: Vec<Option<String>> = Vec::new();
-        let mut feed = |out: &mut Vec<Output>, p: &mut CallPipeline| {
-            while !out.is_empty() {
-                for o in std::mem::take(out) {
-                    if let Output::Asr(job) = o {
-                        let n = seen.len();
-                        seen.push(job.previous.clone());
-                        // The third decode is rejected (no words): the prompt stays.
-                        let t = Transcript {
-                            text: if n == 2 {
-                                String::new()
-                            } else {
-                                format!("text {n}")
-                            },
-                            rejected: (n == 2).then_some(Rejected::NoSpeech),
-                            ..Default::default()
-                        };
-                        p.on_transcript(job.job_id, Ok(t), out);
-                    }
+        drive_customer_call(
+            &cfg,
+            rate,
+            &samples,
+            |job| {
+                let n = seen.len();
+                seen.push(job.previous.clone());
+                // The third decode is rejected (no words): the prompt stays.
+                Transcript {
+                    text: if n == 2 {
+                        String::new()
+                    } else {
+                        format!("text {n}")
+                    },
+                    rejected: (n == 2).then_some(Rejected::NoSpeech),
+                    ..Default::default()
                 }
-            }
-        };
-        for chunk in samples.chunks(rate as usize / 10) {
-            p.push(Speaker::Customer, chunk, &mut out);
-            feed(&mut out, &mut p);
-        }
-        p.finish("end_of_file", &mut out);
-        feed(&mut out, &mut p);
+            },
+            |_| {},
+        );
         seen
     };
     let on = previous_seen(true);

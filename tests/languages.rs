@@ -17,10 +17,9 @@ use calltone::asr::models;
 use calltone::asr::transcribe::{
     parse_language, AsrError, TranscribeOptions, Transcript, WhisperModel,
 };
-use calltone::audio::Speaker;
 use calltone::config::Config;
 use calltone::events::EventBody;
-use calltone::pipeline::{Analyzers, CallPipeline, Output, LANGUAGE_SETTLE_S};
+use calltone::pipeline::LANGUAGE_SETTLE_S;
 use common::synthetic_whisper::{
     synthetic_model, voiced, write_ct2_dir, N_VOCAB, N_VOCAB_MULTILINGUAL,
 };
@@ -230,63 +229,39 @@ fn a_speakers_language_settles_on_their_first_long_transcribed_utterance() {
     }
     let mut cfg = Config::default();
     cfg.asr.language = "auto".into();
-    let analyzers = Analyzers::from_config(&cfg).unwrap();
-    let mut out = Vec::new();
-    let mut p = CallPipeline::new(
-        "lang",
-        "file",
-        &[Speaker::Customer],
-        rate,
-        None,
-        &cfg,
-        &analyzers,
-        String::new,
-        &mut out,
-    )
-    .unwrap();
     // (job language, utterance duration, language answered)
     let mut jobs: Vec<(Option<&'static str>, f64, &'static str)> = Vec::new();
     let mut reported = Vec::new();
     let mut settled = false;
-    let mut feed = |out: &mut Vec<Output>, p: &mut CallPipeline| {
-        while !out.is_empty() {
-            for o in std::mem::take(out) {
-                match o {
-                    Output::Asr(job) => {
-                        let d = job.end - job.start;
-                        // The first long utterance is answered in German; a short one
-                        // before it in Swedish (must not settle); later ones in whatever
-                        // they were asked in, or Turkish when nothing was known.
-                        let answer = match job.language {
-                            Some(l) => l,
-                            None if d >= LANGUAGE_SETTLE_S && !settled => "de",
-                            None if d < LANGUAGE_SETTLE_S => "sv",
-                            None => "tr",
-                        };
-                        settled |= answer == "de";
-                        jobs.push((job.language, d, answer));
-                        let t = Transcript {
-                            language: Some(answer),
-                            text: "words".into(),
-                            ..Default::default()
-                        };
-                        p.on_transcript(job.job_id, Ok(t), out);
-                    }
-                    Output::Event(e) => {
-                        if let EventBody::Utterance(u) = e.body {
-                            reported.push(u.language);
-                        }
-                    }
-                }
+    common::drive_customer_call(
+        &cfg,
+        rate,
+        &samples,
+        |job| {
+            let d = job.end - job.start;
+            // The first long utterance is answered in German; a short one before it in
+            // Swedish (must not settle); later ones in whatever they were asked in, or
+            // Turkish when nothing was known.
+            let answer = match job.language {
+                Some(l) => l,
+                None if d >= LANGUAGE_SETTLE_S && !settled => "de",
+                None if d < LANGUAGE_SETTLE_S => "sv",
+                None => "tr",
+            };
+            settled |= answer == "de";
+            jobs.push((job.language, d, answer));
+            Transcript {
+                language: Some(answer),
+                text: "words".into(),
+                ..Default::default()
             }
-        }
-    };
-    for chunk in samples.chunks(rate as usize / 10) {
-        p.push(Speaker::Customer, chunk, &mut out);
-        feed(&mut out, &mut p);
-    }
-    p.finish("end_of_file", &mut out);
-    feed(&mut out, &mut p);
+        },
+        |e| {
+            if let EventBody::Utterance(u) = e.body {
+                reported.push(u.language);
+            }
+        },
+    );
 
     assert!(jobs.len() >= 3, "three pieces of speech: {jobs:?}");
     assert!(

@@ -315,29 +315,10 @@ fn transcripts_ahead_on_workers_are_those_of_one_at_a_time() {
     let Some(model) = model() else { return };
     let demo = root().join("demo/demo-call.wav");
     let dir = tempfile::tempdir().unwrap();
-    let strip = |stdout: &[u8]| {
-        events(stdout)
-            .into_iter()
-            .map(|mut e| {
-                e.as_object_mut().unwrap().remove("ts");
-                e
-            })
-            .collect::<Vec<_>>()
-    };
     let replay_with = |workers: usize| {
         let cfg = dir.path().join(format!("w{workers}.toml"));
         std::fs::write(&cfg, format!("[asr]\nworkers = {workers}\n")).unwrap();
-        let out = calltone()
-            .env("CALLTONE_LOG", "info,whisper_rs=error")
-            .args(["replay", demo.to_str().unwrap(), "--model"])
-            .arg(&model)
-            .arg("--config")
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{log}");
-        (strip(&out.stdout), log)
+        replay_logged(&demo, &model, &cfg)
     };
     let (one, one_log) = replay_with(1);
     let utterances = one.iter().filter(|e| e["type"] == "utterance").count();
@@ -391,26 +372,7 @@ fn previous_utterance_prompt_replays_one_at_a_time_and_deterministically() {
     let cfg = dir.path().join("prev.toml");
     std::fs::write(&cfg, "[asr]\nprompt_previous = true\nworkers = 2\n").unwrap();
     let demo = root().join("demo/demo-call.wav");
-    let run_once = || {
-        let out = calltone()
-            .env("CALLTONE_LOG", "info,whisper_rs=error")
-            .args(["replay", demo.to_str().unwrap(), "--model"])
-            .arg(&model)
-            .arg("--config")
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{log}");
-        let ev: Vec<_> = events(&out.stdout)
-            .into_iter()
-            .map(|mut e| {
-                e.as_object_mut().unwrap().remove("ts");
-                e
-            })
-            .collect();
-        (ev, log)
-    };
+    let run_once = || replay_logged(&demo, &model, &cfg);
     let (a, log) = run_once();
     let utterances = a.iter().filter(|e| e["type"] == "utterance").count();
     assert!(utterances >= 10);
@@ -469,4 +431,33 @@ fn previous_utterance_prompt_falls_back_when_the_context_loops() {
     }
     let w = wer(&reference.join(" "), &joined_text(&ev));
     assert!(w <= 0.05, "WER {w:.3}: {}", joined_text(&ev));
+}
+
+/// `calltone replay PATH --model MODEL --config CFG` with info logs, which must succeed:
+/// its events without `ts`, and its log.
+fn replay_logged(
+    path: &std::path::Path,
+    model: &std::path::Path,
+    cfg: &std::path::Path,
+) -> (Vec<serde_json::Value>, String) {
+    let out = calltone()
+        .env("CALLTONE_LOG", "info,whisper_rs=error")
+        .arg("replay")
+        .arg(path)
+        .arg("--model")
+        .arg(model)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    let ev = events(&out.stdout)
+        .into_iter()
+        .map(|mut e| {
+            e.as_object_mut().unwrap().remove("ts");
+            e
+        })
+        .collect();
+    (ev, log)
 }

@@ -160,3 +160,49 @@ pub fn read_wav_f32(path: &Path) -> (u32, Vec<f32>) {
         .collect();
     (rate, s)
 }
+
+/// Runs `samples` (mono, `rate` Hz) through a customer-only call pipeline with `cfg`, in
+/// 100 ms chunks as replay does, answering each ASR job with `answer` (as a worker would)
+/// and handing every event to `on_event`.
+pub fn drive_customer_call(
+    cfg: &calltone::config::Config,
+    rate: u32,
+    samples: &[f32],
+    mut answer: impl FnMut(&calltone::pipeline::AsrJob) -> calltone::asr::transcribe::Transcript,
+    mut on_event: impl FnMut(calltone::events::Event),
+) {
+    use calltone::pipeline::{Analyzers, CallPipeline, Output};
+    let analyzers = Analyzers::from_config(cfg).unwrap();
+    let mut out = Vec::new();
+    let mut p = CallPipeline::new(
+        "driven",
+        "file",
+        &[calltone::audio::Speaker::Customer],
+        rate,
+        None,
+        cfg,
+        &analyzers,
+        String::new,
+        &mut out,
+    )
+    .unwrap();
+    let mut feed = |out: &mut Vec<Output>, p: &mut CallPipeline| {
+        while !out.is_empty() {
+            for o in std::mem::take(out) {
+                match o {
+                    Output::Asr(job) => {
+                        let t = answer(&job);
+                        p.on_transcript(job.job_id, Ok(t), out);
+                    }
+                    Output::Event(e) => on_event(e),
+                }
+            }
+        }
+    };
+    for chunk in samples.chunks(rate as usize / 10) {
+        p.push(calltone::audio::Speaker::Customer, chunk, &mut out);
+        feed(&mut out, &mut p);
+    }
+    p.finish("end_of_file", &mut out);
+    feed(&mut out, &mut p);
+}
