@@ -312,6 +312,9 @@ pub struct CallPipeline {
     tracks: Vec<Track>,
     pending: BTreeMap<u64, PendingUtterance>,
     next_job: u64,
+    /// Whether Whisper detects the language (`asr.language` "auto"): only then does a job
+    /// carry the speaker's settled language.
+    detecting_language: bool,
     /// Call time up to which every track has been segmented.
     t_segmented: f64,
     next_state_t: f64,
@@ -377,6 +380,10 @@ impl CallPipeline {
             tracks,
             pending: BTreeMap::new(),
             next_job: 0,
+            detecting_language: matches!(
+                crate::asr::transcribe::parse_language(&cfg.asr.language),
+                Ok(None)
+            ),
             t_segmented: 0.0,
             next_state_t: cfg.pipeline.state_interval_s,
             next_window_t: WINDOW_S,
@@ -792,11 +799,11 @@ impl CallPipeline {
         // The language Whisper settled on for this speaker matters only where it detects
         // ("auto"); with a fixed language the job carries none (so it depends on its audio
         // alone and replay can transcribe it ahead).
-        let detecting = matches!(
-            crate::asr::transcribe::parse_language(&self.cfg.asr.language),
-            Ok(None)
-        );
-        let language = if detecting { track.language } else { None };
+        let language = if self.detecting_language {
+            track.language
+        } else {
+            None
+        };
         let previous = if self.cfg.asr.prompt_previous {
             track.last_text.as_ref().map(|(_, t)| t.clone())
         } else {
