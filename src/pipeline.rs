@@ -301,6 +301,8 @@ struct PendingUtterance {
     end: f64,
     functionals: prosody::Functionals,
     arousal: Option<f32>,
+    /// The transcript once it is back, held while an earlier job of the call is still out.
+    result: Option<TranscriptResult>,
 }
 
 /// One call's analysis. See the module docs.
@@ -819,6 +821,7 @@ impl CallPipeline {
                 end: seg.end,
                 functionals,
                 arousal,
+                result: None,
             },
         );
         out.push(Output::Asr(AsrJob {
@@ -833,11 +836,33 @@ impl CallPipeline {
         }));
     }
 
-    /// Feeds back the transcript of a job handed out earlier.
+    /// Feeds back the transcript of a job handed out earlier. Transcripts are taken in the
+    /// order their jobs were handed out: one that comes back while an earlier job of the call
+    /// is still out (`serve`'s workers finish out of order) is held until that one is back,
+    /// so the utterance events, sentiment, alerts and empathy follow the call's order, as in
+    /// replay.
     pub fn on_transcript(&mut self, job_id: u64, result: TranscriptResult, out: &mut Vec<Output>) {
-        let Some(p) = self.pending.remove(&job_id) else {
+        let Some(p) = self.pending.get_mut(&job_id).filter(|p| p.result.is_none()) else {
             return;
         };
+        p.result = Some(result);
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().result.is_none() {
+                break;
+            }
+            let (id, mut p) = entry.remove_entry();
+            let result = p.result.take().expect("checked above");
+            self.take_transcript(id, p, result, out);
+        }
+    }
+
+    fn take_transcript(
+        &mut self,
+        job_id: u64,
+        p: PendingUtterance,
+        result: TranscriptResult,
+        out: &mut Vec<Output>,
+    ) {
         let language = result.as_ref().ok().and_then(|t| t.language);
         let settles = matches!(&result, Ok(t) if t.rejected.is_none())
             && p.end - p.start >= LANGUAGE_SETTLE_S;

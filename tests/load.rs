@@ -206,7 +206,7 @@ fn eight_concurrent_calls_stay_complete_and_separate() {
     let site = unique("eight");
     let rec = subscribe(1883, &site);
     let mut setup = ServeSetup::new(&model, "mqtt://127.0.0.1:1883", &site);
-    setup.asr = ""; // the shipped defaults: one worker, queue 16
+    setup.asr = ""; // the shipped defaults: two workers, queue 16
     let serve = Serve::launch(dir.path(), &setup, free_port(), free_port());
     rec.wait_for("online", Duration::from_secs(20), |ev| {
         ev.iter().any(|(t, _, _)| t.ends_with("/status"))
