@@ -46,8 +46,8 @@ use calltone::audio::telephone::telephone_channel;
 use calltone::audio::Speaker;
 use calltone::config::Config;
 use calltone::emotion::arousal::{
-    descriptor_names, descriptors, fit_logistic_weighted, input_vector, ArousalModel, Band,
-    Descriptors, Head, FORMAT,
+    descriptor_names, descriptors, fit_logistic_weighted, fit_mlp_weighted, input_vector,
+    ArousalModel, Band, Descriptors, Head, FORMAT,
 };
 use calltone::pipeline::{Analyzers, CallPipeline, Output, UtteranceFeatures};
 use calltone::prosody::{functionals, Cycle, Frame};
@@ -57,7 +57,9 @@ const GAP_S: f64 = 1.5;
 const CORPORA: [&str; 4] = ["emodb", "ravdess", "turev", "baved"];
 const RATE: u32 = 16_000;
 
-/// The hyperparameter grid searched by the selection (fixed a priori).
+/// The hyperparameter grid searched by the selection (fixed a priori; `--w-grid`, `--l2-grid`,
+/// `--cb-grid` and `--hidden-grid` replace an axis for experiments,
+/// `models/arousal-experiments.md`).
 const GRID_PRIOR_WEIGHT: [f32; 3] = [0.5, 2.0, 5.0];
 const GRID_L2: [f64; 3] = [16.0, 64.0, 256.0];
 const GRID_SPLIT: [bool; 1] = [true];
@@ -187,38 +189,56 @@ struct Hyper {
     raw: RawSet,
     /// The heads' `raw_decay` (utterances), `None` for raw inputs that never fade.
     raw_decay: Option<f32>,
+    /// Hidden tanh units of a one-hidden-layer perceptron; 0: logistic regression.
+    hidden: usize,
 }
 
 impl Hyper {
     fn label(&self) -> String {
         format!(
-            "w={} l2={} {} cb={} {}{}",
+            "w={} l2={} {} cb={} {}{}{}",
             self.prior_weight,
             self.l2,
             if self.split { "split" } else { "pooled" },
             self.corpus_balance,
             self.raw.label(),
             self.raw_decay
-                .map_or(String::new(), |d| format!(" fading over {d}"))
+                .map_or(String::new(), |d| format!(" fading over {d}")),
+            if self.hidden > 0 {
+                format!(" mlp{}", self.hidden)
+            } else {
+                String::new()
+            }
         )
     }
 }
 
-fn grid() -> Vec<Hyper> {
+/// The grid's axes: the defaults above, or lists given on the command line for experiments.
+struct GridSpec {
+    hidden: Vec<usize>,
+    prior_weight: Vec<f32>,
+    l2: Vec<f64>,
+    corpus_balance: Vec<f32>,
+}
+
+fn grid(spec: &GridSpec) -> Vec<Hyper> {
     let mut g = Vec::new();
-    for &(raw, raw_decay) in &GRID_RAW {
-        for &split in &GRID_SPLIT {
-            for &corpus_balance in &GRID_CORPUS_BALANCE {
-                for &prior_weight in &GRID_PRIOR_WEIGHT {
-                    for &l2 in &GRID_L2 {
-                        g.push(Hyper {
-                            prior_weight,
-                            l2,
-                            split,
-                            corpus_balance,
-                            raw,
-                            raw_decay,
-                        });
+    for &hidden in &spec.hidden {
+        for &(raw, raw_decay) in &GRID_RAW {
+            for &split in &GRID_SPLIT {
+                for &corpus_balance in &spec.corpus_balance {
+                    for &prior_weight in &spec.prior_weight {
+                        for &l2 in &spec.l2 {
+                            g.push(Hyper {
+                                prior_weight,
+                                l2,
+                                split,
+                                corpus_balance,
+                                raw,
+                                raw_decay,
+                                hidden,
+                            });
+                        }
                     }
                 }
             }
@@ -265,9 +285,28 @@ fn main() -> Result<()> {
                     other => bail!("--fixed: raw set {other:?}"),
                 },
                 raw_decay: p.get(5).map(|d| d.parse()).transpose()?,
+                hidden: opt("--hidden").map_or(Ok(0), |s| s.parse())?,
             })
         }
         None => None,
+    };
+    // Experiments: `--hidden-grid 0,8` (hidden-layer sizes, 0: logistic), `--l2-grid`,
+    // `--w-grid`, `--cb-grid`: the selection searches these lists instead of the defaults.
+    fn list<T>(v: Option<String>, default: &[T]) -> Result<Vec<T>>
+    where
+        T: std::str::FromStr + Copy,
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        match v {
+            None => Ok(default.to_vec()),
+            Some(s) => Ok(s.split(',').map(|x| x.parse()).collect::<Result<_, _>>()?),
+        }
+    }
+    let spec = GridSpec {
+        hidden: list(opt("--hidden-grid"), &[0])?,
+        prior_weight: list(opt("--w-grid"), &GRID_PRIOR_WEIGHT)?,
+        l2: list(opt("--l2-grid"), &GRID_L2)?,
+        corpus_balance: list(opt("--cb-grid"), &GRID_CORPUS_BALANCE)?,
     };
     let sensitivity = args.iter().any(|a| a == "--sensitivity");
     let check_binary = args.iter().any(|a| a == "--check-binary");
@@ -313,6 +352,7 @@ fn main() -> Result<()> {
         seqs: &seqs,
         corpus: &corpus_of,
         orders,
+        grid: grid(&spec),
     };
 
     let all: Vec<usize> = (0..speakers.len()).collect();
@@ -328,6 +368,7 @@ fn main() -> Result<()> {
             corpus_balance: f32::NAN,
             raw: RawSet::All,
             raw_decay: model.wideband.raw_decay,
+            hidden: model.wideband.hidden.as_ref().map_or(0, |h| h.bias.len()),
         });
         let table = parallel_map(&all, threads, |&si| {
             score_speaker(&ctx, &speakers, si, &model, h, eval_orders)
@@ -406,7 +447,7 @@ fn main() -> Result<()> {
     // point with the training corpora's own selection skipped.
     let mut sens = Vec::new();
     if sensitivity {
-        for h in grid() {
+        for h in ctx.grid.clone() {
             let mut cells = Vec::new();
             for held in CORPORA {
                 let (train, test): (Vec<usize>, Vec<usize>) =
@@ -440,10 +481,11 @@ fn main() -> Result<()> {
             "corpus_balance": h.corpus_balance,
             "raw_inputs": h.raw.label(),
             "raw_decay_utterances": h.raw_decay,
+            "hidden_units": h.hidden,
             "chosen_by": if fixed.is_some() {
                 "fixed on the command line (--fixed)".to_string()
             } else {
-                format!("leave-one-corpus-out over the training corpora, mean of the held-out corpus×channel clip UARs; grid prior_weight {GRID_PRIOR_WEIGHT:?} × l2 {GRID_L2:?} × corpus_balance {GRID_CORPUS_BALANCE:?} × raw inputs (set, fading) {GRID_RAW:?}, separate wideband/narrowband heads")
+                format!("leave-one-corpus-out over the training corpora, mean of the held-out corpus×channel clip UARs; grid prior_weight {:?} × l2 {:?} × corpus_balance {:?} × raw inputs (set, fading) {GRID_RAW:?} × hidden units {:?} (0: logistic), separate wideband/narrowband heads", spec.prior_weight, spec.l2, spec.corpus_balance, spec.hidden)
             },
         },
         "training_orders_per_speaker": orders,
@@ -516,6 +558,8 @@ struct Ctx<'a> {
     seqs: &'a [[Seq; 2]],
     corpus: &'a [&'a str],
     orders: u64,
+    /// The hyperparameter grid searched by the selection.
+    grid: Vec<Hyper>,
 }
 
 /// Chooses hyperparameters by leave-one-corpus-out on `speakers` only: for every grid point,
@@ -524,7 +568,7 @@ struct Ctx<'a> {
 /// UARs. Returns the choice and each grid point's score.
 fn select_loco(ctx: &Ctx, speakers: &[usize], threads: usize) -> (Hyper, Vec<(Hyper, f64)>) {
     let corpora = corpora_of(ctx, speakers);
-    let g = grid();
+    let g = ctx.grid.clone();
     let scored: Vec<(Hyper, f64)> = parallel_map(&g, threads, |&h| {
         let mut cells = Vec::new();
         for held in &corpora {
@@ -734,6 +778,7 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
             input_sd: vec![1.0; 2 * n],
             weights: vec![0.0; 2 * n],
             bias: 0.0,
+            hidden: None,
         };
         // Raw inputs left out are held constant, so the fit gives them no weight.
         let names = descriptor_names();
@@ -763,7 +808,14 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
             }
         }
         // Each speaker counts once however many orders it appears in.
-        let fit = fit_logistic_weighted(&x, &y, &sw, h.l2 * ctx.orders as f64);
+        let l2 = h.l2 * ctx.orders as f64;
+        let fit = if h.hidden > 0 {
+            let (fit, hidden) = fit_mlp_weighted(&x, &y, &sw, l2, h.hidden, 1);
+            head.hidden = Some(hidden);
+            fit
+        } else {
+            fit_logistic_weighted(&x, &y, &sw, l2)
+        };
         head.input_mean = fit.input_mean;
         head.input_sd = fit.input_sd;
         head.weights = fit.weights;
@@ -1399,8 +1451,20 @@ fn render_report(
             channel_name(b)
         ));
         let head = model.head(b);
-        let mut w: Vec<(String, f32)> = head
-            .weights
+        // A perceptron's per-input weight: the norm of its column of the hidden layer.
+        let per_input: Vec<f32> = match &head.hidden {
+            None => head.weights.clone(),
+            Some(hl) => (0..head.input_mean.len())
+                .map(|j| {
+                    hl.weights
+                        .chunks_exact(head.input_mean.len())
+                        .map(|row| row[j] * row[j])
+                        .sum::<f32>()
+                        .sqrt()
+                })
+                .collect(),
+        };
+        let mut w: Vec<(String, f32)> = per_input
             .iter()
             .enumerate()
             .map(|(i, &w)| {

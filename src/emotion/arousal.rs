@@ -264,8 +264,23 @@ pub struct Head {
     /// Standardisation of the input vector `[z-scores…, raw…]`.
     pub input_mean: Vec<f32>,
     pub input_sd: Vec<f32>,
+    /// Output weights: one per standardised input for a linear head, one per hidden unit
+    /// when `hidden` is present.
     pub weights: Vec<f32>,
     pub bias: f32,
+    /// An optional tanh hidden layer between the standardised input and the output (a
+    /// one-hidden-layer perceptron); `None`: logistic regression on the inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Hidden>,
+}
+
+/// A tanh hidden layer: unit `k` reads `tanh(bias[k] + Σ_j weights[k·d + j]·x̃_j)` of the
+/// `d` standardised inputs `x̃`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hidden {
+    /// `units × d`, row-major.
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
 }
 
 impl Head {
@@ -275,7 +290,11 @@ impl Head {
             ("prior_sd", &self.prior_sd, n),
             ("input_mean", &self.input_mean, 2 * n),
             ("input_sd", &self.input_sd, 2 * n),
-            ("weights", &self.weights, 2 * n),
+            (
+                "weights",
+                &self.weights,
+                self.hidden.as_ref().map_or(2 * n, |h| h.bias.len()),
+            ),
         ] {
             if v.len() != len {
                 return Err(format!("{what} has {} values, expected {len}", v.len()));
@@ -297,6 +316,19 @@ impl Head {
         }
         if self.raw_decay.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
             return Err("raw_decay must be positive".into());
+        }
+        if let Some(h) = &self.hidden {
+            if h.bias.is_empty() || h.weights.len() != h.bias.len() * 2 * n {
+                return Err(format!(
+                    "hidden layer has {} weights for {} units, expected units × {}",
+                    h.weights.len(),
+                    h.bias.len(),
+                    2 * n
+                ));
+            }
+            if h.weights.iter().chain(&h.bias).any(|x| !x.is_finite()) {
+                return Err("hidden layer has non-finite values".into());
+            }
         }
         Ok(())
     }
@@ -321,12 +353,33 @@ impl Head {
 
     /// P(high arousal) of an input vector as built by [`input_vector`].
     pub fn predict_input(&self, x: &[f32]) -> f32 {
-        let s = self.bias
-            + x.iter()
-                .zip(&self.weights)
+        let standard = || {
+            x.iter()
                 .zip(self.input_mean.iter().zip(&self.input_sd))
-                .map(|((x, w), (m, sd))| w * (x - m) / sd)
-                .sum::<f32>();
+                .map(|(x, (m, sd))| (x - m) / sd)
+        };
+        let s = match &self.hidden {
+            None => {
+                self.bias
+                    + x.iter()
+                        .zip(&self.weights)
+                        .zip(self.input_mean.iter().zip(&self.input_sd))
+                        .map(|((x, w), (m, sd))| w * (x - m) / sd)
+                        .sum::<f32>()
+            }
+            Some(h) => {
+                let d = self.input_mean.len();
+                self.bias
+                    + h.weights
+                        .chunks_exact(d)
+                        .zip(&h.bias)
+                        .zip(&self.weights)
+                        .map(|((row, b), w)| {
+                            w * (b + standard().zip(row).map(|(x, v)| v * x).sum::<f32>()).tanh()
+                        })
+                        .sum::<f32>()
+            }
+        };
         sigmoid(s)
     }
 }
@@ -579,6 +632,97 @@ pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[f32], sw: &[f32], l2: f64) -> 
     }
 }
 
+/// Fits a one-hidden-layer perceptron (`units` tanh units) with the same standardisation,
+/// class balancing, example weights and L2 penalty (on all weights but the biases) as
+/// [`fit_logistic_weighted`], by full-batch Adam from a seeded start, so the same data
+/// give the same model.
+pub fn fit_mlp_weighted(
+    x: &[Vec<f32>],
+    y: &[f32],
+    sw: &[f32],
+    l2: f64,
+    units: usize,
+    seed: u64,
+) -> (Fit, Hidden) {
+    const STEPS: usize = 600;
+    const RATE: f64 = 0.01;
+    let n = x.len();
+    let d = x.first().map_or(0, |r| r.len());
+    let mut m = Array2::<f64>::zeros((n, d));
+    for (i, row) in x.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            m[[i, j]] = v as f64;
+        }
+    }
+    let mean = m.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(d));
+    let sd: Array1<f64> = m
+        .std_axis(Axis(0), 0.0)
+        .mapv(|s| if s > 1e-9 { s } else { 1.0 });
+    for mut row in m.rows_mut() {
+        for j in 0..d {
+            row[j] = (row[j] - mean[j]) / sd[j];
+        }
+    }
+    let yv = Array1::from_iter(y.iter().map(|&v| v as f64));
+    let swv = Array1::from_iter(sw.iter().map(|&v| v as f64));
+    let total = swv.sum().max(1e-9);
+    let pos = (&yv * &swv).sum().max(1e-9);
+    let neg = (total - pos).max(1e-9);
+    // Class-balanced example weights, normalised to sum 1 (the penalty is scaled to match,
+    // so `l2` means what it means for the logistic fit).
+    let cw: Array1<f64> = yv
+        .iter()
+        .zip(&swv)
+        .map(|(&t, &w)| w * if t > 0.5 { 0.5 / pos } else { 0.5 / neg })
+        .collect();
+    let lam = l2 / total;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let scale = 1.0 / (d.max(1) as f64).sqrt();
+    let mut w1 = Array2::from_shape_fn((units, d), |_| (rng.f64() * 2.0 - 1.0) * scale);
+    let mut b1 = Array1::<f64>::zeros(units);
+    let mut w2 = Array1::from_shape_fn(units, |_| (rng.f64() * 2.0 - 1.0) * 0.1);
+    let mut b2 = 0.0f64;
+    let n_par = units * d + 2 * units + 1;
+    let (mut mom, mut vel) = (vec![0.0f64; n_par], vec![0.0f64; n_par]);
+    for step in 1..=STEPS {
+        let hid = (m.dot(&w1.t()) + &b1).mapv(f64::tanh);
+        let p = (hid.dot(&w2) + b2).mapv(|v| 1.0 / (1.0 + (-v).exp()));
+        let r = (&p - &yv) * &cw;
+        let g_w2 = hid.t().dot(&r) + &w2 * lam;
+        let g_b2 = r.sum();
+        let dh = (r.insert_axis(Axis(1)) * &w2) * hid.mapv(|h| 1.0 - h * h);
+        let g_w1 = dh.t().dot(&m) + &w1 * lam;
+        let g_b1 = dh.sum_axis(Axis(0));
+        let grads = g_w1.iter().chain(&g_b1).chain(&g_w2).chain([&g_b2]);
+        let params = w1
+            .iter_mut()
+            .chain(b1.iter_mut())
+            .chain(w2.iter_mut())
+            .chain([&mut b2]);
+        let (c1, c2) = (
+            1.0 - 0.9f64.powi(step as i32),
+            1.0 - 0.999f64.powi(step as i32),
+        );
+        for (((p, g), mo), ve) in params.zip(grads).zip(&mut mom).zip(&mut vel) {
+            *mo = 0.9 * *mo + 0.1 * g;
+            *ve = 0.999 * *ve + 0.001 * g * g;
+            *p -= RATE * (*mo / c1) / ((*ve / c2).sqrt() + 1e-8);
+        }
+    }
+    (
+        Fit {
+            input_mean: mean.iter().map(|&v| v as f32).collect(),
+            input_sd: sd.iter().map(|&v| v as f32).collect(),
+            weights: w2.iter().map(|&v| v as f32).collect(),
+            bias: b2 as f32,
+        },
+        Hidden {
+            weights: w1.iter().map(|&v| v as f32).collect(),
+            bias: b1.iter().map(|&v| v as f32).collect(),
+        },
+    )
+}
+
 /// Solves `a·x = b` by Gaussian elimination with partial pivoting (a is small and SPD).
 fn solve(mut a: Array2<f64>, mut b: Array1<f64>) -> Array1<f64> {
     let n = b.len();
@@ -738,6 +882,83 @@ mod tests {
         assert!(correct >= 196, "{correct}/200");
         // The constant feature gets no weight.
         assert!(fit.weights[2].abs() < 1e-6);
+    }
+
+    /// An XOR-like set (high when x0 and x1 have the same sign), which no linear head can
+    /// separate, plus a constant input.
+    fn xor_set() -> (Vec<Vec<f32>>, Vec<f32>) {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..400 {
+            let a = ((i % 20) as f32 - 9.5) / 5.0;
+            let b = ((i / 20) as f32 - 9.5) / 5.0;
+            x.push(vec![a, b, 0.3]);
+            y.push(f32::from(u8::from(a * b > 0.0)));
+        }
+        (x, y)
+    }
+
+    fn head_of(fit: Fit, hidden: Option<Hidden>) -> Head {
+        Head {
+            prior_mean: vec![0.0],
+            prior_sd: vec![1.0],
+            prior_weight: 1.0,
+            raw_decay: None,
+            input_mean: fit.input_mean,
+            input_sd: fit.input_sd,
+            weights: fit.weights,
+            bias: fit.bias,
+            hidden,
+        }
+    }
+
+    #[test]
+    fn a_hidden_layer_learns_what_a_linear_head_cannot() {
+        let (x, y) = xor_set();
+        let w = vec![1.0; x.len()];
+        let accuracy = |h: &Head| {
+            x.iter()
+                .zip(&y)
+                .filter(|(r, &t)| (h.predict_input(r) > 0.5) == (t > 0.5))
+                .count()
+        };
+        let linear = head_of(fit_logistic_weighted(&x, &y, &w, 1e-3), None);
+        let (fit, hidden) = fit_mlp_weighted(&x, &y, &w, 1e-3, 8, 1);
+        let mlp = head_of(fit, Some(hidden.clone()));
+        assert!(accuracy(&linear) < 280, "linear {}", accuracy(&linear));
+        assert!(accuracy(&mlp) >= 380, "mlp {}", accuracy(&mlp));
+        // Deterministic: the same data and seed give the same weights.
+        let (again, hidden_again) = fit_mlp_weighted(&x, &y, &w, 1e-3, 8, 1);
+        assert_eq!((again.weights, hidden_again), (mlp.weights.clone(), hidden));
+        // A strong penalty shrinks the weights towards zero (and the score towards 0.5).
+        let (strong, hs) = fit_mlp_weighted(&x, &y, &w, 1e4, 8, 1);
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>();
+        assert!(norm(&strong.weights) + norm(&hs.weights) < 0.01 * (norm(&mlp.weights)));
+    }
+
+    #[test]
+    fn a_hidden_layer_of_the_wrong_shape_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("arousal.json");
+        let n = descriptor_names().len();
+        let mut m = ArousalModel::builtin();
+        m.wideband.hidden = Some(Hidden {
+            weights: vec![0.1; 4 * 2 * n],
+            bias: vec![0.0; 4],
+        });
+        m.wideband.weights = vec![0.5; 4];
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let loaded = ArousalModel::load(&p).expect("a well-formed perceptron head loads");
+        let b = loaded.new_baseline(16_000);
+        let d = describe(&frames(200.0, 1.0));
+        assert!((0.0..=1.0).contains(&loaded.predict(&b, &d)));
+        m.wideband.hidden.as_mut().unwrap().weights.pop();
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ArousalModel::load(&p).unwrap_err().to_string();
+        assert!(e.contains("wideband") && e.contains("hidden layer"), "{e}");
+        m.wideband.hidden = None;
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ArousalModel::load(&p).unwrap_err().to_string();
+        assert!(e.contains("weights has 4 values"), "{e}");
     }
 
     #[test]
