@@ -76,18 +76,8 @@ def main():
         print(f"quant-table: {a.python} has no faster_whisper; its rows are left out "
               "(python3 -m venv /tmp/fw && /tmp/fw/bin/pip install faster-whisper)", file=sys.stderr)
 
-    refs0 = {}
-    for line in open(tsv):
-        name, _, text = line.rstrip("\n").partition("\t")
-        if name and text and name != "file":
-            refs0[name] = text
-    conditions = {"clean": {}, "phone": {}}
-    for name in refs0:
-        src = os.path.join(a.data, name)
-        conditions["clean"][src] = refs0[name]
-        dst = os.path.join(tmp, name)
-        subprocess.run(["sox", "-D", src, "-r", "8000", "-e", "u-law", dst], check=True)
-        conditions["phone"][dst] = refs0[name]
+    refs0 = werlib.references(a.data)
+    conditions = werlib.conditions(a.data, refs0, tmp, phone_label="phone")
     durs = {c: werlib.duration(sorted(r)) for c, r in conditions.items()}
 
     rows = []

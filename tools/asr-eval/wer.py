@@ -88,6 +88,29 @@ def whole(bench, files, model):
     return texts, wall
 
 
+def references(data):
+    """{file name: reference text} from DATA/transcripts.tsv (header row skipped)."""
+    refs = {}
+    for line in open(os.path.join(data, "transcripts.tsv")):
+        name, _, text = line.rstrip("\n").partition("\t")
+        if name and text and name != "file":
+            refs[name] = text
+    return refs
+
+
+def conditions(data, refs, tmp, phone_label="phone 8k u-law"):
+    """{condition: {audio path: reference}}: the files as they are ("clean") and a phone-band
+    copy of each in tmp (8 kHz mu-law, sox)."""
+    out = {"clean": {}, phone_label: {}}
+    for name, text in refs.items():
+        src = os.path.join(data, name)
+        out["clean"][src] = text
+        dst = os.path.join(tmp, name)
+        subprocess.run(["sox", "-D", src, "-r", "8000", "-e", "u-law", dst], check=True)
+        out[phone_label][dst] = text
+    return out
+
+
 def duration(files):
     return sum(float(subprocess.run(["soxi", "-D", f], capture_output=True, text=True, check=True).stdout) for f in files)
 
@@ -104,31 +127,21 @@ def main():
     if not os.path.isfile(tsv):
         print(f"asr-eval: {tsv} not found; skipping (the evaluation data is not on this box)", file=sys.stderr)
         return 0
-    refs0 = {}
-    for line in open(tsv):
-        name, _, text = line.rstrip("\n").partition("\t")
-        if name and text and name != "file":
-            refs0[name] = text
+    refs0 = references(a.data)
     calltone, bench = "target/release/calltone", "target/release/examples/asr_bench"
     for exe in (calltone, bench):
         if not os.path.isfile(exe):
             print(f"asr-eval: {exe} missing; cargo build --release --bin calltone --example asr_bench", file=sys.stderr)
             return 2
     tmp = tempfile.mkdtemp(prefix="asr-eval-")
-    conditions = {"clean": {}, "phone 8k u-law": {}}
-    for name in refs0:
-        src = os.path.join(a.data, name)
-        conditions["clean"][src] = refs0[name]
-        dst = os.path.join(tmp, name)
-        subprocess.run(["sox", "-D", src, "-r", "8000", "-e", "u-law", dst], check=True)
-        conditions["phone 8k u-law"][dst] = refs0[name]
+    conds = conditions(a.data, refs0, tmp)
     columns = [("replay", None)] + [tuple(c.split("=", 1)) for c in a.config]
     header = ["condition"] + [f"{n} WER" for n, _ in columns] + [f"{n} xRT" for n, _ in columns]
     if not a.no_whole:
         header[1 + len(columns):1 + len(columns)] = ["whole-file whisper.cpp WER"]
         header += ["whole-file xRT"]
     rows = []
-    for cond, refs in conditions.items():
+    for cond, refs in conds.items():
         files = sorted(refs)
         dur = duration(files)
         wers, speeds = [], []
