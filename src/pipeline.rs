@@ -419,7 +419,8 @@ impl CallPipeline {
         self.tracks.iter().map(|t| t.speaker).collect()
     }
 
-    /// Utterances handed out for transcription whose results have not come back.
+    /// Utterances handed out for transcription whose events are not out yet: their results
+    /// have not come back, or are held for an earlier job of the call.
     pub fn pending_jobs(&self) -> usize {
         self.pending.len()
     }

@@ -95,11 +95,18 @@ impl AsrPool {
                     while let Some(q) = next_job(&shared) {
                         let queued = q.at.elapsed();
                         let t0 = Instant::now();
-                        let result = transcriber.transcribe_in(
-                            &q.job.samples,
-                            q.job.language,
-                            q.job.previous.as_deref(),
-                        );
+                        // A panic in the decode must still answer the job: the call takes its
+                        // transcripts in order and would otherwise wait for this one forever.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            transcriber.transcribe_in(
+                                &q.job.samples,
+                                q.job.language,
+                                q.job.previous.as_deref(),
+                            )
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(AsrError::Inference("the transcription panicked".into()))
+                        });
                         let run = t0.elapsed();
                         let st = &shared.stats;
                         st.busy_ms.fetch_add(run.as_millis() as u64, Ordering::Relaxed);
