@@ -564,45 +564,9 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], l2: f64) -> Fit {
 /// [`fit_logistic`] with a weight per example (on top of the class balancing, which is
 /// computed from the weighted class totals).
 pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[f32], sw: &[f32], l2: f64) -> Fit {
-    let n = x.len();
     let d = x.first().map_or(0, |r| r.len());
-    let mut m = Array2::<f64>::zeros((n, d + 1));
-    for (i, row) in x.iter().enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            m[[i, j]] = v as f64;
-        }
-        m[[i, d]] = 1.0;
-    }
-    let mean = m
-        .slice(ndarray::s![.., ..d])
-        .mean_axis(Axis(0))
-        .unwrap_or_else(|| Array1::zeros(d));
-    let sd: Array1<f64> = m
-        .slice(ndarray::s![.., ..d])
-        .std_axis(Axis(0), 0.0)
-        .mapv(|s| if s > 1e-9 { s } else { 1.0 });
-    for mut row in m.rows_mut() {
-        for j in 0..d {
-            row[j] = (row[j] - mean[j]) / sd[j];
-        }
-    }
-    let yv = Array1::from_iter(y.iter().map(|&v| v as f64));
-    let swv = Array1::from_iter(sw.iter().map(|&v| v as f64));
-    // Balance the classes so neither dominates the loss (and 0.5 stays the threshold).
-    let total = swv.sum().max(1e-9);
-    let pos = (&yv * &swv).sum().max(1e-9);
-    let neg = (total - pos).max(1e-9);
-    let cw: Array1<f64> = yv
-        .iter()
-        .zip(&swv)
-        .map(|(&t, &w)| {
-            w * if t > 0.5 {
-                total / (2.0 * pos)
-            } else {
-                total / (2.0 * neg)
-            }
-        })
-        .collect();
+    let (m, mean, sd) = standardised(x, true);
+    let (yv, cw, _) = balanced_weights(y, sw);
     let mut w = Array1::<f64>::zeros(d + 1);
     for _ in 0..50 {
         let z = m.dot(&w);
@@ -632,6 +596,59 @@ pub fn fit_logistic_weighted(x: &[Vec<f32>], y: &[f32], sw: &[f32], l2: f64) -> 
     }
 }
 
+/// `x` as a matrix with every column standardised (mean 0, sd 1; a constant column is only
+/// centred), plus a column of ones when `bias_column`; and the columns' means and sds.
+fn standardised(x: &[Vec<f32>], bias_column: bool) -> (Array2<f64>, Array1<f64>, Array1<f64>) {
+    let n = x.len();
+    let d = x.first().map_or(0, |r| r.len());
+    let mut m = Array2::<f64>::zeros((n, d + usize::from(bias_column)));
+    for (i, row) in x.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            m[[i, j]] = v as f64;
+        }
+        if bias_column {
+            m[[i, d]] = 1.0;
+        }
+    }
+    let mean = m
+        .slice(ndarray::s![.., ..d])
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| Array1::zeros(d));
+    let sd: Array1<f64> = m
+        .slice(ndarray::s![.., ..d])
+        .std_axis(Axis(0), 0.0)
+        .mapv(|s| if s > 1e-9 { s } else { 1.0 });
+    for mut row in m.rows_mut() {
+        for j in 0..d {
+            row[j] = (row[j] - mean[j]) / sd[j];
+        }
+    }
+    (m, mean, sd)
+}
+
+/// Labels as f64, and per example its weight `sw` times a class weight that balances the
+/// classes so neither dominates the loss (and 0.5 stays the threshold); the weights sum to
+/// the total of `sw`, which is returned too.
+fn balanced_weights(y: &[f32], sw: &[f32]) -> (Array1<f64>, Array1<f64>, f64) {
+    let yv = Array1::from_iter(y.iter().map(|&v| v as f64));
+    let swv = Array1::from_iter(sw.iter().map(|&v| v as f64));
+    let total = swv.sum().max(1e-9);
+    let pos = (&yv * &swv).sum().max(1e-9);
+    let neg = (total - pos).max(1e-9);
+    let cw: Array1<f64> = yv
+        .iter()
+        .zip(&swv)
+        .map(|(&t, &w)| {
+            w * if t > 0.5 {
+                total / (2.0 * pos)
+            } else {
+                total / (2.0 * neg)
+            }
+        })
+        .collect();
+    (yv, cw, total)
+}
+
 /// Fits a one-hidden-layer perceptron (`units` tanh units) with the same standardisation,
 /// class balancing, example weights and L2 penalty (on all weights but the biases) as
 /// [`fit_logistic_weighted`], by full-batch Adam from a seeded start, so the same data
@@ -646,35 +663,12 @@ pub fn fit_mlp_weighted(
 ) -> (Fit, Hidden) {
     const STEPS: usize = 600;
     const RATE: f64 = 0.01;
-    let n = x.len();
     let d = x.first().map_or(0, |r| r.len());
-    let mut m = Array2::<f64>::zeros((n, d));
-    for (i, row) in x.iter().enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            m[[i, j]] = v as f64;
-        }
-    }
-    let mean = m.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(d));
-    let sd: Array1<f64> = m
-        .std_axis(Axis(0), 0.0)
-        .mapv(|s| if s > 1e-9 { s } else { 1.0 });
-    for mut row in m.rows_mut() {
-        for j in 0..d {
-            row[j] = (row[j] - mean[j]) / sd[j];
-        }
-    }
-    let yv = Array1::from_iter(y.iter().map(|&v| v as f64));
-    let swv = Array1::from_iter(sw.iter().map(|&v| v as f64));
-    let total = swv.sum().max(1e-9);
-    let pos = (&yv * &swv).sum().max(1e-9);
-    let neg = (total - pos).max(1e-9);
-    // Class-balanced example weights, normalised to sum 1 (the penalty is scaled to match,
-    // so `l2` means what it means for the logistic fit).
-    let cw: Array1<f64> = yv
-        .iter()
-        .zip(&swv)
-        .map(|(&t, &w)| w * if t > 0.5 { 0.5 / pos } else { 0.5 / neg })
-        .collect();
+    let (m, mean, sd) = standardised(x, false);
+    let (yv, cw, total) = balanced_weights(y, sw);
+    // The loss and the penalty divided by the total weight (the same minimum as the
+    // logistic fit's, on a scale Adam's fixed step suits).
+    let cw = cw / total;
     let lam = l2 / total;
     let mut rng = fastrand::Rng::with_seed(seed);
     let scale = 1.0 / (d.max(1) as f64).sqrt();
