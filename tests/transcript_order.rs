@@ -133,3 +133,112 @@ fn transcripts_back_out_of_order_are_taken_in_the_calls_order() {
         assert!(t.ends_with(&format!("(job {k})")), "{k}: {t}");
     }
 }
+
+/// Runs the demo call live: every ASR job is answered while the call still runs, in pairs
+/// (when a second job is pending, both are answered at once: in order, or the later one
+/// first). Returns every event (ts left out) and how many utterance events came out of
+/// each single answer.
+fn run_live(later_first: bool) -> (Vec<serde_json::Value>, Vec<usize>, usize) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/demo-call.wav");
+    let mut r = hound::WavReader::open(path).expect("demo call");
+    let spec = r.spec();
+    let samples: Vec<f32> = r
+        .samples::<i16>()
+        .map(|s| s.unwrap() as f32 / 32768.0)
+        .collect();
+    let cfg = Config::default();
+    let analyzers = Analyzers::from_config(&cfg).unwrap();
+    let mut out = Vec::new();
+    let mut p = CallPipeline::new(
+        "order-live",
+        "file",
+        &[Speaker::Customer, Speaker::Agent],
+        spec.sample_rate,
+        None,
+        &cfg,
+        &analyzers,
+        String::new,
+        &mut out,
+    )
+    .unwrap();
+    let mut events: Vec<Event> = Vec::new();
+    let mut pending: Vec<u64> = Vec::new();
+    let mut published = Vec::new();
+    let drain = |out: &mut Vec<Output>, events: &mut Vec<Event>, pending: &mut Vec<u64>| {
+        let mut n = 0;
+        for o in out.drain(..) {
+            match o {
+                Output::Asr(j) => pending.push(j.job_id),
+                Output::Event(e) => {
+                    n += usize::from(matches!(e.body, EventBody::Utterance(_)));
+                    events.push(e);
+                }
+            }
+        }
+        n
+    };
+    let chunk = spec.sample_rate as usize / 10;
+    let mut mid_call_answers = 0;
+    for frames in samples.chunks(2 * chunk) {
+        let c: Vec<f32> = frames.iter().step_by(2).copied().collect();
+        let a: Vec<f32> = frames.iter().skip(1).step_by(2).copied().collect();
+        p.push(Speaker::Customer, &c, &mut out);
+        p.push(Speaker::Agent, &a, &mut out);
+        drain(&mut out, &mut events, &mut pending);
+        if pending.len() >= 2 {
+            let mut pair: Vec<u64> = pending.drain(..2).collect();
+            if later_first {
+                pair.reverse();
+            }
+            for id in pair {
+                p.on_transcript(id, Ok(answer(id)), &mut out);
+                published.push(drain(&mut out, &mut events, &mut pending));
+                mid_call_answers += 1;
+            }
+        }
+    }
+    assert!(
+        mid_call_answers >= 4,
+        "answers during the call: {mid_call_answers}"
+    );
+    p.finish("end_of_file", &mut out);
+    drain(&mut out, &mut events, &mut pending);
+    for id in std::mem::take(&mut pending) {
+        p.on_transcript(id, Ok(answer(id)), &mut out);
+        published.push(drain(&mut out, &mut events, &mut pending));
+    }
+    assert!(p.is_finished());
+    let events = events
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap();
+            v.as_object_mut().unwrap().remove("ts");
+            v
+        })
+        .collect();
+    (events, published, mid_call_answers)
+}
+
+#[test]
+fn transcripts_back_out_of_order_during_the_call_are_taken_in_order() {
+    let (in_order, published, _) = run_live(false);
+    assert!(published.iter().all(|&n| n == 1), "{published:?}");
+    let (later_first, published, mid) = run_live(true);
+    // Of each mid-call pair, the later answer publishes nothing and the earlier both.
+    assert!(
+        published[..mid].chunks(2).all(|c| c == [0, 2]),
+        "{published:?}"
+    );
+    assert_eq!(later_first.len(), in_order.len());
+    for (a, b) in later_first.iter().zip(&in_order) {
+        assert_eq!(a, b);
+    }
+    let texts: Vec<&str> = in_order
+        .iter()
+        .filter(|v| v["type"] == "utterance")
+        .map(|v| v["text"].as_str().unwrap())
+        .collect();
+    for (k, t) in texts.iter().enumerate() {
+        assert!(t.ends_with(&format!("(job {k})")), "{k}: {t}");
+    }
+}
