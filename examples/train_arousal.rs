@@ -31,6 +31,13 @@
 //!   cargo run --release --example train_arousal -- DATA_DIR [--cache FILE]
 //!       [--out models/arousal.json] [--report models/arousal-report.md] [--orders 4]
 //!       [--eval-orders 10] [--sensitivity] [--check-binary]
+//!       [--w-grid 0.5,2,5] [--l2-grid 16,64,256] [--cb-grid 0.5] [--hidden-grid 0]
+//!       [--bound-grid 0] [--fixed w,l2,split|pooled,cb,all|invariant|none[,decay]
+//!       [--hidden N] [--bound B]] [--score-model FILE]
+//!
+//! The `--*-grid` options replace one axis of the selection's grid (experiments,
+//! `models/arousal-experiments.md`; `--bound-grid` 0 means unbounded); `--fixed` skips the
+//! selection, so it cannot be combined with them.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -47,7 +54,7 @@ use calltone::audio::Speaker;
 use calltone::config::Config;
 use calltone::emotion::arousal::{
     descriptor_names, descriptors, fit_logistic_weighted, fit_mlp_weighted, input_vector,
-    ArousalModel, Band, Descriptors, Head, FORMAT,
+    ArousalModel, Band, Descriptors, Head,
 };
 use calltone::pipeline::{Analyzers, CallPipeline, Output, UtteranceFeatures};
 use calltone::prosody::{functionals, Cycle, Frame};
@@ -191,12 +198,14 @@ struct Hyper {
     raw_decay: Option<f32>,
     /// Hidden tanh units of a one-hidden-layer perceptron; 0: logistic regression.
     hidden: usize,
+    /// The heads' `raw_bound` (logit units), `None`: unbounded.
+    raw_bound: Option<f32>,
 }
 
 impl Hyper {
     fn label(&self) -> String {
         format!(
-            "w={} l2={} {} cb={} {}{}{}",
+            "w={} l2={} {} cb={} {}{}{}{}",
             self.prior_weight,
             self.l2,
             if self.split { "split" } else { "pooled" },
@@ -208,7 +217,10 @@ impl Hyper {
                 format!(" mlp{}", self.hidden)
             } else {
                 String::new()
-            }
+            },
+            self.raw_bound
+                .filter(|_| self.raw != RawSet::None)
+                .map_or(String::new(), |b| format!(" raw bound {b}"))
         )
     }
 }
@@ -219,6 +231,8 @@ struct GridSpec {
     prior_weight: Vec<f32>,
     l2: Vec<f64>,
     corpus_balance: Vec<f32>,
+    /// Raw bounds; 0: unbounded.
+    raw_bound: Vec<f32>,
 }
 
 fn grid(spec: &GridSpec) -> Vec<Hyper> {
@@ -229,15 +243,22 @@ fn grid(spec: &GridSpec) -> Vec<Hyper> {
                 for &corpus_balance in &spec.corpus_balance {
                     for &prior_weight in &spec.prior_weight {
                         for &l2 in &spec.l2 {
-                            g.push(Hyper {
-                                prior_weight,
-                                l2,
-                                split,
-                                corpus_balance,
-                                raw,
-                                raw_decay,
-                                hidden,
-                            });
+                            for &bound in &spec.raw_bound {
+                                // A bound on no raw inputs is the unbounded model again.
+                                if bound > 0.0 && (raw == RawSet::None || hidden > 0) {
+                                    continue;
+                                }
+                                g.push(Hyper {
+                                    prior_weight,
+                                    l2,
+                                    split,
+                                    corpus_balance,
+                                    raw,
+                                    raw_decay,
+                                    hidden,
+                                    raw_bound: (bound > 0.0).then_some(bound),
+                                });
+                            }
                         }
                     }
                 }
@@ -286,6 +307,7 @@ fn main() -> Result<()> {
                 },
                 raw_decay: p.get(5).map(|d| d.parse()).transpose()?,
                 hidden: opt("--hidden").map_or(Ok(0), |s| s.parse())?,
+                raw_bound: opt("--bound").map(|s| s.parse()).transpose()?,
             })
         }
         None => None,
@@ -307,7 +329,11 @@ fn main() -> Result<()> {
         prior_weight: list(opt("--w-grid"), &GRID_PRIOR_WEIGHT)?,
         l2: list(opt("--l2-grid"), &GRID_L2)?,
         corpus_balance: list(opt("--cb-grid"), &GRID_CORPUS_BALANCE)?,
+        raw_bound: list(opt("--bound-grid"), &[0.0])?,
     };
+    if fixed.is_some() && args.iter().any(|a| a.ends_with("-grid")) {
+        bail!("--fixed skips the selection; the --*-grid options cannot be combined with it");
+    }
     let sensitivity = args.iter().any(|a| a == "--sensitivity");
     let check_binary = args.iter().any(|a| a == "--check-binary");
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -369,6 +395,7 @@ fn main() -> Result<()> {
             raw: RawSet::All,
             raw_decay: model.wideband.raw_decay,
             hidden: model.wideband.hidden.as_ref().map_or(0, |h| h.bias.len()),
+            raw_bound: model.wideband.raw_bound,
         });
         let table = parallel_map(&all, threads, |&si| {
             score_speaker(&ctx, &speakers, si, &model, h, eval_orders)
@@ -482,10 +509,11 @@ fn main() -> Result<()> {
             "raw_inputs": h.raw.label(),
             "raw_decay_utterances": h.raw_decay,
             "hidden_units": h.hidden,
+            "raw_bound": h.raw_bound,
             "chosen_by": if fixed.is_some() {
                 "fixed on the command line (--fixed)".to_string()
             } else {
-                format!("leave-one-corpus-out over the training corpora, mean of the held-out corpus×channel clip UARs; grid prior_weight {:?} × l2 {:?} × corpus_balance {:?} × raw inputs (set, fading) {GRID_RAW:?} × hidden units {:?} (0: logistic), separate wideband/narrowband heads", spec.prior_weight, spec.l2, spec.corpus_balance, spec.hidden)
+                format!("leave-one-corpus-out over the training corpora, mean of the held-out corpus×channel clip UARs; grid prior_weight {:?} × l2 {:?} × corpus_balance {:?} × raw inputs (set, fading) {GRID_RAW:?} × hidden units {:?} (0: logistic){}, separate wideband/narrowband heads", spec.prior_weight, spec.l2, spec.corpus_balance, spec.hidden, if spec.raw_bound == [0.0] { String::new() } else { format!(" × raw bound {:?} (0: none)", spec.raw_bound) })
             },
         },
         "training_orders_per_speaker": orders,
@@ -779,6 +807,7 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
             weights: vec![0.0; 2 * n],
             bias: 0.0,
             hidden: None,
+            raw_bound: None,
         };
         // Raw inputs left out are held constant, so the fit gives them no weight.
         let names = descriptor_names();
@@ -820,12 +849,15 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
         head.input_sd = fit.input_sd;
         head.weights = fit.weights;
         head.bias = fit.bias;
+        head.raw_bound = h
+            .raw_bound
+            .filter(|_| h.raw != RawSet::None && h.hidden == 0);
         heads.push(head);
     }
     let narrowband = heads.pop().expect("one head at least");
     let wideband = heads.pop().unwrap_or_else(|| narrowband.clone());
     ArousalModel {
-        format: FORMAT.into(),
+        format: ArousalModel::format_for(&wideband, &narrowband).into(),
         features: descriptor_names(),
         wideband,
         narrowband,
@@ -1474,8 +1506,19 @@ fn render_report(
             })
             .collect();
         w.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        if head.hidden.is_some() {
+            r.push_str("(hidden layer: the norm of each input's weights into the units, which has no sign)\n\n");
+        }
         for (n, v) in w.iter().take(10) {
-            r.push_str(&format!("- `{n}`: {v:+.3}\n"));
+            match head.hidden {
+                None => r.push_str(&format!("- `{n}`: {v:+.3}\n")),
+                Some(_) => r.push_str(&format!("- `{n}`: {v:.3}\n")),
+            }
+        }
+        if let Some(b) = head.raw_bound {
+            r.push_str(&format!(
+                "\nThe raw block's sum enters the logit bounded to ±{b}.\n"
+            ));
         }
     }
     r

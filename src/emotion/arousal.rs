@@ -31,8 +31,14 @@ use serde::{Deserialize, Serialize};
 use crate::prosody::functionals::{mean_std, percentile, semitones};
 use crate::prosody::{Cycle, Frame, Functionals};
 
-/// The file format tag; bump when the input layout changes.
+/// The file format tag of a model whose heads are plain logistic regressions; bump when the
+/// input layout changes.
 pub const FORMAT: &str = "calltone-arousal-v2";
+
+/// The format tag of a model with a head that needs this version's extensions (a hidden
+/// layer or a bounded raw term): a binary that predates them would ignore the fields and
+/// score with the wrong function, so such a file must say so and older binaries refuse it.
+pub const FORMAT_EXTENDED: &str = "calltone-arousal-v3";
 
 /// Input sample rates at or below this are treated as narrowband (telephone).
 pub const NARROWBAND_MAX_RATE: u32 = 8_000;
@@ -272,6 +278,12 @@ pub struct Head {
     /// one-hidden-layer perceptron); `None`: logistic regression on the inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<Hidden>,
+    /// A bound on what the raw (absolute) inputs can add to a linear head's logit: the raw
+    /// block's sum enters clamped to `±raw_bound`, so a voice unlike any in training moves
+    /// the reading by at most that much until the speaker's own baseline speaks. `None`:
+    /// unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_bound: Option<f32>,
 }
 
 /// A tanh hidden layer: unit `k` reads `tanh(bias[k] + Σ_j weights[k·d + j]·x̃_j)` of the
@@ -317,6 +329,12 @@ impl Head {
         if self.raw_decay.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
             return Err("raw_decay must be positive".into());
         }
+        if self.raw_bound.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
+            return Err("raw_bound must be positive".into());
+        }
+        if self.raw_bound.is_some() && self.hidden.is_some() {
+            return Err("raw_bound applies to a linear head, not one with a hidden layer".into());
+        }
         if let Some(h) = &self.hidden {
             if h.bias.is_empty() || h.weights.len() != h.bias.len() * 2 * n {
                 return Err(format!(
@@ -351,6 +369,11 @@ impl Head {
         }
     }
 
+    /// Whether the head needs [`FORMAT_EXTENDED`].
+    fn is_extended(&self) -> bool {
+        self.hidden.is_some() || self.raw_bound.is_some()
+    }
+
     /// P(high arousal) of an input vector as built by [`input_vector`].
     pub fn predict_input(&self, x: &[f32]) -> f32 {
         let standard = || {
@@ -358,14 +381,24 @@ impl Head {
                 .zip(self.input_mean.iter().zip(&self.input_sd))
                 .map(|(x, (m, sd))| (x - m) / sd)
         };
+        let linear = |range: std::ops::Range<usize>| {
+            x[range.clone()]
+                .iter()
+                .zip(&self.weights[range.clone()])
+                .zip(
+                    self.input_mean[range.clone()]
+                        .iter()
+                        .zip(&self.input_sd[range]),
+                )
+                .map(|((x, w), (m, sd))| w * (x - m) / sd)
+                .sum::<f32>()
+        };
+        let n = self.prior_mean.len();
         let s = match &self.hidden {
             None => {
-                self.bias
-                    + x.iter()
-                        .zip(&self.weights)
-                        .zip(self.input_mean.iter().zip(&self.input_sd))
-                        .map(|((x, w), (m, sd))| w * (x - m) / sd)
-                        .sum::<f32>()
+                let raw = linear(n..2 * n);
+                let raw = self.raw_bound.map_or(raw, |b| raw.clamp(-b, b));
+                self.bias + linear(0..n) + raw
             }
             Some(h) => {
                 let d = self.input_mean.len();
@@ -423,9 +456,19 @@ impl ArousalModel {
         m
     }
 
+    /// The format tag a model with these heads is written with.
+    pub fn format_for(wideband: &Head, narrowband: &Head) -> &'static str {
+        if wideband.is_extended() || narrowband.is_extended() {
+            FORMAT_EXTENDED
+        } else {
+            FORMAT
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
-        if self.format != FORMAT {
-            return Err(format!("format {:?}, expected {FORMAT:?}", self.format));
+        let expected = Self::format_for(&self.wideband, &self.narrowband);
+        if self.format != expected {
+            return Err(format!("format {:?}, expected {expected:?}", self.format));
         }
         let names = descriptor_names();
         if self.features != names {
@@ -902,6 +945,7 @@ mod tests {
             weights: fit.weights,
             bias: fit.bias,
             hidden,
+            raw_bound: None,
         }
     }
 
@@ -940,6 +984,12 @@ mod tests {
             bias: vec![0.0; 4],
         });
         m.wideband.weights = vec![0.5; 4];
+        // Under the plain format tag a binary without hidden layers would misread the
+        // file, so the tag must say it needs them.
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ArousalModel::load(&p).unwrap_err().to_string();
+        assert!(e.contains(FORMAT_EXTENDED), "{e}");
+        m.format = FORMAT_EXTENDED.into();
         std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
         let loaded = ArousalModel::load(&p).expect("a well-formed perceptron head loads");
         let b = loaded.new_baseline(16_000);
@@ -950,9 +1000,48 @@ mod tests {
         let e = ArousalModel::load(&p).unwrap_err().to_string();
         assert!(e.contains("wideband") && e.contains("hidden layer"), "{e}");
         m.wideband.hidden = None;
+        m.format = FORMAT.into();
         std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
         let e = ArousalModel::load(&p).unwrap_err().to_string();
         assert!(e.contains("weights has 4 values"), "{e}");
+    }
+
+    #[test]
+    fn a_raw_bound_caps_what_absolute_values_add() {
+        let n = descriptor_names().len();
+        let mut m = ArousalModel::builtin();
+        let head = &mut m.wideband;
+        // Only the raw block counts: weight 1 on the first raw input, nothing else.
+        head.weights = vec![0.0; 2 * n];
+        head.weights[n] = 1.0;
+        head.bias = 0.0;
+        let mut x: Vec<f32> = head.input_mean.clone();
+        x[n] += 10.0 * head.input_sd[n];
+        let unbounded = head.predict_input(&x);
+        assert!(unbounded > 0.9999, "{unbounded}");
+        head.raw_bound = Some(1.0);
+        let bounded = head.predict_input(&x);
+        assert!((bounded - sigmoid(1.0)).abs() < 1e-6, "{bounded}");
+        x[n] = head.input_mean[n] - 10.0 * head.input_sd[n];
+        assert!((head.predict_input(&x) - sigmoid(-1.0)).abs() < 1e-6);
+        // The z-score block is not bounded.
+        head.weights[0] = 1.0;
+        x[0] = head.input_mean[0] + 3.0 * head.input_sd[0];
+        assert!((head.predict_input(&x) - sigmoid(3.0 - 1.0)).abs() < 1e-5);
+        // Such a file says it needs this version, and the bound must be positive and on a
+        // linear head.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("arousal.json");
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ArousalModel::load(&p).unwrap_err().to_string();
+        assert!(e.contains(FORMAT_EXTENDED), "{e}");
+        m.format = FORMAT_EXTENDED.into();
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        ArousalModel::load(&p).expect("a bounded head loads");
+        m.wideband.raw_bound = Some(-1.0);
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ArousalModel::load(&p).unwrap_err().to_string();
+        assert!(e.contains("wideband") && e.contains("raw_bound"), "{e}");
     }
 
     #[test]
