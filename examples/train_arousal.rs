@@ -32,8 +32,8 @@
 //!       [--out models/arousal.json] [--report models/arousal-report.md] [--orders 4]
 //!       [--eval-orders 10] [--sensitivity] [--check-binary]
 //!       [--w-grid 0.5,2,5] [--l2-grid 16,64,256] [--cb-grid 0.5] [--hidden-grid 0]
-//!       [--bound-grid 0] [--fixed w,l2,split|pooled,cb,all|invariant|none[,decay]
-//!       [--hidden N] [--bound B]] [--score-model FILE]
+//!       [--bound-grid 0] [--predictive-grid 0] [--fixed w,l2,split|pooled,cb,all|invariant|none[,decay]
+//!       [--hidden N] [--bound B] [--predictive]] [--score-model FILE]
 //!
 //! The `--*-grid` options replace one axis of the selection's grid (experiments,
 //! `models/arousal-experiments.md`; `--bound-grid` 0 means unbounded); `--fixed` skips the
@@ -200,12 +200,14 @@ struct Hyper {
     hidden: usize,
     /// The heads' `raw_bound` (logit units), `None`: unbounded.
     raw_bound: Option<f32>,
+    /// z-scores against the predictive spread (the heads carry `prior_between_sd`).
+    predictive: bool,
 }
 
 impl Hyper {
     fn label(&self) -> String {
         format!(
-            "w={} l2={} {} cb={} {}{}{}{}",
+            "w={} l2={} {} cb={} {}{}{}{}{}",
             self.prior_weight,
             self.l2,
             if self.split { "split" } else { "pooled" },
@@ -220,7 +222,8 @@ impl Hyper {
             },
             self.raw_bound
                 .filter(|_| self.raw != RawSet::None)
-                .map_or(String::new(), |b| format!(" raw bound {b}"))
+                .map_or(String::new(), |b| format!(" raw bound {b}")),
+            if self.predictive { " predictive" } else { "" }
         )
     }
 }
@@ -233,6 +236,8 @@ struct GridSpec {
     corpus_balance: Vec<f32>,
     /// Raw bounds; 0: unbounded.
     raw_bound: Vec<f32>,
+    /// Predictive z-scores: 0 off, 1 on.
+    predictive: Vec<u8>,
 }
 
 fn grid(spec: &GridSpec) -> Vec<Hyper> {
@@ -248,16 +253,19 @@ fn grid(spec: &GridSpec) -> Vec<Hyper> {
                                 if bound > 0.0 && (raw == RawSet::None || hidden > 0) {
                                     continue;
                                 }
-                                g.push(Hyper {
-                                    prior_weight,
-                                    l2,
-                                    split,
-                                    corpus_balance,
-                                    raw,
-                                    raw_decay,
-                                    hidden,
-                                    raw_bound: (bound > 0.0).then_some(bound),
-                                });
+                                for &predictive in &spec.predictive {
+                                    g.push(Hyper {
+                                        prior_weight,
+                                        l2,
+                                        split,
+                                        corpus_balance,
+                                        raw,
+                                        raw_decay,
+                                        hidden,
+                                        raw_bound: (bound > 0.0).then_some(bound),
+                                        predictive: predictive > 0,
+                                    });
+                                }
                             }
                         }
                     }
@@ -308,6 +316,7 @@ fn main() -> Result<()> {
                 raw_decay: p.get(5).map(|d| d.parse()).transpose()?,
                 hidden: opt("--hidden").map_or(Ok(0), |s| s.parse())?,
                 raw_bound: opt("--bound").map(|s| s.parse()).transpose()?,
+                predictive: args.iter().any(|a| a == "--predictive"),
             })
         }
         None => None,
@@ -330,6 +339,7 @@ fn main() -> Result<()> {
         l2: list(opt("--l2-grid"), &GRID_L2)?,
         corpus_balance: list(opt("--cb-grid"), &GRID_CORPUS_BALANCE)?,
         raw_bound: list(opt("--bound-grid"), &[0.0])?,
+        predictive: list(opt("--predictive-grid"), &[0])?,
     };
     if fixed.is_some() && args.iter().any(|a| a.ends_with("-grid")) {
         bail!("--fixed skips the selection; the --*-grid options cannot be combined with it");
@@ -396,6 +406,7 @@ fn main() -> Result<()> {
             raw_decay: model.wideband.raw_decay,
             hidden: model.wideband.hidden.as_ref().map_or(0, |h| h.bias.len()),
             raw_bound: model.wideband.raw_bound,
+            predictive: model.wideband.prior_between_sd.is_some(),
         });
         let table = parallel_map(&all, threads, |&si| {
             score_speaker(&ctx, &speakers, si, &model, h, eval_orders)
@@ -510,10 +521,11 @@ fn main() -> Result<()> {
             "raw_decay_utterances": h.raw_decay,
             "hidden_units": h.hidden,
             "raw_bound": h.raw_bound,
+            "predictive_z": h.predictive,
             "chosen_by": if fixed.is_some() {
                 "fixed on the command line (--fixed)".to_string()
             } else {
-                format!("leave-one-corpus-out over the training corpora, mean of the held-out corpus×channel clip UARs; grid prior_weight {:?} × l2 {:?} × corpus_balance {:?} × raw inputs (set, fading) {GRID_RAW:?} × hidden units {:?} (0: logistic){}, separate wideband/narrowband heads", spec.prior_weight, spec.l2, spec.corpus_balance, spec.hidden, if spec.raw_bound == [0.0] { String::new() } else { format!(" × raw bound {:?} (0: none)", spec.raw_bound) })
+                format!("leave-one-corpus-out over the training corpora, mean of the held-out corpus×channel clip UARs; grid prior_weight {:?} × l2 {:?} × corpus_balance {:?} × raw inputs (set, fading) {GRID_RAW:?} × hidden units {:?} (0: logistic){}, separate wideband/narrowband heads", spec.prior_weight, spec.l2, spec.corpus_balance, spec.hidden, if spec.raw_bound == [0.0] { String::new() } else { format!(" × raw bound {:?} (0: none)", spec.raw_bound) } + &if spec.predictive == [0] { String::new() } else { format!(" × predictive z {:?}", spec.predictive) })
             },
         },
         "training_orders_per_speaker": orders,
@@ -720,8 +732,9 @@ fn utterance_order(s: &Seq, order: Option<u64>) -> (Vec<usize>, Vec<usize>) {
 }
 
 /// Population prior of one band from `speakers`: per descriptor the mean of the speakers'
-/// means and the root mean of their within-speaker variances.
-fn prior(ctx: &Ctx, speakers: &[usize], bands: &[usize]) -> (Vec<f32>, Vec<f32>) {
+/// means, the root mean of their within-speaker variances, and the standard deviation of
+/// the speakers' means (between speakers).
+fn prior(ctx: &Ctx, speakers: &[usize], bands: &[usize]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let n = descriptor_names().len();
     let mut means = vec![Vec::new(); n];
     let mut vars = vec![Vec::new(); n];
@@ -751,7 +764,16 @@ fn prior(ctx: &Ctx, speakers: &[usize], bands: &[usize]) -> (Vec<f32>, Vec<f32>)
         .zip(&pm)
         .map(|(v, m)| (avg(v).sqrt() as f32).max(1e-3 * m.abs()).max(1e-6))
         .collect();
-    (pm, ps)
+    let between: Vec<f32> = means
+        .iter()
+        .zip(&pm)
+        .map(|(v, &m)| {
+            let var =
+                v.iter().map(|x| (x - m as f64).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
+            var.sqrt() as f32
+        })
+        .collect();
+    (pm, ps, between)
 }
 
 /// Runs a speaker's utterances through a fresh baseline in `order`; per utterance (index
@@ -795,12 +817,13 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
     };
     let mut heads = Vec::new();
     for bands in &band_sets {
-        let (pm, ps) = prior(ctx, speakers, bands);
+        let (pm, ps, between) = prior(ctx, speakers, bands);
         let n = pm.len();
         let mut head = Head {
             prior_mean: pm,
             prior_sd: ps,
             prior_weight: h.prior_weight,
+            prior_between_sd: h.predictive.then_some(between),
             raw_decay: h.raw_decay.filter(|_| h.raw != RawSet::None),
             input_mean: vec![0.0; 2 * n],
             input_sd: vec![1.0; 2 * n],

@@ -260,6 +260,14 @@ pub struct Head {
     pub prior_sd: Vec<f32>,
     /// Prior weight (in utterances) of the speaker baseline.
     pub prior_weight: f32,
+    /// Between-speaker standard deviation of each descriptor's speaker mean. With it the
+    /// z-scores are taken against the predictive spread of the speaker's next utterance —
+    /// the within-speaker spread plus the uncertainty of the speaker's mean, which is the
+    /// whole population's at the call's start and shrinks as the speaker's own utterances
+    /// arrive — so a voice unlike the population's reads as unusual only as far as the
+    /// population's own range of voices allows. `None`: within-speaker spread only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_between_sd: Option<Vec<f32>>,
     /// How fast the raw (absolute) inputs hand over to the z-scores, in utterances: the raw
     /// value of a descriptor enters as `prior + g·(raw − prior)` with `g = d / (d + n)` after
     /// `n` measured utterances of the speaker, so absolute values carry the first utterances
@@ -329,6 +337,14 @@ impl Head {
         if self.raw_decay.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
             return Err("raw_decay must be positive".into());
         }
+        if let Some(v) = &self.prior_between_sd {
+            if v.len() != n || v.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                return Err(format!(
+                    "prior_between_sd must have {n} finite values ≥ 0, has {}",
+                    v.len()
+                ));
+            }
+        }
         if self.raw_bound.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
             return Err("raw_bound must be positive".into());
         }
@@ -362,6 +378,10 @@ impl Head {
                 .map(|&s| (s as f64).powi(2).max(1e-12))
                 .collect(),
             prior_weight: self.prior_weight as f64,
+            between_var: self
+                .prior_between_sd
+                .as_ref()
+                .map(|v| v.iter().map(|&s| (s as f64).powi(2)).collect()),
             raw_decay: self.raw_decay.map(f64::from),
             count: vec![0.0; self.prior_mean.len()],
             sum: vec![0.0; self.prior_mean.len()],
@@ -371,7 +391,7 @@ impl Head {
 
     /// Whether the head needs [`FORMAT_EXTENDED`].
     fn is_extended(&self) -> bool {
-        self.hidden.is_some() || self.raw_bound.is_some()
+        self.hidden.is_some() || self.raw_bound.is_some() || self.prior_between_sd.is_some()
     }
 
     /// P(high arousal) of an input vector as built by [`input_vector`].
@@ -514,6 +534,8 @@ pub struct ArousalBaseline {
     prior_mean: Vec<f64>,
     prior_var: Vec<f64>,
     prior_weight: f64,
+    /// Between-speaker variance of the speaker mean (the head's `prior_between_sd`²).
+    between_var: Option<Vec<f64>>,
     raw_decay: Option<f64>,
     count: Vec<f64>,
     sum: Vec<f64>,
@@ -536,17 +558,24 @@ impl ArousalBaseline {
         }
     }
 
-    /// Current (mean, standard deviation) of descriptor `j`.
+    /// Current (mean, standard deviation) of descriptor `j`: the speaker's mean shrunk
+    /// towards the prior, and the within-speaker spread — or, with a between-speaker prior,
+    /// the predictive spread of the next utterance (within-speaker variance plus the
+    /// variance of the mean's estimate: `(w²·τ² + n·σ²) / (w + n)²`).
     pub fn mean_std(&self, j: usize) -> (f32, f32) {
         let (w, m0, v0) = (self.prior_weight, self.prior_mean[j], self.prior_var[j]);
         let n = self.count[j];
-        if n == 0.0 {
-            return (m0 as f32, v0.sqrt() as f32);
-        }
-        let xbar = self.sum[j] / n;
-        let ss = (self.sum_sq[j] - n * xbar * xbar).max(0.0);
-        let mean = (w * m0 + n * xbar) / (w + n);
-        let var = (w * v0 + ss) / (w + n);
+        let (mean, var) = if n == 0.0 {
+            (m0, v0)
+        } else {
+            let xbar = self.sum[j] / n;
+            let ss = (self.sum_sq[j] - n * xbar * xbar).max(0.0);
+            ((w * m0 + n * xbar) / (w + n), (w * v0 + ss) / (w + n))
+        };
+        let var = match &self.between_var {
+            Some(tau2) => var + (w * w * tau2[j] + n * var) / ((w + n) * (w + n)),
+            None => var,
+        };
         (mean as f32, var.max(1e-12).sqrt() as f32)
     }
 }
@@ -862,6 +891,54 @@ mod tests {
     }
 
     #[test]
+    fn a_between_speaker_prior_widens_the_young_baseline_only() {
+        let mut m = ArousalModel::builtin();
+        let n = descriptor_names().len();
+        let j = descriptor_names()
+            .iter()
+            .position(|x| x == "f0_p50_st")
+            .unwrap();
+        let sd = m.wideband.prior_sd[j];
+        let tau = 3.0 * sd;
+        m.wideband.prior_between_sd = Some(vec![tau; n]);
+        let plain = ArousalModel::builtin().new_baseline(16_000);
+        let mut b = m.new_baseline(16_000);
+        // At the call's start: the within-speaker and the between-speaker spread together.
+        let (_, s0) = b.mean_std(j);
+        assert!(
+            (s0 - (sd * sd + tau * tau).sqrt()).abs() < 1e-3 * s0,
+            "{s0}"
+        );
+        assert!((plain.mean_std(j).1 - sd).abs() < 1e-4);
+        // A voice 6 within-speaker spreads off the population mean reads z = 3 (clipped) on
+        // the plain baseline, under 2 with the population's range of voices allowed for.
+        let far = m.wideband.prior_mean[j] + 6.0 * sd;
+        assert!((far - m.wideband.prior_mean[j]) / s0 < 2.0);
+        // The speaker's own utterances take the mean's uncertainty away: after many, the
+        // spread is the speaker's own again (to the σ²/n term).
+        let d = describe(&frames(300.0, 1.0));
+        let mut plain = plain;
+        for _ in 0..400 {
+            b.update(&d);
+            plain.update(&d);
+        }
+        let (s_pred, s_plain) = (b.mean_std(j).1, plain.mean_std(j).1);
+        assert!(
+            s_pred >= s_plain && s_pred < 1.01 * s_plain + 1e-3,
+            "{s_pred} {s_plain}"
+        );
+        // Such a model says it needs this version; a wrong length is a clear error.
+        m.format = FORMAT_EXTENDED.into();
+        assert!(m.validate().is_ok());
+        m.wideband.prior_between_sd = Some(vec![tau; n - 1]);
+        let e = m.validate().unwrap_err();
+        assert!(
+            e.contains("wideband") && e.contains("prior_between_sd"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn baseline_shrinks_from_the_prior_to_the_speaker() {
         let m = ArousalModel::builtin();
         let j = descriptor_names()
@@ -946,6 +1023,7 @@ mod tests {
             bias: fit.bias,
             hidden,
             raw_bound: None,
+            prior_between_sd: None,
         }
     }
 
