@@ -33,7 +33,7 @@
 //!       [--eval-orders 10] [--sensitivity] [--check-binary]
 //!       [--w-grid 0.5,2,5] [--l2-grid 16,64,256] [--cb-grid 0.5] [--hidden-grid 0]
 //!       [--bound-grid 0] [--predictive-grid 0] [--fixed w,l2,split|pooled,cb,all|invariant|none[,decay]
-//!       [--hidden N] [--bound B] [--predictive]] [--score-model FILE]
+//!       [--hidden N] [--bound B] [--predictive]] [--drop NAME,...] [--score-model FILE]
 //!
 //! The `--*-grid` options replace one axis of the selection's grid (experiments,
 //! `models/arousal-experiments.md`; `--bound-grid` 0 means unbounded); `--fixed` skips the
@@ -380,9 +380,28 @@ fn main() -> Result<()> {
             p
         }
     };
-    let seqs: Vec<[Seq; 2]> = (0..speakers.len())
+    let mut seqs: Vec<[Seq; 2]> = (0..speakers.len())
         .map(|si| BANDS.map(|b| make_seq(&processed[&(si, b)])))
         .collect();
+    // `--drop a,b`: those descriptors are treated as never measured (experiments: does the
+    // model travel better without them?).
+    if let Some(list) = opt("--drop") {
+        let names = descriptor_names();
+        let drop: Vec<usize> = list
+            .split(',')
+            .map(|n| {
+                names
+                    .iter()
+                    .position(|x| x == n)
+                    .with_context(|| format!("--drop: no descriptor {n:?}"))
+            })
+            .collect::<Result<_>>()?;
+        for d in seqs.iter_mut().flatten().flat_map(|s| s.desc.iter_mut()) {
+            for &j in &drop {
+                d.0[j] = None;
+            }
+        }
+    }
     let corpus_of: Vec<&str> = speakers.iter().map(|s| s.corpus).collect();
     let ctx = Ctx {
         seqs: &seqs,
