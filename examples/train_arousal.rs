@@ -33,7 +33,8 @@
 //!       [--eval-orders 10] [--sensitivity] [--check-binary]
 //!       [--w-grid 0.5,2,5] [--l2-grid 16,64,256] [--cb-grid 0.5] [--hidden-grid 0]
 //!       [--bound-grid 0] [--predictive-grid 0] [--fixed w,l2,split|pooled,cb,all|invariant|none[,decay]
-//!       [--hidden N] [--bound B] [--predictive]] [--drop NAME,...] [--score-model FILE]
+//!       [--hidden N] [--bound B] [--predictive]] [--drop NAME,...] [--site-adapt]
+//!       [--score-model FILE]
 //!
 //! The `--*-grid` options replace one axis of the selection's grid (experiments,
 //! `models/arousal-experiments.md`; `--bound-grid` 0 means unbounded); `--fixed` skips the
@@ -177,6 +178,7 @@ struct Processed {
 
 /// What the models see of one speaker on one band: utterance descriptors in call order,
 /// the clip (index into `spans`) each belongs to, and the clip labels.
+#[derive(Clone)]
 struct Seq {
     spans: Vec<(f64, f64, bool)>,
     /// (start, end) per utterance.
@@ -408,6 +410,7 @@ fn main() -> Result<()> {
         corpus: &corpus_of,
         orders,
         grid: grid(&spec),
+        site_adapt: args.iter().any(|a| a == "--site-adapt"),
     };
 
     let all: Vec<usize> = (0..speakers.len()).collect();
@@ -619,6 +622,10 @@ struct Ctx<'a> {
     orders: u64,
     /// The hyperparameter grid searched by the selection.
     grid: Vec<Hyper>,
+    /// `--site-adapt`: a scored speaker's descriptors are re-centred so that the mean voice
+    /// of the other speakers of the same corpus (the site's earlier callers, unlabelled)
+    /// maps onto the model's population prior.
+    site_adapt: bool,
 }
 
 /// Chooses hyperparameters by leave-one-corpus-out on `speakers` only: for every grid point,
@@ -686,15 +693,40 @@ fn score_speaker(
         simulated: BTreeMap::new(),
     };
     for (bi, &b) in BANDS.iter().enumerate() {
-        fold.scores
-            .insert(b, evaluate(model, &ctx.seqs[si][bi], b, None));
+        let adapted;
+        let seq = if ctx.site_adapt {
+            adapted = site_adapted(ctx, si, bi, model.head(b));
+            &adapted
+        } else {
+            &ctx.seqs[si][bi]
+        };
+        fold.scores.insert(b, evaluate(model, seq, b, None));
         let mut sim = Vec::new();
         for o in 1..=eval_orders {
-            sim.extend(evaluate(model, &ctx.seqs[si][bi], b, Some(1000 + o)).clips);
+            sim.extend(evaluate(model, seq, b, Some(1000 + o)).clips);
         }
         fold.simulated.insert(b, sim);
     }
     fold
+}
+
+/// Speaker `si`'s sequence on band `bi`, re-centred by the site's mean voice: per
+/// descriptor, the mean of the other same-corpus speakers' call means (no labels) is moved
+/// onto `head`'s prior mean.
+fn site_adapted(ctx: &Ctx, si: usize, bi: usize, head: &Head) -> Seq {
+    let site: Vec<usize> = (0..ctx.seqs.len())
+        .filter(|&s| s != si && ctx.corpus[s] == ctx.corpus[si])
+        .collect();
+    let (site_mean, _, _) = prior(ctx, &site, &[bi]);
+    let mut seq = ctx.seqs[si][bi].clone();
+    for d in &mut seq.desc {
+        for (j, v) in d.0.iter_mut().enumerate() {
+            if let Some(v) = v {
+                *v += head.prior_mean[j] - site_mean[j];
+            }
+        }
+    }
+    seq
 }
 
 /// Turns a processed call into what the models see.
