@@ -24,33 +24,69 @@ fn answer(job: u64) -> Transcript {
     }
 }
 
-/// Runs the demo call through a pipeline, collecting ASR jobs unanswered, then answers them
-/// in `order` (a permutation of the job ids) and returns every event (ts left out).
-fn run(order: impl Fn(Vec<u64>) -> Vec<u64>) -> (Vec<serde_json::Value>, Vec<usize>) {
+/// The demo call's sample rate and interleaved stereo samples (customer, agent).
+fn demo_call() -> (u32, Vec<f32>) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/demo-call.wav");
     let mut r = hound::WavReader::open(path).expect("demo call");
     let spec = r.spec();
     assert_eq!(spec.channels, 2);
-    let samples: Vec<f32> = r
+    let samples = r
         .samples::<i16>()
         .map(|s| s.unwrap() as f32 / 32768.0)
         .collect();
+    (spec.sample_rate, samples)
+}
+
+/// A two-speaker (customer, agent) call pipeline with the default configuration.
+fn stereo_pipeline(call_id: &str, rate: u32, out: &mut Vec<Output>) -> CallPipeline {
     let cfg = Config::default();
     let analyzers = Analyzers::from_config(&cfg).unwrap();
-    let mut out = Vec::new();
-    let mut p = CallPipeline::new(
-        "order",
+    CallPipeline::new(
+        call_id,
         "file",
         &[Speaker::Customer, Speaker::Agent],
-        spec.sample_rate,
+        rate,
         None,
         &cfg,
         &analyzers,
         String::new,
-        &mut out,
+        out,
     )
-    .unwrap();
-    let chunk = spec.sample_rate as usize / 10;
+    .unwrap()
+}
+
+/// The utterance events carry the answers of jobs 0, 1, 2, … in that order.
+fn assert_utterances_in_job_order(events: &[serde_json::Value]) {
+    let texts: Vec<&str> = events
+        .iter()
+        .filter(|v| v["type"] == "utterance")
+        .map(|v| v["text"].as_str().unwrap())
+        .collect();
+    assert!(!texts.is_empty());
+    for (k, t) in texts.iter().enumerate() {
+        assert!(t.ends_with(&format!("(job {k})")), "{k}: {t}");
+    }
+}
+
+/// Events as JSON, their wall-clock `ts` left out.
+fn without_ts(events: Vec<Event>) -> Vec<serde_json::Value> {
+    events
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap();
+            v.as_object_mut().unwrap().remove("ts");
+            v
+        })
+        .collect()
+}
+
+/// Runs the demo call through a pipeline, collecting ASR jobs unanswered, then answers them
+/// in `order` (a permutation of the job ids) and returns every event (ts left out).
+fn run(order: impl Fn(Vec<u64>) -> Vec<u64>) -> (Vec<serde_json::Value>, Vec<usize>) {
+    let (rate, samples) = demo_call();
+    let mut out = Vec::new();
+    let mut p = stereo_pipeline("order", rate, &mut out);
+    let chunk = rate as usize / 10;
     for frames in samples.chunks(2 * chunk) {
         let c: Vec<f32> = frames.iter().step_by(2).copied().collect();
         let a: Vec<f32> = frames.iter().skip(1).step_by(2).copied().collect();
@@ -84,14 +120,7 @@ fn run(order: impl Fn(Vec<u64>) -> Vec<u64>) -> (Vec<serde_json::Value>, Vec<usi
         published.push(n);
     }
     assert!(p.is_finished());
-    let events = events
-        .into_iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(&e).unwrap();
-            v.as_object_mut().unwrap().remove("ts");
-            v
-        })
-        .collect();
+    let events = without_ts(events);
     (events, published)
 }
 
@@ -124,14 +153,7 @@ fn transcripts_back_out_of_order_are_taken_in_the_calls_order() {
     assert_eq!(published[2], 0, "{published:?}");
     assert_eq!(published[3], 2, "{published:?}");
     assert_eq!(swapped, in_order);
-    let texts: Vec<&str> = in_order
-        .iter()
-        .filter(|v| v["type"] == "utterance")
-        .map(|v| v["text"].as_str().unwrap())
-        .collect();
-    for (k, t) in texts.iter().enumerate() {
-        assert!(t.ends_with(&format!("(job {k})")), "{k}: {t}");
-    }
+    assert_utterances_in_job_order(&in_order);
 }
 
 /// Runs the demo call live: every ASR job is answered while the call still runs, in pairs
@@ -139,28 +161,9 @@ fn transcripts_back_out_of_order_are_taken_in_the_calls_order() {
 /// first). Returns every event (ts left out) and how many utterance events came out of
 /// each single answer.
 fn run_live(later_first: bool) -> (Vec<serde_json::Value>, Vec<usize>, usize) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/demo-call.wav");
-    let mut r = hound::WavReader::open(path).expect("demo call");
-    let spec = r.spec();
-    let samples: Vec<f32> = r
-        .samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect();
-    let cfg = Config::default();
-    let analyzers = Analyzers::from_config(&cfg).unwrap();
+    let (rate, samples) = demo_call();
     let mut out = Vec::new();
-    let mut p = CallPipeline::new(
-        "order-live",
-        "file",
-        &[Speaker::Customer, Speaker::Agent],
-        spec.sample_rate,
-        None,
-        &cfg,
-        &analyzers,
-        String::new,
-        &mut out,
-    )
-    .unwrap();
+    let mut p = stereo_pipeline("order-live", rate, &mut out);
     let mut events: Vec<Event> = Vec::new();
     let mut pending: Vec<u64> = Vec::new();
     let mut published = Vec::new();
@@ -177,7 +180,7 @@ fn run_live(later_first: bool) -> (Vec<serde_json::Value>, Vec<usize>, usize) {
         }
         n
     };
-    let chunk = spec.sample_rate as usize / 10;
+    let chunk = rate as usize / 10;
     let mut mid_call_answers = 0;
     for frames in samples.chunks(2 * chunk) {
         let c: Vec<f32> = frames.iter().step_by(2).copied().collect();
@@ -208,14 +211,7 @@ fn run_live(later_first: bool) -> (Vec<serde_json::Value>, Vec<usize>, usize) {
         published.push(drain(&mut out, &mut events, &mut pending));
     }
     assert!(p.is_finished());
-    let events = events
-        .into_iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(&e).unwrap();
-            v.as_object_mut().unwrap().remove("ts");
-            v
-        })
-        .collect();
+    let events = without_ts(events);
     (events, published, mid_call_answers)
 }
 
@@ -233,12 +229,5 @@ fn transcripts_back_out_of_order_during_the_call_are_taken_in_order() {
     for (a, b) in later_first.iter().zip(&in_order) {
         assert_eq!(a, b);
     }
-    let texts: Vec<&str> = in_order
-        .iter()
-        .filter(|v| v["type"] == "utterance")
-        .map(|v| v["text"].as_str().unwrap())
-        .collect();
-    for (k, t) in texts.iter().enumerate() {
-        assert!(t.ends_with(&format!("(job {k})")), "{k}: {t}");
-    }
+    assert_utterances_in_job_order(&in_order);
 }
