@@ -66,8 +66,8 @@ const CORPORA: [&str; 4] = ["emodb", "ravdess", "turev", "baved"];
 const RATE: u32 = 16_000;
 
 /// The hyperparameter grid searched by the selection (fixed a priori; `--w-grid`, `--l2-grid`,
-/// `--cb-grid` and `--hidden-grid` replace an axis for experiments,
-/// `models/arousal-experiments.md`).
+/// `--cb-grid`, `--hidden-grid`, `--bound-grid` and `--predictive-grid` replace an axis for
+/// experiments, `models/arousal-experiments.md`).
 const GRID_PRIOR_WEIGHT: [f32; 3] = [0.5, 2.0, 5.0];
 const GRID_L2: [f64; 3] = [16.0, 64.0, 256.0];
 const GRID_SPLIT: [bool; 1] = [true];
@@ -250,11 +250,14 @@ fn grid(spec: &GridSpec) -> Vec<Hyper> {
                 for &corpus_balance in &spec.corpus_balance {
                     for &prior_weight in &spec.prior_weight {
                         for &l2 in &spec.l2 {
-                            for &bound in &spec.raw_bound {
-                                // A bound on no raw inputs is the unbounded model again.
-                                if bound > 0.0 && (raw == RawSet::None || hidden > 0) {
-                                    continue;
-                                }
+                            // A bound applies to a linear head's raw inputs; other points
+                            // are searched once, unbounded.
+                            let bounds = if raw == RawSet::None || hidden > 0 {
+                                &[0.0][..]
+                            } else {
+                                &spec.raw_bound[..]
+                            };
+                            for &bound in bounds {
                                 for &predictive in &spec.predictive {
                                     g.push(Hyper {
                                         prior_weight,
@@ -304,7 +307,13 @@ fn main() -> Result<()> {
             if !(5..=6).contains(&p.len()) {
                 bail!("--fixed w,l2,split|pooled,corpus_balance,all|invariant|none[,raw_decay]");
             }
-            Some(Hyper {
+            let raw_bound = match opt("--bound").map(|s| s.parse::<f32>()).transpose()? {
+                None => None,
+                Some(0.0) => None,
+                Some(b) if b.is_finite() && b > 0.0 => Some(b),
+                Some(b) => bail!("--bound {b}: a bound is positive (0: none)"),
+            };
+            let h = Hyper {
                 prior_weight: p[0].parse()?,
                 l2: p[1].parse()?,
                 split: p[2] == "split",
@@ -317,14 +326,29 @@ fn main() -> Result<()> {
                 },
                 raw_decay: p.get(5).map(|d| d.parse()).transpose()?,
                 hidden: opt("--hidden").map_or(Ok(0), |s| s.parse())?,
-                raw_bound: opt("--bound").map(|s| s.parse()).transpose()?,
+                raw_bound,
                 predictive: args.iter().any(|a| a == "--predictive"),
-            })
+            };
+            if h.raw_bound.is_some() && (h.raw == RawSet::None || h.hidden > 0) {
+                bail!(
+                    "--bound applies to a linear head with raw inputs (not raw=none or --hidden)"
+                );
+            }
+            Some(h)
         }
         None => None,
     };
+    let given = |name: &str| args.iter().any(|a| a == name);
+    if fixed.is_none()
+        && ["--hidden", "--bound", "--predictive"]
+            .into_iter()
+            .any(given)
+    {
+        bail!("--hidden, --bound and --predictive go with --fixed (the grid has --*-grid)");
+    }
     // Experiments: `--hidden-grid 0,8` (hidden-layer sizes, 0: logistic), `--l2-grid`,
-    // `--w-grid`, `--cb-grid`: the selection searches these lists instead of the defaults.
+    // `--w-grid`, `--cb-grid`, `--bound-grid` (0: unbounded), `--predictive-grid 0,1`: the
+    // selection searches these lists instead of the defaults.
     fn list<T>(v: Option<String>, default: &[T]) -> Result<Vec<T>>
     where
         T: std::str::FromStr + Copy,
@@ -343,7 +367,18 @@ fn main() -> Result<()> {
         raw_bound: list(opt("--bound-grid"), &[0.0])?,
         predictive: list(opt("--predictive-grid"), &[0])?,
     };
-    if fixed.is_some() && args.iter().any(|a| a.ends_with("-grid")) {
+    const GRID_OPTIONS: [&str; 6] = [
+        "--hidden-grid",
+        "--w-grid",
+        "--l2-grid",
+        "--cb-grid",
+        "--bound-grid",
+        "--predictive-grid",
+    ];
+    if spec.raw_bound.iter().any(|b| !(b.is_finite() && *b >= 0.0)) {
+        bail!("--bound-grid: bounds are positive, or 0 for none");
+    }
+    if fixed.is_some() && GRID_OPTIONS.into_iter().any(given) {
         bail!("--fixed skips the selection; the --*-grid options cannot be combined with it");
     }
     let sensitivity = args.iter().any(|a| a == "--sensitivity");
@@ -717,12 +752,21 @@ fn site_adapted(ctx: &Ctx, si: usize, bi: usize, head: &Head) -> Seq {
     let site: Vec<usize> = (0..ctx.seqs.len())
         .filter(|&s| s != si && ctx.corpus[s] == ctx.corpus[si])
         .collect();
-    let (site_mean, _, _) = prior(ctx, &site, &[bi]);
+    let (means, _) = speaker_stats(ctx, &site, &[bi]);
+    // A descriptor no other caller of the site measured is left as it is.
+    let shift: Vec<f32> = means
+        .iter()
+        .zip(&head.prior_mean)
+        .map(|(m, &p)| match m.len() {
+            0 => 0.0,
+            k => p - (m.iter().sum::<f64>() / k as f64) as f32,
+        })
+        .collect();
     let mut seq = ctx.seqs[si][bi].clone();
     for d in &mut seq.desc {
-        for (j, v) in d.0.iter_mut().enumerate() {
+        for (v, s) in d.0.iter_mut().zip(&shift) {
             if let Some(v) = v {
-                *v += head.prior_mean[j] - site_mean[j];
+                *v += s;
             }
         }
     }
@@ -786,6 +830,14 @@ fn utterance_order(s: &Seq, order: Option<u64>) -> (Vec<usize>, Vec<usize>) {
 /// means, the root mean of their within-speaker variances, and the standard deviation of
 /// the speakers' means (between speakers).
 fn prior(ctx: &Ctx, speakers: &[usize], bands: &[usize]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (means, vars) = speaker_stats(ctx, speakers, bands);
+    prior_from_stats(&means, &vars)
+}
+
+/// Per descriptor, the call mean and variance of each of `speakers` × `bands` that measured
+/// it at least twice.
+#[allow(clippy::type_complexity)]
+fn speaker_stats(ctx: &Ctx, speakers: &[usize], bands: &[usize]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let n = descriptor_names().len();
     let mut means = vec![Vec::new(); n];
     let mut vars = vec![Vec::new(); n];
@@ -808,6 +860,13 @@ fn prior(ctx: &Ctx, speakers: &[usize], bands: &[usize]) -> (Vec<f32>, Vec<f32>,
             }
         }
     }
+    (means, vars)
+}
+
+/// The prior of [`prior`] from [`speaker_stats`]. The between-speaker spread is that of the
+/// speakers' call means, so it also holds their sampling noise (σ²/nᵢ) and, for a pooled
+/// head, the offset between the bands: it somewhat overstates τ.
+fn prior_from_stats(means: &[Vec<f64>], vars: &[Vec<f64>]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let pm: Vec<f32> = means.iter().map(|v| avg(v) as f32).collect();
     let ps: Vec<f32> = vars

@@ -225,9 +225,6 @@ fn transcripts_back_out_of_order_during_the_call_are_taken_in_order() {
         published[..mid].chunks(2).all(|c| c == [0, 2]),
         "{published:?}"
     );
-    assert_eq!(later_first.len(), in_order.len());
-    for (a, b) in later_first.iter().zip(&in_order) {
-        assert_eq!(a, b);
-    }
+    assert_eq!(later_first, in_order);
     assert_utterances_in_job_order(&in_order);
 }

@@ -36,8 +36,9 @@ use crate::prosody::{Cycle, Frame, Functionals};
 pub const FORMAT: &str = "calltone-arousal-v2";
 
 /// The format tag of a model with a head that needs this version's extensions (a hidden
-/// layer or a bounded raw term): a binary that predates them would ignore the fields and
-/// score with the wrong function, so such a file must say so and older binaries refuse it.
+/// layer, a bounded raw term or a between-speaker prior): a binary that predates them would
+/// ignore the fields and score with the wrong function, so such a file must say so and
+/// older binaries refuse it. A change of the input layout bumps both tags.
 pub const FORMAT_EXTENDED: &str = "calltone-arousal-v3";
 
 /// Input sample rates at or below this are treated as narrowband (telephone).
@@ -338,11 +339,14 @@ impl Head {
             return Err("raw_decay must be positive".into());
         }
         if let Some(v) = &self.prior_between_sd {
-            if v.len() != n || v.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+            if v.len() != n {
                 return Err(format!(
-                    "prior_between_sd must have {n} finite values ≥ 0, has {}",
+                    "prior_between_sd has {} values, expected {n}",
                     v.len()
                 ));
+            }
+            if v.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                return Err("prior_between_sd must be finite and ≥ 0".into());
             }
         }
         if self.raw_bound.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
@@ -415,10 +419,13 @@ impl Head {
         };
         let n = self.prior_mean.len();
         let s = match &self.hidden {
+            // One sum over every input, in order, as models without a bound were always
+            // scored (so their readings stay bit for bit).
+            None if self.raw_bound.is_none() => self.bias + linear(0..2 * n),
             None => {
-                let raw = linear(n..2 * n);
-                let raw = self.raw_bound.map_or(raw, |b| raw.clamp(-b, b));
-                self.bias + linear(0..n) + raw
+                let b = self.raw_bound.unwrap_or(f32::INFINITY);
+                // max/min rather than clamp: no panic on an unvalidated bound.
+                self.bias + linear(0..n) + linear(n..2 * n).max(-b).min(b)
             }
             Some(h) => {
                 let d = self.input_mean.len();
@@ -488,7 +495,15 @@ impl ArousalModel {
     pub fn validate(&self) -> Result<(), String> {
         let expected = Self::format_for(&self.wideband, &self.narrowband);
         if self.format != expected {
-            return Err(format!("format {:?}, expected {expected:?}", self.format));
+            let why = if expected == FORMAT_EXTENDED {
+                " (a head has a hidden layer, raw_bound or prior_between_sd)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "format {:?}, expected {expected:?}{why}",
+                self.format
+            ));
         }
         let names = descriptor_names();
         if self.features != names {
@@ -912,8 +927,11 @@ mod tests {
         assert!((plain.mean_std(j).1 - sd).abs() < 1e-4);
         // A voice 6 within-speaker spreads off the population mean reads z = 3 (clipped) on
         // the plain baseline, under 2 with the population's range of voices allowed for.
-        let far = m.wideband.prior_mean[j] + 6.0 * sd;
-        assert!((far - m.wideband.prior_mean[j]) / s0 < 2.0);
+        let mut far = Descriptors(vec![None; n]);
+        far.0[j] = Some(m.wideband.prior_mean[j] + 6.0 * sd);
+        assert_eq!(input_vector(&plain, &far)[j], Z_CLIP);
+        let z = input_vector(&b, &far)[j];
+        assert!(z > 1.0 && z < 2.0, "{z}");
         // The speaker's own utterances take the mean's uncertainty away: after many, the
         // spread is the speaker's own again (to the σ²/n term).
         let d = describe(&frames(300.0, 1.0));
@@ -1089,9 +1107,10 @@ mod tests {
         let n = descriptor_names().len();
         let mut m = ArousalModel::builtin();
         let head = &mut m.wideband;
-        // Only the raw block counts: weight 1 on the first raw input, nothing else.
+        // Only the raw block counts: weight 1 on the first two raw inputs, nothing else.
         head.weights = vec![0.0; 2 * n];
         head.weights[n] = 1.0;
+        head.weights[n + 1] = 1.0;
         head.bias = 0.0;
         let mut x: Vec<f32> = head.input_mean.clone();
         x[n] += 10.0 * head.input_sd[n];
@@ -1100,6 +1119,11 @@ mod tests {
         head.raw_bound = Some(1.0);
         let bounded = head.predict_input(&x);
         assert!((bounded - sigmoid(1.0)).abs() < 1e-6, "{bounded}");
+        // The bound is on the block's sum, not on each input: 0.8 + 0.8 reads as 1.
+        x[n] = head.input_mean[n] + 0.8 * head.input_sd[n];
+        x[n + 1] = head.input_mean[n + 1] + 0.8 * head.input_sd[n + 1];
+        assert!((head.predict_input(&x) - sigmoid(1.0)).abs() < 1e-5);
+        x[n + 1] = head.input_mean[n + 1];
         x[n] = head.input_mean[n] - 10.0 * head.input_sd[n];
         assert!((head.predict_input(&x) - sigmoid(-1.0)).abs() < 1e-6);
         // The z-score block is not bounded.
@@ -1120,6 +1144,48 @@ mod tests {
         std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
         let e = ArousalModel::load(&p).unwrap_err().to_string();
         assert!(e.contains("wideband") && e.contains("raw_bound"), "{e}");
+        // A bound has no meaning on a head with a hidden layer.
+        m.wideband.raw_bound = Some(1.0);
+        m.wideband.hidden = Some(Hidden {
+            weights: vec![0.1; 2 * 2 * n],
+            bias: vec![0.0; 2],
+        });
+        m.wideband.weights = vec![0.5; 2];
+        let e = m.validate().unwrap_err();
+        assert!(e.contains("raw_bound") && e.contains("hidden layer"), "{e}");
+    }
+
+    #[test]
+    fn an_unbounded_head_scores_as_one_sum_over_its_inputs() {
+        // The shipped model's readings stay bit for bit those of a single pass over the
+        // standardised inputs in order, as before bounds existed.
+        let m = ArousalModel::builtin();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut draw = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
+        };
+        for k in 0..400 {
+            let head = if k % 2 == 0 {
+                &m.wideband
+            } else {
+                &m.narrowband
+            };
+            let x: Vec<f32> = (0..head.input_mean.len())
+                .map(|i| head.input_mean[i] + draw() * head.input_sd[i])
+                .collect();
+            let one_pass = head.bias
+                + x.iter()
+                    .zip(&head.weights)
+                    .zip(head.input_mean.iter().zip(&head.input_sd))
+                    .map(|((x, w), (m, sd))| w * (x - m) / sd)
+                    .sum::<f32>();
+            assert_eq!(
+                head.predict_input(&x).to_bits(),
+                sigmoid(one_pass).to_bits(),
+                "input {k}"
+            );
+        }
     }
 
     #[test]
