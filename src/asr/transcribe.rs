@@ -186,6 +186,10 @@ impl WhisperModel {
         }
         // Route whisper.cpp's own logging into `tracing` instead of raw stderr.
         whisper_rs::install_logging_hooks();
+        tracing::debug!(
+            system = whisper_rs::print_system_info(),
+            "whisper.cpp build"
+        );
         let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
             .map_err(|e| AsrError::ModelLoad {
                 path: path.into(),
@@ -842,6 +846,18 @@ fn utf8_valid(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `.cargo/config.toml` builds ggml with llamafile's tinyBLAS matrix kernels, which
+    /// take 20–40 % off each utterance's CPU (README, Capacity and latency). A target/ built
+    /// before that setting keeps the slower kernels until whisper-rs-sys is rebuilt.
+    #[test]
+    fn whisper_cpp_multiplies_with_tinyblas() {
+        let info = whisper_rs::print_system_info();
+        assert!(
+            info.contains("LLAMAFILE = 1"),
+            "whisper.cpp built without GGML_LLAMAFILE (run `cargo clean -p whisper-rs-sys`): {info}"
+        );
+    }
 
     #[test]
     fn split_characters_are_joined_and_stray_bytes_dropped() {
