@@ -94,8 +94,12 @@ def main():
         print("  done:", label, file=sys.stderr)
 
     mib = lambda p: f"{os.path.getsize(p) / 2**20:.0f} MiB"
+    # One ASR worker of one thread, like the other engines (replay's default is two workers).
+    one = os.path.join(tmp, "one-worker.toml")
+    with open(one, "w") as f:
+        f.write("[asr]\nworkers = 1\nthreads = 1\n")
     for q, path in models.items():
-        run(f"calltone replay, ggml {q}", mib(path), lambda fs, p=path: werlib.replay(calltone, fs, p, None))
+        run(f"calltone replay, ggml {q}", mib(path), lambda fs, p=path: werlib.replay(calltone, fs, p, one))
     for q, path in models.items():
         run(f"whisper.cpp whole file, ggml {q}", mib(path), lambda fs, p=path: werlib.whole(bench, fs, p))
     if have_fw:
