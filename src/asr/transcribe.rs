@@ -164,6 +164,14 @@ pub struct Transcript {
     pub stats: DecodeStats,
 }
 
+/// whisper.cpp's build and CPU features ("… AVX512 = 1 | … LLAMAFILE = 1 | …"), read once:
+/// whisper.cpp rebuilds the text in one static string on every call, so two threads
+/// calling it at once would race.
+pub fn system_info() -> &'static str {
+    static INFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INFO.get_or_init(|| whisper_rs::print_system_info().to_string())
+}
+
 /// The loaded Whisper weights, shared by all transcribers.
 #[derive(Clone)]
 pub struct WhisperModel {
@@ -186,10 +194,7 @@ impl WhisperModel {
         }
         // Route whisper.cpp's own logging into `tracing` instead of raw stderr.
         whisper_rs::install_logging_hooks();
-        tracing::debug!(
-            system = whisper_rs::print_system_info(),
-            "whisper.cpp build"
-        );
+        tracing::debug!(system = system_info(), "whisper.cpp build");
         let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
             .map_err(|e| AsrError::ModelLoad {
                 path: path.into(),
@@ -852,7 +857,7 @@ mod tests {
     /// before that setting keeps the slower kernels until whisper-rs-sys is rebuilt.
     #[test]
     fn whisper_cpp_multiplies_with_tinyblas() {
-        let info = whisper_rs::print_system_info();
+        let info = system_info();
         assert!(
             info.contains("LLAMAFILE = 1"),
             "whisper.cpp built without GGML_LLAMAFILE (run `cargo clean -p whisper-rs-sys`): {info}"
