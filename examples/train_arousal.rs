@@ -24,8 +24,9 @@
 //! held-out corpus never influences its own model. The shipped model's hyperparameters are
 //! chosen the same way over all four corpora; the LOSO table uses them (it is the in-corpus
 //! reference, not a selection). Training is augmented with simulated clip orders (the cached
-//! utterances re-sequenced, the running baseline recomputed), weighted so that every
-//! speaker's utterances count once in total.
+//! utterances re-sequenced, the running baseline recomputed, every clip at its own random
+//! gain within ±`--gain-jitter` dB), weighted so that every speaker's utterances count once
+//! in total.
 //!
 //! Usage:
 //!   cargo run --release --example train_arousal -- DATA_DIR [--cache FILE]
@@ -34,7 +35,8 @@
 //!       [--w-grid 0.5,2,5] [--l2-grid 16,64,256] [--cb-grid 0.5] [--hidden-grid 0]
 //!       [--bound-grid 0] [--predictive-grid 0] [--fixed w,l2,split|pooled,cb,all|invariant|none[,decay]
 //!       [--hidden N] [--bound B] [--predictive]] [--drop NAME,...] [--site-adapt]
-//!       [--score-model FILE]
+//!       [--score-model FILE] [--dump-descriptors FILE] [--gain-jitter 10]
+//!       [--eval-gain-jitter DB]
 //!
 //! The `--*-grid` options replace one axis of the selection's grid (experiments,
 //! `models/arousal-experiments.md`; `--bound-grid` 0 means unbounded); `--fixed` skips the
@@ -61,6 +63,10 @@ use calltone::pipeline::{Analyzers, CallPipeline, Output, UtteranceFeatures};
 use calltone::prosody::{functionals, Cycle, Frame};
 
 const GAP_S: f64 = 1.5;
+/// Simulated orders play every clip at a random gain within ± this many dB (`--gain-jitter`;
+/// see `gain_jittered`). Set a priori, not selected: the training corpora keep their
+/// recording gain, so a selection among them could not see what the jitter protects against.
+const GAIN_JITTER_DB: f32 = 10.0;
 /// The training corpora (`DATA_DIR/{name}-train`), in report order.
 const CORPORA: [&str; 4] = ["emodb", "ravdess", "turev", "baved"];
 const RATE: u32 = 16_000;
@@ -186,6 +192,13 @@ struct Seq {
     desc: Vec<Descriptors>,
     /// Clip index of each utterance (largest overlap); `None` when it overlaps no clip.
     clip: Vec<Option<usize>>,
+    /// Training only: per simulated order `o` (index `o - 1`), the descriptors of the same
+    /// utterances with every clip played at its own random gain (`--gain-jitter`); empty
+    /// when the jitter is off.
+    jittered: Vec<Vec<Descriptors>>,
+    /// `--eval-gain-jitter`: the descriptors scored in evaluation (the same utterances with
+    /// every clip at its own gain), in place of `desc`; training never sees them.
+    eval_desc: Option<Vec<Descriptors>>,
 }
 
 /// Hyperparameters.
@@ -299,6 +312,10 @@ fn main() -> Result<()> {
     let cache = opt("--cache").map(PathBuf::from);
     let orders: u64 = opt("--orders").map_or(Ok(4), |s| s.parse())?;
     let eval_orders: u64 = opt("--eval-orders").map_or(Ok(10), |s| s.parse())?;
+    let gain_jitter_db: f32 = opt("--gain-jitter").map_or(Ok(GAIN_JITTER_DB), |s| s.parse())?;
+    if !(gain_jitter_db.is_finite() && (0.0..=40.0).contains(&gain_jitter_db)) {
+        bail!("--gain-jitter {gain_jitter_db}: a range in dB, 0 to 40 (0: off)");
+    }
     let fixed: Option<Hyper> = match opt("--fixed") {
         // "w,l2,split|pooled,cb,all|invariant|none[,decay]": skip the selection (quick
         // experiments).
@@ -420,6 +437,30 @@ fn main() -> Result<()> {
     let mut seqs: Vec<[Seq; 2]> = (0..speakers.len())
         .map(|si| BANDS.map(|b| make_seq(&processed[&(si, b)])))
         .collect();
+    // Simulated orders hear every clip at its own gain (see `gain_jittered`).
+    if gain_jitter_db > 0.0 {
+        for (si, bands) in seqs.iter_mut().enumerate() {
+            for (bi, s) in bands.iter_mut().enumerate() {
+                let p = &processed[&(si, BANDS[bi])];
+                s.jittered = (1..orders)
+                    .map(|o| gain_jittered(p, s, o, gain_jitter_db))
+                    .collect();
+            }
+        }
+    }
+    // `--eval-gain-jitter DB`: evaluation hears every clip at its own gain (robustness to
+    // automatic gain control and normalised recordings; a seed no training order uses).
+    if let Some(db) = opt("--eval-gain-jitter") {
+        let db: f32 = db.parse()?;
+        if fixed.is_none() && opt("--score-model").is_none() {
+            bail!("--eval-gain-jitter goes with --fixed or --score-model (the selection scores calls too)");
+        }
+        for (si, bands) in seqs.iter_mut().enumerate() {
+            for (bi, s) in bands.iter_mut().enumerate() {
+                s.eval_desc = Some(gain_jittered(&processed[&(si, BANDS[bi])], s, 1 << 40, db));
+            }
+        }
+    }
     // `--drop a,b`: those descriptors are treated as never measured (experiments: does the
     // model travel better without them?).
     if let Some(list) = opt("--drop") {
@@ -433,11 +474,22 @@ fn main() -> Result<()> {
                     .with_context(|| format!("--drop: no descriptor {n:?}"))
             })
             .collect::<Result<_>>()?;
-        for d in seqs.iter_mut().flatten().flat_map(|s| s.desc.iter_mut()) {
+        let all_desc = seqs.iter_mut().flatten().flat_map(|s| {
+            s.desc
+                .iter_mut()
+                .chain(s.jittered.iter_mut().flatten())
+                .chain(s.eval_desc.iter_mut().flatten())
+        });
+        for d in all_desc {
             for &j in &drop {
                 d.0[j] = None;
             }
         }
+    }
+    // `--dump-descriptors FILE`: every utterance's descriptors as TSV (corpus, speaker,
+    // channel, utterance, clip, label), for analysis outside this program.
+    if let Some(path) = opt("--dump-descriptors") {
+        dump_descriptors(Path::new(&path), &speakers, &seqs)?;
     }
     let corpus_of: Vec<&str> = speakers.iter().map(|s| s.corpus).collect();
     let ctx = Ctx {
@@ -586,6 +638,7 @@ fn main() -> Result<()> {
             },
         },
         "training_orders_per_speaker": orders,
+        "training_gain_jitter_db": gain_jitter_db,
         "loso_uar": summary,
         "loco_uar": loco_summary,
     });
@@ -774,12 +827,51 @@ fn site_adapted(ctx: &Ctx, si: usize, bi: usize, head: &Head) -> Seq {
 }
 
 /// Turns a processed call into what the models see.
+/// Writes every utterance's descriptors as TSV (`--dump-descriptors`); unmeasured values are
+/// empty cells.
+fn dump_descriptors(path: &Path, speakers: &[SpeakerClips], seqs: &[[Seq; 2]]) -> Result<()> {
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("{}", path.display()))?,
+    );
+    writeln!(
+        w,
+        "corpus\tspeaker\tchannel\tutt\tstart\tend\tclip\thigh\t{}",
+        descriptor_names().join("\t")
+    )?;
+    for (sp, bands) in speakers.iter().zip(seqs) {
+        for (bi, s) in bands.iter().enumerate() {
+            for (u, d) in s.desc.iter().enumerate() {
+                let clip = s.clip[u];
+                let high = clip.map_or(String::new(), |k| (s.spans[k].2 as u8).to_string());
+                let cells: Vec<String> =
+                    d.0.iter()
+                        .map(|v| v.map_or(String::new(), |x| x.to_string()))
+                        .collect();
+                writeln!(
+                    w,
+                    "{}\t{}\t{}\t{u}\t{:.3}\t{:.3}\t{}\t{high}\t{}",
+                    sp.corpus,
+                    sp.speaker,
+                    channel_name(BANDS[bi]),
+                    s.times[u].0,
+                    s.times[u].1,
+                    clip.map_or(String::new(), |k| k.to_string()),
+                    cells.join("\t")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn make_seq(p: &Processed) -> Seq {
     let mut s = Seq {
         spans: p.spans.clone(),
         times: Vec::new(),
         desc: Vec::new(),
         clip: Vec::new(),
+        jittered: Vec::new(),
+        eval_desc: None,
     };
     for u in &p.utterances {
         let f = functionals(&u.frames, &u.cycles);
@@ -888,12 +980,17 @@ fn prior_from_stats(means: &[Vec<f64>], vars: &[Vec<f64>]) -> (Vec<f32>, Vec<f32
 
 /// Runs a speaker's utterances through a fresh baseline in `order`; per utterance (index
 /// into the sequence) its model input.
-fn inputs(head: &Head, band: Band, s: &Seq, order: &[usize]) -> Vec<(usize, Vec<f32>)> {
+fn inputs(
+    head: &Head,
+    band: Band,
+    desc: &[Descriptors],
+    order: &[usize],
+) -> Vec<(usize, Vec<f32>)> {
     let mut b = head.new_baseline(band);
     let mut out = Vec::with_capacity(order.len());
     for &u in order {
-        out.push((u, input_vector(&b, &s.desc[u])));
-        b.update(&s.desc[u]);
+        out.push((u, input_vector(&b, &desc[u])));
+        b.update(&desc[u]);
     }
     out
 }
@@ -956,7 +1053,11 @@ fn train_model(ctx: &Ctx, speakers: &[usize], h: Hyper) -> ArousalModel {
                 for o in 0..ctx.orders {
                     // Order 0 is the real call; the others are simulated re-orderings.
                     let (order, _) = utterance_order(seq, (o > 0).then_some(o));
-                    for (u, mut input) in inputs(&head, BANDS[bi], seq, &order) {
+                    let desc = match o {
+                        0 => &seq.desc,
+                        o => seq.jittered.get(o as usize - 1).unwrap_or(&seq.desc),
+                    };
+                    for (u, mut input) in inputs(&head, BANDS[bi], desc, &order) {
                         if let Some(c) = seq.clip[u] {
                             for &j in &dropped {
                                 input[j] = 0.0;
@@ -1004,7 +1105,7 @@ fn evaluate(model: &ArousalModel, s: &Seq, band: Band, order: Option<u64>) -> Cl
     let (order, pos) = utterance_order(s, order);
     let head = model.head(band);
     let mut p = vec![f64::NAN; s.desc.len()];
-    for (u, x) in inputs(head, band, s, &order) {
+    for (u, x) in inputs(head, band, s.eval_desc.as_ref().unwrap_or(&s.desc), &order) {
         p[u] = head.predict_input(&x) as f64;
     }
     let mut out = ClipScores::default();
@@ -1078,6 +1179,55 @@ fn load_corpus(dir: &Path, corpus: &'static str) -> Result<Vec<SpeakerClips>> {
             clips,
         })
         .collect())
+}
+
+/// The descriptors of a speaker's utterances with every clip played at its own gain, drawn
+/// uniformly from ±`range_db` (seeded by the simulated order `o` and the clip): the level a
+/// caller reaches the box at moves with the handset, the distance to it and the line's or
+/// the softphone's automatic gain control, and a recording may be normalised clip by clip
+/// (EmoDB's clips are peak-normalised). Trained on such calls, the model cannot lean on
+/// the level of one utterance against the speaker's others more than it holds up under
+/// those changes. The gain is applied to the cached frames as it would act on the audio:
+/// RMS level in dB shifts by the gain, loudness (band power to the 0.33) scales by
+/// 10^(0.033·gain); pitch, voicing, HNR and spectral balance do not change. Segmentation is
+/// kept as it was (the voice-activity threshold is not level-free, so this is close, not
+/// exact).
+fn gain_jittered(p: &Processed, s: &Seq, o: u64, range_db: f32) -> Vec<Descriptors> {
+    p.utterances
+        .iter()
+        .enumerate()
+        .map(|(u, utt)| {
+            let key = s.clip[u].map_or(0x8000_0000 | u as u64, |c| c as u64);
+            let unit = (splitmix(o.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ key) >> 11) as f64
+                / (1u64 << 53) as f64;
+            let gain = range_db * (2.0 * unit as f32 - 1.0);
+            let scale = 10f32.powf(0.033 * gain);
+            let frames: Vec<Frame> = utt
+                .frames
+                .iter()
+                .map(|fr| Frame {
+                    // Digital silence stays silent.
+                    rms_db: if fr.rms_db <= -120.0 {
+                        fr.rms_db
+                    } else {
+                        (fr.rms_db + gain).clamp(-119.0, 0.0)
+                    },
+                    loudness: fr.loudness * scale,
+                    ..*fr
+                })
+                .collect();
+            let f = functionals(&frames, &utt.cycles);
+            descriptors(&f, &frames, &utt.cycles)
+        })
+        .collect()
+}
+
+/// One step of SplitMix64 from `seed`.
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A small deterministic PRNG (SplitMix64) for the clip orders.
@@ -1546,6 +1696,12 @@ fn render_report(
     ));
     r.push_str(&format!("Corpora: {}. ", CORPORA.join(", ")));
     r.push_str("Protocol: per held-out speaker, all their clips in a random order with 1.5 s of silence between them as one mono call through the replay pipeline (customer channel); clip arousal = overlap-weighted mean of utterance arousal; threshold 0.5; UAR = mean of the recalls of high and low. Telephone = 300–3400 Hz band-pass, 8 kHz, μ-law (scored by the narrowband head, as the pipeline does for 8 kHz input). First 3 clips vs later: the clips' positions in the call (the young baseline against the settled one); the simulated orders re-sequence each speaker's clips 10 times.\n\n");
+    match model.training["training_gain_jitter_db"].as_f64() {
+        Some(g) if g > 0.0 => r.push_str(&format!(
+            "Training (not evaluation): every simulated training order plays each clip at its own random gain, uniform within ±{g} dB (`--gain-jitter`), so the model cannot lean on one utterance's level against the speaker's others more than that survives a handset, a distance to the microphone, automatic gain control or per-clip normalisation (EmoDB's clips are peak-normalised; the other corpora keep their recording gain).\n\n"
+        )),
+        _ => r.push_str("Training: clips at their recorded gain (`--gain-jitter 0`).\n\n"),
+    }
     r.push_str("## Leave one corpus out\n\nEach corpus is scored by a model trained on the other three; that model's hyperparameters are chosen by leave-one-corpus-out among those three only, so the held-out corpus never influences its own model.\n\n");
     summary_table(&mut r, loco_summary);
     r.push_str("\nHeld-out corpus against the same corpus in-corpus (leave one speaker out, below): the generalisation gap.\n\n| corpus | channel | LOCO | LOSO | gap |\n|---|---|---|---|---|\n");
