@@ -216,3 +216,59 @@ fn output_lags_input_by_at_most_the_latency() {
         );
     }
 }
+
+/// The arousal model's training plays clips at random gains by transforming cached frames
+/// (`examples/train_arousal.rs`, `gain_jittered`): RMS dB shifted by the gain, loudness
+/// scaled by 10^(0.033·gain), everything else unchanged. That is only sound if the analysis
+/// itself behaves so on audio played louder or quieter; this checks it on a voice-like
+/// signal, wideband and through the telephone channel.
+#[test]
+fn frames_follow_a_change_of_gain_as_training_assumes() {
+    let p = PulseTrain::new(&PulseTrainSpec {
+        f0_hz: 140.0,
+        hnr_db: Some(15.0),
+        jitter: 0.01,
+        shimmer_db: 0.3,
+        seed: 11,
+        ..Default::default()
+    });
+    let mut failures = Vec::new();
+    for tel in [false, true] {
+        let base = channel(&p.signal, tel);
+        let reference = run(&base);
+        for gain_db in [-10.0f32, 6.0] {
+            let g = 10f32.powf(gain_db / 20.0);
+            let scaled: Vec<f32> = base.iter().map(|x| x * g).collect();
+            let out = run(&scaled);
+            assert_eq!(out.frames.len(), reference.frames.len());
+            let scale = 10f32.powf(0.033 * gain_db);
+            for (a, b) in reference.frames.iter().zip(&out.frames) {
+                if a.t < 0.1 || a.t > p.signal.len() as f64 / 16000.0 - 0.1 {
+                    continue;
+                }
+                let close = |x: f32, y: f32, tol: f32| (x - y).abs() <= tol;
+                let ok = a.voiced == b.voiced
+                    && close(a.f0_hz, b.f0_hz, 0.01 * a.f0_hz.max(1.0))
+                    && close(b.rms_db, a.rms_db + gain_db, 0.05)
+                    && close(b.loudness, a.loudness * scale, 0.01 * a.loudness.max(1e-3))
+                    && close(a.hnr_db, b.hnr_db, 0.1)
+                    && close(a.alpha_ratio_db, b.alpha_ratio_db, 0.05)
+                    && close(a.hammarberg_db, b.hammarberg_db, 0.05)
+                    && close(a.spectral_slope, b.spectral_slope, 0.05)
+                    && close(a.voicing, b.voicing, 0.01);
+                if !ok {
+                    failures.push(format!(
+                        "tel {tel} gain {gain_db} dB at {:.3} s: {a:?} -> {b:?}",
+                        a.t
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} frames differ, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
