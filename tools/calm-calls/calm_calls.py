@@ -13,7 +13,7 @@ From the events of every call:
 Nothing here was used to train or tune the arousal model or the alert rule.
 
   python3 tools/calm-calls/calm_calls.py [--bin target/release/calltone] [--config FILE]
-      [--keep DIR] [--json FILE] [--calls N]
+      [--keep DIR] [--json FILE] [--calls N] [--level-swing DB]
 """
 
 import argparse
@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import zlib
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 THRESHOLD = 0.7
@@ -138,6 +139,22 @@ def build_call(path, turns, customer, agent, tmp, gap_s=0.7):
     run(["sox", "-M", os.path.join(tmp, "cn.wav"), os.path.join(tmp, "an.wav"), "-b", "16", path])
 
 
+def level_swing(x, sr, swing_db, seed, block_s=2.5, ramp_s=0.05):
+    """Channel 0 of x (samples, or samples x channels) at a gain that jumps every block_s to
+    a new value drawn uniformly within +-swing_db, with linear ramps of ramp_s: a crude
+    automatic gain control, or a caller moving the handset. Clipped to full scale."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    n, block, ramp = len(x), int(block_s * sr), max(1, int(ramp_s * sr))
+    env = np.repeat(rng.uniform(-swing_db, swing_db, n // block + 1), block)[:n]
+    env = np.convolve(np.concatenate([np.full(ramp, env[0]), env]), np.ones(ramp) / ramp, mode="same")[ramp:ramp + n]
+    y = np.array(x, dtype="float32", copy=True)
+    ch = y if y.ndim == 1 else y[:, 0]
+    ch *= (10 ** (env / 20)).astype("float32")
+    np.clip(y, -1.0, 1.0, out=y)
+    return y
+
+
 def telephone(src, dst):
     run(["sox", src, "-r", "8000", "-e", "u-law", "-b", "8", dst, "sinc", "300-3400"])
 
@@ -182,6 +199,8 @@ def main():
     ap.add_argument("--json", help="write per-call results here")
     ap.add_argument("--calls", type=int, default=len(VOICES) * 2, help="number of scripted calls (default 36)")
     ap.add_argument("--only", help="comma-separated call numbers to make (default all)")
+    ap.add_argument("--level-swing", type=float, default=0.0, metavar="DB",
+                    help="the customer's level jumps every 2.5 s to a random gain within +-DB (a crude AGC); 0: off")
     ap.add_argument("--make-only", action="store_true", help="write the calls (to --keep) and print their paths; no replay")
     args = ap.parse_args()
     work = args.keep or tempfile.mkdtemp(prefix="calm-calls-")
@@ -206,6 +225,12 @@ def main():
         return
     rows = []
     for name, wb, voice in calls:
+        if args.level_swing > 0:
+            import soundfile as sf
+            x, sr = sf.read(wb, dtype="float32")
+            swung = os.path.join(work, f"{name}.swing{args.level_swing:g}.wav")
+            sf.write(swung, level_swing(x, sr, args.level_swing, zlib.crc32(name.encode())), sr, subtype="PCM_16")
+            name, wb = os.path.basename(swung)[:-4], swung
         tel = os.path.join(work, name + ".tel.wav")
         if not os.path.exists(tel):
             telephone(wb, tel)

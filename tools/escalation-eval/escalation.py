@@ -19,6 +19,7 @@ alert rule) on real speech instead of synthetic demo calls.
 
   python3 tools/escalation-eval/escalation.py [--data ../shared/data] [--keep DIR]
       [--bin target/release/calltone] [--config FILE] [--seed 1] [--json FILE]
+      [--level-swing DB]   (the caller's level jumps every 2.5 s within +-DB: a crude AGC)
 """
 
 import argparse
@@ -28,6 +29,7 @@ import os
 import random
 import subprocess
 import sys
+import zlib
 import tempfile
 
 import numpy as np
@@ -100,6 +102,22 @@ def assemble(parts, rng):
     return np.concatenate(pieces), angry_t0
 
 
+def level_swing(x, sr, swing_db, seed, block_s=2.5, ramp_s=0.05):
+    """Channel 0 of x (samples, or samples x channels) at a gain that jumps every block_s to
+    a new value drawn uniformly within +-swing_db, with linear ramps of ramp_s: a crude
+    automatic gain control, or a caller moving the handset. Clipped to full scale."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    n, block, ramp = len(x), int(block_s * sr), max(1, int(ramp_s * sr))
+    env = np.repeat(rng.uniform(-swing_db, swing_db, n // block + 1), block)[:n]
+    env = np.convolve(np.concatenate([np.full(ramp, env[0]), env]), np.ones(ramp) / ramp, mode="same")[ramp:ramp + n]
+    y = np.array(x, dtype="float32", copy=True)
+    ch = y if y.ndim == 1 else y[:, 0]
+    ch *= (10 ** (env / 20)).astype("float32")
+    np.clip(y, -1.0, 1.0, out=y)
+    return y
+
+
 def telephone(src, dst):
     mid = dst + ".ulaw.wav"
     subprocess.run(["sox", "-V1", src, "-r", "8000", "-e", "u-law", "-b", "8", mid, "sinc", "300-3400"], check=True)
@@ -141,6 +159,8 @@ def main():
     ap.add_argument("--config")
     ap.add_argument("--keep", help="keep the assembled calls here")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--level-swing", type=float, default=0.0, metavar="DB",
+                    help="the caller's level jumps every 2.5 s to a random gain within +-DB (a crude AGC); 0: off")
     ap.add_argument("--json", help="write per-call results here")
     args = ap.parse_args()
     if not args.data:
@@ -153,6 +173,8 @@ def main():
         if not parts["calm"] or not parts["angry"]:
             continue
         x, angry_t0 = assemble(parts, rng)
+        if args.level_swing > 0:
+            x = level_swing(x, SR, args.level_swing, zlib.crc32(f"{corpus}-{spk}".encode()))
         wb = os.path.join(work, f"{corpus}-{spk}.wav")
         sf.write(wb, x, SR, subtype="PCM_16")
         tel = os.path.join(work, f"{corpus}-{spk}.tel.wav")
