@@ -21,7 +21,9 @@
 //! (prior + classifier), chosen once per call leg from the input sample rate, because the
 //! band limit shifts the spectral-balance and pitch descriptors. Weights live in
 //! `models/arousal.json` (trained by `examples/train_arousal.rs`; the exact command is in
-//! the file's `training` block and in `models/arousal-report.md`).
+//! the file's `training` block and in `models/arousal-report.md`). Training plays each clip
+//! at its own random gain (±10 dB), so how loud an utterance is against the speaker's others
+//! weighs only as far as it survives an AGC, a moved handset or a normalised recording.
 
 use std::path::Path;
 
