@@ -139,22 +139,6 @@ def build_call(path, turns, customer, agent, tmp, gap_s=0.7):
     run(["sox", "-M", os.path.join(tmp, "cn.wav"), os.path.join(tmp, "an.wav"), "-b", "16", path])
 
 
-def level_swing(x, sr, swing_db, seed, block_s=2.5, ramp_s=0.05):
-    """Channel 0 of x (samples, or samples x channels) at a gain that jumps every block_s to
-    a new value drawn uniformly within +-swing_db, with linear ramps of ramp_s: a crude
-    automatic gain control, or a caller moving the handset. Clipped to full scale."""
-    import numpy as np
-    rng = np.random.default_rng(seed)
-    n, block, ramp = len(x), int(block_s * sr), max(1, int(ramp_s * sr))
-    env = np.repeat(rng.uniform(-swing_db, swing_db, n // block + 1), block)[:n]
-    env = np.convolve(np.concatenate([np.full(ramp, env[0]), env]), np.ones(ramp) / ramp, mode="same")[ramp:ramp + n]
-    y = np.array(x, dtype="float32", copy=True)
-    ch = y if y.ndim == 1 else y[:, 0]
-    ch *= (10 ** (env / 20)).astype("float32")
-    np.clip(y, -1.0, 1.0, out=y)
-    return y
-
-
 def telephone(src, dst):
     run(["sox", src, "-r", "8000", "-e", "u-law", "-b", "8", dst, "sinc", "300-3400"])
 
@@ -226,7 +210,10 @@ def main():
     rows = []
     for name, wb, voice in calls:
         if args.level_swing > 0:
+            # numpy and soundfile only for this option.
             import soundfile as sf
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+            from levels import level_swing
             x, sr = sf.read(wb, dtype="float32")
             swung = os.path.join(work, f"{name}.swing{args.level_swing:g}.wav")
             sf.write(swung, level_swing(x, sr, args.level_swing, zlib.crc32(name.encode())), sr, subtype="PCM_16")
