@@ -826,7 +826,6 @@ fn site_adapted(ctx: &Ctx, si: usize, bi: usize, head: &Head) -> Seq {
     seq
 }
 
-/// Turns a processed call into what the models see.
 /// Writes every utterance's descriptors as TSV (`--dump-descriptors`); unmeasured values are
 /// empty cells.
 fn dump_descriptors(path: &Path, speakers: &[SpeakerClips], seqs: &[[Seq; 2]]) -> Result<()> {
@@ -864,6 +863,7 @@ fn dump_descriptors(path: &Path, speakers: &[SpeakerClips], seqs: &[[Seq; 2]]) -
     Ok(())
 }
 
+/// Turns a processed call into what the models see.
 fn make_seq(p: &Processed) -> Seq {
     let mut s = Seq {
         spans: p.spans.clone(),
