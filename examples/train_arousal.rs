@@ -60,6 +60,7 @@ use calltone::emotion::arousal::{
     ArousalModel, Band, Descriptors, Head,
 };
 use calltone::pipeline::{Analyzers, CallPipeline, Output, UtteranceFeatures};
+use calltone::prosody::spectral::LOUDNESS_EXPONENT;
 use calltone::prosody::{functionals, Cycle, Frame};
 
 const GAP_S: f64 = 1.5;
@@ -1188,8 +1189,8 @@ fn load_corpus(dir: &Path, corpus: &'static str) -> Result<Vec<SpeakerClips>> {
 /// (EmoDB's clips are peak-normalised). Trained on such calls, the model cannot lean on
 /// the level of one utterance against the speaker's others more than it holds up under
 /// those changes. The gain is applied to the cached frames as it would act on the audio:
-/// RMS level in dB shifts by the gain, loudness (band power to the 0.33) scales by
-/// 10^(0.033·gain); pitch, voicing, HNR and spectral balance do not change. Segmentation is
+/// RMS level in dB shifts by the gain, loudness (band power to [`LOUDNESS_EXPONENT`])
+/// scales by 10^(exponent·gain/10); pitch, voicing, HNR and spectral balance do not change. Segmentation is
 /// kept as it was (the voice-activity threshold is not level-free, so this is close, not
 /// exact).
 fn gain_jittered(p: &Processed, s: &Seq, o: u64, range_db: f32) -> Vec<Descriptors> {
@@ -1201,7 +1202,7 @@ fn gain_jittered(p: &Processed, s: &Seq, o: u64, range_db: f32) -> Vec<Descripto
             let unit = (splitmix(o.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ key) >> 11) as f64
                 / (1u64 << 53) as f64;
             let gain = range_db * (2.0 * unit as f32 - 1.0);
-            let scale = 10f32.powf(0.033 * gain);
+            let scale = 10f32.powf(LOUDNESS_EXPONENT * gain / 10.0);
             let frames: Vec<Frame> = utt
                 .frames
                 .iter()
@@ -1222,7 +1223,7 @@ fn gain_jittered(p: &Processed, s: &Seq, o: u64, range_db: f32) -> Vec<Descripto
         .collect()
 }
 
-/// One step of SplitMix64 from `seed`.
+/// One step of SplitMix64 from `seed` (the state advanced once, then mixed).
 fn splitmix(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -1234,11 +1235,9 @@ fn splitmix(seed: u64) -> u64 {
 fn shuffle<T>(v: &mut [T], seed: u64) {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     let mut next = || {
+        let z = splitmix(s);
         s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        z
     };
     for i in (1..v.len()).rev() {
         let j = (next() % (i as u64 + 1)) as usize;

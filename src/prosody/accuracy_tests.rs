@@ -241,7 +241,7 @@ fn frames_follow_a_change_of_gain_as_training_assumes() {
             let scaled: Vec<f32> = base.iter().map(|x| x * g).collect();
             let out = run(&scaled);
             assert_eq!(out.frames.len(), reference.frames.len());
-            let scale = 10f32.powf(0.033 * gain_db);
+            let scale = 10f32.powf(spectral::LOUDNESS_EXPONENT * gain_db / 10.0);
             for (a, b) in reference.frames.iter().zip(&out.frames) {
                 if a.t < 0.1 || a.t > p.signal.len() as f64 / 16000.0 - 0.1 {
                     continue;

@@ -18,6 +18,9 @@ use std::sync::Arc;
 
 /// Window length in seconds (as eGeMAPS' 25 ms energy/spectral frames).
 pub const WINDOW_S: f32 = 0.025;
+/// Loudness is the sum over bands of band power to this power: a gain of g dB scales it
+/// by 10^(exponent·g/10) (the arousal training's gain jitter relies on it).
+pub const LOUDNESS_EXPONENT: f32 = 0.33;
 const N_BANDS: usize = 26;
 const BAND_LO_HZ: f32 = 300.0;
 const BAND_MID_HZ: f32 = 1000.0;
@@ -171,7 +174,7 @@ impl SpectralAnalyzer {
                 .zip(&b.weights)
                 .map(|(a, w)| a * w)
                 .sum();
-            loudness += e.max(0.0).powf(0.33);
+            loudness += e.max(0.0).powf(LOUDNESS_EXPONENT);
         }
         const EPS: f32 = 1e-12;
         let e_low: f32 = p[self.lo..self.mid].iter().sum();
