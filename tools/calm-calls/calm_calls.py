@@ -207,13 +207,14 @@ def main():
         for _, path, _ in calls[1:]:
             print(path)
         return
+    if args.level_swing > 0:
+        # numpy and soundfile only for this option.
+        import soundfile as sf
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+        from levels import level_swing
     rows = []
     for name, wb, voice in calls:
         if args.level_swing > 0:
-            # numpy and soundfile only for this option.
-            import soundfile as sf
-            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-            from levels import level_swing
             x, sr = sf.read(wb, dtype="float32")
             swung = os.path.join(work, f"{name}.swing{args.level_swing:g}.wav")
             sf.write(swung, level_swing(x, sr, args.level_swing, zlib.crc32(name.encode())), sr, subtype="PCM_16")

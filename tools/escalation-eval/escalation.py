@@ -29,8 +29,8 @@ import os
 import random
 import subprocess
 import sys
-import zlib
 import tempfile
+import zlib
 
 import numpy as np
 import soundfile as sf
