@@ -272,3 +272,69 @@ fn frames_follow_a_change_of_gain_as_training_assumes() {
         failures.first()
     );
 }
+
+/// The arousal model's effort descriptors measured at a voice's own loudest moments (level
+/// differences, spectral balance of the loudest voiced frames, how balance and pitch move
+/// with level) are meant to be free of the recording's gain: the same voice played 10 dB
+/// quieter or 6 dB louder describes the same. The voice here swells and fades (10 dB within
+/// every voiced stretch) so that each of them is measured; the absolute level, checked
+/// alongside, does follow the gain.
+#[test]
+fn effort_descriptors_do_not_follow_gain() {
+    use crate::emotion::arousal::{descriptor_names, descriptors};
+    const GAIN_FREE: [&str; 8] = [
+        "rms_db_p90_minus_p50",
+        "alpha_ratio_loud_mean",
+        "hammarberg_loud_mean",
+        "spectral_slope_loud_mean",
+        "alpha_ratio_per_db",
+        "f0_st_per_db",
+        "rms_db_rise_p90_per_s",
+        "f0_loud_minus_p50_st",
+    ];
+    let names = descriptor_names();
+    let at = |n: &str| names.iter().position(|x| x == n).unwrap();
+    let voice: Vec<f32> = synth::speech_like(3.0)
+        .iter()
+        .enumerate()
+        // 0.5 s cycle (one voiced stretch and its gap): a 10 dB swell.
+        .map(|(i, x)| x * 10f32.powf(-0.5 * (1.0 - (i % 8000) as f32 / 8000.0)))
+        .collect();
+    let describe = |x: &[f32]| {
+        let out = run(x);
+        descriptors(
+            &functionals::functionals(&out.frames, &out.cycles),
+            &out.frames,
+            &out.cycles,
+        )
+    };
+    let mut failures = Vec::new();
+    for tel in [false, true] {
+        let base = channel(&voice, tel);
+        let reference = describe(&base);
+        for n in GAIN_FREE {
+            if reference.0[at(n)].is_none() {
+                failures.push(format!("tel {tel}: {n} not measured"));
+            }
+        }
+        for gain_db in [-10.0f32, 6.0] {
+            let g = 10f32.powf(gain_db / 20.0);
+            let scaled: Vec<f32> = base.iter().map(|x| x * g).collect();
+            let d = describe(&scaled);
+            for n in GAIN_FREE {
+                let (a, b) = (reference.0[at(n)], d.0[at(n)]);
+                let ok = match (a, b) {
+                    (Some(a), Some(b)) => (a - b).abs() <= 0.02 * a.abs().max(1.0),
+                    _ => a == b,
+                };
+                if !ok {
+                    failures.push(format!("tel {tel} gain {gain_db} dB: {n} {a:?} -> {b:?}"));
+                }
+            }
+            let (a, b) = (reference.0[at("rms_db_p90")], d.0[at("rms_db_p90")]);
+            let shift = b.unwrap() - a.unwrap();
+            assert!((shift - gain_db).abs() < 0.1, "rms_db_p90 moved {shift} dB");
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
