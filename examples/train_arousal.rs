@@ -444,7 +444,7 @@ fn main() -> Result<()> {
             for (bi, s) in bands.iter_mut().enumerate() {
                 let p = &processed[&(si, BANDS[bi])];
                 s.jittered = (1..orders)
-                    .map(|o| gain_jittered(p, s, si as u64, o, gain_jitter_db))
+                    .map(|o| gain_jittered(p, s, o, gain_jitter_db))
                     .collect();
             }
         }
@@ -458,13 +458,7 @@ fn main() -> Result<()> {
         }
         for (si, bands) in seqs.iter_mut().enumerate() {
             for (bi, s) in bands.iter_mut().enumerate() {
-                s.eval_desc = Some(gain_jittered(
-                    &processed[&(si, BANDS[bi])],
-                    s,
-                    si as u64,
-                    1 << 40,
-                    db,
-                ));
+                s.eval_desc = Some(gain_jittered(&processed[&(si, BANDS[bi])], s, 1 << 40, db));
             }
         }
     }
@@ -1189,8 +1183,7 @@ fn load_corpus(dir: &Path, corpus: &'static str) -> Result<Vec<SpeakerClips>> {
 }
 
 /// The descriptors of a speaker's utterances with every clip played at its own gain, drawn
-/// uniformly from ±`range_db` (seeded by the speaker, the simulated order `o` and the clip,
-/// so that no two speakers share a pattern of gains over their clips): the level a
+/// uniformly from ±`range_db` (seeded by the simulated order `o` and the clip): the level a
 /// caller reaches the box at moves with the handset, the distance to it and the line's or
 /// the softphone's automatic gain control, and a recording may be normalised clip by clip
 /// (EmoDB's clips are peak-normalised). Trained on such calls, the model cannot lean on
@@ -1200,14 +1193,14 @@ fn load_corpus(dir: &Path, corpus: &'static str) -> Result<Vec<SpeakerClips>> {
 /// scales by 10^(exponent·gain/10); pitch, voicing, HNR and spectral balance do not change. Segmentation is
 /// kept as it was (the voice-activity threshold is not level-free, so this is close, not
 /// exact).
-fn gain_jittered(p: &Processed, s: &Seq, speaker: u64, o: u64, range_db: f32) -> Vec<Descriptors> {
-    let seed = splitmix(o.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ splitmix(speaker));
+fn gain_jittered(p: &Processed, s: &Seq, o: u64, range_db: f32) -> Vec<Descriptors> {
     p.utterances
         .iter()
         .enumerate()
         .map(|(u, utt)| {
             let key = s.clip[u].map_or(0x8000_0000 | u as u64, |c| c as u64);
-            let unit = (splitmix(seed ^ key) >> 11) as f64 / (1u64 << 53) as f64;
+            let unit = (splitmix(o.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ key) >> 11) as f64
+                / (1u64 << 53) as f64;
             let gain = range_db * (2.0 * unit as f32 - 1.0);
             let scale = 10f32.powf(LOUDNESS_EXPONENT * gain / 10.0);
             let frames: Vec<Frame> = utt

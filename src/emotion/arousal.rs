@@ -3,9 +3,7 @@
 //! Per utterance (or live window) the model describes the voice with [`descriptors`]: the
 //! 22 [`Functionals::feature_vector`] entries plus distribution statistics computed here from
 //! the frames (F0 and loudness percentiles, level range, voiced-only loudness, spread of
-//! HNR and spectral balance, contour dynamics, and effort cues that a change of gain leaves
-//! alone: level differences, the spectral balance of the voice's own loudest frames, and how
-//! balance and pitch move with level). Its input is that vector twice over: as
+//! HNR and spectral balance, contour dynamics). Its input is that vector twice over: as
 //! z-scores against the speaker's running [`ArousalBaseline`] (how this utterance differs from
 //! the speaker's own voice so far) and as raw values (where the voice is in absolute terms,
 //! which carries the call's first utterances while the baseline is still mostly prior).
@@ -49,7 +47,7 @@ pub const FORMAT_EXTENDED: &str = "calltone-arousal-v3";
 pub const NARROWBAND_MAX_RATE: u32 = 8_000;
 
 /// Extra descriptors computed here from frames, appended to the functionals' 22.
-const EXTRA_NAMES: [&str; 33] = [
+const EXTRA_NAMES: [&str; 25] = [
     "f0_p10_st",
     "f0_p50_st",
     "f0_p90_st",
@@ -75,14 +73,6 @@ const EXTRA_NAMES: [&str; 33] = [
     "f0_trend_st_per_s",
     "loudness_trend_per_s",
     "hnr_db_p90",
-    "rms_db_p90_minus_p50",
-    "alpha_ratio_loud_mean",
-    "hammarberg_loud_mean",
-    "spectral_slope_loud_mean",
-    "alpha_ratio_per_db",
-    "f0_st_per_db",
-    "rms_db_rise_p90_per_s",
-    "f0_loud_minus_p50_st",
 ];
 
 /// Names of the entries of [`descriptors`]: the functionals' feature names, then the extras.
@@ -223,49 +213,6 @@ pub fn descriptors(f: &Functionals, frames: &[Frame], _cycles: &[Cycle]) -> Desc
     let mut hnr: Vec<f32> = voiced.iter().map(|fr| fr.hnr_db).collect();
     hnr.sort_by(f32::total_cmp);
     d.push(pct(&hnr, 0.9));
-    // Gain-free effort cues: how the voice changes at its own loudest moments, measured in
-    // differences of dB and in spectral balance, which a change of gain leaves alone.
-    let audible_db_sorted: Vec<f32> = db.iter().copied().filter(|&x| x > audible_db).collect();
-    d.push(
-        (audible_db_sorted.len() >= 5)
-            .then(|| percentile(&audible_db_sorted, 0.9) - percentile(&audible_db_sorted, 0.5)),
-    );
-    let peak_db = voiced.iter().map(|fr| fr.rms_db).fold(f32::MIN, f32::max) - 6.0;
-    let peak: Vec<&Frame> = voiced
-        .iter()
-        .copied()
-        .filter(|fr| fr.rms_db >= peak_db)
-        .collect();
-    let peak_mean = |g: fn(&Frame) -> f32| {
-        (peak.len() >= 3)
-            .then(|| mean_std(peak.iter().map(|fr| g(fr))).map(|x| x.0))
-            .flatten()
-    };
-    d.push(peak_mean(|fr| fr.alpha_ratio_db));
-    d.push(peak_mean(|fr| fr.hammarberg_db));
-    d.push(peak_mean(|fr| fr.spectral_slope));
-    d.push(slope_if_spread(
-        voiced.iter().map(|fr| (fr.rms_db, fr.alpha_ratio_db)),
-    ));
-    d.push(slope_if_spread(
-        voiced.iter().map(|fr| (fr.rms_db, semitones(fr.f0_hz))),
-    ));
-    let mut rises_db: Vec<f32> = frames
-        .windows(2)
-        .filter(|w| w[1].rms_db > audible_db)
-        .map(|w| (w[1].rms_db - w[0].rms_db.max(audible_db)) / FRAME_S)
-        .filter(|&x| x > 0.0)
-        .collect();
-    rises_db.sort_by(f32::total_cmp);
-    d.push((rises_db.len() >= 3).then(|| percentile(&rises_db, 0.9)));
-    d.push(
-        (peak.len() >= 3 && !st.is_empty())
-            .then(|| {
-                mean_std(peak.iter().map(|fr| semitones(fr.f0_hz)))
-                    .map(|x| x.0 - percentile(&st, 0.5))
-            })
-            .flatten(),
-    );
     debug_assert_eq!(
         d.len(),
         Functionals::feature_names().len() + EXTRA_NAMES.len()
@@ -289,18 +236,6 @@ fn trend(points: impl Iterator<Item = (f64, f32)>) -> Option<f32> {
     let stt: f64 = p.iter().map(|x| (x.0 - mt).powi(2)).sum();
     let stv: f64 = p.iter().map(|x| (x.0 - mt) * (x.1 - mv)).sum();
     (stt > 1e-9).then(|| (stv / stt) as f32)
-}
-
-/// Least-squares slope of `y` on `x` where `x` spans at least 6 dB (a level range over
-/// which the slope means something); `None` otherwise or with fewer than 10 points.
-fn slope_if_spread(points: impl Iterator<Item = (f32, f32)>) -> Option<f32> {
-    let p: Vec<(f64, f32)> = points.map(|(x, y)| (x as f64, y)).collect();
-    let (lo, hi) = p.iter().fold((f64::MAX, f64::MIN), |(lo, hi), q| {
-        (lo.min(q.0), hi.max(q.0))
-    });
-    (p.len() >= 10 && hi - lo >= 6.0)
-        .then(|| trend(p.into_iter()))
-        .flatten()
 }
 
 const FRAME_S: f32 = crate::prosody::FRAME_STEP_S as f32;
