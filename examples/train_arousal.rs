@@ -1190,9 +1190,9 @@ fn load_corpus(dir: &Path, corpus: &'static str) -> Result<Vec<SpeakerClips>> {
 /// the level of one utterance against the speaker's others more than it holds up under
 /// those changes. The gain is applied to the cached frames as it would act on the audio:
 /// RMS level in dB shifts by the gain, loudness (band power to [`LOUDNESS_EXPONENT`])
-/// scales by 10^(exponent·gain/10); pitch, voicing, HNR and spectral balance do not change. Segmentation is
-/// kept as it was (the voice-activity threshold is not level-free, so this is close, not
-/// exact).
+/// scales by 10^(exponent·gain/10); pitch, voicing, HNR and spectral balance do not change.
+/// Segmentation is kept as it was (the voice-activity threshold is not level-free, so this
+/// is close, not exact).
 fn gain_jittered(p: &Processed, s: &Seq, o: u64, range_db: f32) -> Vec<Descriptors> {
     p.utterances
         .iter()

@@ -219,7 +219,7 @@ fn output_lags_input_by_at_most_the_latency() {
 
 /// The arousal model's training plays clips at random gains by transforming cached frames
 /// (`examples/train_arousal.rs`, `gain_jittered`): RMS dB shifted by the gain, loudness
-/// scaled by 10^(0.033·gain), everything else unchanged. That is only sound if the analysis
+/// scaled by 10^(`LOUDNESS_EXPONENT`·gain/10), everything else unchanged. That is only sound if the analysis
 /// itself behaves so on audio played louder or quieter; this checks it on a voice-like
 /// signal, wideband and through the telephone channel.
 #[test]
