@@ -36,7 +36,7 @@
 //!       [--bound-grid 0] [--predictive-grid 0] [--fixed w,l2,split|pooled,cb,all|invariant|none[,decay]
 //!       [--hidden N] [--bound B] [--predictive]] [--drop NAME,...] [--site-adapt]
 //!       [--score-model FILE] [--dump-descriptors FILE] [--gain-jitter 10]
-//!       [--eval-gain-jitter DB]
+//!       [--eval-gain-jitter DB] [--select mean|worst]
 //!
 //! The `--*-grid` options replace one axis of the selection's grid (experiments,
 //! `models/arousal-experiments.md`; `--bound-grid` 0 means unbounded); `--fixed` skips the
@@ -499,6 +499,11 @@ fn main() -> Result<()> {
         orders,
         grid: grid(&spec),
         site_adapt: args.iter().any(|a| a == "--site-adapt"),
+        select: match opt("--select").as_deref() {
+            None | Some("mean") => SelectRule::Mean,
+            Some("worst") => SelectRule::Worst,
+            Some(other) => bail!("--select {other:?}: mean or worst"),
+        },
     };
 
     let all: Vec<usize> = (0..speakers.len()).collect();
@@ -635,7 +640,7 @@ fn main() -> Result<()> {
             "chosen_by": if fixed.is_some() {
                 "fixed on the command line (--fixed)".to_string()
             } else {
-                format!("leave-one-corpus-out over the training corpora, mean of the held-out corpus×channel clip UARs; grid prior_weight {:?} × l2 {:?} × corpus_balance {:?} × raw inputs (set, fading) {GRID_RAW:?} × hidden units {:?} (0: logistic){}, separate wideband/narrowband heads", spec.prior_weight, spec.l2, spec.corpus_balance, spec.hidden, if spec.raw_bound == [0.0] { String::new() } else { format!(" × raw bound {:?} (0: none)", spec.raw_bound) } + &if spec.predictive == [0] { String::new() } else { format!(" × predictive z {:?}", spec.predictive) })
+                format!("leave-one-corpus-out over the training corpora, {}; grid prior_weight {:?} × l2 {:?} × corpus_balance {:?} × raw inputs (set, fading) {GRID_RAW:?} × hidden units {:?} (0: logistic){}, separate wideband/narrowband heads", ctx.select.describe(), spec.prior_weight, spec.l2, spec.corpus_balance, spec.hidden, if spec.raw_bound == [0.0] { String::new() } else { format!(" × raw bound {:?} (0: none)", spec.raw_bound) } + &if spec.predictive == [0] { String::new() } else { format!(" × predictive z {:?}", spec.predictive) })
             },
         },
         "training_orders_per_speaker": orders,
@@ -660,7 +665,7 @@ fn main() -> Result<()> {
         &model,
         &command,
         h,
-        &inner,
+        (&inner, ctx.select),
         &sens,
         t0,
     );
@@ -715,12 +720,33 @@ struct Ctx<'a> {
     /// of the other speakers of the same corpus (the site's earlier callers, unlabelled)
     /// maps onto the model's population prior.
     site_adapt: bool,
+    /// How the selection scores a grid point from its held-out corpus × channel UARs.
+    select: SelectRule,
+}
+
+/// `--select`: what the leave-one-corpus-out selection maximises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SelectRule {
+    /// The mean of the held-out corpus × channel UARs (shipped).
+    Mean,
+    /// The worst held-out corpus (its two channels averaged): the targets are a
+    /// floor for every corpus, and a mean lets one corpus's loss buy another's gain.
+    Worst,
+}
+
+impl SelectRule {
+    fn describe(self) -> &'static str {
+        match self {
+            SelectRule::Mean => "mean of the held-out corpus×channel clip UARs",
+            SelectRule::Worst => "worst held-out corpus (mean of its two channels' clip UARs)",
+        }
+    }
 }
 
 /// Chooses hyperparameters by leave-one-corpus-out on `speakers` only: for every grid point,
 /// each corpus among them is scored (protocol call plus two simulated orders per speaker) by
 /// a model trained on the others; the score is the mean of the held-out corpus × channel
-/// UARs. Returns the choice and each grid point's score.
+/// UARs (or the worst corpus's, `SelectRule`). Returns the choice and each grid point's score.
 fn select_loco(ctx: &Ctx, speakers: &[usize], threads: usize) -> (Hyper, Vec<(Hyper, f64)>) {
     let corpora = corpora_of(ctx, speakers);
     let g = ctx.grid.clone();
@@ -749,7 +775,14 @@ fn select_loco(ctx: &Ctx, speakers: &[usize], threads: usize) -> (Hyper, Vec<(Hy
                 cells.push(ClipScores::uar_of(&pooled));
             }
         }
-        (h, cells.iter().sum::<f64>() / cells.len().max(1) as f64)
+        let score = match ctx.select {
+            SelectRule::Mean => cells.iter().sum::<f64>() / cells.len().max(1) as f64,
+            SelectRule::Worst => cells
+                .chunks(BANDS.len())
+                .map(|c| c.iter().sum::<f64>() / c.len() as f64)
+                .fold(f64::INFINITY, f64::min),
+        };
+        (h, score)
     });
     let best = scored
         .iter()
@@ -1682,7 +1715,7 @@ fn render_report(
     model: &ArousalModel,
     command: &str,
     chosen: Hyper,
-    inner: &[(Hyper, f64)],
+    (inner, select): (&[(Hyper, f64)], SelectRule),
     sens: &[(Hyper, Vec<f64>)],
     t0: std::time::Instant,
 ) -> String {
@@ -1752,7 +1785,7 @@ fn render_report(
     if inner.is_empty() {
         r.push_str(" (here: fixed on the command line).\n");
     } else {
-        r.push_str(" chosen by leave-one-corpus-out over all corpora; score (mean of the held-out corpus × channel UARs) per grid point:\n\n| hyperparameters | LOCO UAR |\n|---|---|\n");
+        r.push_str(&format!(" chosen by leave-one-corpus-out over all corpora; score ({}) per grid point:\n\n| hyperparameters | LOCO UAR |\n|---|---|\n", select.describe()));
         for (h, s) in inner {
             r.push_str(&format!("| {} | {s:.3} |\n", h.label()));
         }
