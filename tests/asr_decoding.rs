@@ -161,6 +161,46 @@ fn jfk_word_for_word_and_deterministic() {
     assert_eq!(first, fresh.transcribe(&x).unwrap());
 }
 
+/// whisper.cpp shares the time after its last confident timestamp out to the end of its
+/// 30 s window, so with one window per utterance the last words used to land past the
+/// audio and all start and end at its last instant (LJ001-0015: the last 12 words at
+/// 9.23 s; LJ001-0005 the same). Their times must stay inside the audio, in order, and
+/// every word whose letters Whisper decoded there must take some time.
+#[test]
+fn an_utterances_last_words_are_not_stacked_at_its_end() {
+    let (Some(asr), Some(mut t)) = (shared_data("asr"), transcriber()) else {
+        return;
+    };
+    for name in ["LJ001-0015.wav", "LJ001-0005.wav"] {
+        let (_, x) = read_wav_f32(&asr.join(name));
+        let duration = x.len() as f64 / 16000.0;
+        let r = t.transcribe(&x).unwrap();
+        assert!(r.words.len() >= 20, "{name}: {:?}", r.text);
+        for pair in r.words.windows(2) {
+            assert!(
+                pair[0].start <= pair[1].start,
+                "{name}: out of order: {pair:?}"
+            );
+        }
+        for w in &r.words {
+            assert!(
+                w.start >= 0.0 && w.end <= duration + 1e-9,
+                "{name}: {w:?} outside 0..{duration}"
+            );
+        }
+        let tail = &r.words[r.words.len() - 8..];
+        let instant: Vec<&str> = tail
+            .iter()
+            .filter(|w| w.end <= w.start)
+            .map(|w| w.w.as_str())
+            .collect();
+        assert!(
+            instant.len() <= 1,
+            "{name}: words of no duration at the end: {instant:?} in {tail:?}"
+        );
+    }
+}
+
 /// A replayed call of speech, DTMF, hold music and noise: every utterance the segmenter cut
 /// is an event, non-speech ones with a reason from the fixed vocabulary and no text.
 #[test]

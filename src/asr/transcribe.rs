@@ -489,6 +489,8 @@ impl Transcriber {
             },
             ..Default::default()
         };
+        // The text tokens, with `None` where a timestamp closes a segment.
+        let mut items: Vec<Option<TextToken>> = Vec::new();
         for seg in self.state.as_iter() {
             decoded.no_speech_prob = decoded.no_speech_prob.max(seg.no_speech_probability());
             for i in 0..seg.n_tokens() {
@@ -504,7 +506,7 @@ impl Transcriber {
                 }
                 if id >= beg {
                     // A timestamp: Whisper closes a sentence-like segment here.
-                    decoded.close_segment();
+                    items.push(None);
                     continue;
                 }
                 if id >= eot {
@@ -516,9 +518,20 @@ impl Transcriber {
                 if bytes.starts_with(b"[_") || bytes.starts_with(b"<|") {
                     continue;
                 }
-                let t0 = (data.t0 as f64 / 100.0).clamp(0.0, duration);
-                let t1 = (data.t1 as f64 / 100.0).clamp(0.0, duration);
-                decoded.push_text_token(id, bytes, t0, t1, data.p);
+                items.push(Some(TextToken {
+                    id,
+                    bytes: bytes.to_vec(),
+                    t0: (data.t0 as f64 / 100.0).clamp(0.0, duration),
+                    t1: (data.t1 as f64 / 100.0).clamp(0.0, duration),
+                    p: data.p,
+                }));
+            }
+        }
+        spread_stacked_tail(&mut items, duration);
+        for item in items {
+            match item {
+                None => decoded.close_segment(),
+                Some(t) => decoded.push_text_token(t.id, &t.bytes, t.t0, t.t1, t.p),
             }
         }
         decoded.settle(decoded.tokens > budget && !decoded.saw_eot);
@@ -580,6 +593,77 @@ impl Transcriber {
         self.params.push((language, p.clone()));
         p
     }
+}
+
+/// A text token of a decode, its times in seconds from the start of the utterance.
+#[derive(Debug, Clone)]
+struct TextToken {
+    id: i32,
+    bytes: Vec<u8>,
+    t0: f64,
+    t1: f64,
+    p: f32,
+}
+
+/// whisper.cpp times the tokens after its last confident timestamp by sharing out the time
+/// up to the end of the segment in proportion to their voice length. With one segment per
+/// utterance that end is the end of the 30 s window, not of the audio, so the tokens land
+/// past the audio and are clamped to its end: the utterance's last words all start and end
+/// at the same instant ("should be reasonable … themselves." at 9.23 s, `README`,
+/// Transcription). Share that stacked tail out again as whisper.cpp would have, over the
+/// time from the last timed token to the end of the audio.
+fn spread_stacked_tail(items: &mut [Option<TextToken>], duration: f64) {
+    const AT_END: f64 = 0.02;
+    let toks: Vec<&mut TextToken> = items.iter_mut().flatten().collect();
+    let stacked = toks
+        .iter()
+        .rev()
+        .take_while(|t| t.t0 >= duration - AT_END)
+        .count();
+    if stacked == 0
+        || !toks[toks.len() - stacked..]
+            .iter()
+            .any(|t| t.bytes.iter().any(u8::is_ascii_alphanumeric))
+    {
+        return;
+    }
+    let first = toks.len() - stacked;
+    let from = if first == 0 {
+        0.0
+    } else {
+        toks[first - 1].t1.min(toks[first].t0)
+    };
+    let span = duration - from;
+    if span <= AT_END {
+        return;
+    }
+    let mut toks = toks;
+    let tail = &mut toks[first..];
+    let total: f64 = tail.iter().map(|t| voice_length(&t.bytes)).sum();
+    if total <= 0.0 {
+        return;
+    }
+    let mut at = from;
+    for t in tail.iter_mut() {
+        t.t0 = at;
+        at += span * voice_length(&t.bytes) / total;
+        t.t1 = at.min(duration);
+    }
+}
+
+/// whisper.cpp's `voice_length`: how long a token's text takes to say, in arbitrary units
+/// (a letter 1, a pause mark or digit 3, a comma 2, a space almost nothing).
+fn voice_length(bytes: &[u8]) -> f64 {
+    bytes
+        .iter()
+        .map(|&c| match c {
+            b' ' => 0.01,
+            b',' => 2.0,
+            b'.' | b'!' | b'?' => 3.0,
+            b'0'..=b'9' => 3.0,
+            _ => 1.0,
+        })
+        .sum()
 }
 
 /// The words end in a phrase of 2 to 8 words said twice in a row ("whatever they were,
@@ -862,6 +946,55 @@ mod tests {
             info.contains("LLAMAFILE = 1"),
             "whisper.cpp built without GGML_LLAMAFILE (run `cargo clean -p whisper-rs-sys`): {info}"
         );
+    }
+
+    fn tok(text: &str, t0: f64, t1: f64) -> Option<TextToken> {
+        Some(TextToken {
+            id: 0,
+            bytes: text.as_bytes().to_vec(),
+            t0,
+            t1,
+            p: 0.9,
+        })
+    }
+
+    #[test]
+    fn a_stacked_tail_is_shared_out_over_the_rest_of_the_audio() {
+        // Whisper timed "the page" and clamped the rest to the audio's end (9.24 s).
+        let mut items = vec![
+            tok(" the", 4.08, 4.18),
+            tok(" page", 4.26, 4.65),
+            None,
+            tok(" should", 9.24, 9.24),
+            tok(" be", 9.24, 9.24),
+            tok(" fine", 9.24, 9.24),
+            tok(".", 9.24, 9.24),
+        ];
+        spread_stacked_tail(&mut items, 9.24);
+        let t: Vec<(f64, f64)> = items.iter().flatten().map(|t| (t.t0, t.t1)).collect();
+        assert_eq!(&t[..2], &[(4.08, 4.18), (4.26, 4.65)], "timed tokens kept");
+        // 4.59 s shared by voice length: " should" 6.01, " be" 2.01, " fine" 4.01, "." 3.
+        let unit = (9.24 - 4.65) / 15.03;
+        let expect = [
+            4.65,
+            4.65 + 6.01 * unit,
+            4.65 + 8.02 * unit,
+            4.65 + 12.03 * unit,
+            9.24,
+        ];
+        for (k, (t0, t1)) in t[2..].iter().enumerate() {
+            assert!(
+                (t0 - expect[k]).abs() < 1e-9 && (t1 - expect[k + 1]).abs() < 1e-9,
+                "{t:?}"
+            );
+        }
+        // Nothing stacked, nothing to do; a lone stacked mark is left alone.
+        let mut timed = vec![tok(" yes", 0.1, 0.5), tok(".", 0.5, 0.6)];
+        spread_stacked_tail(&mut timed, 1.0);
+        assert_eq!(timed[1].as_ref().unwrap().t0, 0.5);
+        let mut mark = vec![tok(" yes", 0.1, 0.5), tok(".", 1.0, 1.0)];
+        spread_stacked_tail(&mut mark, 1.0);
+        assert_eq!(mark[1].as_ref().unwrap().t0, 1.0);
     }
 
     #[test]
