@@ -165,7 +165,7 @@ fn jfk_word_for_word_and_deterministic() {
 /// 30 s window, so with one window per utterance the last words used to land past the
 /// audio and all start and end at its last instant (LJ001-0015: the last 12 words at
 /// 9.23 s; LJ001-0005 the same). Their times must stay inside the audio, in order, and
-/// every word whose letters Whisper decoded there must take some time.
+/// take the time such words take.
 #[test]
 fn an_utterances_last_words_are_not_stacked_at_its_end() {
     let (Some(asr), Some(mut t)) = (shared_data("asr"), transcriber()) else {
@@ -188,15 +188,14 @@ fn an_utterances_last_words_are_not_stacked_at_its_end() {
                 "{name}: {w:?} outside 0..{duration}"
             );
         }
+        // Not squeezed into an instant: speech runs below 10 words a second, and at most a
+        // quarter of the words lack a duration of their own.
         let tail = &r.words[r.words.len() - 8..];
-        let instant: Vec<&str> = tail
-            .iter()
-            .filter(|w| w.end <= w.start)
-            .map(|w| w.w.as_str())
-            .collect();
+        let span = tail[7].end - tail[0].start;
+        let instant = tail.iter().filter(|w| w.end <= w.start).count();
         assert!(
-            instant.len() <= 1,
-            "{name}: words of no duration at the end: {instant:?} in {tail:?}"
+            span >= 0.8 && instant <= 2,
+            "{name}: last 8 words within {span:.2} s, {instant} of no duration: {tail:?}"
         );
     }
 }

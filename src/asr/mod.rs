@@ -9,4 +9,5 @@ pub mod ct2;
 pub mod ggml;
 pub mod models;
 pub mod pool;
+mod timing;
 pub mod transcribe;

@@ -7,8 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::timing::{token_times, TokenIn};
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+    WhisperTokenData,
 };
 
 use crate::audio::ANALYSIS_RATE;
@@ -489,16 +491,23 @@ impl Transcriber {
             },
             ..Default::default()
         };
-        // The text tokens, with `None` where a timestamp closes a segment.
-        let mut items: Vec<Option<TextToken>> = Vec::new();
-        for seg in self.state.as_iter() {
-            decoded.no_speech_prob = decoded.no_speech_prob.max(seg.no_speech_probability());
-            for i in 0..seg.n_tokens() {
-                let Some(tok) = seg.get_token(i) else {
-                    continue;
-                };
-                let id = tok.token_id();
-                let data = tok.token_data();
+        // Token times from whisper.cpp's own rule, told where the audio ends (`timing`).
+        let end_cs = (duration * 100.0).round() as i64;
+        for (no_speech_prob, toks) in self.segment_tokens() {
+            decoded.no_speech_prob = decoded.no_speech_prob.max(no_speech_prob);
+            let ins: Vec<TokenIn> = toks
+                .iter()
+                .map(|(id, data, bytes)| TokenIn {
+                    id: *id,
+                    tid: data.tid,
+                    pt: data.pt,
+                    ptsum: data.ptsum,
+                    text: bytes.as_deref().unwrap_or_default(),
+                })
+                .collect();
+            let times = token_times(&ins, beg, eot, audio, end_cs);
+            for ((id, data, bytes), (t0, t1)) in toks.iter().zip(times) {
+                let id = *id;
                 decoded.logprob_sum += f64::from(data.plog);
                 decoded.tokens += 1;
                 if id == eot {
@@ -506,36 +515,44 @@ impl Transcriber {
                 }
                 if id >= beg {
                     // A timestamp: Whisper closes a sentence-like segment here.
-                    items.push(None);
+                    decoded.close_segment();
                     continue;
                 }
                 if id >= eot {
                     continue; // special tokens
                 }
-                let Ok(bytes) = tok.to_bytes() else {
+                let Some(bytes) = bytes else {
                     continue;
                 };
                 if bytes.starts_with(b"[_") || bytes.starts_with(b"<|") {
                     continue;
                 }
-                items.push(Some(TextToken {
-                    id,
-                    bytes: bytes.to_vec(),
-                    t0: (data.t0 as f64 / 100.0).clamp(0.0, duration),
-                    t1: (data.t1 as f64 / 100.0).clamp(0.0, duration),
-                    p: data.p,
-                }));
-            }
-        }
-        spread_stacked_tail(&mut items, duration);
-        for item in items {
-            match item {
-                None => decoded.close_segment(),
-                Some(t) => decoded.push_text_token(t.id, &t.bytes, t.t0, t.t1, t.p),
+                let t0 = (t0 as f64 / 100.0).clamp(0.0, duration);
+                let t1 = (t1 as f64 / 100.0).clamp(0.0, duration);
+                decoded.push_text_token(id, bytes, t0, t1, data.p);
             }
         }
         decoded.settle(decoded.tokens > budget && !decoded.saw_eot);
         Ok(decoded)
+    }
+
+    /// The last decode's segments: each one's no-speech probability and its tokens (id,
+    /// whisper.cpp's data, text as whisper.cpp spells it where it can be read).
+    #[allow(clippy::type_complexity)]
+    fn segment_tokens(&self) -> Vec<(f32, Vec<(i32, WhisperTokenData, Option<Vec<u8>>)>)> {
+        self.state
+            .as_iter()
+            .map(|seg| {
+                let toks = (0..seg.n_tokens())
+                    .filter_map(|i| seg.get_token(i))
+                    .map(|tok| {
+                        let bytes = tok.to_bytes().ok().map(<[u8]>::to_vec);
+                        (tok.token_id(), tok.token_data(), bytes)
+                    })
+                    .collect();
+                (seg.no_speech_probability(), toks)
+            })
+            .collect()
     }
 
     /// The prompt tokens: `initial_prompt`, then the last tokens of `previous` that fit
@@ -593,77 +610,6 @@ impl Transcriber {
         self.params.push((language, p.clone()));
         p
     }
-}
-
-/// A text token of a decode, its times in seconds from the start of the utterance.
-#[derive(Debug, Clone)]
-struct TextToken {
-    id: i32,
-    bytes: Vec<u8>,
-    t0: f64,
-    t1: f64,
-    p: f32,
-}
-
-/// whisper.cpp times the tokens after its last confident timestamp by sharing out the time
-/// up to the end of the segment in proportion to their voice length. With one segment per
-/// utterance that end is the end of the 30 s window, not of the audio, so the tokens land
-/// past the audio and are clamped to its end: the utterance's last words all start and end
-/// at the same instant ("should be reasonable … themselves." at 9.23 s, `README`,
-/// Transcription). Share that stacked tail out again as whisper.cpp would have, over the
-/// time from the last timed token to the end of the audio.
-fn spread_stacked_tail(items: &mut [Option<TextToken>], duration: f64) {
-    const AT_END: f64 = 0.02;
-    let toks: Vec<&mut TextToken> = items.iter_mut().flatten().collect();
-    let stacked = toks
-        .iter()
-        .rev()
-        .take_while(|t| t.t0 >= duration - AT_END)
-        .count();
-    if stacked == 0
-        || !toks[toks.len() - stacked..]
-            .iter()
-            .any(|t| t.bytes.iter().any(u8::is_ascii_alphanumeric))
-    {
-        return;
-    }
-    let first = toks.len() - stacked;
-    let from = if first == 0 {
-        0.0
-    } else {
-        toks[first - 1].t1.min(toks[first].t0)
-    };
-    let span = duration - from;
-    if span <= AT_END {
-        return;
-    }
-    let mut toks = toks;
-    let tail = &mut toks[first..];
-    let total: f64 = tail.iter().map(|t| voice_length(&t.bytes)).sum();
-    if total <= 0.0 {
-        return;
-    }
-    let mut at = from;
-    for t in tail.iter_mut() {
-        t.t0 = at;
-        at += span * voice_length(&t.bytes) / total;
-        t.t1 = at.min(duration);
-    }
-}
-
-/// whisper.cpp's `voice_length`: how long a token's text takes to say, in arbitrary units
-/// (a letter 1, a pause mark or digit 3, a comma 2, a space almost nothing).
-fn voice_length(bytes: &[u8]) -> f64 {
-    bytes
-        .iter()
-        .map(|&c| match c {
-            b' ' => 0.01,
-            b',' => 2.0,
-            b'.' | b'!' | b'?' => 3.0,
-            b'0'..=b'9' => 3.0,
-            _ => 1.0,
-        })
-        .sum()
 }
 
 /// The words end in a phrase of 2 to 8 words said twice in a row ("whatever they were,
@@ -948,53 +894,54 @@ mod tests {
         );
     }
 
-    fn tok(text: &str, t0: f64, t1: f64) -> Option<TextToken> {
-        Some(TextToken {
-            id: 0,
-            bytes: text.as_bytes().to_vec(),
-            t0,
-            t1,
-            p: 0.9,
-        })
-    }
-
+    /// `timing::token_times` is whisper.cpp's token-time rule: given the end whisper.cpp
+    /// gives a single segment (its 30 s window), it must reproduce whisper.cpp's times token
+    /// for token, on real speech through the real model (the demo call's utterances, tight
+    /// and full windows). Skips without the model.
     #[test]
-    fn a_stacked_tail_is_shared_out_over_the_rest_of_the_audio() {
-        // Whisper timed "the page" and clamped the rest to the audio's end (9.24 s).
-        let mut items = vec![
-            tok(" the", 4.08, 4.18),
-            tok(" page", 4.26, 4.65),
-            None,
-            tok(" should", 9.24, 9.24),
-            tok(" be", 9.24, 9.24),
-            tok(" fine", 9.24, 9.24),
-            tok(".", 9.24, 9.24),
-        ];
-        spread_stacked_tail(&mut items, 9.24);
-        let t: Vec<(f64, f64)> = items.iter().flatten().map(|t| (t.t0, t.t1)).collect();
-        assert_eq!(&t[..2], &[(4.08, 4.18), (4.26, 4.65)], "timed tokens kept");
-        // 4.59 s shared by voice length: " should" 6.01, " be" 2.01, " fine" 4.01, "." 3.
-        let unit = (9.24 - 4.65) / 15.03;
-        let expect = [
-            4.65,
-            4.65 + 6.01 * unit,
-            4.65 + 8.02 * unit,
-            4.65 + 12.03 * unit,
-            9.24,
-        ];
-        for (k, (t0, t1)) in t[2..].iter().enumerate() {
-            assert!(
-                (t0 - expect[k]).abs() < 1e-9 && (t1 - expect[k + 1]).abs() < 1e-9,
-                "{t:?}"
-            );
+    fn token_times_port_matches_whisper_cpp_given_its_window_end() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ggml-tiny.en.bin");
+        let Ok(model) = WhisperModel::load(&path) else {
+            eprintln!("skipped: no {}", path.display());
+            return;
+        };
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/demo-call.wav");
+        let audio = crate::audio::decode::decode_file(&demo).expect("demo call decodes");
+        let x = crate::audio::resample::resample_all(
+            &audio.channels[0],
+            audio.sample_rate,
+            ANALYSIS_RATE,
+        )
+        .expect("resamples");
+        let mut t = model.transcriber(TranscribeOptions::default()).unwrap();
+        let (beg, eot) = (t.model.ctx.token_beg(), t.model.ctx.token_eot());
+        let mut compared = 0;
+        for (from, to, ctx) in [
+            (0.5, 6.0, Some(384)),
+            (6.0, 14.0, None),
+            (30.0, 44.0, Some(768)),
+        ] {
+            let clip = &x[(from * 16000.0) as usize..(to * 16000.0) as usize];
+            let dur = clip.len() as f64 / 16000.0;
+            t.decode(clip, dur, 200, ctx, Some("en"), &[]).unwrap();
+            for (_, toks) in t.segment_tokens() {
+                let ins: Vec<TokenIn> = toks
+                    .iter()
+                    .map(|(id, d, b)| TokenIn {
+                        id: *id,
+                        tid: d.tid,
+                        pt: d.pt,
+                        ptsum: d.ptsum,
+                        text: b.as_deref().unwrap_or_default(),
+                    })
+                    .collect();
+                let ours = token_times(&ins, beg, eot, clip, 3000);
+                let theirs: Vec<(i64, i64)> = toks.iter().map(|(_, d, _)| (d.t0, d.t1)).collect();
+                assert_eq!(ours, theirs, "{from}–{to} s");
+                compared += ours.len();
+            }
         }
-        // Nothing stacked, nothing to do; a lone stacked mark is left alone.
-        let mut timed = vec![tok(" yes", 0.1, 0.5), tok(".", 0.5, 0.6)];
-        spread_stacked_tail(&mut timed, 1.0);
-        assert_eq!(timed[1].as_ref().unwrap().t0, 0.5);
-        let mut mark = vec![tok(" yes", 0.1, 0.5), tok(".", 1.0, 1.0)];
-        spread_stacked_tail(&mut mark, 1.0);
-        assert_eq!(mark[1].as_ref().unwrap().t0, 1.0);
+        assert!(compared > 40, "{compared} tokens compared");
     }
 
     #[test]
