@@ -586,7 +586,9 @@ impl Transcriber {
         params.set_language(language);
         params.set_translate(false);
         params.set_no_context(true);
-        params.set_token_timestamps(true);
+        // Token times come from `timing::token_times` (whisper.cpp's rule, given the end of
+        // the audio); whisper.cpp's own pass over the same audio would be thrown away.
+        params.set_token_timestamps(false);
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_special(false);
@@ -922,8 +924,15 @@ mod tests {
             (30.0, 44.0, Some(768)),
         ] {
             let clip = &x[(from * 16000.0) as usize..(to * 16000.0) as usize];
-            let dur = clip.len() as f64 / 16000.0;
-            t.decode(clip, dur, 200, ctx, Some("en"), &[]).unwrap();
+            // The shipped decode leaves whisper.cpp's token times off; this one asks for them.
+            let mut p = t.params_for(Some("en")).0;
+            p.set_token_timestamps(true);
+            p.set_max_tokens(200);
+            if let Some(c) = ctx {
+                p.set_audio_ctx(c);
+            }
+            t.state.full(p, clip).unwrap();
+
             for (_, toks) in t.segment_tokens() {
                 let ins: Vec<TokenIn> = toks
                     .iter()
