@@ -495,17 +495,7 @@ impl Transcriber {
         let end_cs = (duration * 100.0).round() as i64;
         for (no_speech_prob, toks) in self.segment_tokens() {
             decoded.no_speech_prob = decoded.no_speech_prob.max(no_speech_prob);
-            let ins: Vec<TokenIn> = toks
-                .iter()
-                .map(|(id, data, bytes)| TokenIn {
-                    id: *id,
-                    tid: data.tid,
-                    pt: data.pt,
-                    ptsum: data.ptsum,
-                    text: bytes.as_deref().unwrap_or_default(),
-                })
-                .collect();
-            let times = token_times(&ins, beg, eot, audio, end_cs);
+            let times = segment_times(&toks, beg, eot, audio, end_cs);
             for ((id, data, bytes), (t0, t1)) in toks.iter().zip(times) {
                 let id = *id;
                 decoded.logprob_sum += f64::from(data.plog);
@@ -612,6 +602,28 @@ impl Transcriber {
         self.params.push((language, p.clone()));
         p
     }
+}
+
+/// A segment's tokens' (t0, t1) in centiseconds by whisper.cpp's rule, the segment
+/// ending at `end` centiseconds of `audio` (`timing::token_times`).
+fn segment_times(
+    toks: &[(i32, WhisperTokenData, Option<Vec<u8>>)],
+    beg: i32,
+    eot: i32,
+    audio: &[f32],
+    end: i64,
+) -> Vec<(i64, i64)> {
+    let ins: Vec<TokenIn> = toks
+        .iter()
+        .map(|(id, data, bytes)| TokenIn {
+            id: *id,
+            tid: data.tid,
+            pt: data.pt,
+            ptsum: data.ptsum,
+            text: bytes.as_deref().unwrap_or_default(),
+        })
+        .collect();
+    token_times(&ins, beg, eot, audio, end)
 }
 
 /// The words end in a phrase of 2 to 8 words said twice in a row ("whatever they were,
@@ -932,19 +944,8 @@ mod tests {
                 p.set_audio_ctx(c);
             }
             t.state.full(p, clip).unwrap();
-
             for (_, toks) in t.segment_tokens() {
-                let ins: Vec<TokenIn> = toks
-                    .iter()
-                    .map(|(id, d, b)| TokenIn {
-                        id: *id,
-                        tid: d.tid,
-                        pt: d.pt,
-                        ptsum: d.ptsum,
-                        text: b.as_deref().unwrap_or_default(),
-                    })
-                    .collect();
-                let ours = token_times(&ins, beg, eot, clip, 3000);
+                let ours = segment_times(&toks, beg, eot, clip, 3000);
                 let theirs: Vec<(i64, i64)> = toks.iter().map(|(_, d, _)| (d.t0, d.t1)).collect();
                 assert_eq!(ours, theirs, "{from}–{to} s");
                 compared += ours.len();
