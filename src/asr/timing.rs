@@ -11,7 +11,9 @@
 //! clamped to the audio's last sample, and came out squeezed into its last instant
 //! ("should be reasonable … themselves." all at 9.23 s). Given the audio's end instead, the
 //! same rule gives them their share of the audio. With the window's end as `end`, the port
-//! gives exactly whisper.cpp's times (tested against the real model).
+//! gives whisper.cpp's times token for token (tested against the real model on a window that
+//! starts the audio; for a later window of an utterance over 30 s whisper.cpp reads the
+//! energy from the start of the audio, the port from the window's own samples).
 
 /// One token of a decode, as whisper.cpp reports it.
 #[derive(Debug, Clone)]
@@ -31,18 +33,18 @@ const THOLD_PT: f32 = 0.01;
 const THOLD_PTSUM: f32 = 0.01;
 const SAMPLE_RATE: i64 = 16_000;
 
-/// Each token's (t0, t1) in centiseconds from the start of `samples`, the segment ending at
-/// `end` centiseconds. `beg` and `eot` are the model's timestamp-begin and end-of-text ids.
+/// Each token's (t0, t1) in centiseconds from the start of `samples`, for a segment that
+/// starts at `seg_t0` and ends at `end` centiseconds. `beg` and `eot` are the model's
+/// timestamp-begin and end-of-text ids.
 pub(crate) fn token_times(
     tokens: &[TokenIn<'_>],
     beg: i32,
     eot: i32,
     samples: &[f32],
-    end: i64,
+    (seg_t0, end): (i64, i64),
 ) -> Vec<(i64, i64)> {
     let n = tokens.len();
     let mut t: Vec<(i64, i64)> = vec![(-1, -1); n];
-    let seg_t0 = tokens.first().map_or(0, |f| 2 * i64::from(f.tid - beg));
     if n == 0 {
         return t;
     }
@@ -50,15 +52,17 @@ pub(crate) fn token_times(
         t[0] = (seg_t0, end);
         return t;
     }
-    // Anchors: a confident timestamp, later than the last one, inside the segment.
+    // Anchors: a confident timestamp, later than the last one, inside the segment. (Each
+    // decode here is one segment, so whisper.cpp's state starts from 0 as it does at the
+    // start of every `whisper_full`.)
     let mut t_beg = 0;
-    let mut tid_last = beg;
+    let mut tid_last = 0;
     if tokens[0].id == beg {
         t[0] = (seg_t0, seg_t0);
         t[1].0 = seg_t0;
         t_beg = seg_t0;
+        tid_last = beg;
     } else {
-        // whisper.cpp carries the previous decode's last time here; a decode starts at 0.
         t[0].0 = 0;
     }
     let vlen: Vec<f64> = tokens.iter().map(|k| voice_length(k.text)).collect();
@@ -84,8 +88,10 @@ pub(crate) fn token_times(
         if p1 >= n {
             p1 -= 1;
         }
-        if p1 > p0 {
-            let psum: f64 = vlen[p0..=p1].iter().sum();
+        let psum: f64 = vlen[p0..=p1].iter().sum();
+        // (A run of tokens without text has nothing to share by: whisper.cpp would divide
+        // by zero; the run keeps the times it has.)
+        if p1 > p0 && psum > 0.0 {
             let dt = (t[p1].1 - t[p0].0) as f64;
             for j in p0 + 1..=p1 {
                 // Truncated to whole centiseconds, as whisper.cpp stores them.
@@ -110,15 +116,17 @@ pub(crate) fn token_times(
         }
     }
 
-    // Boundaries moved to the energy's edges (half of the mean |x| within 125 ms).
+    // Boundaries moved to the energy's edges: where the mean |x| crosses half its mean over
+    // the token's span and 125 ms either side.
     let energy = signal_energy(samples, 32);
     let ns_total = energy.len();
     if ns_total == 0 {
         return t;
     }
-    let to_sample =
-        |ts: i64| (((ts - seg_t0) * SAMPLE_RATE) / 100).clamp(0, ns_total as i64 - 1) as usize;
-    let to_time = |i: usize| (100 * i as i64) / SAMPLE_RATE + seg_t0;
+    // Times count from the start of `samples` (whisper.cpp subtracts the segment's start
+    // here but indexes the whole audio's energy, which only differs for a later window).
+    let to_sample = |ts: i64| ((ts * SAMPLE_RATE) / 100).clamp(0, ns_total as i64 - 1) as usize;
+    let to_time = |i: usize| (100 * i as i64) / SAMPLE_RATE;
     let hw = (SAMPLE_RATE / 8) as usize;
     for j in 0..n {
         if tokens[j].id >= eot {
@@ -128,6 +136,9 @@ pub(crate) fn token_times(
         let mut s1 = to_sample(t[j].1);
         let ss0 = s0.saturating_sub(hw);
         let ss1 = (s1 + hw).min(ns_total);
+        if ss1 <= ss0 {
+            continue; // t0 far after t1: nothing to measure (not seen; whisper.cpp would read out of range)
+        }
         let ns = ss1 - ss0;
         let sum: f32 = energy[ss0..ss1].iter().sum();
         let thold = (0.5 * f64::from(sum) / ns as f64) as f32;
@@ -192,22 +203,21 @@ fn voice_length(text: &[u8]) -> f64 {
     f64::from(res)
 }
 
-/// The mean |x| over 2·`hw`+1 samples around each sample (whisper.cpp's
-/// `get_signal_energy`, which sums each window afresh in f32; a running f64 sum gives the
-/// same values to within f32 rounding at a 65th of the cost).
+/// The mean |x| over 2·`hw`+1 samples around each sample: whisper.cpp's
+/// `get_signal_energy`, each window summed afresh in f32 as it does, so that the thresholds
+/// compare exactly as there (a running sum differs by an ulp, and leaves a residue over
+/// digital silence where the fresh sum is 0).
 fn signal_energy(x: &[f32], hw: usize) -> Vec<f32> {
     let n = x.len();
-    let width = (2 * hw + 1) as f64;
     let mut out = Vec::with_capacity(n);
-    let mut sum: f64 = x[..n.min(hw)].iter().map(|v| f64::from(v.abs())).sum();
     for i in 0..n {
-        if i + hw < n {
-            sum += f64::from(x[i + hw].abs());
+        let lo = i.saturating_sub(hw);
+        let hi = (i + hw).min(n - 1);
+        let mut sum = 0.0f32;
+        for v in &x[lo..=hi] {
+            sum += v.abs();
         }
-        if i > hw {
-            sum -= f64::from(x[i - hw - 1].abs());
-        }
-        out.push((sum / width) as f32);
+        out.push(sum / (2 * hw + 1) as f32);
     }
     out
 }

@@ -493,9 +493,10 @@ impl Transcriber {
         };
         // Token times from whisper.cpp's own rule, told where the audio ends (`timing`).
         let end_cs = (duration * 100.0).round() as i64;
-        for (no_speech_prob, toks) in self.segment_tokens() {
-            decoded.no_speech_prob = decoded.no_speech_prob.max(no_speech_prob);
-            let times = segment_times(&toks, beg, eot, audio, end_cs);
+        for (seg, toks) in self.segment_tokens() {
+            decoded.no_speech_prob = decoded.no_speech_prob.max(seg.no_speech_prob);
+            // A segment ends where its window does (whisper.cpp's t1) or where the audio does.
+            let times = segment_times(&toks, beg, eot, audio, (seg.t0, seg.t1.min(end_cs)));
             for ((id, data, bytes), (t0, t1)) in toks.iter().zip(times) {
                 let id = *id;
                 decoded.logprob_sum += f64::from(data.plog);
@@ -526,10 +527,10 @@ impl Transcriber {
         Ok(decoded)
     }
 
-    /// The last decode's segments: each one's no-speech probability and its tokens (id,
-    /// whisper.cpp's data, text as whisper.cpp spells it where it can be read).
+    /// The last decode's segments: each one's no-speech probability and span, and its tokens
+    /// (id, whisper.cpp's data, text as whisper.cpp spells it where it can be read).
     #[allow(clippy::type_complexity)]
-    fn segment_tokens(&self) -> Vec<(f32, Vec<(i32, WhisperTokenData, Option<Vec<u8>>)>)> {
+    fn segment_tokens(&self) -> Vec<(Segment, Vec<(i32, WhisperTokenData, Option<Vec<u8>>)>)> {
         self.state
             .as_iter()
             .map(|seg| {
@@ -540,7 +541,12 @@ impl Transcriber {
                         (tok.token_id(), tok.token_data(), bytes)
                     })
                     .collect();
-                (seg.no_speech_probability(), toks)
+                let info = Segment {
+                    no_speech_prob: seg.no_speech_probability(),
+                    t0: seg.start_timestamp(),
+                    t1: seg.end_timestamp(),
+                };
+                (info, toks)
             })
             .collect()
     }
@@ -591,8 +597,9 @@ impl Transcriber {
         // ran which utterances before). One greedy pass, then our own checks (`judge`).
         params.set_temperature(0.0);
         params.set_temperature_inc(0.0);
-        // One window per utterance (utterances are at most vad.max_utterance_s ≤ 30 s), so
-        // `max_tokens` bounds the whole decode, not each of a chain of segments.
+        // One segment per 30 s window, so `max_tokens` bounds a window's whole decode, not
+        // each of a chain of segments (an utterance is one window unless
+        // vad.max_utterance_s, 15 s by default, is set above 30 s).
         params.set_single_segment(true);
         // whisper.cpp would silently drop a no-speech window before we see its figures;
         // the same rule is applied in `judge`, where it can be reported.
@@ -604,14 +611,22 @@ impl Transcriber {
     }
 }
 
-/// A segment's tokens' (t0, t1) in centiseconds by whisper.cpp's rule, the segment
-/// ending at `end` centiseconds of `audio` (`timing::token_times`).
+/// What a decode's segment says besides its tokens.
+struct Segment {
+    no_speech_prob: f32,
+    /// Its span in centiseconds from the start of the audio (whisper.cpp's t0, t1).
+    t0: i64,
+    t1: i64,
+}
+
+/// A segment's tokens' (t0, t1) in centiseconds by whisper.cpp's rule, for a segment from
+/// `span.0` to `span.1` centiseconds of `audio` (`timing::token_times`).
 fn segment_times(
     toks: &[(i32, WhisperTokenData, Option<Vec<u8>>)],
     beg: i32,
     eot: i32,
     audio: &[f32],
-    end: i64,
+    span: (i64, i64),
 ) -> Vec<(i64, i64)> {
     let ins: Vec<TokenIn> = toks
         .iter()
@@ -623,7 +638,7 @@ fn segment_times(
             text: bytes.as_deref().unwrap_or_default(),
         })
         .collect();
-    token_times(&ins, beg, eot, audio, end)
+    token_times(&ins, beg, eot, audio, span)
 }
 
 /// The words end in a phrase of 2 to 8 words said twice in a row ("whatever they were,
@@ -944,14 +959,20 @@ mod tests {
                 p.set_audio_ctx(c);
             }
             t.state.full(p, clip).unwrap();
-            for (_, toks) in t.segment_tokens() {
-                let ours = segment_times(&toks, beg, eot, clip, 3000);
+            for (seg, toks) in t.segment_tokens() {
+                let ours = segment_times(&toks, beg, eot, clip, (seg.t0, seg.t1));
                 let theirs: Vec<(i64, i64)> = toks.iter().map(|(_, d, _)| (d.t0, d.t1)).collect();
                 assert_eq!(ours, theirs, "{from}–{to} s");
                 compared += ours.len();
             }
         }
         assert!(compared > 40, "{compared} tokens compared");
+        // An utterance over 30 s (vad.max_utterance_s allows 60) is decoded in two windows:
+        // the second window's words are timed from the start of the audio, in order.
+        let long = t.transcribe(&x[..40 * 16000]).unwrap();
+        let w = &long.words;
+        assert!(w.windows(2).all(|p| p[0].start <= p[1].start), "{w:?}");
+        assert!(w.last().is_some_and(|l| l.start > 30.0), "{w:?}");
     }
 
     #[test]
