@@ -11,9 +11,10 @@
 //! clamped to the audio's last sample, and came out squeezed into its last instant
 //! ("should be reasonable … themselves." all at 9.23 s). Given the audio's end instead, the
 //! same rule gives them their share of the audio. With the window's end as `end`, the port
-//! gives whisper.cpp's times token for token (tested against the real model on a window that
-//! starts the audio; for a later window of an utterance over 30 s whisper.cpp reads the
-//! energy from the start of the audio, the port from the window's own samples).
+//! gives whisper.cpp's times token for token (tested against the real model). One
+//! difference is deliberate: where a segment does not start at 0 (a later window of an
+//! utterance over 30 s), whisper.cpp looks a token's energy up that much too early; the port
+//! looks it up where the token is.
 
 /// One token of a decode, as whisper.cpp reports it.
 #[derive(Debug, Clone)]
@@ -133,7 +134,7 @@ pub(crate) fn token_times(
             continue;
         }
         let mut s0 = to_sample(t[j].0);
-        let mut s1 = to_sample(t[j].1);
+        let s1 = to_sample(t[j].1);
         let ss0 = s0.saturating_sub(hw);
         let ss1 = (s1 + hw).min(ns_total);
         if ss1 <= ss0 {
@@ -171,18 +172,14 @@ pub(crate) fn token_times(
                 t[j].1 = to_time(k);
                 if j < n - 1 && t[j].1 > t[j + 1].0 {
                     t[j].1 = t[j + 1].0;
-                } else {
-                    s1 = k;
                 }
             } else {
                 while energy[k] < thold && k > s0 {
                     k -= 1;
                 }
-                s1 = k;
                 t[j].1 = to_time(k);
             }
         }
-        let _ = s1;
     }
     t
 }
