@@ -36,8 +36,25 @@ def spell(n):
     return spell(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + spell(n % 1000))
 
 
+ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+           "nine": "ninth", "twelve": "twelfth"}
+
+
+def spell_ordinal(n):
+    """"15th" as LJSpeech's references spell it: "fifteenth"."""
+    *head, last = spell(n).split()
+    if last in ORDINAL:
+        last = ORDINAL[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join(head + [last])
+
+
 def normalise(text):
     text = text.lower().replace("-", " ")
+    text = re.sub(r"(\d+)(?:st|nd|rd|th)\b", lambda m: " " + spell_ordinal(int(m.group(1))) + " ", text)
     text = re.sub(r"\d+", lambda m: " " + spell(int(m.group())) + " ", text)
     text = re.sub(r"[^a-z' ]", " ", text)
     return [w.strip("'") for w in text.split() if w.strip("'")]
