@@ -300,7 +300,7 @@ impl Config {
             }
         }
         let v = &self.vad;
-        let ranges: [(&'static str, f64, f64, f64); 11] = [
+        let ranges: [(&'static str, f64, f64, f64); 12] = [
             ("vad.threshold_db", v.threshold_db.into(), 0.0, 60.0),
             (
                 "vad.unvoiced_threshold_db",
@@ -312,6 +312,12 @@ impl Config {
             ("vad.bleed_margin_db", v.bleed_margin_db.into(), 0.0, 60.0),
             ("vad.onset_window", v.onset_window as f64, 1.0, 100.0),
             ("vad.hangover_s", v.hangover_s, 0.01, 10.0),
+            (
+                "vad.narrowband_hangover_s",
+                v.narrowband_hangover_s,
+                0.01,
+                10.0,
+            ),
             ("vad.pre_roll_s", v.pre_roll_s, 0.0, 2.0),
             ("vad.post_roll_s", v.post_roll_s, 0.0, 2.0),
             ("vad.min_speech_s", v.min_speech_s, 0.0, 10.0),

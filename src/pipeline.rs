@@ -357,7 +357,7 @@ impl CallPipeline {
                 speaker,
                 resampler: StreamResampler::new(input_rate, ANALYSIS_RATE)?,
                 analyzer: ProsodyAnalyzer::new(ANALYSIS_RATE, &cfg.prosody.analyzer_config()),
-                segmenter: UtteranceSegmenter::new(cfg.vad.clone()),
+                segmenter: UtteranceSegmenter::for_input_rate(cfg.vad.clone(), input_rate),
                 unsegmented: VecDeque::new(),
                 frames: VecDeque::new(),
                 cycles: VecDeque::new(),
@@ -457,6 +457,7 @@ impl CallPipeline {
         if let Some(track) = self.tracks.iter_mut().find(|t| t.speaker == speaker) {
             if track.resampler.in_rate() != rate {
                 track.resampler = StreamResampler::new(rate, ANALYSIS_RATE)?;
+                track.segmenter.set_input_rate(rate);
             }
         }
         Ok(())

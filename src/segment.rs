@@ -39,6 +39,11 @@ pub struct VadConfig {
     pub onset_window: usize,
     /// Silence that closes an utterance, seconds. Default 0.5.
     pub hangover_s: f64,
+    /// Silence that closes an utterance on a narrowband leg (input at 8 kHz or less: a
+    /// telephone line), seconds. Default 0.7. The telephone band drops the breath and
+    /// frication above 4 kHz that keeps a pause's frames above the speech threshold in
+    /// wideband audio, so the same pause inside a sentence reads about 0.2 s longer there.
+    pub narrowband_hangover_s: f64,
     /// Audio kept before the detected onset, seconds. Default 0.15.
     pub pre_roll_s: f64,
     /// Audio kept after the last speech frame, seconds. Default 0.15.
@@ -59,6 +64,7 @@ impl Default for VadConfig {
             onset_frames: 4,
             onset_window: 6,
             hangover_s: 0.5,
+            narrowband_hangover_s: 0.7,
             pre_roll_s: 0.15,
             post_roll_s: 0.15,
             min_speech_s: 0.25,
@@ -119,6 +125,8 @@ impl NoiseFloor {
 #[derive(Debug, Clone)]
 pub struct UtteranceSegmenter {
     cfg: VadConfig,
+    /// Silence that closes an utterance at the input's band, seconds.
+    hangover_s: f64,
     floor: NoiseFloor,
     /// Speech decisions of the last `onset_window` frames (ring, newest last).
     recent: std::collections::VecDeque<(f64, bool)>,
@@ -137,9 +145,17 @@ struct OpenSegment {
 }
 
 impl UtteranceSegmenter {
+    /// A segmenter for wideband input.
     pub fn new(cfg: VadConfig) -> Self {
+        Self::for_input_rate(cfg, crate::audio::ANALYSIS_RATE)
+    }
+
+    /// A segmenter for input that arrives at `input_rate` Hz (before resampling): narrowband
+    /// input closes utterances after `narrowband_hangover_s`.
+    pub fn for_input_rate(cfg: VadConfig, input_rate: u32) -> Self {
         Self {
             recent: std::collections::VecDeque::with_capacity(cfg.onset_window + 1),
+            hangover_s: hangover_for(&cfg, input_rate),
             cfg,
             floor: NoiseFloor {
                 level_db: -90.0,
@@ -148,6 +164,12 @@ impl UtteranceSegmenter {
             open: None,
             last_t: 0.0,
         }
+    }
+
+    /// The speaker's input rate changed (a leg that joins at another rate); an open
+    /// utterance closes after the new band's silence.
+    pub fn set_input_rate(&mut self, input_rate: u32) {
+        self.hangover_s = hangover_for(&self.cfg, input_rate);
     }
 
     /// Whether an utterance is currently open (the speaker is talking).
@@ -213,7 +235,7 @@ impl UtteranceSegmenter {
                 if f.t - open.dip.0 > 1.0 || f.rms_db < open.dip.1 {
                     open.dip = (f.t, f.rms_db);
                 }
-                if f.t - open.last_speech_t >= self.cfg.hangover_s {
+                if f.t - open.last_speech_t >= self.hangover_s {
                     let end = (open.last_speech_t + FRAME_S / 2.0 + self.cfg.post_roll_s)
                         .min(self.last_t);
                     return self.close(end);
@@ -255,6 +277,14 @@ impl UtteranceSegmenter {
             speech_s: open.speech_frames as f64 * FRAME_S,
         };
         (seg.speech_s >= self.cfg.min_speech_s && seg.end > seg.start).then_some(seg)
+    }
+}
+
+fn hangover_for(cfg: &VadConfig, input_rate: u32) -> f64 {
+    if input_rate <= crate::emotion::arousal::NARROWBAND_MAX_RATE {
+        cfg.narrowband_hangover_s
+    } else {
+        cfg.hangover_s
     }
 }
 
@@ -307,6 +337,26 @@ mod tests {
     fn short_pause_does_not_split() {
         let f = frames(4.0, &[(0.5, 1.5), (1.8, 3.0)], -60.0);
         assert_eq!(run(&f, VadConfig::default()).len(), 1);
+    }
+
+    #[test]
+    fn a_narrowband_leg_bridges_a_longer_pause() {
+        // Speech with a 0.6 s pause: two utterances on a wideband leg, one on a phone leg.
+        let f = frames(6.0, &[(1.0, 2.0), (2.6, 4.0)], -60.0);
+        let run_at = |rate: u32| {
+            let mut seg = UtteranceSegmenter::for_input_rate(VadConfig::default(), rate);
+            let mut out: Vec<Segment> = f.iter().filter_map(|fr| seg.push(fr)).collect();
+            out.extend(seg.finish());
+            out
+        };
+        assert_eq!(run_at(16_000).len(), 2, "{:?}", run_at(16_000));
+        assert_eq!(run_at(8_000).len(), 1, "{:?}", run_at(8_000));
+        // A leg that switches to 16 kHz before the pause closes at the wideband hangover.
+        let mut seg = UtteranceSegmenter::for_input_rate(VadConfig::default(), 8_000);
+        seg.set_input_rate(16_000);
+        let mut out: Vec<Segment> = f.iter().filter_map(|fr| seg.push(fr)).collect();
+        out.extend(seg.finish());
+        assert_eq!(out.len(), 2, "{out:?}");
     }
 
     #[test]

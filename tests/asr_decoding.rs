@@ -319,6 +319,62 @@ fn phone_band_sentences_do_not_loop_on_their_last_phrase() {
     }
 }
 
+/// A read sentence with pauses ("Printing, then, for our purpose, may be considered as the
+/// art of making books by means of movable types."), as 8 kHz μ-law: a phone leg closes an
+/// utterance only after `vad.narrowband_hangover_s` (0.7 s), so the sentence stays one
+/// utterance, as on the wideband original, and is heard within one word of its reference. With the wideband
+/// hangover (0.5 s) on the phone leg it is cut at its pauses, and the cut costs words.
+#[test]
+fn a_phone_leg_keeps_a_sentence_whole_across_its_pauses() {
+    let (Some(asr), Some(model)) = (shared_data("asr"), model()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = "LJ001-0009.wav";
+    let phone = dir.path().join(name);
+    let made = std::process::Command::new("sox")
+        .arg("-D")
+        .arg(asr.join(name))
+        .args(["-r", "8000", "-e", "u-law"])
+        .arg(&phone)
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP: sox could not make a phone-band copy (apt-get install sox)");
+        return;
+    }
+    let short = dir.path().join("short.toml");
+    std::fs::write(&short, "[vad]\nnarrowband_hangover_s = 0.5\n").unwrap();
+    let replay = |audio: &std::path::Path, config: Option<&std::path::Path>| {
+        let mut args = vec!["replay", "--model", model.to_str().unwrap()];
+        if let Some(c) = config {
+            args.extend(["--config", c.to_str().unwrap()]);
+        }
+        args.push(audio.to_str().unwrap());
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ev = events(&out.stdout);
+        let n = ev.iter().filter(|e| e["type"] == "utterance").count();
+        let text = joined_text(&ev);
+        (n, wer(&reference(&asr, name), &text), text)
+    };
+    let wide = replay(&asr.join(name), None);
+    let phone_default = replay(&phone, None);
+    let phone_short = replay(&phone, Some(&short));
+    eprintln!("wideband {wide:?}\nphone {phone_default:?}\nphone, 0.5 s {phone_short:?}");
+    assert_eq!(wide.0, 1, "wideband: {wide:?}");
+    assert_eq!(phone_default.0, 1, "phone leg: {phone_default:?}");
+    assert!(phone_default.1 <= 0.1, "phone leg: {phone_default:?}");
+    assert!(phone_short.0 >= 2, "phone leg at 0.5 s: {phone_short:?}");
+    assert!(
+        phone_short.1 > phone_default.1,
+        "phone leg at 0.5 s: {phone_short:?}"
+    );
+}
+
 /// `asr.prompt_previous`: each of a speaker's utterances is handed to Whisper with the text
 /// of their latest transcribed one (a rejected decode leaves it as it was); off, with none.
 /// Driven through the real pipeline on real speech, transcripts fed back as a worker would.
