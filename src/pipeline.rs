@@ -618,7 +618,7 @@ impl CallPipeline {
                     other_rms_db: other,
                 };
                 let closed = self.tracks[i].segmenter.push(&vf);
-                let speaking = self.tracks[i].segmenter.in_speech();
+                let speaking = self.tracks[i].segmenter.speaking();
                 self.tracks[i].speaking = speaking;
                 if speaking {
                     self.tracks[i].talk_s += FRAME_S;
@@ -681,11 +681,11 @@ impl CallPipeline {
             let Some(affect) = tr.affect.as_mut() else {
                 continue;
             };
-            // Only the open utterance: a window reaching back over the pause before it reads
-            // the pause's silence and the onset's rise as arousal.
+            // Only the current run of speech: a window reaching back over the pause before it
+            // reads the pause's silence and the onset's rise as arousal.
             let from = tr
                 .segmenter
-                .open_start()
+                .speech_run_start()
                 .map_or(t - WINDOW_S, |s| s.max(t - WINDOW_S));
             let frames: Vec<Frame> = tr
                 .frames
@@ -695,7 +695,7 @@ impl CallPipeline {
                 .collect();
             let voiced_s = frames.iter().filter(|f| f.voiced).count() as f64 * FRAME_S;
             // Only speech the segmenter accepted counts (not bleed from the other line).
-            let in_speech = tr.segmenter.in_speech();
+            let in_speech = tr.segmenter.speaking();
             if voiced_s < MIN_WINDOW_VOICED_S || !in_speech {
                 affect.stress_live = false;
                 continue;

@@ -17,6 +17,7 @@
 //! audio pushed so far. Pure code: no I/O, no clocks.
 
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
 /// Frame hop the segmenter assumes (the prosody engine's).
 pub const FRAME_S: f64 = 0.010;
@@ -43,6 +44,8 @@ pub struct VadConfig {
     /// telephone line), seconds. Default 0.7. The telephone band drops the breath and
     /// frication above 4 kHz that keeps a pause's frames above the speech threshold in
     /// wideband audio, so the same pause inside a sentence reads about 0.2 s longer there.
+    /// Only the utterance (the unit of transcription) waits for it: talk time, turn taking
+    /// and the live stress window end a run of speech after `hangover_s` on either band.
     pub narrowband_hangover_s: f64,
     /// Audio kept before the detected onset, seconds. Default 0.15.
     pub pre_roll_s: f64,
@@ -129,7 +132,7 @@ pub struct UtteranceSegmenter {
     hangover_s: f64,
     floor: NoiseFloor,
     /// Speech decisions of the last `onset_window` frames (ring, newest last).
-    recent: std::collections::VecDeque<(f64, bool)>,
+    recent: VecDeque<(f64, bool)>,
     open: Option<OpenSegment>,
     /// Call time up to which audio was seen; bounds the end of any segment.
     last_t: f64,
@@ -138,6 +141,11 @@ pub struct UtteranceSegmenter {
 #[derive(Debug, Clone)]
 struct OpenSegment {
     start: f64,
+    /// Start of the current run of speech: the utterance's start, or on a leg whose hangover
+    /// is longer than `hangover_s`, the first speech after a pause of at least `hangover_s`.
+    run_start: f64,
+    /// Whether that run goes on: no pause of `hangover_s` since it started.
+    run_open: bool,
     last_speech_t: f64,
     speech_frames: usize,
     /// Quietest frame in the last second, for cutting overlong utterances at a dip.
@@ -154,7 +162,7 @@ impl UtteranceSegmenter {
     /// input closes utterances after `narrowband_hangover_s`.
     pub fn for_input_rate(cfg: VadConfig, input_rate: u32) -> Self {
         Self {
-            recent: std::collections::VecDeque::with_capacity(cfg.onset_window + 1),
+            recent: VecDeque::with_capacity(cfg.onset_window + 1),
             hangover_s: hangover_for(&cfg, input_rate),
             cfg,
             floor: NoiseFloor {
@@ -175,6 +183,23 @@ impl UtteranceSegmenter {
     /// Whether an utterance is currently open (the speaker is talking).
     pub fn in_speech(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// Whether the speaker is talking now: an utterance is open and no pause of `hangover_s`
+    /// has passed since a run of speech began. On a wideband leg this is [`Self::in_speech`]; on a phone
+    /// leg it ends after the same silence as on a wideband one, while the utterance (the unit
+    /// of transcription) stays open for `narrowband_hangover_s`. Talk time, turn taking and
+    /// the live stress window follow this, so they read a pause alike on either band.
+    pub fn speaking(&self) -> bool {
+        self.speech_run_start().is_some()
+    }
+
+    /// Start of the current run of speech while [`Self::speaking`].
+    pub fn speech_run_start(&self) -> Option<f64> {
+        self.open
+            .as_ref()
+            .filter(|o| o.run_open)
+            .map(|o| o.run_start)
     }
 
     /// Start of the open utterance, if one is open.
@@ -209,17 +234,12 @@ impl UtteranceSegmenter {
         }
         match &mut self.open {
             None => {
-                let n_speech = self.recent.iter().filter(|(_, s)| *s).count();
-                if speech && n_speech >= self.cfg.onset_frames {
-                    let first = self
-                        .recent
-                        .iter()
-                        .find(|(_, s)| *s)
-                        .map(|(t, _)| *t)
-                        .unwrap_or(f.t);
+                if let Some((first, n_speech)) = onset(&self.recent, &self.cfg, speech) {
                     let start = (first - FRAME_S / 2.0 - self.cfg.pre_roll_s).max(0.0);
                     self.open = Some(OpenSegment {
                         start,
+                        run_start: start,
+                        run_open: true,
                         last_speech_t: f.t,
                         speech_frames: n_speech,
                         dip: (f.t, f32::INFINITY),
@@ -229,8 +249,20 @@ impl UtteranceSegmenter {
             }
             Some(open) => {
                 if speech {
+                    if !open.run_open {
+                        // After a pause the wideband hangover closes on, the utterance goes on
+                        // (a phone leg) and the speaker starts a new run of speech where a
+                        // wideband leg would open its next utterance.
+                        if let Some((first, _)) = onset(&self.recent, &self.cfg, speech) {
+                            open.run_open = true;
+                            open.run_start =
+                                (first - FRAME_S / 2.0 - self.cfg.pre_roll_s).max(open.start);
+                        }
+                    }
                     open.last_speech_t = f.t;
                     open.speech_frames += 1;
+                } else if f.t - open.last_speech_t >= self.cfg.hangover_s {
+                    open.run_open = false;
                 }
                 if f.t - open.dip.0 > 1.0 || f.rms_db < open.dip.1 {
                     open.dip = (f.t, f.rms_db);
@@ -254,6 +286,7 @@ impl UtteranceSegmenter {
                         speech_s,
                     };
                     open.start = cut;
+                    open.run_start = open.run_start.max(cut);
                     open.speech_frames = 0;
                     open.dip = (f.t, f32::INFINITY);
                     return Some(seg).filter(|s| s.speech_s >= self.cfg.min_speech_s);
@@ -278,6 +311,14 @@ impl UtteranceSegmenter {
         };
         (seg.speech_s >= self.cfg.min_speech_s && seg.end > seg.start).then_some(seg)
     }
+}
+
+/// Whether the frames of `recent` (the last, `speech`, included) open speech: the time of
+/// the first speech frame among them and the count of speech frames.
+fn onset(recent: &VecDeque<(f64, bool)>, cfg: &VadConfig, speech: bool) -> Option<(f64, usize)> {
+    let n_speech = recent.iter().filter(|(_, s)| *s).count();
+    let first = recent.iter().find(|(_, s)| *s).map(|(t, _)| *t)?;
+    (speech && n_speech >= cfg.onset_frames).then_some((first, n_speech))
 }
 
 fn hangover_for(cfg: &VadConfig, input_rate: u32) -> f64 {
@@ -351,6 +392,33 @@ mod tests {
         };
         assert_eq!(run_at(16_000).len(), 2, "{:?}", run_at(16_000));
         assert_eq!(run_at(8_000).len(), 1, "{:?}", run_at(8_000));
+        // During the pause the phone leg's utterance stays open but its speaker is not
+        // speaking once the wideband hangover has passed, and the second run of speech
+        // starts where the wideband leg's second utterance starts.
+        let mut phone = UtteranceSegmenter::for_input_rate(VadConfig::default(), 8_000);
+        let mut wide = UtteranceSegmenter::for_input_rate(VadConfig::default(), 16_000);
+        let (mut quiet_open, mut second) = (0, None);
+        for fr in &f {
+            wide.push(fr);
+            phone.push(fr);
+            if phone.in_speech() && !phone.speaking() {
+                quiet_open += 1;
+            }
+            assert_eq!(phone.speaking(), wide.speaking(), "at {}", fr.t);
+            assert_eq!(wide.speaking(), wide.in_speech(), "at {}", fr.t);
+            if fr.t > 3.0 && second.is_none() {
+                second = Some((phone.speech_run_start(), wide.open_start()));
+            }
+        }
+        assert!(
+            quiet_open >= 5,
+            "{quiet_open} frames of open, quiet utterance"
+        );
+        let (p, w) = second.unwrap();
+        assert!(
+            p.is_some() && p == w,
+            "phone run {p:?}, wideband utterance {w:?}"
+        );
         // A leg that switches to 16 kHz before the pause closes at the wideband hangover.
         let mut seg = UtteranceSegmenter::for_input_rate(VadConfig::default(), 8_000);
         seg.set_input_rate(16_000);
