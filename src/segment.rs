@@ -180,16 +180,18 @@ impl UtteranceSegmenter {
         self.hangover_s = hangover_for(&self.cfg, input_rate);
     }
 
-    /// Whether an utterance is currently open (the speaker is talking).
+    /// Whether an utterance is open (on a phone leg it may be in a pause that
+    /// [`Self::speaking`] already ends).
     pub fn in_speech(&self) -> bool {
         self.open.is_some()
     }
 
     /// Whether the speaker is talking now: an utterance is open and no pause of `hangover_s`
-    /// has passed since a run of speech began. On a wideband leg this is [`Self::in_speech`]; on a phone
-    /// leg it ends after the same silence as on a wideband one, while the utterance (the unit
-    /// of transcription) stays open for `narrowband_hangover_s`. Talk time, turn taking and
-    /// the live stress window follow this, so they read a pause alike on either band.
+    /// has passed since a run of speech began. On a wideband leg this is
+    /// [`Self::in_speech`]; on a phone leg it ends after the same silence as on a wideband
+    /// one, while the utterance (the unit of transcription) stays open for
+    /// `narrowband_hangover_s`. Talk time, turn taking and the live stress window follow
+    /// this, so they read a pause alike on either band.
     pub fn speaking(&self) -> bool {
         self.speech_run_start().is_some()
     }

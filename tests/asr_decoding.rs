@@ -267,6 +267,23 @@ fn replayed_non_speech_keeps_events_and_seq() {
     eprintln!("{} utterances; summary: {}", utts.len(), end);
 }
 
+/// An 8 kHz μ-law copy of `wav` in `dir` (sox, no dither), as a phone line delivers it;
+/// `None`, saying why, where sox cannot make it.
+fn phone_copy(wav: &std::path::Path, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let phone = dir.join(wav.file_name()?);
+    let made = std::process::Command::new("sox")
+        .arg("-D")
+        .arg(wav)
+        .args(["-r", "8000", "-e", "u-law"])
+        .arg(&phone)
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP: sox could not make a phone-band copy (apt-get install sox)");
+        return None;
+    }
+    Some(phone)
+}
+
 /// Two read sentences as 8 kHz μ-law (sox, no dither), where tiny.en on a window trimmed
 /// close to the audio looped on the last phrase ("… whatever they were, whatever they were,
 /// whatever they were."; "by a similar process, by a similar process."): replayed, no
@@ -278,17 +295,9 @@ fn phone_band_sentences_do_not_loop_on_their_last_phrase() {
     };
     let dir = tempfile::tempdir().unwrap();
     for name in ["LJ001-0003.wav", "LJ001-0014.wav"] {
-        let phone = dir.path().join(name);
-        let made = std::process::Command::new("sox")
-            .arg("-D")
-            .arg(asr.join(name))
-            .args(["-r", "8000", "-e", "u-law"])
-            .arg(&phone)
-            .status();
-        if !made.is_ok_and(|s| s.success()) {
-            eprintln!("SKIP: sox could not make a phone-band copy (apt-get install sox)");
+        let Some(phone) = phone_copy(&asr.join(name), dir.path()) else {
             return;
-        }
+        };
         let out = run(&[
             "replay",
             "--model",
@@ -331,17 +340,9 @@ fn a_phone_leg_keeps_a_sentence_whole_across_its_pauses() {
     };
     let dir = tempfile::tempdir().unwrap();
     let name = "LJ001-0009.wav";
-    let phone = dir.path().join(name);
-    let made = std::process::Command::new("sox")
-        .arg("-D")
-        .arg(asr.join(name))
-        .args(["-r", "8000", "-e", "u-law"])
-        .arg(&phone)
-        .status();
-    if !made.is_ok_and(|s| s.success()) {
-        eprintln!("SKIP: sox could not make a phone-band copy (apt-get install sox)");
+    let Some(phone) = phone_copy(&asr.join(name), dir.path()) else {
         return;
-    }
+    };
     let short = dir.path().join("short.toml");
     std::fs::write(&short, "[vad]\nnarrowband_hangover_s = 0.5\n").unwrap();
     let replay = |audio: &std::path::Path, config: Option<&std::path::Path>| {
