@@ -236,8 +236,8 @@ impl UtteranceSegmenter {
         }
         match &mut self.open {
             None => {
-                if let Some((first, n_speech)) = onset(&self.recent, &self.cfg, speech) {
-                    let start = (first - FRAME_S / 2.0 - self.cfg.pre_roll_s).max(0.0);
+                if let Some((start, n_speech)) = onset(&self.recent, &self.cfg, speech) {
+                    let start = start.max(0.0);
                     self.open = Some(OpenSegment {
                         start,
                         run_start: start,
@@ -255,10 +255,9 @@ impl UtteranceSegmenter {
                         // After a pause the wideband hangover closes on, the utterance goes on
                         // (a phone leg) and the speaker starts a new run of speech where a
                         // wideband leg would open its next utterance.
-                        if let Some((first, _)) = onset(&self.recent, &self.cfg, speech) {
+                        if let Some((start, _)) = onset(&self.recent, &self.cfg, speech) {
                             open.run_open = true;
-                            open.run_start =
-                                (first - FRAME_S / 2.0 - self.cfg.pre_roll_s).max(open.start);
+                            open.run_start = start.max(open.start);
                         }
                     }
                     open.last_speech_t = f.t;
@@ -315,12 +314,14 @@ impl UtteranceSegmenter {
     }
 }
 
-/// Whether the frames of `recent` (the last, `speech`, included) open speech: the time of
-/// the first speech frame among them and the count of speech frames.
+/// Whether the frames of `recent` (the last, `speech`, included) open speech: where the
+/// speech starts (the first speech frame's start less the pre-roll) and the count of speech
+/// frames.
 fn onset(recent: &VecDeque<(f64, bool)>, cfg: &VadConfig, speech: bool) -> Option<(f64, usize)> {
     let n_speech = recent.iter().filter(|(_, s)| *s).count();
     let first = recent.iter().find(|(_, s)| *s).map(|(t, _)| *t)?;
-    (speech && n_speech >= cfg.onset_frames).then_some((first, n_speech))
+    let start = first - FRAME_S / 2.0 - cfg.pre_roll_s;
+    (speech && n_speech >= cfg.onset_frames).then_some((start, n_speech))
 }
 
 fn hangover_for(cfg: &VadConfig, input_rate: u32) -> f64 {
