@@ -19,7 +19,7 @@ use crate::alerts::{AlertEngine, Tick, UtteranceInfo};
 use crate::audio::resample::StreamResampler;
 use crate::audio::{Speaker, ANALYSIS_RATE};
 use crate::config::Config;
-use crate::emotion::arousal::{descriptors, input_vector, ArousalBaseline, ArousalModel};
+use crate::emotion::arousal::{descriptors, input_vector, ArousalBaseline, ArousalModel, Band};
 use crate::emotion::emotion_label;
 use crate::emotion::sentiment::SentimentAnalyzer;
 use crate::empathy::{BehaviourDetector, CallEmpathy};
@@ -448,16 +448,28 @@ impl CallPipeline {
         out.push(Output::Event(self.stamper.stamp(round3(t), ts, body)));
     }
 
-    /// Switches one speaker's input rate (a leg that joins at another rate).
+    /// Switches one speaker's input rate (a leg that joins at another rate: the call starts
+    /// at the rate of whichever leg is heard first, often the agent greeting on a wideband
+    /// softphone while the customer's leg is a telephone line).
+    ///
+    /// The leg's pause rule and its arousal head follow the new band. A change of band
+    /// starts the speaker's arousal baseline and stress level afresh: what was learned is
+    /// the other head's reading of the other band's audio.
     pub fn set_input_rate(
         &mut self,
         speaker: Speaker,
         rate: u32,
     ) -> Result<(), crate::audio::error::AudioError> {
+        let model = &self.analyzers.arousal;
         if let Some(track) = self.tracks.iter_mut().find(|t| t.speaker == speaker) {
             if track.resampler.in_rate() != rate {
                 track.resampler = StreamResampler::new(rate, ANALYSIS_RATE)?;
                 track.segmenter.set_input_rate(rate);
+                if let Some(affect) = track.affect.as_mut() {
+                    if affect.baseline.band() != Band::of_rate(rate) {
+                        *affect = Affect::new(model.new_baseline(rate));
+                    }
+                }
             }
         }
         Ok(())

@@ -325,7 +325,7 @@ fn onset(recent: &VecDeque<(f64, bool)>, cfg: &VadConfig, speech: bool) -> Optio
 }
 
 fn hangover_for(cfg: &VadConfig, input_rate: u32) -> f64 {
-    if input_rate <= crate::emotion::arousal::NARROWBAND_MAX_RATE {
+    if crate::audio::is_narrowband(input_rate) {
         cfg.narrowband_hangover_s
     } else {
         cfg.hangover_s

@@ -26,6 +26,15 @@ pub const ANALYSIS_RATE: u32 = 16_000;
 /// Anything else is almost certainly a mislabelled file or a broken stream header.
 pub const SUPPORTED_RATES: RangeInclusive<u32> = 8_000..=48_000;
 
+/// Input sample rates at or below this are narrowband: a telephone line, whose band ends
+/// near 3.4 kHz. Pause detection and the arousal model's head follow it.
+pub const NARROWBAND_MAX_RATE: u32 = 8_000;
+
+/// Whether audio arriving at `input_rate` Hz is narrowband (see [`NARROWBAND_MAX_RATE`]).
+pub fn is_narrowband(input_rate: u32) -> bool {
+    input_rate <= NARROWBAND_MAX_RATE
+}
+
 /// Who is speaking on a channel or leg.
 #[derive(
     Debug,

@@ -43,9 +43,6 @@ pub const FORMAT: &str = "calltone-arousal-v2";
 /// older binaries refuse it. A change of the input layout bumps both tags.
 pub const FORMAT_EXTENDED: &str = "calltone-arousal-v3";
 
-/// Input sample rates at or below this are treated as narrowband (telephone).
-pub const NARROWBAND_MAX_RATE: u32 = 8_000;
-
 /// Extra descriptors computed here from frames, appended to the functionals' 22.
 const EXTRA_NAMES: [&str; 25] = [
     "f0_p10_st",
@@ -96,7 +93,7 @@ pub enum Band {
 
 impl Band {
     pub fn of_rate(input_rate: u32) -> Self {
-        if input_rate <= NARROWBAND_MAX_RATE {
+        if crate::audio::is_narrowband(input_rate) {
             Band::Narrowband
         } else {
             Band::Wideband
