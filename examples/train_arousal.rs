@@ -66,11 +66,11 @@ use calltone::prosody::{functionals, Cycle, Frame};
 
 const GAP_S: f64 = 1.5;
 /// Simulated orders play every clip at a random gain within ± this many dB (`--gain-jitter`;
-/// see `gain_jittered`). Set a priori, not selected: the training corpora keep their
+/// see `jittered`). Set a priori, not selected: the training corpora keep their
 /// recording gain, so a selection among them could not see what the jitter protects against.
 const GAIN_JITTER_DB: f32 = 10.0;
 /// `--crop-jitter S` (an experiment, off by default): simulated orders also hear each
-/// utterance cut to a random span of at least S seconds (see `gain_jittered`), so that the
+/// utterance cut to a random span of at least S seconds (see `jittered`), so that the
 /// model meets one-word answers and whole sentences on every corpus. Measured on 2026-12-07
 /// (`models/arousal-experiments.md`): +0.006 held-out UAR, but more false alarms on calm
 /// speech, so the shipped model is trained without it.
@@ -450,13 +450,13 @@ fn main() -> Result<()> {
         .map(|si| BANDS.map(|b| make_seq(&processed[&(si, b)])))
         .collect();
     // Simulated orders hear every clip at its own gain, each utterance cut to a random span
-    // (see `gain_jittered`).
+    // (see `jittered`).
     if gain_jitter_db > 0.0 || crop_min_s > 0.0 {
         for (si, bands) in seqs.iter_mut().enumerate() {
             for (bi, s) in bands.iter_mut().enumerate() {
                 let p = &processed[&(si, BANDS[bi])];
                 s.jittered = (1..orders)
-                    .map(|o| gain_jittered(p, s, o, gain_jitter_db, crop_min_s))
+                    .map(|o| jittered(p, s, o, gain_jitter_db, crop_min_s))
                     .collect();
             }
         }
@@ -470,13 +470,7 @@ fn main() -> Result<()> {
         }
         for (si, bands) in seqs.iter_mut().enumerate() {
             for (bi, s) in bands.iter_mut().enumerate() {
-                s.eval_desc = Some(gain_jittered(
-                    &processed[&(si, BANDS[bi])],
-                    s,
-                    1 << 40,
-                    db,
-                    0.0,
-                ));
+                s.eval_desc = Some(jittered(&processed[&(si, BANDS[bi])], s, 1 << 40, db, 0.0));
             }
         }
     }
@@ -1247,14 +1241,9 @@ fn load_corpus(dir: &Path, corpus: &'static str) -> Result<Vec<SpeakerClips>> {
 /// RMS level in dB shifts by the gain, loudness (band power to [`LOUDNESS_EXPONENT`])
 /// scales by 10^(exponent·gain/10); pitch, voicing, HNR and spectral balance do not change.
 /// Segmentation is kept as it was (the voice-activity threshold is not level-free, so this
-/// is close, not exact).
-fn gain_jittered(
-    p: &Processed,
-    s: &Seq,
-    o: u64,
-    range_db: f32,
-    crop_min_s: f64,
-) -> Vec<Descriptors> {
+/// is close, not exact). With `crop_min_s` > 0 (`--crop-jitter`) each utterance is also cut
+/// to a random span of at least that many seconds (its frames and cycles inside the span).
+fn jittered(p: &Processed, s: &Seq, o: u64, range_db: f32, crop_min_s: f64) -> Vec<Descriptors> {
     p.utterances
         .iter()
         .enumerate()
