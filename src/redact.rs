@@ -362,6 +362,8 @@ enum Ask {
     Expiry,
     Dob,
     Iban,
+    Ssn,
+    Phone,
 }
 
 impl Ask {
@@ -373,10 +375,24 @@ impl Ask {
             Ask::Expiry => "expires",
             Ask::Dob => "date of birth",
             Ask::Iban => "iban",
+            Ask::Ssn => "social security",
+            Ask::Phone => "phone number",
         }
     }
 
-    /// The last question cue in `lower` (lowercase text), if any.
+    /// A question can name several things ("the security code on the back of your card"):
+    /// the one it asks for is the most specific. Card cues are the broadest (a card question
+    /// is a payment context anyway) and a phone cue the next.
+    fn rank(self) -> u8 {
+        match self {
+            Ask::Card => 0,
+            Ask::Phone => 1,
+            _ => 2,
+        }
+    }
+
+    /// The question cue in `lower` (lowercase text), if any: of the most specific kind
+    /// named ([`Ask::rank`]), the last.
     fn in_text(lower: &str) -> Option<Ask> {
         const ASKS: &[(Ask, &[&str])] = &[
             (
@@ -406,6 +422,22 @@ impl Ask {
                 &["date of birth", "birth date", "birthday", "born"],
             ),
             (Ask::Iban, &["iban"]),
+            (Ask::Ssn, &["social security", "ssn", "your social"]),
+            (
+                Ask::Phone,
+                &[
+                    "phone number",
+                    "best number",
+                    "number to reach",
+                    "reach you on",
+                    "reach you at",
+                    "callback number",
+                    "call back number",
+                    "contact number",
+                    "mobile number",
+                    "cell number",
+                ],
+            ),
             (
                 Ask::Card,
                 &[
@@ -428,7 +460,7 @@ impl Ask {
                     .max()
                     .map(|at| (at, *ask))
             })
-            .max_by_key(|(at, _)| *at)
+            .max_by_key(|(at, ask)| (ask.rank(), *at))
             .map(|(_, ask)| ask)
     }
 }
@@ -513,11 +545,12 @@ impl ConversationRedactor {
                 _ => usize::from(spoken_digit(&t.lower).is_some()),
             })
             .sum();
-        if let (Some(first), 4..=19) = (trailing.last(), digits) {
-            let tail_text = text[first.start..].to_string();
-            {
-                self.tails.push((speaker, tail_text, end));
-            }
+        // Up to the last digit: Whisper ends most utterances with a full stop, which would
+        // end the digit run at the seam ("4532." + "0151.").
+        let last = trailing.iter().find(|t| t.class != Class::Punct);
+        if let (Some(first), Some(last), 4..=19) = (trailing.last(), last, digits) {
+            self.tails
+                .push((speaker, text[first.start..last.end].to_string(), end));
         }
         (red, w, wr)
     }
@@ -618,6 +651,9 @@ enum Sep {
     Space,
     Dash,
     Dot,
+    /// A full stop and a space between written four-digit groups: Whisper's punctuation of
+    /// a card number read group by group with pauses ("4532. 0151. 1283. 0366.").
+    Stop,
     Comma,
     Paren,
 }
@@ -683,10 +719,13 @@ fn digit_runs(toks: &[Tok]) -> Vec<Run> {
             i += 1;
             continue;
         };
-        let prefix =
-            (i > 0 && !toks[i].gap && (toks[i - 1].is_punct('+') || toks[i - 1].is_punct('(')))
-                .then(|| i - 1);
-        let plus = prefix.is_some_and(|p| toks[p].is_punct('+'));
+        // "+44", "(555", and "plus 44" as ASR writes a spoken "+".
+        let spoken_plus = i > 0 && toks[i - 1].lower == "plus";
+        let prefix = (i > 0
+            && (spoken_plus
+                || !toks[i].gap && (toks[i - 1].is_punct('+') || toks[i - 1].is_punct('('))))
+        .then(|| i - 1);
+        let plus = prefix.is_some_and(|p| toks[p].is_punct('+') || toks[p].lower == "plus");
         let mut groups = vec![first];
         let mut j = groups[0].toks.end;
         loop {
@@ -700,8 +739,16 @@ fn digit_runs(toks: &[Tok]) -> Vec<Run> {
                     Some('-' | '–') => Sep::Dash,
                     Some(',') => Sep::Comma,
                     Some('(' | ')') => Sep::Paren,
-                    // A dot only between digits without spaces: "555.123.4567", not "45. One".
+                    // A dot only between digits without spaces: "555.123.4567", not "45. One";
+                    // or a full stop between written four-digit groups.
                     Some('.') if !t.gap && toks.get(k + 1).is_some_and(|n| !n.gap) => Sep::Dot,
+                    Some('.')
+                        if !t.gap
+                            && four_digits(&toks[j - 1])
+                            && toks.get(k + 1).is_some_and(four_digits) =>
+                    {
+                        Sep::Stop
+                    }
                     _ => {
                         ok = false;
                         break;
@@ -727,6 +774,10 @@ fn digit_runs(toks: &[Tok]) -> Vec<Run> {
         });
     }
     runs
+}
+
+fn four_digits(t: &Tok) -> bool {
+    t.class == Class::Digits && t.lower.len() == 4
 }
 
 fn luhn(digits: &str) -> bool {
@@ -789,6 +840,7 @@ const CVV_WORDS: &[&str] = &[
     "verification code",
     "three digit code",
     "pin",
+    "passcode",
 ];
 const DOB_WORDS: &[&str] = &[
     "date of birth",
@@ -812,6 +864,8 @@ const EXPIRY_WORDS: &[&str] = &[
     "valid through",
     "good thru",
     "good through",
+    "valid until",
+    "good until",
 ];
 const TLDS: &[&str] = &[
     "com", "net", "org", "edu", "gov", "mil", "io", "co", "uk", "us", "ca", "au", "de", "fr", "ie",
@@ -1013,7 +1067,7 @@ impl Scan<'_> {
             if !(t.is_punct('@') || (t.class == Class::Word && t.lower == "at")) {
                 continue;
             }
-            let Some(domain_end) = self.domain_end(at + 1) else {
+            let Some(domain_end) = self.domain_end(at + 1, t.is_punct('@')) else {
                 continue;
             };
             let Some(local_start) = self.local_start(at) else {
@@ -1081,8 +1135,9 @@ impl Scan<'_> {
         s
     }
 
-    /// End (exclusive) of a domain starting at token `i`: labels joined by dots, ending in a TLD.
-    fn domain_end(&self, i: usize) -> Option<usize> {
+    /// End (exclusive) of a domain starting at token `i`: labels joined by dots, ending in a
+    /// listed TLD, or after a written "@" (`written`) in any alphabetic one ("empresa.es").
+    fn domain_end(&self, i: usize, written: bool) -> Option<usize> {
         let toks = self.toks;
         let mut j = i;
         let mut dots = 0;
@@ -1107,7 +1162,11 @@ impl Scan<'_> {
             }
         }
         let last = last_label?;
-        (dots > 0 && TLDS.contains(&toks[last].lower.as_str())).then_some(last + 1)
+        let tld = &toks[last].lower;
+        let any_tld = written
+            && (2..=24).contains(&tld.len())
+            && tld.bytes().all(|b| b.is_ascii_alphabetic());
+        (dots > 0 && (any_tld || TLDS.contains(&tld.as_str()))).then_some(last + 1)
     }
 
     /// The date after an expiry cue.
@@ -1123,9 +1182,30 @@ impl Scan<'_> {
         // half of a card read in two halves, published before the second half is heard.
         // Written amounts ("1200") are one group and stay.
         let singly = run.groups.iter().all(|g| g.digits.len() == 1);
-        if (digits >= 6 || (digits >= 4 && singly)) && self.free(&span) {
+        if (digits >= 6 || (digits >= 4 && singly)) && !self.is_amount(run) && self.free(&span) {
             self.take(PiiKind::Card, span);
         }
+    }
+
+    /// A sum of money, the one thing a payment call is full of: "$1,299.99", "1195.49",
+    /// "250000 pounds".
+    fn is_amount(&self, run: &Run) -> bool {
+        let (first, last) = (&run.groups[0], &run.groups[run.groups.len() - 1]);
+        let currency_before = first.toks.start > 0
+            && !self.toks[first.toks.start].gap
+            && self.toks[first.toks.start - 1].class == Class::Punct
+            && matches!(
+                self.toks[first.toks.start - 1].lower.as_str(),
+                "$" | "£" | "€"
+            );
+        let cents = run.groups.len() > 1 && last.sep == Sep::Dot && last.digits.len() == 2;
+        let unit_after = self.toks.get(last.toks.end).is_some_and(|t| {
+            matches!(
+                t.lower.as_str(),
+                "dollars" | "dollar" | "pounds" | "pound" | "euros" | "euro" | "cents" | "bucks"
+            )
+        });
+        !first.spoken && (currency_before || cents || unit_after)
     }
 
     /// Written IBANs: two letters, two check digits, then alphanumerics (grouped by spaces or
@@ -1220,7 +1300,9 @@ impl Scan<'_> {
         }
     }
 
-    /// The date after one of `cues` (expiry or birth dates).
+    /// The date after one of `cues` (expiry or birth dates): the first date-shaped run that
+    /// starts within [`DATE_REACH`] tokens of the cue ("date of birth? Yes, it's actually
+    /// 12/05/1980", "born in London on 5 March 1980", "expires at the end of April 2027").
     fn dates(&mut self, cues: &[&str], kind: PiiKind) {
         let toks = self.toks;
         let is_word = |t: &Tok| t.class == Class::Word;
@@ -1235,71 +1317,69 @@ impl Scan<'_> {
                 })
                 .map(|cue| cue.len());
             let Some(cue_len) = cue_len else { continue };
-            let mut i = c + cue_len;
-            let mut skipped = 0;
-            while skipped < 4
-                && toks.get(i).is_some_and(|t| {
-                    matches!(
-                        t.lower.as_str(),
-                        "date"
-                            | "is"
-                            | "was"
-                            | "i"
-                            | "my"
-                            | "m"
-                            | "am"
-                            | "its"
-                            | "s"
-                            | "'"
-                            | "’"
-                            | "on"
-                            | "the"
-                            | "of"
-                            | "in"
-                            | "it"
-                            | ":"
-                            | ","
-                    )
-                })
-            {
-                i += 1;
-                skipped += 1;
-            }
-            let start = i;
-            let (mut digits, mut month, mut end) = (0, false, start);
-            while i < toks.len() && i < start + 8 {
-                let t = &toks[i].lower;
-                if toks[i].class == Class::Digits && t.len() <= 4 {
-                    digits += t.len();
-                } else if spoken_digit(t).is_some() || matches!(t.as_str(), "for" | "to" | "too") {
-                    // Inside a date, ASR's homophones of "four" and "two" are those digits
-                    // (Whisper writes "oh for twenty seven").
-                    digits += 1;
-                } else if tens_or_teens(t) {
-                    digits += 2;
-                } else if MONTHS.contains(&t.as_str()) {
-                    month = true;
-                } else if kind == PiiKind::Dob && ordinal(t) {
-                    digits += 1;
-                } else if !matches!(t.as_str(), "/" | "-" | "." | "slash" | "of" | ",") {
+            let from = c + cue_len;
+            for start in from..toks.len().min(from + DATE_REACH) {
+                if let Some(end) = self.date_at(start, kind) {
+                    let span = start..end;
+                    if self.free(&span) {
+                        self.take(kind, span);
+                    }
                     break;
                 }
-                i += 1;
-                if !matches!(t.as_str(), "/" | "-" | "." | "slash" | "of" | ",") {
-                    end = i;
-                }
-            }
-            let span = start..end;
-            if end > start && (digits >= 3 || (month && digits >= 1)) && self.free(&span) {
-                self.take(kind, span);
             }
         }
     }
+
+    /// End (exclusive) of a date starting at token `start`: 3+ digits, or a month and a digit,
+    /// in at most 8 tokens.
+    fn date_at(&self, start: usize, kind: PiiKind) -> Option<usize> {
+        let toks = self.toks;
+        let first = &toks[start].lower;
+        // "for", "to" are dates' digits only inside one.
+        let starts = (toks[start].class == Class::Digits && first.len() <= 4)
+            || spoken_digit(first).is_some()
+            || tens_or_teens(first)
+            || MONTHS.contains(&first.as_str())
+            || (kind == PiiKind::Dob && ordinal(first));
+        if !starts {
+            return None;
+        }
+        let (mut digits, mut month, mut end) = (0, false, start);
+        let mut i = start;
+        while i < toks.len() && i < start + 8 {
+            let t = &toks[i].lower;
+            if toks[i].class == Class::Digits && t.len() <= 4 {
+                digits += t.len();
+            } else if spoken_digit(t).is_some() || matches!(t.as_str(), "for" | "to" | "too") {
+                // Inside a date, ASR's homophones of "four" and "two" are those digits
+                // (Whisper writes "oh for twenty seven").
+                digits += 1;
+            } else if tens_or_teens(t) {
+                digits += 2;
+            } else if MONTHS.contains(&t.as_str()) {
+                month = true;
+            } else if kind == PiiKind::Dob && ordinal(t) {
+                digits += 1;
+            } else if !matches!(t.as_str(), "/" | "-" | "." | "slash" | "of" | ",") {
+                break;
+            }
+            i += 1;
+            if !matches!(t.as_str(), "/" | "-" | "." | "slash" | "of" | ",") {
+                end = i;
+            }
+        }
+        (end > start && (digits >= 3 || (month && digits >= 1))).then_some(end)
+    }
 }
+
+/// How many tokens after a date cue a date may start.
+const DATE_REACH: usize = 10;
 
 /// "12th", "first", "twenty" (as in "twenty first") and the like, in a date of birth.
 fn ordinal(w: &str) -> bool {
+    // ASCII only: the slicing below counts bytes ("kraków" is not an ordinal).
     let digits_suffix = w.len() > 2
+        && w.is_ascii()
         && w[..w.len() - 2].bytes().all(|b| b.is_ascii_digit())
         && matches!(&w[w.len() - 2..], "st" | "nd" | "rd" | "th");
     digits_suffix
@@ -1919,6 +1999,211 @@ mod tests {
         assert_eq!(
             say(&mut c, Customer, 0.0, "my order is 542418"),
             "my order is 542418"
+        );
+    }
+
+    #[test]
+    fn card_read_group_by_group_with_full_stops() {
+        use crate::audio::Speaker::{Agent, Customer};
+        // Whisper puts a full stop after each group the caller pauses after.
+        assert_eq!(
+            red("It's 4532. 0151. 1283. 0366. Thanks"),
+            "It's [CARD]. Thanks"
+        );
+        // One group per utterance: the first four digits (part of the card's issuer number,
+        // which PCI DSS lets be shown) are out before the rest is heard; the rest join it.
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "Can I take the long number on the card please?",
+        );
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "My card number is 4532."),
+            "My card number is 4532."
+        );
+        for (t, group) in [(5.0, "0151."), (7.0, "1283."), (9.0, "0366.")] {
+            assert_eq!(say(&mut c, Customer, t, group), "[CARD].", "{group}");
+        }
+        // Two halves, each ending in a full stop.
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "Can I take the long number on the card please?",
+        );
+        assert_eq!(
+            say(
+                &mut c,
+                Customer,
+                3.0,
+                "It is four one one one, one one one one."
+            ),
+            "It is [CARD]."
+        );
+        assert_eq!(
+            say(&mut c, Customer, 6.0, "One one one one, one one one one."),
+            "[CARD]."
+        );
+        // Years and short numbers between full stops stay.
+        for text in ["It was 2019. 2020 was worse.", "Room 12. 14 of us."] {
+            assert_eq!(red(text), text);
+        }
+    }
+
+    #[test]
+    fn the_most_specific_question_decides() {
+        use crate::audio::Speaker::{Agent, Customer};
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "What's the security code on the back of your card?",
+        );
+        assert_eq!(say(&mut c, Customer, 3.0, "It's 737."), "It's [CVV].");
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "And what's the expiry date on the card?",
+        );
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "Oh four, twenty seven."),
+            "[EXPIRY]."
+        );
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "Can I have your social security number please?",
+        );
+        assert_eq!(
+            say(
+                &mut c,
+                Customer,
+                3.0,
+                "One two three, four five, six seven eight nine."
+            ),
+            "[SSN]."
+        );
+        let mut c = convo();
+        say(&mut c, Agent, 0.0, "And the last four of your social?");
+        assert_eq!(say(&mut c, Customer, 3.0, "6789."), "[SSN].");
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "What's the best number to reach you on?",
+        );
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "It's 020 7946 0958."),
+            "It's [PHONE]."
+        );
+        // The last cue of the same kind still wins over an earlier one.
+        assert_eq!(
+            Ask::in_text("thanks for the cvv. and the expiry?"),
+            Some(Ask::Expiry)
+        );
+        assert_eq!(
+            Ask::in_text("which card would you like to use"),
+            Some(Ask::Card)
+        );
+    }
+
+    #[test]
+    fn dates_a_few_words_after_their_cue() {
+        use crate::audio::Speaker::{Agent, Customer};
+        let mut c = convo();
+        say(&mut c, Agent, 0.0, "Can you confirm your date of birth?");
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "Yes, it's 12/05/1980."),
+            "Yes, it's [DOB]."
+        );
+        let mut c = convo();
+        say(&mut c, Agent, 0.0, "Can you confirm your date of birth?");
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "Sure. The 5th of March, 1980."),
+            "Sure. The [DOB]."
+        );
+        assert_eq!(
+            red("my date of birth is actually 12/05/1980"),
+            "my date of birth is actually [DOB]"
+        );
+        assert_eq!(
+            red("I was born in London on 5 March 1980"),
+            "I was born in London on [DOB]"
+        );
+        assert_eq!(
+            red("the card expires at the end of April 2027"),
+            "the card expires at the end of [EXPIRY]"
+        );
+        assert_eq!(red("It's valid until 04/27."), "It's valid until [EXPIRY].");
+        // Not a date: too few digits, or none.
+        for text in [
+            "my birthday party is for 20 people",
+            "my card expires soon, I need a new one",
+            "I was born here and have 3 kids",
+        ] {
+            assert_eq!(red(text), text);
+        }
+    }
+
+    #[test]
+    fn non_ascii_words_after_a_birth_cue() {
+        // Sliced by bytes once: "kraków" panicked.
+        assert_eq!(red("I was born in Kraków."), "I was born in Kraków.");
+        assert_eq!(red("born née Smith, 12 05 1980"), "born née Smith, [DOB]");
+        for w in ["ków", "né", "1ñ", "日本th", "ﬁrst"] {
+            assert!(!ordinal(w), "{w}");
+        }
+    }
+
+    #[test]
+    fn spoken_plus_and_any_written_domain() {
+        assert_eq!(
+            red("My number is plus 44 20 7946 0958."),
+            "My number is [PHONE]."
+        );
+        assert_eq!(
+            red("plus four four two zero seven nine four six zero nine five eight"),
+            "[PHONE]"
+        );
+        assert_eq!(red("it's two plus two"), "it's two plus two");
+        assert_eq!(red("My email is maria@empresa.es."), "My email is [EMAIL].");
+        assert_eq!(
+            red("write to jan.devries@bedrijf.nl today"),
+            "write to [EMAIL] today"
+        );
+        // Spoken "at" still needs a known TLD: "meet at the cafe dot then".
+        assert_eq!(
+            red("see you at home dot later"),
+            "see you at home dot later"
+        );
+    }
+
+    #[test]
+    fn sums_of_money_in_a_payment_call_stay() {
+        use crate::audio::Speaker::{Agent, Customer};
+        let mut c = convo();
+        say(&mut c, Agent, 0.0, "Which card would you like to pay with?");
+        for text in [
+            "Yes, the balance is $1,299.99, right?",
+            "It came to 1195.49 in the end.",
+            "We owe 250000 pounds.",
+            "That's £12,500 a year.",
+        ] {
+            assert_eq!(say(&mut c, Customer, 3.0, text), text);
+        }
+        // Card digits in the same context still go.
+        assert_eq!(
+            say(&mut c, Customer, 6.0, "it starts 542 418"),
+            "it starts [CARD]"
         );
     }
 
