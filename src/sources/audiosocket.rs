@@ -4,16 +4,21 @@
 //! (u8) and payload length (u16 big-endian) — then the payload. Kinds:
 //! `0x00` hangup, `0x01` UUID (16 bytes; must come first and names the call), `0x03` DTMF
 //! (ignored), `0x10` signed linear 16-bit mono little-endian at 8 kHz, `0x11`–`0x18` the same
-//! at 12, 16, 24, 32, 44.1, 48, 96 and 192 kHz, `0xff` error (optional code).
+//! at 12, 16, 24, 32, 44.1, 48, 96 and 192 kHz, `0xff` error (optional code). calltone takes
+//! `0x10`–`0x16` (8–48 kHz, the pipeline's [`SUPPORTED_RATES`]); `0x17`/`0x18` (96/192 kHz)
+//! are refused as bad data (`unsupported_rate`): nothing in speech analysis uses audio above
+//! 8 kHz, and such a leg would carry 2–4× the samples of a 48 kHz one to read and resample.
 //!
 //! Invariants:
 //! * `call_id` is the UUID in hyphenated lowercase form. Connections with the same UUID are
 //!   legs of one call: the first is `first_leg` (customer by default), the second the other
 //!   speaker, a third is rejected. Each leg sends its own `Start` (with its one speaker) and
 //!   `End`; the router merges them.
-//! * Bad data (unknown kind, odd audio length, oversize frame, bad UUID, a sample-rate change
-//!   mid-leg) closes only that connection: `tracing::warn!` with the call id and reason, a
-//!   `bad_frames` count, and `End{reason:"error: …"}` for the leg if it had started.
+//! * Bad data (unknown kind, an audio kind above 48 kHz, odd audio length, oversize frame,
+//!   bad UUID, a sample-rate change mid-leg) closes only that connection: one
+//!   `tracing::warn!` with the call id and reason, a `bad_frames` count, a
+//!   `connections_closed{reason="error"}` count, and `End{reason:"error: …"}` for the leg if
+//!   it had started. The call's other leg goes on.
 //! * A leg that sends no audio for `read_timeout_s` (DTMF and repeated UUIDs do not count)
 //!   ends with `timeout`; EOF without hangup ends with
 //!   `disconnected`; service shutdown ends live legs with `shutdown`.
@@ -31,7 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use super::ingest::{reason_class, s16le_to_f32, IngestTx, LegGuard};
 use super::CallEvent;
-use crate::audio::Speaker;
+use crate::audio::{Speaker, SUPPORTED_RATES};
 use crate::metrics::Metrics;
 
 pub const KIND_HANGUP: u8 = 0x00;
@@ -42,7 +47,8 @@ pub const KIND_ERROR: u8 = 0xff;
 
 const SOURCE: &str = "audiosocket";
 
-/// Sample rate of an audio kind, `None` for non-audio kinds.
+/// Sample rate of an audio kind per the protocol, `None` for non-audio kinds. Kinds whose
+/// rate is outside [`SUPPORTED_RATES`] (`0x17`, `0x18`) are refused by the server.
 pub fn audio_kind_rate(kind: u8) -> Option<u32> {
     Some(match kind {
         0x10 => 8_000,
@@ -472,6 +478,14 @@ async fn run_leg<R: AsyncRead + Unpin>(
                 let Some(frame_rate) = audio_kind_rate(kind) else {
                     return bad("unknown_kind", format!("unknown frame kind 0x{kind:02x}"));
                 };
+                if !SUPPORTED_RATES.contains(&frame_rate) {
+                    return bad(
+                        "unsupported_rate",
+                        format!(
+                            "audio kind 0x{kind:02x} ({frame_rate} Hz) is not supported; use 0x10-0x16 (8-48 kHz)"
+                        ),
+                    );
+                }
                 if frame.payload.len() % 2 != 0 {
                     return bad(
                         "odd_length",

@@ -1,0 +1,252 @@
+//! Hostile or unusual ingest against the real `calltone serve` (real sockets, the MQTT broker
+//! on 127.0.0.1:1883, every wait bounded):
+//!
+//! * AudioSocket audio kinds `0x17`/`0x18` (96/192 kHz) are above the pipeline's 8–48 kHz:
+//!   the leg that sends one is closed with one logged, counted reason, and the call's other
+//!   leg is analysed and ends as usual — whether the bad frame is the call's first audio or
+//!   arrives mid-call.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::broker::{of_call, subscribe, unique, Received};
+use common::service::{slin_frame, uuid_call_id, Serve};
+
+/// A service on a unique MQTT site, online; `None` (test skipped, with a printed reason)
+/// without the Whisper model or the broker on 127.0.0.1:1883.
+fn service(tag: &str) -> Option<(tempfile::TempDir, Received, Serve)> {
+    let model = common::model()?;
+    if !common::broker::port_open(1883) {
+        eprintln!("SKIP: no MQTT broker on 127.0.0.1:1883");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let site = unique(tag);
+    let rec = subscribe(1883, &site);
+    let serve = Serve::start(dir.path(), "mqtt://127.0.0.1:1883", &site, &model);
+    rec.wait_for("online", Duration::from_secs(20), |ev| {
+        ev.iter()
+            .any(|(t, v, _)| t.ends_with("/status") && v["state"] == "online")
+    });
+    Some((dir, rec, serve))
+}
+
+/// A UUID no other test run uses.
+fn fresh_uuid(tag: u8) -> [u8; 16] {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let mut u = [0u8; 16];
+    u[..12].copy_from_slice(&n.to_le_bytes()[..12]);
+    u[12..15].copy_from_slice(&std::process::id().to_le_bytes()[..3]);
+    u[15] = tag;
+    u
+}
+
+/// `n` samples of a sine at `f` Hz sampled at `rate`, from sample `t0`, as s16le.
+fn tone(rate: u32, n: usize, f: f64, t0: usize) -> Vec<u8> {
+    (t0..t0 + n)
+        .flat_map(|i| {
+            let x = 8000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / rate as f64).sin();
+            (x as i16).to_le_bytes()
+        })
+        .collect()
+}
+
+/// An AudioSocket connection that has named its call.
+fn audiosocket_leg(port: u16, uuid: &[u8; 16]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(&slin_frame(0x01, uuid)).unwrap();
+    s
+}
+
+/// Watches `s` for the service closing it: the time from now to EOF (or a reset), or `None`
+/// if it is still open after `within`. Whatever the service sends is discarded.
+fn watch_close(s: &TcpStream, within: Duration) -> JoinHandle<Option<Duration>> {
+    let mut r = s.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            let left = within.checked_sub(t0.elapsed())?;
+            r.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            match r.read(&mut buf) {
+                Ok(0) => return Some(t0.elapsed()),
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if t0.elapsed() >= within {
+                        return None;
+                    }
+                }
+                Err(_) => return Some(t0.elapsed()),
+            }
+        }
+    })
+}
+
+/// Sleeps until `k` × 20 ms after `t0` (real-time pacing).
+fn pace(t0: Instant, k: usize) {
+    let due = t0 + Duration::from_millis(20 * k as u64);
+    if let Some(d) = due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+/// A labelled sample of `/metrics`, e.g.
+/// `labelled(s, "calltone_bad_frames_total", r#"source="audiosocket",reason="oversize""#)`;
+/// 0 when the series is absent.
+fn labelled(serve: &Serve, name: &str, labels: &str) -> f64 {
+    let prefix = format!("{name}{{{labels}}} ");
+    serve
+        .get("/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Warnings in the service log naming `call_id` and containing `needle`.
+fn warnings(serve: &Serve, call_id: &str, needle: &str) -> Vec<String> {
+    std::fs::read_to_string(&serve.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains(call_id) && l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The call's `call_ended`, waited for (bounded).
+fn call_ended(rec: &Received, call_id: &str, within: Duration) -> serde_json::Value {
+    rec.wait_for(&format!("call_ended of {call_id}"), within, |ev| {
+        of_call(ev, call_id)
+            .iter()
+            .any(|(_, v, _)| v["type"] == "call_ended")
+    });
+    let ev = rec.events();
+    let mine = of_call(&ev, call_id);
+    assert_eq!(
+        mine.first().map(|(_, v, _)| v["type"].clone()),
+        Some("call_started".into()),
+        "{mine:?}"
+    );
+    mine.iter()
+        .find(|(_, v, _)| v["type"] == "call_ended")
+        .map(|(_, v, _)| v.clone())
+        .unwrap()
+}
+
+/// The first audio of a call is 96 kHz (`0x17`): that leg is closed as bad data, once,
+/// and the other leg's 8 kHz audio is still analysed and published as a call.
+#[test]
+fn a_96k_first_leg_is_closed_and_the_other_leg_is_still_analysed() {
+    let Some((_dir, rec, serve)) = service("as96first") else {
+        return;
+    };
+    let uuid = fresh_uuid(1);
+    let call_id = uuid_call_id(&uuid);
+    let mut a = audiosocket_leg(serve.audiosocket, &uuid);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut b = audiosocket_leg(serve.audiosocket, &uuid);
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Leg A (customer) opens with 20 ms at 96 kHz and keeps sending it; leg B (agent)
+    // streams 3 s at 8 kHz in real time, then hangs up.
+    let a_closed = watch_close(&a, Duration::from_secs(5));
+    let t0 = Instant::now();
+    for k in 0..150 {
+        let _ = a.write_all(&slin_frame(0x17, &tone(96_000, 1920, 220.0, k * 1920)));
+        b.write_all(&slin_frame(0x10, &tone(8000, 160, 300.0, k * 160)))
+            .unwrap();
+        pace(t0, k + 1);
+    }
+    b.write_all(&slin_frame(0x00, &[])).unwrap();
+    let a_closed = a_closed.join().unwrap();
+    assert!(
+        a_closed.is_some(),
+        "the 96 kHz leg was kept open:\n{}",
+        serve.log_tail(10)
+    );
+
+    let ended = call_ended(&rec, &call_id, Duration::from_secs(30));
+    assert_eq!(ended["reason"], "hangup", "{ended}");
+    let duration = ended["duration"].as_f64().unwrap();
+    assert!(
+        (2.5..4.0).contains(&duration),
+        "the 8 kHz leg's 3 s: {ended}"
+    );
+    assert_eq!(
+        labelled(
+            &serve,
+            "calltone_bad_frames_total",
+            r#"source="audiosocket",reason="unsupported_rate""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        labelled(
+            &serve,
+            "calltone_connections_closed_total",
+            r#"source="audiosocket",reason="error""#
+        ),
+        1.0
+    );
+    let why = warnings(&serve, &call_id, "96000");
+    assert_eq!(why.len(), 1, "one logged reason: {why:#?}");
+    serve.terminate();
+}
+
+/// A leg that sends 96 kHz audio into a running call is closed after its first such frame,
+/// with one log line (not one per frame); the call goes on and ends as its other leg says.
+#[test]
+fn a_96k_leg_joining_a_running_call_is_closed_with_one_logged_reason() {
+    let Some((_dir, rec, serve)) = service("as96mid") else {
+        return;
+    };
+    let uuid = fresh_uuid(2);
+    let call_id = uuid_call_id(&uuid);
+    let mut a = audiosocket_leg(serve.audiosocket, &uuid);
+    let t0 = Instant::now();
+    let mut b: Option<(TcpStream, JoinHandle<Option<Duration>>)> = None;
+    for k in 0..150 {
+        a.write_all(&slin_frame(0x10, &tone(8000, 160, 220.0, k * 160)))
+            .unwrap();
+        if k == 25 {
+            let s = audiosocket_leg(serve.audiosocket, &uuid);
+            let w = watch_close(&s, Duration::from_secs(5));
+            b = Some((s, w));
+        }
+        if let Some((s, _)) = b.as_mut().filter(|_| (30..80).contains(&k)) {
+            let _ = s.write_all(&slin_frame(0x18, &tone(192_000, 3840, 300.0, k * 3840)));
+        }
+        pace(t0, k + 1);
+    }
+    let (b, b_closed) = b.unwrap();
+    assert!(
+        b_closed.join().unwrap().is_some(),
+        "the 192 kHz leg was kept open:\n{}",
+        serve.log_tail(10)
+    );
+    a.write_all(&slin_frame(0x00, &[])).unwrap();
+
+    let ended = call_ended(&rec, &call_id, Duration::from_secs(30));
+    assert_eq!(ended["reason"], "hangup", "{ended}");
+    assert!(ended["duration"].as_f64().unwrap() >= 2.5, "{ended}");
+    assert_eq!(
+        labelled(
+            &serve,
+            "calltone_bad_frames_total",
+            r#"source="audiosocket",reason="unsupported_rate""#
+        ),
+        1.0
+    );
+    let why = warnings(&serve, &call_id, "192000");
+    assert_eq!(why.len(), 1, "one logged reason: {why:#?}");
+    drop(b);
+    serve.terminate();
+}
