@@ -5,6 +5,10 @@
 //!   the leg that sends one is closed with one logged, counted reason, and the call's other
 //!   leg is analysed and ends as usual — whether the bad frame is the call's first audio or
 //!   arrives mid-call.
+//! * A call's free leg can only be joined over the source that opened the call: an
+//!   AudioSocket client naming a mono L16 call, or a Twilio `outbound` stream naming an
+//!   AudioSocket call, is refused before it sends anything (`other_source`) and can neither
+//!   add audio to the call, keep it open nor set its end reason.
 
 mod common;
 
@@ -13,8 +17,10 @@ use std::net::TcpStream;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use common::broker::{of_call, subscribe, unique, Received};
 use common::service::{slin_frame, uuid_call_id, Serve};
+use tungstenite::Message;
 
 /// A service on a unique MQTT site, online; `None` (test skipped, with a printed reason)
 /// without the Whisper model or the broker on 127.0.0.1:1883.
@@ -248,5 +254,169 @@ fn a_96k_leg_joining_a_running_call_is_closed_with_one_logged_reason() {
     let why = warnings(&serve, &call_id, "192000");
     assert_eq!(why.len(), 1, "one logged reason: {why:#?}");
     drop(b);
+    serve.terminate();
+}
+
+/// A mono L16 stream owns only the customer leg; an AudioSocket client naming the call is
+/// refused at once instead of taking the free agent leg: it cannot keep the call open after
+/// its owner leaves nor set its end reason.
+#[test]
+fn audiosocket_cannot_take_the_free_leg_of_a_mono_l16_call() {
+    let Some((_dir, rec, serve)) = service("joinl16") else {
+        return;
+    };
+    let uuid = fresh_uuid(3);
+    let call_id = uuid_call_id(&uuid);
+    let (mut owner, _) = tungstenite::connect(format!("ws://127.0.0.1:{}/media/l16", serve.media))
+        .expect("ws connect");
+    owner
+        .send(Message::text(
+            serde_json::json!({"call_id": call_id, "sample_rate": 8000, "channels": 1}).to_string(),
+        ))
+        .unwrap();
+    let t0 = Instant::now();
+    let mut attacker: Option<(TcpStream, JoinHandle<Option<Duration>>)> = None;
+    for k in 0..100 {
+        owner
+            .send(Message::binary(tone(8000, 160, 220.0, k * 160)))
+            .unwrap();
+        if k == 25 {
+            let s = audiosocket_leg(serve.audiosocket, &uuid);
+            let w = watch_close(&s, Duration::from_secs(3));
+            attacker = Some((s, w));
+        }
+        if let Some((s, _)) = attacker.as_mut().filter(|_| k > 25) {
+            let _ = s.write_all(&slin_frame(0x10, &tone(8000, 160, 440.0, k * 160)));
+        }
+        pace(t0, k + 1);
+    }
+    let (mut attacker, closed) = attacker.unwrap();
+    let closed = closed.join().unwrap();
+    // The owner leaves; the attacker stays one more second and then hangs up.
+    let _ = owner.close(None);
+    for k in 100..150 {
+        let _ = attacker.write_all(&slin_frame(0x10, &tone(8000, 160, 440.0, k * 160)));
+        pace(t0, k + 1);
+    }
+    let _ = attacker.write_all(&slin_frame(0x00, &[]));
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(2)),
+        "the AudioSocket connection joined the L16 call:\n{}",
+        serve.log_tail(10)
+    );
+
+    let ended = call_ended(&rec, &call_id, Duration::from_secs(30));
+    assert_eq!(
+        ended["reason"], "disconnected",
+        "the owner's reason: {ended}"
+    );
+    let ev = rec.events();
+    assert!(
+        of_call(&ev, &call_id)
+            .iter()
+            .all(|(_, v, _)| v["speaker"] != "agent"),
+        "the attacker's leg reached the call"
+    );
+    assert_eq!(
+        labelled(
+            &serve,
+            "calltone_bad_frames_total",
+            r#"source="audiosocket",reason="other_source""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        labelled(
+            &serve,
+            "calltone_connections_closed_total",
+            r#"source="audiosocket",reason="rejected""#
+        ),
+        1.0
+    );
+    let why = warnings(&serve, &call_id, "other_source");
+    assert_eq!(why.len(), 1, "one logged reason: {why:#?}");
+    serve.terminate();
+}
+
+/// A Twilio stream with only the `outbound` track (the agent) naming an AudioSocket call
+/// whose agent leg is free is refused with close 1008 `other_source`; the call is the
+/// AudioSocket leg's alone.
+#[test]
+fn a_twilio_outbound_stream_cannot_take_a_leg_of_an_audiosocket_call() {
+    let Some((_dir, rec, serve)) = service("jointwilio") else {
+        return;
+    };
+    let uuid = fresh_uuid(4);
+    let call_id = uuid_call_id(&uuid);
+    let mut a = audiosocket_leg(serve.audiosocket, &uuid);
+    let t0 = Instant::now();
+    for k in 0..25 {
+        a.write_all(&slin_frame(0x10, &tone(8000, 160, 220.0, k * 160)))
+            .unwrap();
+        pace(t0, k + 1);
+    }
+    let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{}/media/twilio", serve.media))
+        .expect("ws connect");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    }
+    ws.send(Message::text(
+        serde_json::json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": {
+            "streamSid": "MZ1", "callSid": call_id, "accountSid": "AC1", "tracks": ["outbound"],
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+        .to_string(),
+    ))
+    .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode([0xffu8; 160]);
+    let mut close_reason: Option<String> = None;
+    for k in 25..125 {
+        a.write_all(&slin_frame(0x10, &tone(8000, 160, 220.0, k * 160)))
+            .unwrap();
+        if close_reason.is_none() {
+            let media = serde_json::json!({"event": "media", "streamSid": "MZ1",
+                "media": {"track": "outbound", "chunk": (k - 24).to_string(),
+                    "timestamp": ((k - 25) * 20).to_string(), "payload": &b64}});
+            let _ = ws.send(Message::text(media.to_string()));
+            match ws.read() {
+                Ok(Message::Close(f)) => {
+                    close_reason = Some(f.map(|f| f.reason.to_string()).unwrap_or_default())
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => close_reason = Some(String::new()),
+            }
+        }
+        pace(t0, k + 1);
+    }
+    let _ = ws.send(Message::text(
+        r#"{"event":"stop","streamSid":"MZ1","stop":{}}"#,
+    ));
+    assert_eq!(
+        close_reason.as_deref(),
+        Some("other_source"),
+        "the Twilio stream joined the AudioSocket call:\n{}",
+        serve.log_tail(10)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    a.write_all(&slin_frame(0x00, &[])).unwrap();
+
+    let ended = call_ended(&rec, &call_id, Duration::from_secs(30));
+    assert_eq!(ended["reason"], "hangup", "{ended}");
+    let ev = rec.events();
+    assert!(
+        of_call(&ev, &call_id)
+            .iter()
+            .all(|(_, v, _)| v["speaker"] != "agent"),
+        "the Twilio stream's audio reached the call"
+    );
+    assert_eq!(
+        labelled(
+            &serve,
+            "calltone_bad_frames_total",
+            r#"source="twilio",reason="other_source""#
+        ),
+        1.0
+    );
     serve.terminate();
 }

@@ -19,6 +19,9 @@
 //!   `tracing::warn!` with the call id and reason, a `bad_frames` count, a
 //!   `connections_closed{reason="error"}` count, and `End{reason:"error: …"}` for the leg if
 //!   it had started. The call's other leg goes on.
+//! * A connection naming a call opened over a media stream (Twilio, L16) is refused before
+//!   it sends anything (`other_source`), even when that call's other speaker is free: the
+//!   second leg of a call is only ever another AudioSocket connection (see [`super::legs`]).
 //! * A leg that sends no audio for `read_timeout_s` (DTMF and repeated UUIDs do not count)
 //!   ends with `timeout`; EOF without hangup ends with
 //!   `disconnected`; service shutdown ends live legs with `shutdown`.
@@ -343,13 +346,18 @@ async fn handle_connection(
         }
     };
 
-    let Some(claim) = ingest
-        .legs()
-        .claim_first_free(&uuid, &[config.first_leg, other(config.first_leg)])
-    else {
-        // Both legs are owned by other connections: a third leg, or a hijack attempt.
-        ingest.leg_taken(&uuid, &peer);
-        return;
+    let claim = match ingest.legs().claim_first_free(
+        &uuid,
+        SOURCE,
+        &[config.first_leg, other(config.first_leg)],
+    ) {
+        Ok(c) => c,
+        Err(refusal) => {
+            // Both legs are owned by other connections (a third leg, or a hijack attempt), or
+            // the call was opened over a media stream: its free leg is not AudioSocket's.
+            ingest.leg_refused(&uuid, &peer, refusal);
+            return;
+        }
     };
     let speaker = claim.speakers()[0];
     tracing::info!(call_id = %uuid, %speaker, %peer, "audiosocket leg connected");

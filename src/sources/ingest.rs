@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
 
-use super::legs::LegRegistry;
+use super::legs::{LegRegistry, Refusal};
 use super::CallEvent;
 use crate::metrics::{Counter, Metrics};
 use crate::security::SecurityConfig;
@@ -158,8 +158,22 @@ impl IngestTx {
 
     /// Logs and counts a leg refused because another connection owns it.
     pub fn leg_taken(&self, call_id: &str, peer: &dyn std::fmt::Display) {
-        tracing::warn!(call_id, source = self.source, %peer, reason = "leg_taken", "call leg already owned by another connection; refusing");
-        self.bad_frame("leg_taken");
+        self.leg_refused(call_id, peer, Refusal::Taken);
+    }
+
+    /// Logs and counts a leg the leg table refused: one WARN with the reason,
+    /// `calltone_bad_frames_total{reason="leg_taken"|"other_source"}` and
+    /// `calltone_connections_closed_total{reason="rejected"}`.
+    pub fn leg_refused(&self, call_id: &str, peer: &dyn std::fmt::Display, refusal: Refusal) {
+        match refusal {
+            Refusal::Taken => {
+                tracing::warn!(call_id, source = self.source, %peer, reason = "leg_taken", "call leg already owned by another connection; refusing");
+            }
+            Refusal::OtherSource(owner) => {
+                tracing::warn!(call_id, source = self.source, %peer, reason = "other_source", opened_by = owner, "call was opened over another source; only that source may join its legs; refusing");
+            }
+        }
+        self.bad_frame(refusal.reason());
         self.closed("rejected");
     }
 

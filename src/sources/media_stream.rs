@@ -21,7 +21,9 @@
 //! audio for `read_timeout_s` (pings, marks and DTMF do not count) ends with `timeout`; one that closes without `stop` with `disconnected`.
 //!
 //! Security: a stream's legs belong to its socket ([`super::legs`]): a second socket naming
-//! a call whose speakers are live is refused (`leg_taken`) before it sends anything. Each
+//! a call whose speakers are live is refused (`leg_taken`) before it sends anything, and so is
+//! one naming a call opened over another source (`other_source`: a Twilio stream cannot take
+//! a leg of an AudioSocket or L16 call, nor an L16 stream one of a Twilio call). Each
 //! track runs under a real-time pacing guard ([`super::ingest::LegPacer`]); WebSocket frame
 //! and message sizes are limited by `max_message_bytes` before the payload is buffered.
 
@@ -374,9 +376,9 @@ enum Step {
     End(String),
     /// Close without sending anything more (router gone).
     Abort,
-    /// The call's legs belong to another connection: close with a policy-violation frame,
-    /// send nothing to the router.
-    Refused,
+    /// The leg table refused the call's legs (`leg_taken`, `other_source`): close with a
+    /// policy-violation frame with this reason, send nothing to the router.
+    Refused(&'static str),
 }
 
 /// Receives the next message before `deadline`, honouring shutdown. Callers move the
@@ -552,11 +554,11 @@ impl<'a> TwilioSession<'a> {
                     self.st.twilio.closed("router_gone");
                     return;
                 }
-                Step::Refused => {
+                Step::Refused(reason) => {
                     let _ = socket
                         .send(Message::Close(Some(CloseFrame {
                             code: 1008, // policy violation
-                            reason: "leg_taken".into(),
+                            reason: reason.into(),
                         })))
                         .await;
                     return;
@@ -655,9 +657,17 @@ impl<'a> TwilioSession<'a> {
             return self.bad("bad_track", "start lists no tracks".into());
         }
         speakers.sort();
-        let Some(claim) = self.st.twilio.legs().claim(&call_id, &speakers) else {
-            self.st.twilio.leg_taken(&call_id, &"websocket");
-            return Step::Refused;
+        let claim = match self
+            .st
+            .twilio
+            .legs()
+            .claim(&call_id, self.st.twilio.source(), &speakers)
+        {
+            Ok(c) => c,
+            Err(refusal) => {
+                self.st.twilio.leg_refused(&call_id, &"websocket", refusal);
+                return Step::Refused(refusal.reason());
+            }
         };
         self.claim = Some(claim);
         self.tracks = speakers
@@ -867,15 +877,18 @@ async fn l16_session(mut socket: WebSocket, st: MediaState) {
     let call_id = meta.call_id;
     let channels = meta.channels as usize;
     let speakers: Vec<Speaker> = [Speaker::Customer, Speaker::Agent][..channels].to_vec();
-    let Some(claim) = ingest.legs().claim(&call_id, &speakers) else {
-        ingest.leg_taken(&call_id, &"websocket");
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code: 1008,
-                reason: "leg_taken".into(),
-            })))
-            .await;
-        return;
+    let claim = match ingest.legs().claim(&call_id, ingest.source(), &speakers) {
+        Ok(c) => c,
+        Err(refusal) => {
+            ingest.leg_refused(&call_id, &"websocket", refusal);
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1008,
+                    reason: refusal.reason().into(),
+                })))
+                .await;
+            return;
+        }
     };
     tracing::info!(call_id = %call_id, rate = meta.sample_rate, channels, "l16 stream started");
     let start = CallEvent::Start {
