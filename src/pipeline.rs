@@ -134,6 +134,15 @@ const KEEP_WHEN_IDLE_S: f64 = 2.5;
 /// silent so that a leg that never sends audio cannot stall the call.
 const MAX_LEG_SKEW_S: f64 = 2.0;
 
+/// A live leg whose audio starts at least this far behind the call ([`CallPipeline::join_at`])
+/// is moved onto the call's clock. Shorter lags are the jitter of legs that start together
+/// (a media stream's two tracks arrive 20 ms apart).
+pub const LATE_JOIN_MIN_S: f64 = 0.5;
+
+/// Silence is added to a late leg in pieces of this many seconds, segmenting as it goes, so
+/// a leg joining an hour into a call costs no more memory than one joining at its start.
+const PAD_CHUNK_S: f64 = 1.0;
+
 /// Sliding arousal window for live stress (never reaching back before the open utterance),
 /// and its hop.
 const WINDOW_S: f64 = 2.0;
@@ -246,6 +255,19 @@ impl Affect {
         self.open_hist[bin.min(LEVEL_BINS - 1)] += 1;
     }
 
+    /// The speaker's leg changed band: the baseline and level start afresh from the new
+    /// band's head (they were the other head's reading of the other band's audio); the
+    /// call's stress figures so far and the sentiment memory stay.
+    fn change_band(&mut self, baseline: ArousalBaseline) {
+        *self = Affect {
+            stress_sum: self.stress_sum,
+            stress_n: self.stress_n,
+            stress_max: self.stress_max,
+            valence: self.valence,
+            ..Affect::new(baseline)
+        };
+    }
+
     /// The open utterance closed: its windows join the speaker's level.
     fn commit_level(&mut self) {
         for (l, o) in self.level_hist.iter_mut().zip(self.open_hist.iter_mut()) {
@@ -283,9 +305,11 @@ struct Track {
     affect: Option<Affect>,
     /// Recent (end time, words) for the speaking rate.
     recent_words: VecDeque<(f64, usize, f64)>,
-    /// Whether this speaker has sent any audio; a leg that never connects does not hold
-    /// back the others.
+    /// Whether this speaker is sending audio; a leg that never connects, or has hung up,
+    /// does not hold back the others.
     active: bool,
+    /// Seconds of this speaker's audio pushed (silence added by `join_at` included).
+    heard_t: f64,
     /// The language this speaker's utterances are decoded in, once detected.
     language: Option<&'static str>,
     /// The job id and text of this speaker's latest transcribed utterance (raw, before
@@ -301,6 +325,10 @@ struct PendingUtterance {
     end: f64,
     functionals: prosody::Functionals,
     arousal: Option<f32>,
+    /// The arousal relative to the speaker's level as it stood when the utterance closed
+    /// (the emotion label's input): later utterances, closed while this one is still being
+    /// transcribed, must not move it, so live reads as replay does.
+    relative: Option<f32>,
     /// The transcript once it is back, held while an earlier job of the call is still out.
     result: Option<TranscriptResult>,
 }
@@ -371,6 +399,7 @@ impl CallPipeline {
                 affect: emotion.then(|| Affect::new(analyzers.arousal.new_baseline(input_rate))),
                 recent_words: VecDeque::new(),
                 active: false,
+                heard_t: 0.0,
                 language: None,
                 last_text: None,
             });
@@ -453,8 +482,9 @@ impl CallPipeline {
     /// softphone while the customer's leg is a telephone line).
     ///
     /// The leg's pause rule and its arousal head follow the new band. A change of band
-    /// starts the speaker's arousal baseline and stress level afresh: what was learned is
-    /// the other head's reading of the other band's audio.
+    /// starts the speaker's arousal baseline and stress level afresh (what was learned is
+    /// the other head's reading of the other band's audio); the call's stress figures so far
+    /// stay in its summary.
     pub fn set_input_rate(
         &mut self,
         speaker: Speaker,
@@ -467,12 +497,63 @@ impl CallPipeline {
                 track.segmenter.set_input_rate(rate);
                 if let Some(affect) = track.affect.as_mut() {
                     if affect.baseline.band() != Band::of_rate(rate) {
-                        *affect = Affect::new(model.new_baseline(rate));
+                        affect.change_band(model.new_baseline(rate));
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Puts a live leg that starts (or restarts) sending audio `at` seconds into the call
+    /// on the call's clock: a speaker's times count from its own first sample, so an agent
+    /// leg that connects 10 s after the customer's would otherwise say everything 10 s
+    /// early: before the distress it answers, and over the customer's speech. The leg is
+    /// padded with silence up to `at`, never past the audio the other legs have sent (a
+    /// sender that runs ahead of real time sets no clock). Lags under [`LATE_JOIN_MIN_S`]
+    /// are left alone. Returns the seconds of silence added.
+    ///
+    /// Call it before the leg's first [`CallPipeline::push`]; `at` comes from the source
+    /// (wall time since the call's first audio), as the pipeline keeps no clock.
+    pub fn join_at(&mut self, speaker: Speaker, at: f64, out: &mut Vec<Output>) -> f64 {
+        if self.ended {
+            return 0.0;
+        }
+        let Some(i) = self.tracks.iter().position(|t| t.speaker == speaker) else {
+            return 0.0;
+        };
+        let own = self.tracks[i].heard_t;
+        let others = self
+            .tracks
+            .iter()
+            .filter(|t| t.speaker != speaker && t.active)
+            .map(|t| t.heard_t)
+            .fold(0.0, f64::max);
+        let pad = at.min(others) - own;
+        if pad < LATE_JOIN_MIN_S {
+            return 0.0;
+        }
+        self.tracks[i].active = true;
+        self.tracks[i].heard_t += pad;
+        let mut left = (pad * ANALYSIS_RATE as f64).round() as usize;
+        let chunk = (PAD_CHUNK_S * ANALYSIS_RATE as f64) as usize;
+        while left > 0 {
+            let n = left.min(chunk);
+            let track = &mut self.tracks[i];
+            track.scratch16.clear();
+            track.scratch16.resize(n, 0.0);
+            track.analyze_scratch(false);
+            self.advance(false, out);
+            left -= n;
+        }
+        pad
+    }
+
+    /// A leg has hung up: the others no longer wait for its audio (until it sends again).
+    pub fn end_leg(&mut self, speaker: Speaker) {
+        if let Some(t) = self.tracks.iter_mut().find(|t| t.speaker == speaker) {
+            t.active = false;
+        }
     }
 
     /// Pushes audio of one speaker at its input rate, in [-1, 1].
@@ -485,6 +566,7 @@ impl CallPipeline {
         };
         let track = &mut self.tracks[i];
         track.active = true;
+        track.heard_t += samples.len() as f64 / track.resampler.in_rate() as f64;
         track.scratch16.clear();
         track.resampler.push(samples, &mut track.scratch16);
         track.analyze_scratch(false);
@@ -784,6 +866,7 @@ impl CallPipeline {
             .collect();
         let functionals = prosody::functionals(&frames, &cycles);
         let mut arousal = None;
+        let mut relative = None;
         if let Some(affect) = track.affect.as_mut() {
             // Score against the baseline as it was before this utterance, then learn from it.
             let d = descriptors(&functionals, &frames, &cycles);
@@ -793,6 +876,7 @@ impl CallPipeline {
             affect.utterance_arousal = Some(a);
             affect.commit_level();
             arousal = Some(a);
+            relative = Some(affect.relative(a));
             if let Some(log) = self.feature_log.as_mut() {
                 log.push(UtteranceFeatures {
                     speaker: track.speaker,
@@ -835,6 +919,7 @@ impl CallPipeline {
                 end: seg.end,
                 functionals,
                 arousal,
+                relative,
                 result: None,
             },
         );
@@ -932,8 +1017,7 @@ impl CallPipeline {
                 }
                 // The label reads activation relative to the speaker's own level, so a
                 // naturally animated voice is not "anxious" from its first word.
-                let stress = p.arousal.map(|a| affect.relative(a));
-                emotion = emotion_label(stress, None, Some(sentiment)).map(str::to_string);
+                emotion = emotion_label(p.relative, None, Some(sentiment)).map(str::to_string);
             }
         }
         let behaviours = if words.is_empty() {

@@ -701,6 +701,10 @@ fn call_task(
     let cfg = &setup.cfg;
     let mut pipeline: Option<CallPipeline> = None;
     let mut live_legs: Vec<Speaker> = Vec::new();
+    // Legs heard since they (re)connected, and when the call's first audio came: a leg that
+    // starts later is put on the call's clock (`CallPipeline::join_at`).
+    let mut heard: Vec<Speaker> = Vec::new();
+    let mut first_audio: Option<Instant> = None;
     let mut out = Vec::new();
     // Wall-clock arrival of audio per (call time) so alert latency can be measured from the
     // moment the triggering audio entered the process.
@@ -742,6 +746,7 @@ fn call_task(
                     if !live_legs.contains(&s) {
                         live_legs.push(s);
                     }
+                    heard.retain(|h| *h != s);
                 }
             }
             CallMsg::Source(CallEvent::Agent { agent: a, .. }) => {
@@ -785,6 +790,17 @@ fn call_task(
                     tracing::warn!(%call_id, %speaker, error = %e, "bad sample rate; audio dropped");
                     continue;
                 }
+                let since_start = first_audio.get_or_insert_with(Instant::now).elapsed();
+                if !heard.contains(&speaker) {
+                    heard.push(speaker);
+                    let pad = p.join_at(speaker, since_start.as_secs_f64(), &mut out);
+                    if pad > 0.0 {
+                        tracing::info!(%call_id, %speaker, late_s = pad, "leg joined late; on the call's clock");
+                        if speaker == Speaker::Customer {
+                            audio_t += pad;
+                        }
+                    }
+                }
                 if speaker == Speaker::Customer {
                     audio_t += samples.len() as f64 / sample_rate as f64;
                     arrivals.push_back((audio_t, Instant::now()));
@@ -798,6 +814,10 @@ fn call_task(
                 speaker, reason, ..
             }) => {
                 live_legs.retain(|s| *s != speaker);
+                heard.retain(|s| *s != speaker);
+                if let Some(p) = pipeline.as_mut() {
+                    p.end_leg(speaker);
+                }
                 if live_legs.is_empty() {
                     tracing::info!(%call_id, %reason, "call ending");
                     match pipeline.as_mut() {
