@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audio::Speaker;
 use crate::events::{Alert, Event, EventBody, State};
+use crate::listener::GuardedListener;
 use crate::metrics::Metrics;
 use crate::publish::MqttHandle;
 
@@ -449,23 +450,65 @@ pub fn with_auth(
     ))
 }
 
-/// Serves `app` on `listener` (e.g. a [`crate::listener::GuardedListener`]) until `shutdown`
-/// fires, then waits for open connections.
-pub async fn serve_router<L>(
-    listener: L,
+/// Serves `app` over HTTP/1 on `listener` until `shutdown` fires, then stops accepting, asks
+/// open connections to close once their request is answered and waits for them (WebSocket
+/// sessions end themselves on their own token).
+///
+/// Each connection must deliver every request's headers within the listener's
+/// [`header_timeout`](GuardedListener::header_timeout), from its start (TLS handshake
+/// included) and from the end of each response (hyper's `header_read_timeout`), so a
+/// kept-alive connection cannot idle between requests and keep its slot; such closes are
+/// counted by the listener's [`ConnWatch`](crate::listener::ConnWatch).
+pub async fn serve_router(
+    mut listener: GuardedListener,
     app: Router,
     shutdown: CancellationToken,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug + std::fmt::Display,
-{
+) -> std::io::Result<()> {
+    use axum::serve::Listener as _;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "http listening");
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(listener.header_timeout());
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let watch = io.watch();
+        let conn = http
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()))
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let mut stopping = false;
+            // The connection (and its socket) lives until the close is counted.
+            let closed = loop {
+                tokio::select! {
+                    closed = conn.as_mut() => break closed,
+                    () = shutdown.cancelled(), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            };
+            match closed {
+                Err(e) if e.is_timeout() => watch.timed_out(),
+                Err(e) => tracing::debug!(%peer, error = %e, "http connection ended"),
+                Ok(()) => {}
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,19 +2,17 @@
 //! at most `max_connections` connections at once (more are closed at accept), and a
 //! connection must deliver every request's headers within `header_timeout` (slowloris).
 //!
-//! `axum::serve` runs hyper without a timer, so hyper's own `header_read_timeout` is off and
-//! a keep-alive connection could idle between requests for ever, keeping its slot. The
-//! deadline is therefore kept here, from what the connection's bytes show of its HTTP/1
-//! exchange (see [`Phase`]): it runs from accept until the first request's headers are in
-//! (`reason="header_timeout"`), is lifted while the request is handled, and runs again from
-//! the last byte of the response written: a connection with no complete next request within
-//! `header_timeout` of its last response is closed (`reason="idle_timeout"` when not a byte
-//! of a next request came, `"header_timeout"` when its headers were still arriving). A
-//! response `101 Switching Protocols` (WebSocket) or `text/event-stream` (SSE) lifts the
-//! deadline for the rest of the connection, so media streams and live feeds live as long as
-//! they need to (media streams end on their own `read_timeout_s`). HTTP/2 (cleartext, prior
-//! knowledge; the TLS listener offers no `h2`) is closed after `header_timeout` with nothing
-//! written by the server.
+//! The header deadline is hyper's own `header_read_timeout`, set by
+//! [`crate::http::serve_router`] to [`GuardedListener::header_timeout`]: it runs from the
+//! start of the connection (TLS handshake included) until the first request's headers are
+//! in, and again from the end of each response until the next request's headers are in, so
+//! a kept-alive connection cannot idle between requests for ever, keeping its slot. It does
+//! not run while a request is handled or a response is written: a live feed (SSE) lives as
+//! long as it needs to, and an upgraded connection (WebSocket) leaves hyper altogether
+//! (media streams end on their own `read_timeout_s`). Only HTTP/1 is served. When hyper
+//! closes a connection for it, the close is counted as `reason="idle_timeout"` when the
+//! connection had been answered and sent not a byte since ([`ConnWatch`]), else as
+//! `"header_timeout"`.
 //!
 //! With [`GuardedListener::with_per_peer_cap`], one source address may hold at most that many
 //! of the connections, so a single client (a slowloris, a stuck script) cannot take every
@@ -25,7 +23,7 @@
 //!
 //! With TLS ([`GuardedListener::with_tls`], rustls), the handshake runs on the connection's
 //! own reads, not in `accept`, so a client that never finishes it holds up no one and is cut
-//! off by the same header deadline; the header scan reads the decrypted bytes. A failed
+//! off by the same header deadline. A failed
 //! handshake (plain HTTP to the TLS port, a bad client) is counted as `reason="tls"`.
 
 use std::collections::HashMap;
@@ -33,6 +31,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,7 +39,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
 
 use crate::metrics::{Counter, Metrics};
 
@@ -165,6 +163,11 @@ impl GuardedListener {
         }))
     }
 
+    /// How long a connection may take to deliver a request's headers (see the module docs).
+    pub fn header_timeout(&self) -> Duration {
+        self.header_timeout
+    }
+
     /// Speaks TLS on every connection (`None`: plain).
     pub fn with_tls(mut self, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         self.tls = tls;
@@ -207,13 +210,13 @@ impl axum::serve::Listener for GuardedListener {
                 tls_failed: self.tls_failed.clone(),
                 _permit: permit,
                 _peer: peer_slot,
-                deadline: Some(Box::pin(tokio::time::sleep(self.header_timeout))),
-                timeout: self.header_timeout,
-                phase: Phase::Head,
-                scan: HeadScan::default(),
-                served: false,
-                timed_out: self.timed_out.clone(),
-                idle_closed: self.idle_closed.clone(),
+                watch: Arc::new(ConnWatch {
+                    wrote: AtomicBool::new(false),
+                    read_since_write: AtomicBool::new(false),
+                    timed_out: self.timed_out.clone(),
+                    idle_closed: self.idle_closed.clone(),
+                    name: self.name,
+                }),
                 name: self.name,
             };
             return (io, peer);
@@ -276,105 +279,6 @@ impl Conn {
     }
 }
 
-/// Where a connection is in its HTTP/1 exchange, as far as its bytes show; decides whether
-/// the deadline runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for a request's headers (the first, or the next one after a response): the
-    /// deadline runs, reads are scanned for the end of the headers, and each write (the
-    /// rest of a response) pushes the deadline to `timeout` after it.
-    Head,
-    /// A request's headers are in and its response has not started: no deadline (the
-    /// handler takes the time it takes). The next write is the response's head.
-    Busy,
-    /// Upgraded (WebSocket) or a live feed (SSE): no deadline for the rest of the connection.
-    Held,
-    /// Not HTTP/1 (HTTP/2): the deadline runs and only writes push it.
-    Opaque,
-}
-
-/// What the first bytes the server writes after a request's headers say of the response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Response {
-    /// A final response with a bounded body.
-    Plain,
-    /// `1xx` other than 101 (`100 Continue`): the final response is still to come.
-    Interim,
-    /// `101 Switching Protocols`.
-    Upgrade,
-    /// `Content-Type: text/event-stream`.
-    Stream,
-    /// Not an HTTP/1 status line.
-    NotHttp1,
-}
-
-/// Reads a response's head from the start of `bytes` (hyper hands a response's whole head
-/// to one write). `head_request`: a HEAD has no body, whatever its headers say.
-fn classify_response(bytes: &[u8], head_request: bool) -> Response {
-    let Some(rest) = bytes.strip_prefix(b"HTTP/1.") else {
-        return Response::NotHttp1;
-    };
-    match rest.get(2..5) {
-        Some(b"101") => return Response::Upgrade,
-        Some([b'1', ..]) => return Response::Interim,
-        _ => {}
-    }
-    if head_request {
-        return Response::Plain;
-    }
-    let head = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(bytes, |end| &bytes[..end]);
-    const SSE: &[u8] = b"\ncontent-type: text/event-stream";
-    if head.windows(SSE.len()).any(|w| w.eq_ignore_ascii_case(SSE)) {
-        Response::Stream
-    } else {
-        Response::Plain
-    }
-}
-
-/// Finds the end of a request's headers in the bytes read: a blank line (`\r\n\r\n`, or
-/// bare `\n` line ends as httparse also takes them) after at least one byte that is not a
-/// line end (httparse skips blank lines before a request, so they start nothing).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct HeadScan {
-    /// A byte other than `\r`/`\n` was seen: a request has begun.
-    content: bool,
-    /// The last byte other than `\r` was `\n`.
-    newline: bool,
-    /// The request's first bytes, for its method.
-    prefix: [u8; 5],
-    prefix_len: u8,
-}
-
-impl HeadScan {
-    /// Advances over `bytes`; `true` when the end of the headers was seen.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            match b {
-                b'\r' | b'\n' if !self.content => {}
-                b'\r' => {}
-                b'\n' if self.newline => return true,
-                b'\n' => self.newline = true,
-                _ => {
-                    self.content = true;
-                    self.newline = false;
-                    if usize::from(self.prefix_len) < self.prefix.len() {
-                        self.prefix[usize::from(self.prefix_len)] = b;
-                        self.prefix_len += 1;
-                    }
-                }
-            }
-        }
-        false
-    }
-
-    fn is_head_request(&self) -> bool {
-        &self.prefix == b"HEAD "
-    }
-}
-
 /// A connection of a [`GuardedListener`]: holds its connection slot until dropped.
 #[derive(Debug)]
 pub struct GuardedStream {
@@ -382,61 +286,46 @@ pub struct GuardedStream {
     tls_failed: Arc<Counter>,
     _permit: OwnedSemaphorePermit,
     _peer: Option<PeerSlot>,
-    /// Runs in [`Phase::Head`] and [`Phase::Opaque`]; `None` otherwise.
-    deadline: Option<Pin<Box<Sleep>>>,
-    /// The listener's `header_timeout`.
-    timeout: Duration,
-    phase: Phase,
-    /// The request being read, in [`Phase::Head`]; the last one read, in [`Phase::Busy`].
-    scan: HeadScan,
-    /// A response has been written: a deadline with no next request is an idle close.
-    served: bool,
+    watch: Arc<ConnWatch>,
+    name: &'static str,
+}
+
+impl GuardedStream {
+    /// What the server that runs this connection reports a header timeout to.
+    pub fn watch(&self) -> Arc<ConnWatch> {
+        self.watch.clone()
+    }
+}
+
+/// Whether a connection has been answered, and has sent anything since: names the reason
+/// when the server closes it for not delivering a request's headers in time.
+#[derive(Debug)]
+pub struct ConnWatch {
+    /// The server wrote a byte (a response).
+    wrote: AtomicBool,
+    /// The client sent a byte since the server last wrote.
+    read_since_write: AtomicBool,
     timed_out: Arc<Counter>,
     idle_closed: Arc<Counter>,
     name: &'static str,
 }
 
-impl GuardedStream {
-    /// (Re)starts the deadline at `timeout` from now, registered with `cx`'s task so that it
-    /// wakes the connection even when nothing is read.
-    fn arm(&mut self, cx: &mut Context<'_>) {
-        let at = tokio::time::Instant::now() + self.timeout;
-        let d = self
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        d.as_mut().reset(at);
-        if d.as_mut().poll(cx).is_ready() {
-            // Already due: have the connection polled again, so that the read sees it.
-            cx.waker().wake_by_ref();
-        }
+impl ConnWatch {
+    fn on_read(&self) {
+        self.read_since_write.store(true, Ordering::Relaxed);
     }
 
-    /// After the server wrote; `first` is the start of what it handed to that write.
-    fn on_written(&mut self, first: &[u8], cx: &mut Context<'_>) {
-        match self.phase {
-            Phase::Held => {}
-            Phase::Head | Phase::Opaque => self.arm(cx),
-            Phase::Busy => match classify_response(first, self.scan.is_head_request()) {
-                Response::Interim => {}
-                Response::Upgrade | Response::Stream => self.phase = Phase::Held,
-                Response::Plain => {
-                    self.phase = Phase::Head;
-                    self.scan = HeadScan::default();
-                    self.served = true;
-                    self.arm(cx);
-                }
-                Response::NotHttp1 => {
-                    self.phase = Phase::Opaque;
-                    self.arm(cx);
-                }
-            },
-        }
+    fn on_written(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
+        self.read_since_write.store(false, Ordering::Relaxed);
     }
 
-    /// The deadline passed: counts and logs the close; the error for the read.
-    fn expired(&mut self) -> io::Error {
-        self.deadline = None;
-        let idle = self.phase == Phase::Opaque || (self.served && !self.scan.content);
+    /// The server closed the connection at its header deadline: counts and logs it, as
+    /// `idle_timeout` when the connection had been answered and sent nothing since, else
+    /// as `header_timeout`.
+    pub fn timed_out(&self) {
+        let idle =
+            self.wrote.load(Ordering::Relaxed) && !self.read_since_write.load(Ordering::Relaxed);
         if idle {
             self.idle_closed.inc();
             tracing::warn!(
@@ -444,7 +333,6 @@ impl GuardedStream {
                 reason = "idle_timeout",
                 "no request on a kept-alive connection in time; closing"
             );
-            io::Error::new(io::ErrorKind::TimedOut, "connection idle too long")
         } else {
             self.timed_out.inc();
             tracing::warn!(
@@ -452,10 +340,6 @@ impl GuardedStream {
                 reason = "header_timeout",
                 "request headers not received in time; closing"
             );
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request headers not received in time",
-            )
         }
     }
 }
@@ -467,11 +351,6 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(d) = this.deadline.as_mut() {
-            if d.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(this.expired()));
-            }
-        }
         if let Err(e) = std::task::ready!(this.inner.poll_ready(cx, &this.tls_failed, this.name)) {
             return Poll::Ready(Err(e));
         }
@@ -481,13 +360,8 @@ impl AsyncRead for GuardedStream {
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             _ => unreachable!("poll_ready leaves a usable stream"),
         };
-        if this.phase == Phase::Head {
-            if let Poll::Ready(Ok(())) = &r {
-                if this.scan.feed(&buf.filled()[before..]) {
-                    this.phase = Phase::Busy;
-                    this.deadline = None;
-                }
-            }
+        if buf.filled().len() > before {
+            this.watch.on_read();
         }
         r
     }
@@ -522,10 +396,8 @@ impl AsyncWrite for GuardedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = with_stream!(&mut *this, cx, |s| s.poll_write(cx, buf));
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                this.on_written(buf, cx);
-            }
+        if let Poll::Ready(Ok(1..)) = r {
+            this.watch.on_written();
         }
         r
     }
@@ -545,14 +417,8 @@ impl AsyncWrite for GuardedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = with_stream!(&mut *this, cx, |s| s.poll_write_vectored(cx, bufs));
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                let first = bufs
-                    .iter()
-                    .find(|b| !b.is_empty())
-                    .map_or(&[][..], |b| &b[..]);
-                this.on_written(first, cx);
-            }
+        if let Poll::Ready(Ok(1..)) = r {
+            this.watch.on_written();
         }
         r
     }
@@ -563,51 +429,5 @@ impl AsyncWrite for GuardedStream {
             Conn::Tls(s) => s.is_write_vectored(),
             _ => false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_end_is_found_across_reads() {
-        let ends = |parts: &[&[u8]]| {
-            let mut scan = HeadScan::default();
-            parts.iter().any(|p| scan.feed(p))
-        };
-        assert!(ends(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]));
-        assert!(ends(&[b"GET / HTTP/1.1\r\nHost: x\r", b"\n\r\n"]));
-        assert!(ends(&[b"GET / HTTP/1.1\nHost: x\n\n"]));
-        assert!(!ends(&[b"GET / HTTP/1.1\r\nHost: x\r\n"]));
-        // Blank lines before a request start nothing (httparse skips them).
-        assert!(!ends(&[b"\r\n\r\n", b"\r\n\n"]));
-        assert!(ends(&[b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"]));
-        let mut scan = HeadScan::default();
-        assert!(scan.feed(b"HEAD /api/events HTTP/1.1\r\n\r\n"));
-        assert!(scan.is_head_request());
-    }
-
-    #[test]
-    fn responses_are_told_apart_from_their_head() {
-        let c = |b: &[u8]| classify_response(b, false);
-        assert_eq!(
-            c(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"),
-            Response::Plain
-        );
-        assert_eq!(
-            c(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n"),
-            Response::Upgrade
-        );
-        assert_eq!(c(b"HTTP/1.1 100 Continue\r\n\r\n"), Response::Interim);
-        let sse = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
-        assert_eq!(c(sse), Response::Stream);
-        assert_eq!(classify_response(sse, true), Response::Plain, "HEAD");
-        // Only the head counts, not a body that mentions the type.
-        assert_eq!(
-            c(b"HTTP/1.1 200 OK\r\n\r\nx\ncontent-type: text/event-stream"),
-            Response::Plain
-        );
-        assert_eq!(c(b"\0\0\x12\x04\0\0\0\0\0"), Response::NotHttp1);
     }
 }

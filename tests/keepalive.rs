@@ -2,7 +2,7 @@
 //! (127.0.0.1, every wait bounded), connections that make one request and then idle — or
 //! drip the next request's headers — are closed after `security.http_header_timeout_s`, so
 //! a Twilio media stream gets in again; a media stream sending audio and a live feed (SSE)
-//! stay open well past that timeout.
+//! stay open well past that timeout; an HTTP/2 client is closed at its preface.
 
 mod common;
 
@@ -221,6 +221,12 @@ fn idle_keep_alive_connections_are_closed_and_streams_are_not() {
     call.send(twilio_media(100_000))
         .expect("the media stream is still open");
     assert!(still_open(&mut feed), "the live feed was closed");
+
+    // HTTP/2 (cleartext prior knowledge) is not served: closed at its preface, not kept.
+    let mut h2 = connect(serve.media);
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    closed_within(&mut h2, TIMEOUT / 2);
 
     let metrics = serve.get("/metrics");
     assert_eq!(
