@@ -10,7 +10,7 @@
 //! * a call that was open when the process died is ended (`restart_recovery`) on the next
 //!   start, continuing its `seq`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -526,6 +526,7 @@ struct RoutedCall {
     /// call, so a later `Start` with the same id is a new call with a new run.
     live: Vec<Speaker>,
     source: &'static str,
+    run: u64,
 }
 
 /// The `End` reason as it may appear in an event: one word of a fixed vocabulary, never a
@@ -562,17 +563,58 @@ pub fn run_event_id(call_id: &str, run: Option<u64>, seq: u64) -> String {
 }
 
 /// Routes source events to per-call tasks, creating a task for each new call.
+///
+/// A call whose legs have all ended may still be finishing (transcripts out, `call_ended`
+/// to come). A new call with the same id waits for it, its events queued (at most
+/// [`CALL_QUEUE`]; audio beyond is dropped and counted as `call_full`), so the two runs
+/// never share the id's registry entry, open-call record or retained topics.
 async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
-    let mut calls: HashMap<String, RoutedCall> = HashMap::new();
-    let mut tasks = JoinSet::new();
-    let mut last_run = 0u64;
-    let max_calls = shared.cfg.security.max_calls;
-    while let Some(ev) = rx.recv().await {
-        while tasks.try_join_next().is_some() {}
+    let mut router = Router {
+        max_calls: shared.cfg.security.max_calls,
+        shared,
+        calls: HashMap::new(),
+        finishing: HashMap::new(),
+        waiting: HashMap::new(),
+        tasks: JoinSet::new(),
+        last_run: 0,
+    };
+    loop {
+        tokio::select! {
+            Some(done) = router.tasks.join_next(), if !router.tasks.is_empty() => {
+                if let Ok((id, run)) = done {
+                    router.task_ended(id, run).await;
+                }
+            }
+            ev = rx.recv() => match ev {
+                Some(ev) => router.route(ev).await,
+                None => break,
+            },
+        }
+    }
+    // Every source has stopped; wait for the open calls to end.
+    drop(router.calls);
+    while router.tasks.join_next().await.is_some() {}
+}
+
+struct Router {
+    shared: Arc<Shared>,
+    max_calls: usize,
+    calls: HashMap<String, RoutedCall>,
+    /// Calls whose legs have all ended and whose task is still running: id → run.
+    finishing: HashMap<String, u64>,
+    /// Events of a new call waiting for the finishing call of the same id.
+    waiting: HashMap<String, VecDeque<CallEvent>>,
+    /// Call tasks; each resolves to its call id and run.
+    tasks: JoinSet<(String, u64)>,
+    last_run: u64,
+}
+
+impl Router {
+    async fn route(&mut self, ev: CallEvent) {
         let id = ev.call_id().to_string();
         let mut ev = Some(ev);
-        if let Some(call) = calls.get_mut(&id) {
-            let Some(e) = ev.take() else { continue };
+        if let Some(call) = self.calls.get_mut(&id) {
+            let Some(e) = ev.take() else { return };
             match &e {
                 CallEvent::Start { speakers, .. } => {
                     for s in speakers {
@@ -589,7 +631,7 @@ async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
                 CallEvent::Audio { .. } => match call.tx.try_send(e) {
                     Ok(()) => Ok(()),
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        shared
+                        self.shared
                             .metrics
                             .audio_dropped
                             .with(&[call.source, "call_full"])
@@ -601,51 +643,91 @@ async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
                 control => call.tx.send(control).await.map_err(|e| e.0),
             };
             match sent {
-                Ok(()) if !ended => continue,
+                Ok(()) if !ended => return,
                 Ok(()) => {
-                    calls.remove(&id);
-                    continue;
+                    if let Some(call) = self.calls.remove(&id) {
+                        self.finishing.insert(id, call.run);
+                    }
+                    return;
                 }
                 // The task has ended; a Start begins a new call.
                 Err(e) => {
-                    calls.remove(&id);
+                    self.calls.remove(&id);
                     ev = Some(e);
                 }
             }
         }
-        let Some(ev) = ev else { continue };
+        let Some(ev) = ev else { return };
+        if self.finishing.contains_key(&id) || self.waiting.contains_key(&id) {
+            let queue = self.waiting.entry(id.clone()).or_default();
+            if queue.is_empty() && !matches!(ev, CallEvent::Start { .. }) {
+                // The finished call's stragglers.
+                self.waiting.remove(&id);
+                tracing::debug!(call_id = %id, "event for an ending call ignored");
+            } else if queue.len() < CALL_QUEUE {
+                queue.push_back(ev);
+            } else {
+                let source: &'static str = match queue.front() {
+                    Some(CallEvent::Start { source, .. }) => source,
+                    _ => "unknown",
+                };
+                self.shared
+                    .metrics
+                    .audio_dropped
+                    .with(&[source, "call_full"])
+                    .inc();
+            }
+            return;
+        }
         let CallEvent::Start {
             source, speakers, ..
         } = &ev
         else {
             tracing::debug!(call_id = %id, "event for an unknown call ignored");
-            continue;
+            return;
         };
-        if calls.len() >= max_calls {
-            tracing::warn!(call_id = %id, max_calls, reason = "too_many_calls", "call limit reached; call refused");
-            shared
+        if self.calls.len() >= self.max_calls {
+            tracing::warn!(call_id = %id, max_calls = self.max_calls, reason = "too_many_calls", "call limit reached; call refused");
+            self.shared
                 .metrics
                 .audio_dropped
                 .with(&[source, "too_many_calls"])
                 .inc();
-            continue;
+            return;
         }
         let (tx, crx) = mpsc::channel(CALL_QUEUE);
         let (source, live) = (*source, speakers.clone());
         let _ = tx.try_send(ev);
-        let run = next_run(&mut last_run);
-        tasks.spawn(spawn_call_thread(
-            id.clone(),
-            source,
-            run,
-            crx,
-            shared.clone(),
-        ));
-        calls.insert(id, RoutedCall { tx, live, source });
+        let run = next_run(&mut self.last_run);
+        let (shared, task_id) = (self.shared.clone(), id.clone());
+        self.tasks.spawn(async move {
+            spawn_call_thread(task_id.clone(), source, run, crx, shared).await;
+            (task_id, run)
+        });
+        self.calls.insert(
+            id,
+            RoutedCall {
+                tx,
+                live,
+                source,
+                run,
+            },
+        );
     }
-    // Every source has stopped; wait for the open calls to end.
-    drop(calls);
-    while tasks.join_next().await.is_some() {}
+
+    /// A call task has ended: a new call of the same id that waited for it starts now.
+    async fn task_ended(&mut self, id: String, run: u64) {
+        if self.finishing.get(&id) != Some(&run) {
+            return;
+        }
+        self.finishing.remove(&id);
+        if let Some(queue) = self.waiting.remove(&id) {
+            tracing::debug!(call_id = %id, events = queue.len(), "previous call with this id ended; starting the new one");
+            for ev in queue {
+                Box::pin(self.route(ev)).await;
+            }
+        }
+    }
 }
 
 /// Runs one call's analysis on a thread of its own and resolves when the call has ended.
@@ -708,7 +790,7 @@ fn call_task(
     let mut out = Vec::new();
     // Wall-clock arrival of audio per (call time) so alert latency can be measured from the
     // moment the triggering audio entered the process.
-    let mut arrivals: std::collections::VecDeque<(f64, Instant)> = Default::default();
+    let mut arrivals: VecDeque<(f64, Instant)> = Default::default();
     let mut audio_t = 0.0f64;
     let mut agent: Option<String> = None;
     let mut context = crate::context::ContextBuilder::new(&call_id);
