@@ -1884,6 +1884,13 @@ mod tests {
         r.text
     }
 
+    /// The redacted answer to an agent's question, 3 s after it.
+    fn answer(question: &str, reply: &str) -> String {
+        let mut c = convo();
+        say(&mut c, crate::audio::Speaker::Agent, 0.0, question);
+        say(&mut c, crate::audio::Speaker::Customer, 3.0, reply)
+    }
+
     #[test]
     fn first_half_read_singly_after_a_payment_word() {
         use crate::audio::Speaker::*;
@@ -1922,15 +1929,11 @@ mod tests {
         );
         assert_eq!(say(&mut c, Customer, 3.0, "1111 1111"), "[CARD]");
         // After the agent asks for the card, both halves are redacted.
-        let mut c = convo();
-        say(
-            &mut c,
-            Agent,
-            0.0,
-            "can I take the long number on the card please",
-        );
         assert_eq!(
-            say(&mut c, Customer, 3.0, "four one one one one one one one"),
+            answer(
+                "can I take the long number on the card please",
+                "four one one one one one one one"
+            ),
             "[CARD]"
         );
         assert_eq!(
@@ -1977,21 +1980,20 @@ mod tests {
         let mut c = convo();
         assert_eq!(say(&mut c, Customer, 0.0, "one two three"), "one two three");
         // The IBAN asked for and read out in the answer.
-        let mut c = convo();
-        say(&mut c, Agent, 0.0, "could you read me your IBAN please");
         assert_eq!(
-            say(&mut c, Customer, 3.0, "gb82 west 1234 5698 7654 32"),
+            answer(
+                "could you read me your IBAN please",
+                "gb82 west 1234 5698 7654 32"
+            ),
             "[IBAN]"
         );
     }
 
     #[test]
     fn six_digit_runs_in_a_payment_context() {
-        use crate::audio::Speaker::{Agent, Customer};
-        let mut c = convo();
-        say(&mut c, Agent, 0.0, "which card would you like to use");
+        use crate::audio::Speaker::Customer;
         assert_eq!(
-            say(&mut c, Customer, 3.0, "it starts 542 418"),
+            answer("which card would you like to use", "it starts 542 418"),
             "it starts [CARD]"
         );
         // Outside a payment context six digits stay (an order number).
@@ -2056,23 +2058,18 @@ mod tests {
     #[test]
     fn the_most_specific_question_decides() {
         use crate::audio::Speaker::{Agent, Customer};
-        let mut c = convo();
-        say(
-            &mut c,
-            Agent,
-            0.0,
-            "What's the security code on the back of your card?",
-        );
-        assert_eq!(say(&mut c, Customer, 3.0, "It's 737."), "It's [CVV].");
-        let mut c = convo();
-        say(
-            &mut c,
-            Agent,
-            0.0,
-            "And what's the expiry date on the card?",
+        assert_eq!(
+            answer(
+                "What's the security code on the back of your card?",
+                "It's 737."
+            ),
+            "It's [CVV]."
         );
         assert_eq!(
-            say(&mut c, Customer, 3.0, "Oh four, twenty seven."),
+            answer(
+                "And what's the expiry date on the card?",
+                "Oh four, twenty seven."
+            ),
             "[EXPIRY]."
         );
         let mut c = convo();
@@ -2091,18 +2088,15 @@ mod tests {
             ),
             "[SSN]."
         );
-        let mut c = convo();
-        say(&mut c, Agent, 0.0, "And the last four of your social?");
-        assert_eq!(say(&mut c, Customer, 3.0, "6789."), "[SSN].");
-        let mut c = convo();
-        say(
-            &mut c,
-            Agent,
-            0.0,
-            "What's the best number to reach you on?",
+        assert_eq!(
+            answer("And the last four of your social?", "6789."),
+            "[SSN]."
         );
         assert_eq!(
-            say(&mut c, Customer, 3.0, "It's 020 7946 0958."),
+            answer(
+                "What's the best number to reach you on?",
+                "It's 020 7946 0958."
+            ),
             "It's [PHONE]."
         );
         // The last cue of the same kind still wins over an earlier one.
@@ -2118,17 +2112,18 @@ mod tests {
 
     #[test]
     fn dates_a_few_words_after_their_cue() {
-        use crate::audio::Speaker::{Agent, Customer};
-        let mut c = convo();
-        say(&mut c, Agent, 0.0, "Can you confirm your date of birth?");
         assert_eq!(
-            say(&mut c, Customer, 3.0, "Yes, it's 12/05/1980."),
+            answer(
+                "Can you confirm your date of birth?",
+                "Yes, it's 12/05/1980."
+            ),
             "Yes, it's [DOB]."
         );
-        let mut c = convo();
-        say(&mut c, Agent, 0.0, "Can you confirm your date of birth?");
         assert_eq!(
-            say(&mut c, Customer, 3.0, "Sure. The 5th of March, 1980."),
+            answer(
+                "Can you confirm your date of birth?",
+                "Sure. The 5th of March, 1980."
+            ),
             "Sure. The [DOB]."
         );
         assert_eq!(

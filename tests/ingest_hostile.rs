@@ -127,6 +127,34 @@ fn warnings(serve: &Serve, call_id: &str, needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// The one refusal a test provoked: counted once as a bad frame of `reason` from `source`,
+/// with `closed` once as a connection closed for that reason, and with `needle` logged in
+/// one warning naming the call.
+fn refused_once(
+    serve: &Serve,
+    source: &str,
+    reason: &str,
+    closed: Option<&str>,
+    call_id: &str,
+    needle: Option<&str>,
+) {
+    let series = |name: &str, reason: &str| {
+        labelled(
+            serve,
+            name,
+            &format!(r#"source="{source}",reason="{reason}""#),
+        )
+    };
+    assert_eq!(series("calltone_bad_frames_total", reason), 1.0, "{reason}");
+    if let Some(c) = closed {
+        assert_eq!(series("calltone_connections_closed_total", c), 1.0, "{c}");
+    }
+    if let Some(n) = needle {
+        let why = warnings(serve, call_id, n);
+        assert_eq!(why.len(), 1, "one logged reason: {why:#?}");
+    }
+}
+
 /// The call's `call_ended`, waited for (bounded).
 fn call_ended(rec: &Received, call_id: &str, within: Duration) -> serde_json::Value {
     rec.wait_for(&format!("call_ended of {call_id}"), within, |ev| {
@@ -186,24 +214,14 @@ fn a_96k_first_leg_is_closed_and_the_other_leg_is_still_analysed() {
         (2.5..4.0).contains(&duration),
         "the 8 kHz leg's 3 s: {ended}"
     );
-    assert_eq!(
-        labelled(
-            &serve,
-            "calltone_bad_frames_total",
-            r#"source="audiosocket",reason="unsupported_rate""#
-        ),
-        1.0
+    refused_once(
+        &serve,
+        "audiosocket",
+        "unsupported_rate",
+        Some("error"),
+        &call_id,
+        Some("96000"),
     );
-    assert_eq!(
-        labelled(
-            &serve,
-            "calltone_connections_closed_total",
-            r#"source="audiosocket",reason="error""#
-        ),
-        1.0
-    );
-    let why = warnings(&serve, &call_id, "96000");
-    assert_eq!(why.len(), 1, "one logged reason: {why:#?}");
     serve.terminate();
 }
 
@@ -243,16 +261,14 @@ fn a_96k_leg_joining_a_running_call_is_closed_with_one_logged_reason() {
     let ended = call_ended(&rec, &call_id, Duration::from_secs(30));
     assert_eq!(ended["reason"], "hangup", "{ended}");
     assert!(ended["duration"].as_f64().unwrap() >= 2.5, "{ended}");
-    assert_eq!(
-        labelled(
-            &serve,
-            "calltone_bad_frames_total",
-            r#"source="audiosocket",reason="unsupported_rate""#
-        ),
-        1.0
+    refused_once(
+        &serve,
+        "audiosocket",
+        "unsupported_rate",
+        None,
+        &call_id,
+        Some("192000"),
     );
-    let why = warnings(&serve, &call_id, "192000");
-    assert_eq!(why.len(), 1, "one logged reason: {why:#?}");
     drop(b);
     serve.terminate();
 }
@@ -317,24 +333,14 @@ fn audiosocket_cannot_take_the_free_leg_of_a_mono_l16_call() {
             .all(|(_, v, _)| v["speaker"] != "agent"),
         "the attacker's leg reached the call"
     );
-    assert_eq!(
-        labelled(
-            &serve,
-            "calltone_bad_frames_total",
-            r#"source="audiosocket",reason="other_source""#
-        ),
-        1.0
+    refused_once(
+        &serve,
+        "audiosocket",
+        "other_source",
+        Some("rejected"),
+        &call_id,
+        Some("other_source"),
     );
-    assert_eq!(
-        labelled(
-            &serve,
-            "calltone_connections_closed_total",
-            r#"source="audiosocket",reason="rejected""#
-        ),
-        1.0
-    );
-    let why = warnings(&serve, &call_id, "other_source");
-    assert_eq!(why.len(), 1, "one logged reason: {why:#?}");
     serve.terminate();
 }
 
@@ -410,13 +416,6 @@ fn a_twilio_outbound_stream_cannot_take_a_leg_of_an_audiosocket_call() {
             .all(|(_, v, _)| v["speaker"] != "agent"),
         "the Twilio stream's audio reached the call"
     );
-    assert_eq!(
-        labelled(
-            &serve,
-            "calltone_bad_frames_total",
-            r#"source="twilio",reason="other_source""#
-        ),
-        1.0
-    );
+    refused_once(&serve, "twilio", "other_source", None, &call_id, None);
     serve.terminate();
 }
