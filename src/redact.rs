@@ -380,14 +380,16 @@ impl Ask {
         }
     }
 
-    /// A question can name several things ("the security code on the back of your card"):
-    /// the one it asks for is the most specific. Card cues are the broadest (a card question
-    /// is a payment context anyway) and a phone cue the next.
+    /// A question can name several things. The card's own details beat the card ("the
+    /// security code on the back of your card" asks for the CVV; both keep the payment
+    /// context), and the card beats everything else ("a contact number, and the card number
+    /// please": the answer's digits must not be read as a phone number and lose the card's
+    /// halves). Within a rank the last cue wins.
     fn rank(self) -> u8 {
         match self {
-            Ask::Card => 0,
-            Ask::Phone => 1,
-            _ => 2,
+            Ask::Cvv | Ask::Expiry => 2,
+            Ask::Card | Ask::Iban => 1,
+            Ask::Dob | Ask::Ssn | Ask::Phone => 0,
         }
     }
 
@@ -456,13 +458,21 @@ impl Ask {
         ASKS.iter()
             .filter_map(|(ask, cues)| {
                 cues.iter()
-                    .filter_map(|c| lower.rfind(c))
+                    .filter_map(|c| rfind_words(lower, c))
                     .max()
                     .map(|at| (at, *ask))
             })
             .max_by_key(|(at, ask)| (ask.rank(), *at))
             .map(|(_, ask)| ask)
     }
+}
+
+/// The last place `cue` stands in `text` as whole words ("born" is not in "stubborn").
+fn rfind_words(text: &str, cue: &str) -> Option<usize> {
+    let alnum = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    text.rmatch_indices(cue).map(|(at, _)| at).find(|&at| {
+        !alnum(text[..at].chars().next_back()) && !alnum(text[at + cue.len()..].chars().next())
+    })
 }
 
 /// Redaction across the utterances of one call (see the module docs); one per call.
@@ -512,7 +522,7 @@ impl ConversationRedactor {
         let card_words = CARD_WORDS
             .iter()
             .chain(PAY_WORDS)
-            .any(|w| lower.contains(w));
+            .any(|w| rfind_words(&lower, w).is_some());
         let ctx = Context {
             prefix: [ask.map(Ask::cue).unwrap_or(""), tail.as_str()]
                 .iter()
@@ -1182,7 +1192,13 @@ impl Scan<'_> {
         // half of a card read in two halves, published before the second half is heard.
         // Written amounts ("1200") are one group and stay.
         let singly = run.groups.iter().all(|g| g.digits.len() == 1);
-        if (digits >= 6 || (digits >= 4 && singly)) && !self.is_amount(run) && self.free(&span) {
+        // Across full stops only a card's length of groups ("since 2019. 2020 was hard").
+        let across_stops = run.groups.iter().any(|g| g.sep == Sep::Stop) && run.groups.len() < 3;
+        if (digits >= 6 || (digits >= 4 && singly))
+            && !across_stops
+            && !self.is_amount(run)
+            && self.free(&span)
+        {
             self.take(PiiKind::Card, span);
         }
     }
@@ -1300,10 +1316,17 @@ impl Scan<'_> {
         }
     }
 
-    /// The date after one of `cues` (expiry or birth dates): the first date-shaped run that
-    /// starts within [`DATE_REACH`] tokens of the cue ("date of birth? Yes, it's actually
-    /// 12/05/1980", "born in London on 5 March 1980", "expires at the end of April 2027").
+    /// The date after one of `cues` (expiry or birth dates): a date-shaped run after only
+    /// filler words ("date of birth? Yes, it's 12/05/1980", "Sure. The 5th of March"), or
+    /// one that is unmistakably a date (a month, a slash, three numbers) within
+    /// [`DATE_REACH`] tokens ("born in London on 5 March 1980", "expires at the end of
+    /// April 2027"). Not "your balance is 450 pounds" after a birth-date question.
     fn dates(&mut self, cues: &[&str], kind: PiiKind) {
+        const FILLER: &[&str] = &[
+            "date", "is", "was", "i", "my", "m", "am", "its", "s", "'", "’", "on", "the", "of",
+            "in", "it", "that", ":", ",", ".", "yes", "yeah", "yep", "sure", "ok", "okay",
+            "actually", "um", "uh", "so", "right",
+        ];
         let toks = self.toks;
         let is_word = |t: &Tok| t.class == Class::Word;
         for c in 0..toks.len() {
@@ -1318,21 +1341,26 @@ impl Scan<'_> {
                 .map(|cue| cue.len());
             let Some(cue_len) = cue_len else { continue };
             let from = c + cue_len;
-            for start in from..toks.len().min(from + DATE_REACH) {
-                if let Some(end) = self.date_at(start, kind) {
-                    let span = start..end;
-                    if self.free(&span) {
-                        self.take(kind, span);
+            let mut only_filler = true;
+            for (start, t) in toks.iter().enumerate().skip(from).take(DATE_REACH) {
+                if let Some((end, strong)) = self.date_at(start, kind) {
+                    if only_filler || strong {
+                        let span = start..end;
+                        if self.free(&span) {
+                            self.take(kind, span);
+                        }
+                        break;
                     }
-                    break;
                 }
+                only_filler &= FILLER.contains(&t.lower.as_str());
             }
         }
     }
 
-    /// End (exclusive) of a date starting at token `start`: 3+ digits, or a month and a digit,
-    /// in at most 8 tokens.
-    fn date_at(&self, start: usize, kind: PiiKind) -> Option<usize> {
+    /// End (exclusive) of a date starting at token `start`, 3+ digits or a month and a digit
+    /// in at most 8 tokens, and whether it is unmistakably a date (a month, a slash or dash,
+    /// or three written numbers).
+    fn date_at(&self, start: usize, kind: PiiKind) -> Option<(usize, bool)> {
         let toks = self.toks;
         let first = &toks[start].lower;
         // "for", "to" are dates' digits only inside one.
@@ -1345,11 +1373,13 @@ impl Scan<'_> {
             return None;
         }
         let (mut digits, mut month, mut end) = (0, false, start);
+        let (mut numbers, mut slash) = (0, false);
         let mut i = start;
         while i < toks.len() && i < start + 8 {
             let t = &toks[i].lower;
             if toks[i].class == Class::Digits && t.len() <= 4 {
                 digits += t.len();
+                numbers += 1;
             } else if spoken_digit(t).is_some() || matches!(t.as_str(), "for" | "to" | "too") {
                 // Inside a date, ASR's homophones of "four" and "two" are those digits
                 // (Whisper writes "oh for twenty seven").
@@ -1363,12 +1393,14 @@ impl Scan<'_> {
             } else if !matches!(t.as_str(), "/" | "-" | "." | "slash" | "of" | ",") {
                 break;
             }
+            slash |= i > start && matches!(t.as_str(), "/" | "-" | "slash");
             i += 1;
             if !matches!(t.as_str(), "/" | "-" | "." | "slash" | "of" | ",") {
                 end = i;
             }
         }
-        (end > start && (digits >= 3 || (month && digits >= 1))).then_some(end)
+        let date = end > start && (digits >= 3 || (month && digits >= 1));
+        date.then_some((end, month || (slash && end > start + 1) || numbers >= 3))
     }
 }
 
@@ -2200,6 +2232,54 @@ mod tests {
             say(&mut c, Customer, 6.0, "it starts 542 418"),
             "it starts [CARD]"
         );
+    }
+
+    #[test]
+    fn a_card_question_is_never_outranked_by_a_broader_cue() {
+        use crate::audio::Speaker::{Agent, Customer};
+        let mut c = convo();
+        say(
+            &mut c,
+            Agent,
+            0.0,
+            "What's a good contact number, and the card number please?",
+        );
+        assert_eq!(say(&mut c, Customer, 3.0, "4532 0151"), "[CARD]");
+        assert_eq!(say(&mut c, Customer, 6.0, "1283 0366"), "[CARD]");
+        // Cues are whole words: "stubborn" is no birth cue.
+        assert_eq!(
+            Ask::in_text("this machine is stubborn today. read me the long number on the card"),
+            Some(Ask::Card)
+        );
+        assert_eq!(Ask::in_text("i was born in 1980"), Some(Ask::Dob));
+    }
+
+    #[test]
+    fn numbers_after_a_date_question_that_are_no_dates() {
+        for reply in [
+            "Your balance is 450 pounds.",
+            "I have 120 minutes left?",
+            "We are 15 people at 7 30.",
+        ] {
+            assert_eq!(answer("Can you confirm your date of birth?", reply), reply);
+        }
+        assert_eq!(
+            answer(
+                "Can you confirm your date of birth?",
+                "Oh, it's 12 05 1980."
+            ),
+            "Oh, it's [DOB]."
+        );
+        // In a payment call, numbers across a full stop that are not a card's groups stay.
+        for reply in [
+            "It's been like this since 2019. 2020 was a hard year.",
+            "Your order 1500. 2000 points.",
+        ] {
+            assert_eq!(
+                answer("Which card would you like to pay with?", reply),
+                reply
+            );
+        }
     }
 
     #[test]

@@ -368,8 +368,13 @@ pub async fn run_with_reload(
     }
     let device = if cfg.device.enabled {
         Some(
-            crate::sources::device::start(&cfg.device, tx.clone(), stop_sources.clone())
-                .map_err(|e| ServeError::Setup(e.to_string()))?,
+            crate::sources::device::start(
+                &cfg.device,
+                tx.clone(),
+                &guard.legs,
+                stop_sources.clone(),
+            )
+            .map_err(|e| ServeError::Setup(e.to_string()))?,
         )
     } else {
         None
@@ -519,6 +524,10 @@ enum CallMsg {
 /// hold up the router and every other call. About 10 s of 20 ms frames per leg.
 const CALL_QUEUE: usize = 1024;
 
+/// Beyond [`CALL_QUEUE`], room for a waiting call's control events (leg starts and ends):
+/// its audio is dropped first.
+const CONTROL_EXTRA: usize = 64;
+
 /// What the router knows of a live call.
 struct RoutedCall {
     tx: mpsc::Sender<CallEvent>,
@@ -576,12 +585,17 @@ async fn route_calls(mut rx: mpsc::Receiver<CallEvent>, shared: Arc<Shared>) {
         finishing: HashMap::new(),
         waiting: HashMap::new(),
         tasks: JoinSet::new(),
+        task_calls: HashMap::new(),
         last_run: 0,
     };
     loop {
         tokio::select! {
-            Some(done) = router.tasks.join_next(), if !router.tasks.is_empty() => {
-                if let Ok((id, run)) = done {
+            Some(done) = router.tasks.join_next_with_id(), if !router.tasks.is_empty() => {
+                let task = match &done {
+                    Ok((task, _)) => *task,
+                    Err(e) => e.id(),
+                };
+                if let Some((id, run)) = router.task_calls.remove(&task) {
                     router.task_ended(id, run).await;
                 }
             }
@@ -604,8 +618,9 @@ struct Router {
     finishing: HashMap<String, u64>,
     /// Events of a new call waiting for the finishing call of the same id.
     waiting: HashMap<String, VecDeque<CallEvent>>,
-    /// Call tasks; each resolves to its call id and run.
-    tasks: JoinSet<(String, u64)>,
+    /// Call tasks, and the call id and run of each (also known when a task fails).
+    tasks: JoinSet<()>,
+    task_calls: HashMap<tokio::task::Id, (String, u64)>,
     last_run: u64,
 }
 
@@ -664,8 +679,15 @@ impl Router {
                 // The finished call's stragglers.
                 self.waiting.remove(&id);
                 tracing::debug!(call_id = %id, "event for an ending call ignored");
-            } else if queue.len() < CALL_QUEUE {
+            } else if queue.len() < CALL_QUEUE
+                || (!matches!(ev, CallEvent::Audio { .. })
+                    && queue.len() < CALL_QUEUE + CONTROL_EXTRA)
+            {
+                // Audio first is dropped when full; a leg's start and end are kept, or the
+                // call would never end.
                 queue.push_back(ev);
+            } else if !matches!(ev, CallEvent::Audio { .. }) {
+                tracing::warn!(call_id = %id, reason = "call_full", "control event for a waiting call dropped");
             } else {
                 let source: &'static str = match queue.front() {
                     Some(CallEvent::Start { source, .. }) => source,
@@ -686,7 +708,8 @@ impl Router {
             tracing::debug!(call_id = %id, "event for an unknown call ignored");
             return;
         };
-        if self.calls.len() >= self.max_calls {
+        // A finishing call still holds its thread and its transcripts: it counts.
+        if self.calls.len() + self.finishing.len() >= self.max_calls {
             tracing::warn!(call_id = %id, max_calls = self.max_calls, reason = "too_many_calls", "call limit reached; call refused");
             self.shared
                 .metrics
@@ -699,11 +722,14 @@ impl Router {
         let (source, live) = (*source, speakers.clone());
         let _ = tx.try_send(ev);
         let run = next_run(&mut self.last_run);
-        let (shared, task_id) = (self.shared.clone(), id.clone());
-        self.tasks.spawn(async move {
-            spawn_call_thread(task_id.clone(), source, run, crx, shared).await;
-            (task_id, run)
-        });
+        let task = self.tasks.spawn(spawn_call_thread(
+            id.clone(),
+            source,
+            run,
+            crx,
+            self.shared.clone(),
+        ));
+        self.task_calls.insert(task.id(), (id.clone(), run));
         self.calls.insert(
             id,
             RoutedCall {
@@ -843,6 +869,8 @@ fn call_task(
                 samples,
                 ..
             }) => {
+                // Stamped before the pipeline is made, which takes a moment.
+                let since_start = first_audio.get_or_insert_with(Instant::now).elapsed();
                 let p = match pipeline.as_mut() {
                     Some(p) => p,
                     None => {
@@ -872,7 +900,6 @@ fn call_task(
                     tracing::warn!(%call_id, %speaker, error = %e, "bad sample rate; audio dropped");
                     continue;
                 }
-                let since_start = first_audio.get_or_insert_with(Instant::now).elapsed();
                 if !heard.contains(&speaker) {
                     heard.push(speaker);
                     let pad = p.join_at(speaker, since_start.as_secs_f64(), &mut out);

@@ -176,6 +176,34 @@ fn demo_call_from_an_alsa_capture_device_reaches_mqtt() {
         }
         id.unwrap()
     };
+    // The capture owns its call's legs: a media stream naming its (predictable) id is
+    // refused, and none of its audio reaches the call.
+    {
+        use tungstenite::Message;
+        let (mut ws, _) =
+            tungstenite::connect(format!("ws://127.0.0.1:{}/media/twilio", serve.media))
+                .expect("ws connect");
+        ws.send(Message::text(
+            serde_json::json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZdev",
+                "start": {"streamSid": "MZdev", "callSid": call, "accountSid": "AC1",
+                "tracks": ["inbound"], "mediaFormat":
+                {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+            .to_string(),
+        ))
+        .unwrap();
+        let reason = loop {
+            match ws.read() {
+                Ok(Message::Close(f)) => break f.map(|f| f.reason.to_string()),
+                Ok(_) => {}
+                Err(e) => panic!("no close frame for a stream naming the device call: {e}"),
+            }
+        };
+        // `leg_taken`: the capture holds the customer leg the stream asked for.
+        assert!(
+            matches!(reason.as_deref(), Some("leg_taken" | "other_source")),
+            "{reason:?}"
+        );
+    }
     // The whole call plus time for its last utterance to close and be transcribed.
     if let Some(w) = Duration::from_secs_f64(call_s + 4.0).checked_sub(t0.elapsed()) {
         std::thread::sleep(w);

@@ -167,6 +167,7 @@ fn find_device(cfg: &DeviceConfig) -> Result<cpal::Device, DeviceError> {
 pub fn start(
     cfg: &DeviceConfig,
     tx: mpsc::Sender<CallEvent>,
+    legs: &crate::sources::legs::LegRegistry,
     shutdown: CancellationToken,
 ) -> Result<Capture, DeviceError> {
     let device = find_device(cfg)?;
@@ -270,6 +271,11 @@ pub fn start(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     );
+    // The capture owns the call's legs, as a connection does: no media stream or
+    // AudioSocket client naming the (predictable) call id can join it.
+    let claim = legs
+        .claim(&call_id, SOURCE, &speakers)
+        .map_err(|r| err(format!("call id {call_id} is in use ({})", r.reason())))?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop_reader = stop.clone();
     let dropped_reader = dropped.clone();
@@ -278,6 +284,7 @@ pub fn start(
         .spawn(move || {
             // The stream lives on this thread (cpal streams are not Send on every host).
             let _stream = stream;
+            let _claim = claim;
             let send = |ev: CallEvent| tx.blocking_send(ev).is_ok();
             if !send(CallEvent::Start {
                 call_id: call_id.clone(),
