@@ -1063,6 +1063,15 @@ impl Scan<'_> {
         if written && nanp && area_ok {
             return true;
         }
+        // UK national format: 0 then 10 digits in the usual groups ("020 7946 0958",
+        // "07700 900123", "0161 496 0000").
+        let uk = digits.len() == 11
+            && digits.starts_with('0')
+            && !digits.starts_with("00")
+            && matches!(shape.as_slice(), [3, 4, 4] | [4, 3, 4] | [5, 6] | [5, 3, 3]);
+        if written && uk {
+            return true;
+        }
         // Local (7), national (10, or 11 as in UK "07700 900123" / US "1 800 …") and "00"
         // international lengths.
         let phone_length = matches!(digits.len(), 7 | 10 | 11)
@@ -1154,6 +1163,16 @@ impl Scan<'_> {
         let mut last_label = None;
         while j < toks.len() && toks[j].is_label() {
             last_label = Some(j);
+            // A letter said apart from the rest of its label: "g mail dot com".
+            if toks[j].lower.chars().count() == 1
+                && toks.get(j + 1).is_some_and(|t| t.class == Class::Word)
+                && toks
+                    .get(j + 2)
+                    .is_some_and(|t| t.lower == "dot" || t.is_punct('.'))
+            {
+                j += 1;
+                continue;
+            }
             // "my-company" inside a label.
             if toks.get(j + 1).is_some_and(|t| t.is_punct('-') && !t.gap)
                 && toks.get(j + 2).is_some_and(|t| t.is_label() && !t.gap)
@@ -2279,6 +2298,25 @@ mod tests {
                 answer("Which card would you like to pay with?", reply),
                 reply
             );
+        }
+    }
+
+    #[test]
+    fn uk_numbers_and_a_spoken_domain_split_by_asr() {
+        assert_eq!(red("It's 020 7946 0958."), "It's [PHONE].");
+        assert_eq!(red("try 07700 900123 after six"), "try [PHONE] after six");
+        assert_eq!(red("or 0161 496 0000"), "or [PHONE]");
+        assert_eq!(
+            red("my email is john dot smith at g mail dot com"),
+            "my email is [EMAIL]"
+        );
+        // Not UK shapes: an order number, a year and a count, a sum.
+        for text in [
+            "order 01234567890 shipped",
+            "in 2019 4 of them",
+            "it was 0 2 3 4 of them",
+        ] {
+            assert_eq!(red(text), text);
         }
     }
 
