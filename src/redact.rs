@@ -1522,6 +1522,13 @@ mod tests {
         Redactor::default().redact(text).text
     }
 
+    /// Texts that must come through unchanged.
+    fn untouched(texts: &[&str]) {
+        for text in texts {
+            assert_eq!(red(text), *text);
+        }
+    }
+
     #[test]
     fn card_numbers_in_every_shape() {
         assert_eq!(red("my card is 4111 1111 1111 1111."), "my card is [CARD].");
@@ -2191,13 +2198,11 @@ mod tests {
         );
         assert_eq!(red("It's valid until 04/27."), "It's valid until [EXPIRY].");
         // Not a date: too few digits, or none.
-        for text in [
+        untouched(&[
             "my birthday party is for 20 people",
             "my card expires soon, I need a new one",
             "I was born here and have 3 kids",
-        ] {
-            assert_eq!(red(text), text);
-        }
+        ]);
     }
 
     #[test]
@@ -2311,13 +2316,11 @@ mod tests {
             "my email is [EMAIL]"
         );
         // Not UK shapes: an order number, a year and a count, a sum.
-        for text in [
+        untouched(&[
             "order 01234567890 shipped",
             "in 2019 4 of them",
             "it was 0 2 3 4 of them",
-        ] {
-            assert_eq!(red(text), text);
-        }
+        ]);
     }
 
     #[test]
