@@ -8,7 +8,13 @@
 //!   mis-heard digit must not leak the other fifteen; so is any 15- or 16-digit number (the
 //!   Visa/Mastercard/Amex lengths: the card word can be misheard too). Other lengths that fail
 //!   Luhn away from card words (order and tracking numbers) are left alone.
-//! * `[CVV]` — 3–4 digits near "cvv", "cvc", "security code", "code on the back", "pin".
+//! * `[CVV]` — 3–4 digits near "cvv", "cvc", "security code", "code on the back".
+//! * `[PIN]` — 3–8 digits near "pin", "passcode", "access code", "password", "telephone
+//!   banking", or in the answer to a question naming one.
+//! * `[ACCOUNT]` — bank account, sort code and routing numbers: 6–17 digits near "account",
+//!   "sort code", "routing", "transit", "bsb", "bank" (not when "phone", "mobile", … is as near,
+//!   and not sums of money), or in the answer to a question naming an account number, sort code
+//!   or routing number.
 //! * `[EXPIRY]` — the date after "expires", "expiry", "expiration", "valid thru": "04/27",
 //!   "oh four twenty seven", "April 2027".
 //! * `[SSN]` — US social security numbers: 3-2-4 grouped ("123-45-6789", "123 45 6789"), or
@@ -48,7 +54,8 @@
 //! `redact(words joined with single spaces).text`.
 //!
 //! Limits: spoken tens ("forty one eleven") are not read as digits except inside dates;
-//! an account number of phone length next to "number" is redacted as `[PHONE]`. Not redacted
+//! other reference numbers of phone length next to "number" ("order number 1234567") are
+//! redacted as `[PHONE]`. Not redacted
 //! at all: names, street addresses, post codes, passwords and answers to
 //! security questions. The first half of a card number read in two halves in written groups
 //! ("4532 0151") leaks when nothing before it set a payment context (it was published before
@@ -70,10 +77,12 @@ pub enum PiiKind {
     Phone,
     Iban,
     Dob,
+    Account,
+    Pin,
 }
 
 impl PiiKind {
-    pub const ALL: [PiiKind; 8] = [
+    pub const ALL: [PiiKind; 10] = [
         PiiKind::Card,
         PiiKind::Cvv,
         PiiKind::Expiry,
@@ -82,6 +91,8 @@ impl PiiKind {
         PiiKind::Phone,
         PiiKind::Iban,
         PiiKind::Dob,
+        PiiKind::Account,
+        PiiKind::Pin,
     ];
 
     /// The text that replaces a redacted item.
@@ -95,6 +106,8 @@ impl PiiKind {
             PiiKind::Phone => "[PHONE]",
             PiiKind::Iban => "[IBAN]",
             PiiKind::Dob => "[DOB]",
+            PiiKind::Account => "[ACCOUNT]",
+            PiiKind::Pin => "[PIN]",
         }
     }
 }
@@ -106,7 +119,7 @@ pub struct RedactConfig {
     /// Redact transcripts at all. Default: `true`.
     pub enabled: bool,
     /// Which kinds to redact. Default: all (`card`, `cvv`, `expiry`, `ssn`, `email`, `phone`,
-    /// `iban`, `dob`).
+    /// `iban`, `dob`, `account`, `pin`).
     pub kinds: Vec<PiiKind>,
 }
 
@@ -310,7 +323,15 @@ impl Redactor {
         if wants(PiiKind::Dob) {
             scan.dates(DOB_WORDS, PiiKind::Dob);
         }
-        for kind in [PiiKind::Card, PiiKind::Ssn, PiiKind::Phone, PiiKind::Cvv] {
+        // Bank numbers before phone numbers: "account number 1234567" is no phone number.
+        for kind in [
+            PiiKind::Card,
+            PiiKind::Ssn,
+            PiiKind::Account,
+            PiiKind::Phone,
+            PiiKind::Pin,
+            PiiKind::Cvv,
+        ] {
             if wants(kind) {
                 for run in &runs {
                     scan.numbers(run, kind);
@@ -364,6 +385,8 @@ enum Ask {
     Iban,
     Ssn,
     Phone,
+    Account,
+    Pin,
 }
 
 impl Ask {
@@ -377,6 +400,8 @@ impl Ask {
             Ask::Iban => "iban",
             Ask::Ssn => "social security",
             Ask::Phone => "phone number",
+            Ask::Account => "account number",
+            Ask::Pin => "pin",
         }
     }
 
@@ -387,8 +412,8 @@ impl Ask {
     /// halves). Within a rank the last cue wins.
     fn rank(self) -> u8 {
         match self {
-            Ask::Cvv | Ask::Expiry => 2,
-            Ask::Card | Ask::Iban => 1,
+            Ask::Cvv | Ask::Expiry | Ask::Pin => 2,
+            Ask::Card | Ask::Iban | Ask::Account => 1,
             Ask::Dob | Ask::Ssn | Ask::Phone => 0,
         }
     }
@@ -424,6 +449,20 @@ impl Ask {
                 &["date of birth", "birth date", "birthday", "born"],
             ),
             (Ask::Iban, &["iban"]),
+            (Ask::Pin, PIN_WORDS),
+            (
+                Ask::Account,
+                &[
+                    "account number",
+                    "account no",
+                    "bank account",
+                    "sort code",
+                    "routing number",
+                    "routing",
+                    "transit number",
+                    "bsb",
+                ],
+            ),
             (Ask::Ssn, &["social security", "ssn", "your social"]),
             (
                 Ask::Phone,
@@ -515,7 +554,7 @@ impl ConversationRedactor {
             .tails
             .iter()
             .find(|(s, _, at)| *s == speaker && start - at <= TAIL_WINDOW_S)
-            .filter(|_| matches!(ask, None | Some(Ask::Card)))
+            .filter(|_| matches!(ask, None | Some(Ask::Card | Ask::Account)))
             .map(|(_, t, _)| t.clone())
             .unwrap_or_default();
         let lower = text.to_lowercase();
@@ -849,8 +888,39 @@ const CVV_WORDS: &[&str] = &[
     "on the back",
     "verification code",
     "three digit code",
+];
+/// A PIN or passcode: 3 to 8 digits after one of these.
+const PIN_WORDS: &[&str] = &[
     "pin",
+    "pin number",
+    "pin code",
     "passcode",
+    "pass code",
+    "access code",
+    "password",
+    "telephone banking",
+];
+/// Bank account, sort code and routing (ABA, transit, BSB) numbers: 6 to 17 digits after one
+/// of these, when no phone word is as near.
+const ACCOUNT_WORDS: &[&str] = &[
+    "account",
+    "acct",
+    "sort code",
+    "sort",
+    "routing",
+    "aba",
+    "transit",
+    "bsb",
+    "bank",
+];
+/// Words that make a number near "account" the account's phone number.
+const PHONE_ONLY_WORDS: &[&str] = &[
+    "phone",
+    "mobile",
+    "cell",
+    "telephone",
+    "landline",
+    "callback",
 ];
 const DOB_WORDS: &[&str] = &[
     "date of birth",
@@ -1001,6 +1071,15 @@ impl Scan<'_> {
                     PiiKind::Phone => self.is_phone(&digits, groups, run.plus && a == 0, &span),
                     PiiKind::Cvv => {
                         (3..=4).contains(&digits.len()) && self.near(&span, 6, 3, CVV_WORDS)
+                    }
+                    PiiKind::Pin => {
+                        (3..=8).contains(&digits.len()) && self.near(&span, 6, 3, PIN_WORDS)
+                    }
+                    PiiKind::Account => {
+                        (6..=17).contains(&digits.len())
+                            && self.near(&span, 8, 3, ACCOUNT_WORDS)
+                            && !self.near(&span, 8, 3, PHONE_ONLY_WORDS)
+                            && !self.is_amount(run)
                     }
                     _ => false,
                 };
@@ -2304,6 +2383,79 @@ mod tests {
                 reply
             );
         }
+    }
+
+    #[test]
+    fn bank_account_sort_code_and_routing_numbers() {
+        assert_eq!(
+            red("My account number is 12345678 and the sort code is 20-00-00."),
+            "My account number is [ACCOUNT] and the sort code is [ACCOUNT]."
+        );
+        // Of phone length, next to "account number": no longer [PHONE].
+        assert_eq!(
+            red("my account number is 1234567"),
+            "my account number is [ACCOUNT]"
+        );
+        assert_eq!(
+            red("the routing number is 021000021, checking 000123456789"),
+            "the routing number is [ACCOUNT], checking [ACCOUNT]"
+        );
+        assert_eq!(
+            red("bank account eight seven six five four three two one"),
+            "bank account [ACCOUNT]"
+        );
+        // After the question, bare digits in the answer, in halves across utterances.
+        assert_eq!(
+            answer("Can I take your sort code and account number?", "20 00 00"),
+            "[ACCOUNT]"
+        );
+        use crate::audio::Speaker::{Agent, Customer};
+        let mut c = convo();
+        say(&mut c, Agent, 0.0, "And the account number please?");
+        assert_eq!(
+            say(&mut c, Customer, 3.0, "It's 4012 8888."),
+            "It's [ACCOUNT]."
+        );
+        assert_eq!(say(&mut c, Customer, 6.0, "1881."), "[ACCOUNT].");
+        // The account's phone number is a phone number; balances and years stay.
+        assert_eq!(
+            red("the phone number on the account is 555-123-4567"),
+            "the phone number on the account is [PHONE]"
+        );
+        untouched(&[
+            "I opened the account in 2019 and it has 1500 dollars in it",
+            "there is $125,000.00 in the account",
+            "the account has been open 12 years",
+            "I've been with the bank since 1998",
+        ]);
+    }
+
+    #[test]
+    fn pins_and_passcodes_of_any_common_length() {
+        for (text, want) in [
+            ("my pin is 482913", "my pin is [PIN]"),
+            ("the PIN is 4829", "the PIN is [PIN]"),
+            ("passcode one nine eight seven two", "passcode [PIN]"),
+            (
+                "my telephone banking code is 55123",
+                "my telephone banking code is [PIN]",
+            ),
+        ] {
+            assert_eq!(red(text), want);
+        }
+        assert_eq!(
+            answer("Can you confirm your PIN for me?", "Yes. 90210 4."),
+            "Yes. [PIN]."
+        );
+        // A PIN question outranks the card it belongs to.
+        assert_eq!(
+            answer("What's the four digit pin on your card?", "It's 7 7 3 1."),
+            "It's [PIN]."
+        );
+        untouched(&[
+            "I tried the pin 3 times",
+            "the pin stopped working in 2 days",
+        ]);
     }
 
     #[test]

@@ -9,7 +9,6 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use calltone::audio::Speaker;
 use calltone::http::{router as api_router, serve_router, AppState, CallRegistry};
 use calltone::listener::GuardedListener;
@@ -130,22 +129,11 @@ async fn expect_eof(s: &mut TcpStream, within: Duration) {
 }
 
 fn twilio_start(call_sid: &str) -> WsMessage {
-    WsMessage::text(
-        serde_json::json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": {
-            "streamSid": "MZ1", "callSid": call_sid, "accountSid": "AC1",
-            "tracks": ["inbound", "outbound"],
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
-        .to_string(),
-    )
+    WsMessage::text(common::twilio::start(call_sid))
 }
 
 fn twilio_media(track: &str, chunk: u64, ulaw: &[u8]) -> WsMessage {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(ulaw);
-    WsMessage::text(
-        serde_json::json!({"event": "media", "streamSid": "MZ1",
-            "media": {"track": track, "chunk": chunk.to_string(), "timestamp": (chunk * 20).to_string(), "payload": b64}})
-        .to_string(),
-    )
+    WsMessage::text(common::twilio::media(track, chunk, ulaw))
 }
 
 fn twilio_stop() -> WsMessage {

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use tungstenite::Message;
 
 /// `security.http_header_timeout_s` of the service under test.
@@ -84,24 +83,12 @@ fn twilio_ws(port: u16) -> Result<Ws, String> {
 }
 
 fn twilio_start(call_sid: &str) -> Message {
-    Message::text(
-        serde_json::json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZka", "start": {
-            "streamSid": "MZka", "callSid": call_sid, "accountSid": "AC1",
-            "tracks": ["inbound", "outbound"],
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
-        .to_string(),
-    )
+    Message::text(common::twilio::start(call_sid))
 }
 
 /// 20 ms of μ-law silence, chunk `chunk`.
 fn twilio_media(chunk: u64) -> Message {
-    let b64 = base64::engine::general_purpose::STANDARD.encode([0xffu8; 160]);
-    Message::text(
-        serde_json::json!({"event": "media", "streamSid": "MZka",
-            "media": {"track": "inbound", "chunk": chunk.to_string(),
-                      "timestamp": (chunk * 20).to_string(), "payload": b64}})
-        .to_string(),
-    )
+    Message::text(common::twilio::media("inbound", chunk, &[0xffu8; 160]))
 }
 
 /// `calltone_connections_closed_total{source=SOURCE,reason=REASON}` (0 when absent).

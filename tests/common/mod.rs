@@ -5,6 +5,7 @@ pub mod broker;
 pub mod browser;
 pub mod service;
 pub mod synthetic_whisper;
+pub mod twilio;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
