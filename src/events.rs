@@ -257,6 +257,9 @@ pub struct SpeakerSummary {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallSummary {
+    /// The agent's id, as on `call_started`; absent when ingest named none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     pub speakers: BTreeMap<Speaker, SpeakerSummary>,
     pub alerts: BTreeMap<AlertKind, u32>,
     /// The customer's emotional journey; absent without customer speech.

@@ -365,6 +365,9 @@ fn run_replay(
             .map_err(|e| Failure::bad_input(format!("{}: {e}", dir.display())))?;
     }
     let analyzers = calltone::pipeline::Analyzers::from_config(cfg).map_err(Failure::bad_input)?;
+    if cfg.pipeline.agent_emotion {
+        tracing::warn!("emotion inference for agents is ON (pipeline.agent_emotion); make sure this is lawful where the recordings were made");
+    }
     let mut asr = LazyTranscriber::new(cfg);
     let levels = StressLevels::from_rule(&cfg.alerts.customer_stress);
     // stdout carries the events: when it is the same terminal, bars would tear its lines.

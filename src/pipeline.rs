@@ -362,6 +362,8 @@ pub struct CallPipeline {
     /// Set by `finish`, taken when `call_ended` is emitted.
     end_reason: Option<String>,
     feature_log: Option<Vec<UtteranceFeatures>>,
+    /// The agent named on `call_started`, repeated in the summary.
+    agent: Option<String>,
 }
 
 impl CallPipeline {
@@ -428,6 +430,7 @@ impl CallPipeline {
             ended: false,
             end_reason: None,
             feature_log: None,
+            agent: agent.clone(),
         };
         let body = EventBody::CallStarted(CallStarted {
             source: source.into(),
@@ -1124,6 +1127,7 @@ impl CallPipeline {
             reason,
             duration: round3(duration),
             summary: CallSummary {
+                agent: self.agent.clone(),
                 speakers,
                 alerts: self.alerts.counts().clone(),
                 journey: extra.journey.map(Box::new),

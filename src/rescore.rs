@@ -411,6 +411,8 @@ struct Rescorer<'a> {
     next_tick: f64,
     /// The customer's latest stored stress reading.
     stress: Option<f32>,
+    /// The agent named on `call_started`.
+    agent: Option<String>,
     /// Customer and agent utterance spans, and agent utterances' (input index, start).
     customer_spans: Vec<(f64, f64)>,
     agent_spans: Vec<(f64, f64)>,
@@ -447,6 +449,7 @@ impl<'a> Rescorer<'a> {
             ts: String::new(),
             next_tick: TICK_S,
             stress: None,
+            agent: None,
             customer_spans,
             agent_spans,
             agent_starts,
@@ -508,7 +511,11 @@ impl<'a> Rescorer<'a> {
     /// Handles one input event; true at `call_ended`.
     fn on_event(&mut self, e: &Event) -> bool {
         match &e.body {
-            EventBody::CallStarted(_) | EventBody::Assist(_) => self.emit(e.t, e.body.clone()),
+            EventBody::CallStarted(s) => {
+                self.agent = s.agent.clone();
+                self.emit(e.t, e.body.clone());
+            }
+            EventBody::Assist(_) => self.emit(e.t, e.body.clone()),
             // Recomputed from the utterances and ticks.
             EventBody::Empathy(_) => {}
             EventBody::State(s) => {
@@ -595,6 +602,7 @@ impl<'a> Rescorer<'a> {
             .copied()
             .unwrap_or(0);
         let extra = self.empathy.summary(overtalk_s, long_silences);
+        c.summary.agent = self.agent.clone();
         c.summary.alerts = self.alerts.counts().clone();
         c.summary.journey = extra.journey.map(Box::new);
         c.summary.empathy = extra.empathy.map(Box::new);

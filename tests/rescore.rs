@@ -62,6 +62,9 @@ fn stored_calls_rescore_as_replayed_and_follow_a_changed_config() {
     }
     let stored = |name: &str| recorded.join(format!("{name}.events.jsonl"));
     let (ack_file, dis_file) = (stored("empathy-ack"), stored("empathy-dismiss"));
+    // The contract: the agent on `call_started` and in the summary.
+    let replayed = events(&std::fs::read(&ack_file).unwrap());
+    assert_eq!(summary(&replayed)["agent"], "ann");
 
     // Same config: the same analysis as the live pipeline made, from the events alone.
     let again = dir.path().join("again");
@@ -166,6 +169,7 @@ fn a_plain_transcript_from_another_system_is_scored_and_redacted() {
     assert_eq!(ev[0]["agent"], "carol");
     assert_eq!(ev[0]["call_id"], "crm-call-7");
     let s = summary(&ev);
+    assert_eq!(s["agent"], "carol", "the summary names the agent too: {s}");
     assert_eq!(s["empathy"]["opportunities"], 1, "{s}");
     assert_eq!(s["empathy"]["met"], 1, "{s}");
     assert_eq!(s["journey"]["label"], "improving", "{s}");
