@@ -48,6 +48,16 @@ fn bad_number(v: &toml::Value, key: &str) -> Option<(String, String)> {
         toml::Value::Integer(x) if *x < 0 && is_duration(key) => {
             Some((key.into(), format!("{x}: a duration cannot be negative")))
         }
+        // Timers are built from these: beyond a year no setting means anything, and near
+        // 1e19 seconds the conversion to a `Duration` panics.
+        toml::Value::Float(x) if duration_s(key, *x) > MAX_DURATION_S => Some((
+            key.into(),
+            format!("{x}: a duration over {MAX_DURATION_S} s (one year) is not a setting"),
+        )),
+        toml::Value::Integer(x) if duration_s(key, *x as f64) > MAX_DURATION_S => Some((
+            key.into(),
+            format!("{x}: a duration over {MAX_DURATION_S} s (one year) is not a setting"),
+        )),
         toml::Value::Table(t) => t.iter().find_map(|(k, v)| {
             let key = if key.is_empty() {
                 k.clone()
@@ -67,6 +77,21 @@ fn bad_number(v: &toml::Value, key: &str) -> Option<(String, String)> {
 fn is_duration(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     last.ends_with("_s") || last.ends_with("_ms")
+}
+
+/// The longest duration any `_s`/`_ms` key takes: one year.
+const MAX_DURATION_S: f64 = 365.0 * 24.0 * 3600.0;
+
+/// `x` of key `key` in seconds (0 for keys that are no durations).
+fn duration_s(key: &str, x: f64) -> f64 {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    if last.ends_with("_ms") {
+        x / 1000.0
+    } else if last.ends_with("_s") {
+        x
+    } else {
+        0.0
+    }
 }
 
 /// The whole configuration.

@@ -215,7 +215,9 @@ fn default_filter() -> &'static str {
     if std::env::args().nth(1).as_deref() == Some("serve") {
         "info,whisper_rs=warn,rumqttd=warn"
     } else {
-        "warn,whisper_rs=error"
+        // Decoders' and Whisper's own complaints about a bad input: calltone names the file
+        // and the problem in one line.
+        "warn,whisper_rs=off,symphonia_core=off,symphonia_bundle_flac=off,symphonia_bundle_mp3=off,symphonia_format_ogg=off,symphonia_format_riff=off,symphonia_codec_vorbis=off,symphonia_codec_pcm=off,symphonia_codec_adpcm=off"
     }
 }
 
@@ -262,6 +264,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 channels,
                 realtime,
                 agent,
+                call_id: None,
             };
             run_replay(&files, &cfg, &opts, out.as_deref())
         }
@@ -376,8 +379,14 @@ fn run_replay(
     let mut index_rows = Vec::new();
     let stdout = std::io::stdout();
     let mut first_failure: Option<Failure> = None;
+    // Two inputs with one stem ("a/call.wav", "b/call.wav") are two calls: "call", "call-2".
+    let mut names = std::collections::HashSet::new();
     for file in files {
-        let name = replay::call_id_for(file);
+        let name = calltone::rescore::unique_file_name(&replay::call_id_for(file), &mut names);
+        let opts = &ReplayOptions {
+            call_id: Some(name.clone()),
+            ..opts.clone()
+        };
         let mut file_out = match out_dir {
             Some(dir) => {
                 let p = dir.join(format!("{name}.events.jsonl"));

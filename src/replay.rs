@@ -65,6 +65,7 @@ impl ReplayError {
                 | ReplayError::InFile { .. }
                 | ReplayError::NoSuchChannel { .. }
                 | ReplayError::Asr(AsrError::ModelMissing { .. })
+                | ReplayError::Asr(AsrError::ModelLoad { .. })
                 | ReplayError::Asr(AsrError::EnglishOnly { .. })
         )
     }
@@ -79,6 +80,8 @@ pub struct ReplayOptions {
     pub realtime: bool,
     /// The agent id for `call_started.agent` (`--agent`), checked by the caller.
     pub agent: Option<String>,
+    /// The call id; `None` = [`call_id_for`] the file.
+    pub call_id: Option<String>,
 }
 
 /// How far the replay of one file has come (for progress bars).
@@ -204,7 +207,7 @@ pub fn replay_file(
         path: PathBuf::from("<stdout>"),
         source,
     };
-    let call_id = call_id_for(path);
+    let call_id = opts.call_id.clone().unwrap_or_else(|| call_id_for(path));
     let call = CallSpec {
         call_id: &call_id,
         tracks: &tracks,

@@ -103,6 +103,11 @@ impl ServeConfig {
                 self.context_interval_s
             ));
         }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(
+                "serve.data_dir is empty; name a directory (default /var/lib/calltone)".into(),
+            );
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err("serve.tls_cert_file and serve.tls_key_file go together".into());
         }

@@ -211,3 +211,102 @@ fn files_that_would_decode_to_gigabytes_are_refused_up_front() {
     assert!(msg.contains("too large") && msg.contains("MiB"), "{msg}");
     eprintln!("lying FLAC refused in {:?}", started.elapsed());
 }
+
+/// With the default log filter (no `CALLTONE_LOG`), the decoders' and Whisper's own log lines
+/// stay out of stderr: one line per bad input, naming it.
+#[test]
+fn default_logs_keep_bad_input_to_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = d.join("notes.mp3");
+    std::fs::write(&text, "these are my notes, not audio\n".repeat(20)).unwrap();
+    let zeros = d.join("zeros.wav");
+    std::fs::write(&zeros, vec![0u8; 4096]).unwrap();
+    for p in [&text, &zeros] {
+        let out = calltone()
+            .args(["replay", p.to_str().unwrap()])
+            .env_remove("CALLTONE_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(stderr.contains(name), "{stderr}");
+    }
+    // A file that is no Whisper model is the user's input too: exit 2, one line naming it.
+    let ok = d.join("ok.wav");
+    write_wav_raw(&ok, 1, 1, 16000, 16, &pcm16(16000, 1));
+    let not_model = d.join("not-a-model.bin");
+    std::fs::write(&not_model, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let out = calltone()
+        .args([
+            "replay",
+            ok.to_str().unwrap(),
+            "--model",
+            not_model.to_str().unwrap(),
+        ])
+        .env_remove("CALLTONE_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(stderr.contains("not-a-model.bin"), "{stderr}");
+}
+
+/// Two inputs with the same file stem are two calls with two ids and two sets of output
+/// files; the second does not overwrite the first.
+#[test]
+fn files_with_one_stem_are_two_calls() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("a")).unwrap();
+    std::fs::create_dir_all(d.join("b")).unwrap();
+    let (a, b) = (d.join("a/call.wav"), d.join("b/call.wav"));
+    write_wav_raw(&a, 1, 1, 16000, 16, &pcm16(16000, 1));
+    write_wav_raw(&b, 1, 1, 16000, 16, &pcm16(32000, 1));
+    let out_dir = d.join("out");
+    let out = calltone()
+        .args([
+            "replay",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out.stdout);
+    let ended: Vec<(String, f64)> = ev
+        .iter()
+        .filter(|e| e["type"] == "call_ended")
+        .map(|e| {
+            (
+                e["call_id"].as_str().unwrap().to_string(),
+                e["duration"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        [("call".to_string(), 1.0), ("call-2".to_string(), 2.0)]
+    );
+    let ids: std::collections::HashSet<&str> =
+        ev.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), ev.len(), "event ids repeat across the two calls");
+    for (name, duration) in [("call", 1.0), ("call-2", 2.0)] {
+        let stored = events(&std::fs::read(out_dir.join(format!("{name}.events.jsonl"))).unwrap());
+        let end = stored.last().unwrap();
+        assert_eq!(end["call_id"], name);
+        assert_eq!(end["duration"].as_f64(), Some(duration));
+    }
+}

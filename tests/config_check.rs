@@ -134,6 +134,10 @@ fn bad_configs_are_one_line_naming_file_and_problem() {
     std::fs::write(&not_toml, "[asr\nworkers = 2\n").unwrap();
     assert_rejected(&check(&not_toml), &not_toml, "line 1");
 
+    let no_dir = d.join("no-data-dir.toml");
+    std::fs::write(&no_dir, "[serve]\ndata_dir = \"\"\n").unwrap();
+    assert_rejected(&check(&no_dir), &no_dir, "serve.data_dir");
+
     let missing = d.join("missing.toml");
     let line = assert_rejected(&check(&missing), &missing, "cannot read config");
     assert!(line.to_lowercase().contains("no such file"), "{line}");
@@ -177,7 +181,15 @@ fn config_fuzz_every_number_is_refused_or_harmless() {
     }
     walk(&base, &mut Vec::new(), &mut leaves);
     assert!(leaves.len() > 50, "{} numeric keys", leaves.len());
-    let floats = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 0.0, 1e12];
+    let floats = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -1.0,
+        0.0,
+        1e12,
+        1e20,
+    ];
     let ints = [-1i64, 0, 1 << 40];
     let (mut refused, mut accepted, mut failures) = (0, 0, Vec::new());
     let tone: Vec<f32> = (0..8000 * 3)
@@ -213,6 +225,18 @@ fn config_fuzz_every_number_is_refused_or_harmless() {
             };
             if value.as_float().is_some_and(|x| !x.is_finite()) {
                 failures.push(format!("{key} = {value}: accepted"));
+            }
+            // serve builds timers from every duration: one it cannot build panics there.
+            let x = value.as_float().or(value.as_integer().map(|i| i as f64));
+            let secs = match path.last().map(String::as_str) {
+                Some(k) if k.ends_with("_ms") => x.map(|x| x / 1000.0),
+                Some(k) if k.ends_with("_s") => x,
+                _ => None,
+            };
+            if secs.is_some_and(|s| std::time::Duration::try_from_secs_f64(s).is_err()) {
+                failures.push(format!(
+                    "{key} = {value}: accepted, but no timer can be built"
+                ));
             }
             accepted += 1;
             // Shown only when the test fails (an abort names the case it was in).
@@ -268,4 +292,51 @@ fn config_fuzz_every_number_is_refused_or_harmless() {
         leaves.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every key the shipped configs show commented out ("# key = value") parses when an operator
+/// uncomments it as written.
+#[test]
+fn every_commented_key_uncomments_to_a_valid_line() {
+    // "# key = value": a commented setting, not prose.
+    let is_key_line = |line: &str| {
+        let Some(rest) = line.strip_prefix('#') else {
+            return false;
+        };
+        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        let key_len = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(rest.len());
+        key_len > 0
+            && rest[key_len..]
+                .trim_start()
+                .strip_prefix('=')
+                .is_some_and(|v| {
+                    v.trim_start()
+                        .chars()
+                        .next()
+                        .is_some_and(|c| !c.is_whitespace())
+                })
+    };
+    for name in ["calltone.toml", "calltone.production.toml"] {
+        let path = root().join("firmware-config").join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut tried = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if !is_key_line(line) {
+                continue;
+            }
+            tried += 1;
+            let mut edited = lines.clone();
+            let uncommented = line.trim_start_matches('#').trim_start().to_string();
+            edited[i] = &uncommented;
+            if let Err(calltone::config::ConfigError::Parse { message, .. }) =
+                Config::from_toml(&edited.join("\n"), &path)
+            {
+                panic!("{name} line {}: {line:?} uncommented: {message}", i + 1);
+            }
+        }
+        assert!(tried > 10, "{name}: only {tried} commented keys");
+    }
 }

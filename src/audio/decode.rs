@@ -78,7 +78,7 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio, AudioError> {
             });
         }
     }
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+    let io = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::NotFound => AudioError::NotFound {
             path: path.to_path_buf(),
         },
@@ -86,7 +86,23 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio, AudioError> {
             path: path.to_path_buf(),
             source,
         },
-    })?;
+    };
+    // Bounded also for what has no size: a FIFO, `<(…)`, /dev/zero.
+    let size = std::fs::metadata(path).map_or(0, |m| m.len().min(MAX_FILE_BYTES));
+    let mut bytes = Vec::with_capacity(size as usize + 1);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_FILE_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(AudioError::TooLarge {
+            path: path.to_path_buf(),
+            detail: format!(
+                "more than {MAX_FILE_BYTES} bytes; the limit is {MAX_FILE_BYTES} bytes"
+            ),
+        });
+    }
     decode_owned(bytes, path)
 }
 
