@@ -27,8 +27,9 @@
 //!   goes on from there, so one damaged record mid-segment loses only itself. With no intact
 //!   record after it (a torn write at the end after `kill -9` or power loss) the file is
 //!   truncated there. Either way a warning is logged and counted; open never fails for it.
-//! * **permissions**: the directory is created `0700` (and tightened to it when it exists),
-//!   segment and cursor files `0600`: events carry transcripts.
+//! * **permissions**: the directory is created `0700` (an existing one loses group and other
+//!   access, never its sticky or setgid bit), segment and cursor files `0600`: events carry
+//!   transcripts. Directories above it are only created (`0700`), never changed.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -71,18 +72,29 @@ fn parse_record(
     Ok((index, len))
 }
 
-/// Creates `dir` (and its parents) readable by the owner only; an existing one is tightened.
+/// Creates one of calltone's own directories (`outbox/`, `calls/`, `outbox-set-aside/`) and
+/// any missing parents readable by the owner only. An existing one loses group and other
+/// access (it holds transcripts), but keeps its sticky and setgid bits: only the `0o077`
+/// bits are cleared, and only when one is set.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
+    create_dir_if_missing(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077))?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and any missing parents `0700`; an existing directory is left exactly as it
+/// is. For the data directory, which the operator may point at a shared place (`/tmp`, a
+/// setgid group directory): calltone tightens only what it creates inside it.
+pub fn create_dir_if_missing(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
-    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))?;
-    }
-    Ok(())
+        .create(dir)
 }
 
 /// Writes a whole file readable by the owner only (`0600` when it is created).
@@ -535,7 +547,12 @@ impl Outbox {
         if crc32fast::hash(body) != crc {
             return Err(OutboxError::Corrupt { index });
         }
-        decode_body(body).ok_or(OutboxError::Corrupt { index })
+        // A record that is intact but not the one asked for (the file changed under this
+        // process) must never be published in its place.
+        match decode_body(body) {
+            Some(e) if e.index == index => Ok(e),
+            _ => Err(OutboxError::Corrupt { index }),
+        }
     }
 
     /// The first pending, unacknowledged index after `after` (from the start when `None`).
@@ -794,6 +811,18 @@ mod tests {
         ob.persist_cursor().unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700, "an existing directory is tightened");
+        let shared = base.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        create_dir_if_missing(&shared).unwrap();
+        let full = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            full(&shared),
+            0o1777,
+            "an existing data_dir is left as it is"
+        );
+        create_private_dir(&shared).unwrap();
+        assert_eq!(full(&shared), 0o1700, "the sticky bit survives tightening");
         for e in fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             assert_eq!(mode(&p), 0o600, "{}", p.display());
@@ -829,6 +858,24 @@ mod tests {
         }
         assert_eq!(ob.bytes(), 0);
         assert!(ob.append("t", "c:new", &payload, 1, false).is_ok());
+    }
+
+    #[test]
+    fn a_record_with_another_index_is_corrupt_not_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        add(&mut ob, 0);
+        add(&mut ob, 1);
+        ob.sync().unwrap();
+        // Both records intact (CRC good), same length, but in each other's place: what a
+        // second writer appending to the same segment does to this process's offsets.
+        let seg = dir.path().join(seg_name(0));
+        let bytes = fs::read(&seg).unwrap();
+        let half = bytes.len() / 2;
+        let swapped = [&bytes[half..], &bytes[..half]].concat();
+        fs::write(&seg, swapped).unwrap();
+        assert!(matches!(ob.read(0), Err(OutboxError::Corrupt { index: 0 })));
+        assert!(matches!(ob.read(1), Err(OutboxError::Corrupt { index: 1 })));
     }
 
     #[test]
