@@ -9,8 +9,9 @@
 //! * `{base}/calls/{call_id}/context` — the hand-off context, retained QoS 0 like `state`,
 //!   cleared the same way when the call ends.
 //! * `{base}/calls/{call_id}/state` — retained QoS 0, best effort; cleared with an empty
-//!   retained payload when the call ends (that clear goes through the outbox at QoS 1 so a
-//!   stale state never outlives an outage).
+//!   retained payload when the call ends (that clear goes through the outbox at QoS 1, in
+//!   its reserve, so a stale state never outlives an outage; when even the reserve is full
+//!   it goes out retained at QoS 0 on the next connect instead).
 //!
 //! Design:
 //! * Input is [`MqttHandle::publish`], a synchronous call: a QoS 1 event is appended to the
@@ -342,6 +343,10 @@ const OUTBOX_OK: u8 = 0;
 const OUTBOX_FULL: u8 = 1;
 const OUTBOX_WRITE_ERROR: u8 = 2;
 
+/// Retained payloads (latest states and contexts of open calls, clears of ended calls that
+/// found no room in the outbox) kept for the next connect at most.
+const MAX_PENDING_RETAINED: usize = 16_384;
+
 /// Connections an outbox entry may see lost while it was the only one in flight before it
 /// is set aside (the broker evidently refuses it: a packet over its own limit, a topic it
 /// disconnects for).
@@ -417,30 +422,34 @@ impl MqttHandle {
             });
         }
         let mut ob = sh.outbox();
-        let r = ob
-            .append(&topic, &ev.event_id, &payload, 1, false)
-            .map(|_| ());
-        let r = r.and_then(|()| {
-            if !matches!(ev.body, EventBody::CallEnded(_)) {
-                return Ok(());
-            }
-            // The call's retained topics (state, hand-off context) are cleared with it.
+        let r = if matches!(ev.body, EventBody::CallStarted(_) | EventBody::CallEnded(_)) {
+            ob.append_reserved(&topic, &ev.event_id, &payload, 1, false)
+        } else {
+            ob.append(&topic, &ev.event_id, &payload, 1, false)
+        }
+        .map(|_| ());
+        if matches!(ev.body, EventBody::CallEnded(_)) {
+            // The call's retained topics (state, hand-off context) are cleared with it,
+            // whether or not its `call_ended` found room: an unsent state must not be
+            // published after the call ended, and the broker must not keep an old one.
+            let mut states = sh.states.lock().unwrap_or_else(|e| e.into_inner());
             for kind in ["state", "context"] {
                 let topic = sh.topics.call(&ev.call_id, kind);
-                sh.states
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&topic);
-                ob.append(
-                    &topic,
-                    &format!("{}:{kind}-clear", ev.event_id),
-                    b"",
-                    1,
-                    true,
-                )?;
+                states.remove(&topic);
+                let id = format!("{}:{kind}-clear", ev.event_id);
+                if ob.append_reserved(&topic, &id, b"", 1, true).is_ok() {
+                    continue;
+                }
+                // No room even in the reserve: the clear goes out with the states on the
+                // next connect (retained, empty, QoS 0), from a bounded map.
+                if states.len() < MAX_PENDING_RETAINED {
+                    states.insert(topic, Vec::new());
+                } else {
+                    sh.metrics.mqtt_state_dropped.inc();
+                    tracing::error!(call_id = %ev.call_id, topic = %topic, "mqtt: outbox full and too many pending clears; this retained topic is not cleared");
+                }
             }
-            Ok(())
-        });
+        }
         sh.update_gauges(&ob);
         drop(ob);
         sh.wake.notify_one();

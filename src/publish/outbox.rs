@@ -21,7 +21,9 @@
 //! * **bound**: the segment files together never exceed `max_bytes`. When an append would,
 //!   the *new* event is refused with [`OutboxError::Full`] (drop-newest): what is already
 //!   queued stays in order and complete, and the caller counts and logs the refusal. Space
-//!   comes back as acknowledged segments are deleted.
+//!   comes back as acknowledged segments are deleted. The last `max_bytes / 16` (4 KiB to
+//!   1 MiB) is kept for [`Outbox::append_reserved`]: call lifecycle events and the clears of
+//!   an ended call's retained topics.
 //! * **corruption**: a record with a bad length, CRC or index is skipped on open: the scan
 //!   looks for the next intact record after it (length, CRC, index in order, decodable) and
 //!   goes on from there, so one damaged record mid-segment loses only itself. With no intact
@@ -341,6 +343,8 @@ impl Outbox {
 
     /// Queues an event. The record is in the segment file when this returns (durable against
     /// a process kill); call [`Outbox::sync`] to make it durable against power loss.
+    /// Refused with [`OutboxError::Full`] once the segments would pass `max_bytes` less the
+    /// reserve (see [`Outbox::append_reserved`]).
     pub fn append(
         &mut self,
         topic: &str,
@@ -348,6 +352,40 @@ impl Outbox {
         payload: &[u8],
         qos: u8,
         retain: bool,
+    ) -> Result<u64, OutboxError> {
+        self.append_within(topic, event_id, payload, qos, retain, self.reserve())
+    }
+
+    /// [`Outbox::append`] for the few records that keep the broker's view of calls right
+    /// (`call_started`, `call_ended`, the clears of an ended call's retained topics): these
+    /// may also use the reserve, the last `max_bytes / 16` (4 KiB to 1 MiB), so a call that
+    /// ends while ordinary events fill the outbox is still ended on the broker.
+    pub fn append_reserved(
+        &mut self,
+        topic: &str,
+        event_id: &str,
+        payload: &[u8],
+        qos: u8,
+        retain: bool,
+    ) -> Result<u64, OutboxError> {
+        self.append_within(topic, event_id, payload, qos, retain, 0)
+    }
+
+    /// Bytes kept free of ordinary events for [`Outbox::append_reserved`].
+    pub fn reserve(&self) -> u64 {
+        (self.max_bytes / 16)
+            .clamp(4096, 1 << 20)
+            .min(self.max_bytes / 2)
+    }
+
+    fn append_within(
+        &mut self,
+        topic: &str,
+        event_id: &str,
+        payload: &[u8],
+        qos: u8,
+        retain: bool,
+        reserve: u64,
     ) -> Result<u64, OutboxError> {
         let index = self.next_index;
         let body = encode_body(index, topic, event_id, payload, qos, retain);
@@ -358,7 +396,7 @@ impl Outbox {
             return Err(OutboxError::TooLarge(body.len()));
         }
         let rec_len = (HEADER + body.len()) as u64;
-        if self.total_bytes + rec_len > self.max_bytes {
+        if self.total_bytes + rec_len > self.max_bytes - reserve {
             return Err(OutboxError::Full {
                 used: self.total_bytes,
                 max: self.max_bytes,
@@ -833,6 +871,24 @@ mod tests {
     }
 
     #[test]
+    fn a_record_with_another_index_is_corrupt_not_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        add(&mut ob, 0);
+        add(&mut ob, 1);
+        ob.sync().unwrap();
+        // Both records intact (CRC good), same length, but in each other's place: what a
+        // second writer appending to the same segment does to this process's offsets.
+        let seg = dir.path().join(seg_name(0));
+        let bytes = fs::read(&seg).unwrap();
+        let half = bytes.len() / 2;
+        let swapped = [&bytes[half..], &bytes[..half]].concat();
+        fs::write(&seg, swapped).unwrap();
+        assert!(matches!(ob.read(0), Err(OutboxError::Corrupt { index: 0 })));
+        assert!(matches!(ob.read(1), Err(OutboxError::Corrupt { index: 1 })));
+    }
+
+    #[test]
     fn bound_refuses_newest_and_frees_space_after_acks() {
         let dir = tempfile::tempdir().unwrap();
         let mut ob = Outbox::open(dir.path(), 8192).unwrap();
@@ -861,21 +917,31 @@ mod tests {
     }
 
     #[test]
-    fn a_record_with_another_index_is_corrupt_not_published() {
+    fn lifecycle_records_may_use_the_reserve() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
-        add(&mut ob, 0);
-        add(&mut ob, 1);
-        ob.sync().unwrap();
-        // Both records intact (CRC good), same length, but in each other's place: what a
-        // second writer appending to the same segment does to this process's offsets.
-        let seg = dir.path().join(seg_name(0));
-        let bytes = fs::read(&seg).unwrap();
-        let half = bytes.len() / 2;
-        let swapped = [&bytes[half..], &bytes[..half]].concat();
-        fs::write(&seg, swapped).unwrap();
-        assert!(matches!(ob.read(0), Err(OutboxError::Corrupt { index: 0 })));
-        assert!(matches!(ob.read(1), Err(OutboxError::Corrupt { index: 1 })));
+        let mut ob = Outbox::open(dir.path(), 64 * 1024).unwrap();
+        assert_eq!(ob.reserve(), 4096);
+        let mut n = 0;
+        while ob
+            .append("t", &format!("c:{n}"), &[0u8; 300], 1, false)
+            .is_ok()
+        {
+            n += 1;
+        }
+        assert!(ob.bytes() <= 64 * 1024 - 4096);
+        assert!(matches!(
+            ob.append("t", "c:small", b"", 1, false),
+            Err(OutboxError::Full { .. })
+        ));
+        let mut reserved = 0;
+        while ob
+            .append_reserved("t/state", "c:clear", b"", 1, true)
+            .is_ok()
+        {
+            reserved += 1;
+        }
+        assert!(reserved > 20, "only {reserved} clears fit in the reserve");
+        assert!(ob.bytes() <= 64 * 1024);
     }
 
     #[test]
