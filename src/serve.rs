@@ -203,10 +203,14 @@ pub async fn run_with_reload(
     }
 
     if cfg.mqtt.credentials_in_clear() {
-        tracing::warn!(url = %cfg.mqtt.url, "mqtt.username and password go to a non-loopback broker over plain mqtt://; use mqtts://");
+        tracing::warn!(url = %cfg.mqtt.shown_target(), "mqtt.username and password go to a non-loopback broker over plain mqtt://; use mqtts://");
     }
     let mut mqtt_cfg = cfg.mqtt.clone();
-    let _broker = if cfg.mqtt.url == "embedded" {
+    let embedded = matches!(
+        cfg.mqtt.target(),
+        Ok(crate::publish::mqtt::BrokerTarget::Embedded(_))
+    );
+    let _broker = if embedded {
         let b = EmbeddedBroker::for_config(&cfg.mqtt)
             .map_err(|e| ServeError::Setup(e.to_string()))?
             .ok_or_else(|| ServeError::Setup("mqtt.url embedded: no broker".into()))?;
@@ -387,7 +391,7 @@ pub async fn run_with_reload(
     if let Some(reload) = reload {
         background.spawn(watch_sighup(reload, shared.clone(), shutdown.clone()));
     }
-    tracing::info!(http = %cfg.serve.http, media = %cfg.serve.media, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.url, "calltone serving");
+    tracing::info!(http = %cfg.serve.http, media = %cfg.serve.media, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.shown_target(), "calltone serving");
     // Every listener is bound: READY=1 (and watchdog pings) for systemd's Type=notify.
     background.spawn(crate::systemd::ready_then_watchdog(shutdown.clone()));
 

@@ -188,7 +188,7 @@ impl MqttConfig {
         if self.password.is_some() && self.username.is_none() {
             return Err("mqtt.password needs mqtt.username".into());
         }
-        if self.url.trim() == "embedded"
+        if self.url == "embedded"
             && !self.embedded_listen.ip().is_loopback()
             && self.embedded_users_file.is_none()
         {
@@ -218,9 +218,20 @@ impl MqttConfig {
             .unwrap_or_else(|| format!("calltone-{}-{}", self.site, self.box_id))
     }
 
-    /// Parses `url`.
+    /// Parses `url`. Refused, with a message naming `mqtt.url` that never repeats a
+    /// password: surrounding or inner whitespace (`"embedded "` would otherwise be taken for
+    /// a broker host), a user name or password in the URL (they belong in `mqtt.username`
+    /// and `mqtt.password`), a path, query or fragment, and port 0.
     pub fn target(&self) -> Result<BrokerTarget, String> {
-        let url = self.url.trim();
+        let url = self.url.as_str();
+        if url.contains('@') {
+            return Err("mqtt.url: a user name or password in the URL is not supported; set mqtt.username and mqtt.password".into());
+        }
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "mqtt.url {url:?}: contains whitespace; expected embedded, mqtt://host:port or mqtts://host:port"
+            ));
+        }
         if url == "embedded" {
             return Ok(BrokerTarget::Embedded(self.embedded_listen));
         }
@@ -233,7 +244,12 @@ impl MqttConfig {
                 "mqtt.url {url:?}: expected embedded, mqtt://host:port or mqtts://host:port"
             ));
         };
-        let rest = rest.trim_end_matches('/');
+        if rest.contains(['?', '#']) {
+            return Err(format!(
+                "mqtt.url {url:?}: a query or fragment is not supported; expected mqtt://host:port"
+            ));
+        }
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
         let default_port = if tls { 8883 } else { 1883 };
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (h, after) = v6
@@ -257,14 +273,30 @@ impl MqttConfig {
                 None => (rest.to_string(), default_port),
             }
         };
-        if host.is_empty() || host.contains('/') {
+        if host.is_empty()
+            || host.contains(['/', '[', ']'])
+            || (!url.contains('[') && host.contains(':'))
+        {
             return Err(format!("mqtt.url {url:?}: bad host"));
+        }
+        if port == 0 {
+            return Err(format!("mqtt.url {url:?}: port 0 is not a broker's port"));
         }
         Ok(if tls {
             BrokerTarget::Tls { host, port }
         } else {
             BrokerTarget::Tcp { host, port }
         })
+    }
+
+    /// `host:port` of the broker, for logs (never credentials).
+    pub fn shown_target(&self) -> String {
+        match self.target() {
+            Ok(BrokerTarget::Embedded(a)) => format!("embedded {a}"),
+            Ok(BrokerTarget::Tcp { host, port }) => format!("mqtt://{host}:{port}"),
+            Ok(BrokerTarget::Tls { host, port }) => format!("mqtts://{host}:{port}"),
+            Err(_) => "(invalid mqtt.url)".into(),
+        }
     }
 
     fn base_topic(&self) -> String {
@@ -1203,6 +1235,24 @@ mod tests {
         assert!(c.target().is_err());
         c.url = "mqtt://x:notaport".into();
         assert!(c.target().is_err());
+        c.url = "mqtt://broker.local/".into();
+        assert!(c.target().is_ok());
+        for bad in [
+            "embedded ",
+            " embedded",
+            "mqtt://host :1883",
+            "mqtt://user:s3cret@host:1883",
+            "mqtt://host?x=1",
+            "mqtt://host:1883#frag",
+            "mqtt://host:0",
+            "mqtt://host/path",
+            "mqtt://a:b:1883",
+        ] {
+            c.url = bad.into();
+            let e = c.target().unwrap_err();
+            assert!(e.starts_with("mqtt.url"), "{bad}: {e}");
+            assert!(!e.contains("s3cret"), "{bad}: {e}");
+        }
     }
 
     #[test]
