@@ -650,6 +650,8 @@ impl MqttSink {
         let grace = Arc::new(Mutex::new(Duration::ZERO));
         let task = SinkTask {
             shared: shared.clone(),
+            target: config.shown_target(),
+            outage: None,
             client,
             notices: notice_rx,
             resume: resume_tx,
@@ -870,8 +872,23 @@ enum Req {
     Offline,
 }
 
+/// A time without a broker connection, for the rate-limited connect-failure log.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    /// Connect attempts failed since.
+    failures: u64,
+    last_warned: Instant,
+}
+
+/// How often a continuing outage is logged (the first failure always is).
+const CONNECT_WARN_INTERVAL: Duration = Duration::from_secs(60);
+
 struct SinkTask {
     shared: Arc<Shared>,
+    /// The broker as logs name it (no credentials).
+    target: String,
+    outage: Option<Outage>,
     client: AsyncClient,
     notices: mpsc::Receiver<Notice>,
     resume: mpsc::Sender<()>,
@@ -931,7 +948,15 @@ impl SinkTask {
     async fn on_notice(&mut self, n: Notice) {
         match n {
             Notice::Up => {
-                tracing::info!("mqtt: connected");
+                match self.outage.take() {
+                    Some(o) if o.failures > 0 => tracing::info!(
+                        broker = %self.target,
+                        failed_attempts = o.failures,
+                        down_s = o.since.elapsed().as_secs(),
+                        "mqtt: connected again"
+                    ),
+                    _ => tracing::info!(broker = %self.target, "mqtt: connected"),
+                }
                 self.connected = true;
                 self.shared.connected.store(true, Ordering::Relaxed);
                 self.shared.metrics.mqtt_connected.set(1.0);
@@ -956,11 +981,37 @@ impl SinkTask {
                     if let Some(&(index, _)) = self.inflight.values().min_by_key(|(i, _)| *i) {
                         *self.failed.entry(index).or_default() += 1;
                     }
-                    tracing::warn!(error = %err, "mqtt: connection lost; will reconnect and resend unacknowledged events");
+                    tracing::warn!(broker = %self.target, error = %err, "mqtt: connection lost; will reconnect and resend unacknowledged events");
                     self.shared.metrics.mqtt_disconnects.inc();
+                    self.outage = Some(Outage {
+                        since: Instant::now(),
+                        failures: 0,
+                        last_warned: Instant::now(),
+                    });
                 } else {
-                    tracing::debug!(error = %err, "mqtt: connect failed");
                     self.shared.metrics.mqtt_disconnects.inc();
+                    // Visible in the default log: the first failure of an outage, then one
+                    // line a minute with the count, so a dead broker or a wrong mqtt.url
+                    // shows without flooding the log.
+                    match &mut self.outage {
+                        None => {
+                            tracing::warn!(broker = %self.target, error = %err, "mqtt: cannot connect to the broker; events wait in the outbox, retrying");
+                            self.outage = Some(Outage {
+                                since: Instant::now(),
+                                failures: 1,
+                                last_warned: Instant::now(),
+                            });
+                        }
+                        Some(o) => {
+                            o.failures += 1;
+                            if o.last_warned.elapsed() >= CONNECT_WARN_INTERVAL {
+                                o.last_warned = Instant::now();
+                                tracing::warn!(broker = %self.target, error = %err, failed_attempts = o.failures, down_s = o.since.elapsed().as_secs(), "mqtt: still cannot connect to the broker; events wait in the outbox");
+                            } else {
+                                tracing::debug!(error = %err, "mqtt: connect failed");
+                            }
+                        }
+                    }
                 }
                 self.connected = false;
                 self.shared.connected.store(false, Ordering::Relaxed);
