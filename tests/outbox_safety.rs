@@ -141,6 +141,43 @@ fn a_failed_start_leaves_an_existing_data_dir_as_it_was() {
     assert_eq!(mode(&shared), 0o1777, "mode changed by a failed start");
 }
 
+#[test]
+fn a_start_that_cannot_listen_leaves_open_calls_alone() {
+    let Some(model) = common::model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("calls")).unwrap();
+    let record = data.join("calls/LEFTOVER");
+    std::fs::write(&record, "LEFTOVER\n4\n9.5\n2\n").unwrap();
+    // The supervisor port is taken (say, by the running service's listener).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = common::calltone()
+        .arg("serve")
+        .arg("--model")
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--http", &taken.local_addr().unwrap().to_string()])
+        .args(["--media", "off", "--audiosocket", "off"])
+        .args(["--mqtt", &format!("mqtt://127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert!(
+        record.exists(),
+        "a failed start ended the open call:\n{stderr}"
+    );
+    let queued: Vec<_> = std::fs::read_dir(data.join("outbox"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !queued.iter().any(|n| n.to_string_lossy().ends_with(".seg")),
+        "a failed start queued events: {queued:?}"
+    );
+}
+
 /// Retained messages under `filter` on the broker at `port`: (topic, payload).
 fn retained(port: u16, filter: &str) -> Vec<(String, Vec<u8>)> {
     let mut opts = MqttOptions::new(unique("ret"), "127.0.0.1", port);
