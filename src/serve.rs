@@ -178,9 +178,10 @@ pub async fn run_with_reload(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| ServeError::Setup(format!("{what}: {e}"));
-    // Owner only: the outbox and open-call records hold transcripts.
-    crate::publish::outbox::create_private_dir(&cfg.serve.data_dir)
-        .map_err(|e| setup(&cfg.serve.data_dir.display().to_string(), &e))?;
+    // Before anything reads or writes the outbox or the open-call records: one process per
+    // data_dir. A second one (an operator running `calltone serve` by hand next to the
+    // service) would otherwise append to the same segments and end the live calls.
+    let _data_dir_lock = DataDirLock::acquire(&cfg.serve.data_dir)?;
     let metrics = Metrics::new();
     metrics.max_calls.set(cfg.security.max_calls as f64);
 
@@ -207,10 +208,14 @@ pub async fn run_with_reload(
     }
 
     if cfg.mqtt.credentials_in_clear() {
-        tracing::warn!(url = %cfg.mqtt.url, "mqtt.username and password go to a non-loopback broker over plain mqtt://; use mqtts://");
+        tracing::warn!(url = %cfg.mqtt.shown_target(), "mqtt.username and password go to a non-loopback broker over plain mqtt://; use mqtts://");
     }
     let mut mqtt_cfg = cfg.mqtt.clone();
-    let _broker = if cfg.mqtt.url == "embedded" {
+    let embedded = matches!(
+        cfg.mqtt.target(),
+        Ok(crate::publish::mqtt::BrokerTarget::Embedded(_))
+    );
+    let _broker = if embedded {
         let b = EmbeddedBroker::for_config(&cfg.mqtt)
             .map_err(|e| ServeError::Setup(e.to_string()))?
             .ok_or_else(|| ServeError::Setup("mqtt.url embedded: no broker".into()))?;
@@ -248,24 +253,6 @@ pub async fn run_with_reload(
         metrics: metrics.clone(),
         open_calls,
     });
-    // Calls that were open when the previous process died end now, continuing their seq.
-    for (call_id, run, next_seq, t) in shared.open_calls.leftovers() {
-        tracing::warn!(%call_id, "ending call left open by a previous run");
-        let mut st = EventStamper::resume(&call_id, next_seq);
-        let mut ev = st.stamp(
-            t,
-            now_rfc3339(),
-            EventBody::CallEnded(CallEnded {
-                reason: "restart_recovery".into(),
-                duration: t,
-                summary: CallSummary::default(),
-            }),
-        );
-        ev.event_id = run_event_id(&call_id, run, ev.seq);
-        shared.publish(&ev);
-        shared.open_calls.remove(&call_id);
-    }
-
     let (tx, rx) = mpsc::channel::<CallEvent>(1024);
     let sec = &cfg.security;
     let header_timeout = Duration::from_secs_f64(sec.http_header_timeout_s);
@@ -384,12 +371,32 @@ pub async fn run_with_reload(
     } else {
         None
     };
+    // Calls that were open when the previous process died end now, continuing their seq:
+    // only once every listener is bound, so a start that fails changes nothing on disk or on
+    // the broker. New calls wait in the channel until the router starts below.
+    for (call_id, run, next_seq, t) in shared.open_calls.leftovers() {
+        tracing::warn!(%call_id, "ending call left open by a previous run");
+        let mut st = EventStamper::resume(&call_id, next_seq);
+        let mut ev = st.stamp(
+            t,
+            now_rfc3339(),
+            EventBody::CallEnded(CallEnded {
+                reason: "restart_recovery".into(),
+                duration: t,
+                summary: CallSummary::default(),
+            }),
+        );
+        ev.event_id = run_event_id(&call_id, run, ev.seq);
+        shared.publish(&ev);
+        shared.open_calls.remove(&call_id);
+    }
+
     drop(tx);
     background.spawn(sample_pool_gauges(shared.clone(), shutdown.clone()));
     if let Some(reload) = reload {
         background.spawn(watch_sighup(reload, shared.clone(), shutdown.clone()));
     }
-    tracing::info!(http = %cfg.serve.http, media = %cfg.serve.media, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.url, "calltone serving");
+    tracing::info!(http = %cfg.serve.http, media = %cfg.serve.media, audiosocket = %cfg.serve.audiosocket, mqtt = %cfg.mqtt.shown_target(), "calltone serving");
     // Every listener is bound: READY=1 (and watchdog pings) for systemd's Type=notify.
     background.spawn(crate::systemd::ready_then_watchdog(shutdown.clone()));
 
@@ -1012,6 +1019,65 @@ async fn sample_pool_gauges(shared: Arc<Shared>, shutdown: CancellationToken) {
             .load(std::sync::atomic::Ordering::Relaxed);
         m.asr_shed.add(shed - shed_seen);
         shed_seen = shed;
+    }
+}
+
+/// An exclusive `flock(2)` on `{data_dir}/lock`, held for the life of the process (the
+/// kernel releases it when the process ends, however it ends). The file holds the owner's pid
+/// for the message a second start prints.
+struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    fn acquire(data_dir: &Path) -> Result<Self, ServeError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::io::AsRawFd;
+        let shown = data_dir.display();
+        let fail =
+            |e: &dyn std::fmt::Display| ServeError::Setup(format!("serve.data_dir {shown}: {e}"));
+        // Created 0700 when missing; an existing directory is left as it is (it may be a
+        // shared one): calltone's own subdirectories are owner-only.
+        crate::publish::outbox::create_dir_if_missing(data_dir).map_err(|e| fail(&e))?;
+        let path = data_dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            // A link planted in a shared directory is not followed.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| fail(&format!("{}: {e}", path.display())))?;
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let owner = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => "pid unknown".into(),
+                };
+                return Err(ServeError::Setup(format!(
+                    "serve.data_dir {shown} is in use by another calltone ({owner}); stop it or use another data_dir"
+                )));
+            }
+            return Err(fail(&format!("cannot lock {}: {err}", path.display())));
+        }
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        if let Ok(m) = std::fs::metadata(data_dir) {
+            if m.permissions().mode() & 0o077 != 0 {
+                tracing::info!(data_dir = %shown, mode = format!("{:o}", m.permissions().mode() & 0o7777), "serve.data_dir is open to other users; left as it is (the outbox and open-call records are in owner-only subdirectories)");
+            }
+        }
+        Ok(Self { _file: file })
     }
 }
 

@@ -9,8 +9,9 @@
 //! * `{base}/calls/{call_id}/context` — the hand-off context, retained QoS 0 like `state`,
 //!   cleared the same way when the call ends.
 //! * `{base}/calls/{call_id}/state` — retained QoS 0, best effort; cleared with an empty
-//!   retained payload when the call ends (that clear goes through the outbox at QoS 1 so a
-//!   stale state never outlives an outage).
+//!   retained payload when the call ends (that clear goes through the outbox at QoS 1, in
+//!   its reserve, so a stale state never outlives an outage; when even the reserve is full
+//!   it goes out retained at QoS 0 on the next connect instead).
 //!
 //! Design:
 //! * Input is [`MqttHandle::publish`], a synchronous call: a QoS 1 event is appended to the
@@ -187,7 +188,7 @@ impl MqttConfig {
         if self.password.is_some() && self.username.is_none() {
             return Err("mqtt.password needs mqtt.username".into());
         }
-        if self.url.trim() == "embedded"
+        if self.url == "embedded"
             && !self.embedded_listen.ip().is_loopback()
             && self.embedded_users_file.is_none()
         {
@@ -217,9 +218,20 @@ impl MqttConfig {
             .unwrap_or_else(|| format!("calltone-{}-{}", self.site, self.box_id))
     }
 
-    /// Parses `url`.
+    /// Parses `url`. Refused, with a message naming `mqtt.url` that never repeats a
+    /// password: surrounding or inner whitespace (`"embedded "` would otherwise be taken for
+    /// a broker host), a user name or password in the URL (they belong in `mqtt.username`
+    /// and `mqtt.password`), a path, query or fragment, and port 0.
     pub fn target(&self) -> Result<BrokerTarget, String> {
-        let url = self.url.trim();
+        let url = self.url.as_str();
+        if url.contains('@') {
+            return Err("mqtt.url: a user name or password in the URL is not supported; set mqtt.username and mqtt.password".into());
+        }
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "mqtt.url {url:?}: contains whitespace; expected embedded, mqtt://host:port or mqtts://host:port"
+            ));
+        }
         if url == "embedded" {
             return Ok(BrokerTarget::Embedded(self.embedded_listen));
         }
@@ -232,7 +244,12 @@ impl MqttConfig {
                 "mqtt.url {url:?}: expected embedded, mqtt://host:port or mqtts://host:port"
             ));
         };
-        let rest = rest.trim_end_matches('/');
+        if rest.contains(['?', '#']) {
+            return Err(format!(
+                "mqtt.url {url:?}: a query or fragment is not supported; expected mqtt://host:port"
+            ));
+        }
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
         let default_port = if tls { 8883 } else { 1883 };
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (h, after) = v6
@@ -256,14 +273,30 @@ impl MqttConfig {
                 None => (rest.to_string(), default_port),
             }
         };
-        if host.is_empty() || host.contains('/') {
+        if host.is_empty()
+            || host.contains(['/', '[', ']'])
+            || (!url.contains('[') && host.contains(':'))
+        {
             return Err(format!("mqtt.url {url:?}: bad host"));
+        }
+        if port == 0 {
+            return Err(format!("mqtt.url {url:?}: port 0 is not a broker's port"));
         }
         Ok(if tls {
             BrokerTarget::Tls { host, port }
         } else {
             BrokerTarget::Tcp { host, port }
         })
+    }
+
+    /// `host:port` of the broker, for logs (never credentials).
+    pub fn shown_target(&self) -> String {
+        match self.target() {
+            Ok(BrokerTarget::Embedded(a)) => format!("embedded {a}"),
+            Ok(BrokerTarget::Tcp { host, port }) => format!("mqtt://{host}:{port}"),
+            Ok(BrokerTarget::Tls { host, port }) => format!("mqtts://{host}:{port}"),
+            Err(_) => "(invalid mqtt.url)".into(),
+        }
     }
 
     fn base_topic(&self) -> String {
@@ -342,6 +375,10 @@ const OUTBOX_OK: u8 = 0;
 const OUTBOX_FULL: u8 = 1;
 const OUTBOX_WRITE_ERROR: u8 = 2;
 
+/// Retained payloads (latest states and contexts of open calls, clears of ended calls that
+/// found no room in the outbox) kept for the next connect at most.
+const MAX_PENDING_RETAINED: usize = 16_384;
+
 /// Connections an outbox entry may see lost while it was the only one in flight before it
 /// is set aside (the broker evidently refuses it: a packet over its own limit, a topic it
 /// disconnects for).
@@ -417,30 +454,34 @@ impl MqttHandle {
             });
         }
         let mut ob = sh.outbox();
-        let r = ob
-            .append(&topic, &ev.event_id, &payload, 1, false)
-            .map(|_| ());
-        let r = r.and_then(|()| {
-            if !matches!(ev.body, EventBody::CallEnded(_)) {
-                return Ok(());
-            }
-            // The call's retained topics (state, hand-off context) are cleared with it.
+        let r = if matches!(ev.body, EventBody::CallStarted(_) | EventBody::CallEnded(_)) {
+            ob.append_reserved(&topic, &ev.event_id, &payload, 1, false)
+        } else {
+            ob.append(&topic, &ev.event_id, &payload, 1, false)
+        }
+        .map(|_| ());
+        if matches!(ev.body, EventBody::CallEnded(_)) {
+            // The call's retained topics (state, hand-off context) are cleared with it,
+            // whether or not its `call_ended` found room: an unsent state must not be
+            // published after the call ended, and the broker must not keep an old one.
+            let mut states = sh.states.lock().unwrap_or_else(|e| e.into_inner());
             for kind in ["state", "context"] {
                 let topic = sh.topics.call(&ev.call_id, kind);
-                sh.states
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&topic);
-                ob.append(
-                    &topic,
-                    &format!("{}:{kind}-clear", ev.event_id),
-                    b"",
-                    1,
-                    true,
-                )?;
+                states.remove(&topic);
+                let id = format!("{}:{kind}-clear", ev.event_id);
+                if ob.append_reserved(&topic, &id, b"", 1, true).is_ok() {
+                    continue;
+                }
+                // No room even in the reserve: the clear goes out with the states on the
+                // next connect (retained, empty, QoS 0), from a bounded map.
+                if states.len() < MAX_PENDING_RETAINED {
+                    states.insert(topic, Vec::new());
+                } else {
+                    sh.metrics.mqtt_state_dropped.inc();
+                    tracing::error!(call_id = %ev.call_id, topic = %topic, "mqtt: outbox full and too many pending clears; this retained topic is not cleared");
+                }
             }
-            Ok(())
-        });
+        }
         sh.update_gauges(&ob);
         drop(ob);
         sh.wake.notify_one();
@@ -609,6 +650,8 @@ impl MqttSink {
         let grace = Arc::new(Mutex::new(Duration::ZERO));
         let task = SinkTask {
             shared: shared.clone(),
+            target: config.shown_target(),
+            outage: None,
             client,
             notices: notice_rx,
             resume: resume_tx,
@@ -829,8 +872,23 @@ enum Req {
     Offline,
 }
 
+/// A time without a broker connection, for the rate-limited connect-failure log.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    /// Connect attempts failed since.
+    failures: u64,
+    last_warned: Instant,
+}
+
+/// How often a continuing outage is logged (the first failure always is).
+const CONNECT_WARN_INTERVAL: Duration = Duration::from_secs(60);
+
 struct SinkTask {
     shared: Arc<Shared>,
+    /// The broker as logs name it (no credentials).
+    target: String,
+    outage: Option<Outage>,
     client: AsyncClient,
     notices: mpsc::Receiver<Notice>,
     resume: mpsc::Sender<()>,
@@ -890,7 +948,15 @@ impl SinkTask {
     async fn on_notice(&mut self, n: Notice) {
         match n {
             Notice::Up => {
-                tracing::info!("mqtt: connected");
+                match self.outage.take() {
+                    Some(o) if o.failures > 0 => tracing::info!(
+                        broker = %self.target,
+                        failed_attempts = o.failures,
+                        down_s = o.since.elapsed().as_secs(),
+                        "mqtt: connected again"
+                    ),
+                    _ => tracing::info!(broker = %self.target, "mqtt: connected"),
+                }
                 self.connected = true;
                 self.shared.connected.store(true, Ordering::Relaxed);
                 self.shared.metrics.mqtt_connected.set(1.0);
@@ -915,11 +981,37 @@ impl SinkTask {
                     if let Some(&(index, _)) = self.inflight.values().min_by_key(|(i, _)| *i) {
                         *self.failed.entry(index).or_default() += 1;
                     }
-                    tracing::warn!(error = %err, "mqtt: connection lost; will reconnect and resend unacknowledged events");
+                    tracing::warn!(broker = %self.target, error = %err, "mqtt: connection lost; will reconnect and resend unacknowledged events");
                     self.shared.metrics.mqtt_disconnects.inc();
+                    self.outage = Some(Outage {
+                        since: Instant::now(),
+                        failures: 0,
+                        last_warned: Instant::now(),
+                    });
                 } else {
-                    tracing::debug!(error = %err, "mqtt: connect failed");
                     self.shared.metrics.mqtt_disconnects.inc();
+                    // Visible in the default log: the first failure of an outage, then one
+                    // line a minute with the count, so a dead broker or a wrong mqtt.url
+                    // shows without flooding the log.
+                    match &mut self.outage {
+                        None => {
+                            tracing::warn!(broker = %self.target, error = %err, "mqtt: cannot connect to the broker; events wait in the outbox, retrying");
+                            self.outage = Some(Outage {
+                                since: Instant::now(),
+                                failures: 1,
+                                last_warned: Instant::now(),
+                            });
+                        }
+                        Some(o) => {
+                            o.failures += 1;
+                            if o.last_warned.elapsed() >= CONNECT_WARN_INTERVAL {
+                                o.last_warned = Instant::now();
+                                tracing::warn!(broker = %self.target, error = %err, failed_attempts = o.failures, down_s = o.since.elapsed().as_secs(), "mqtt: still cannot connect to the broker; events wait in the outbox");
+                            } else {
+                                tracing::debug!(error = %err, "mqtt: connect failed");
+                            }
+                        }
+                    }
                 }
                 self.connected = false;
                 self.shared.connected.store(false, Ordering::Relaxed);
@@ -1194,6 +1286,24 @@ mod tests {
         assert!(c.target().is_err());
         c.url = "mqtt://x:notaport".into();
         assert!(c.target().is_err());
+        c.url = "mqtt://broker.local/".into();
+        assert!(c.target().is_ok());
+        for bad in [
+            "embedded ",
+            " embedded",
+            "mqtt://host :1883",
+            "mqtt://user:s3cret@host:1883",
+            "mqtt://host?x=1",
+            "mqtt://host:1883#frag",
+            "mqtt://host:0",
+            "mqtt://host/path",
+            "mqtt://a:b:1883",
+        ] {
+            c.url = bad.into();
+            let e = c.target().unwrap_err();
+            assert!(e.starts_with("mqtt.url"), "{bad}: {e}");
+            assert!(!e.contains("s3cret"), "{bad}: {e}");
+        }
     }
 
     #[test]

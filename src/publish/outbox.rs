@@ -21,14 +21,17 @@
 //! * **bound**: the segment files together never exceed `max_bytes`. When an append would,
 //!   the *new* event is refused with [`OutboxError::Full`] (drop-newest): what is already
 //!   queued stays in order and complete, and the caller counts and logs the refusal. Space
-//!   comes back as acknowledged segments are deleted.
+//!   comes back as acknowledged segments are deleted. The last `max_bytes / 16` (4 KiB to
+//!   1 MiB) is kept for [`Outbox::append_reserved`]: call lifecycle events and the clears of
+//!   an ended call's retained topics.
 //! * **corruption**: a record with a bad length, CRC or index is skipped on open: the scan
 //!   looks for the next intact record after it (length, CRC, index in order, decodable) and
 //!   goes on from there, so one damaged record mid-segment loses only itself. With no intact
 //!   record after it (a torn write at the end after `kill -9` or power loss) the file is
 //!   truncated there. Either way a warning is logged and counted; open never fails for it.
-//! * **permissions**: the directory is created `0700` (and tightened to it when it exists),
-//!   segment and cursor files `0600`: events carry transcripts.
+//! * **permissions**: the directory is created `0700` (an existing one loses group and other
+//!   access, never its sticky or setgid bit), segment and cursor files `0600`: events carry
+//!   transcripts. Directories above it are only created (`0700`), never changed.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -71,18 +74,29 @@ fn parse_record(
     Ok((index, len))
 }
 
-/// Creates `dir` (and its parents) readable by the owner only; an existing one is tightened.
+/// Creates one of calltone's own directories (`outbox/`, `calls/`, `outbox-set-aside/`) and
+/// any missing parents readable by the owner only. An existing one loses group and other
+/// access (it holds transcripts), but keeps its sticky and setgid bits: only the `0o077`
+/// bits are cleared, and only when one is set.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
+    create_dir_if_missing(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077))?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and any missing parents `0700`; an existing directory is left exactly as it
+/// is. For the data directory, which the operator may point at a shared place (`/tmp`, a
+/// setgid group directory): calltone tightens only what it creates inside it.
+pub fn create_dir_if_missing(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
-    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))?;
-    }
-    Ok(())
+        .create(dir)
 }
 
 /// Writes a whole file readable by the owner only (`0600` when it is created).
@@ -329,6 +343,8 @@ impl Outbox {
 
     /// Queues an event. The record is in the segment file when this returns (durable against
     /// a process kill); call [`Outbox::sync`] to make it durable against power loss.
+    /// Refused with [`OutboxError::Full`] once the segments would pass `max_bytes` less the
+    /// reserve (see [`Outbox::append_reserved`]).
     pub fn append(
         &mut self,
         topic: &str,
@@ -336,6 +352,40 @@ impl Outbox {
         payload: &[u8],
         qos: u8,
         retain: bool,
+    ) -> Result<u64, OutboxError> {
+        self.append_within(topic, event_id, payload, qos, retain, self.reserve())
+    }
+
+    /// [`Outbox::append`] for the few records that keep the broker's view of calls right
+    /// (`call_started`, `call_ended`, the clears of an ended call's retained topics): these
+    /// may also use the reserve, the last `max_bytes / 16` (4 KiB to 1 MiB), so a call that
+    /// ends while ordinary events fill the outbox is still ended on the broker.
+    pub fn append_reserved(
+        &mut self,
+        topic: &str,
+        event_id: &str,
+        payload: &[u8],
+        qos: u8,
+        retain: bool,
+    ) -> Result<u64, OutboxError> {
+        self.append_within(topic, event_id, payload, qos, retain, 0)
+    }
+
+    /// Bytes kept free of ordinary events for [`Outbox::append_reserved`].
+    pub fn reserve(&self) -> u64 {
+        (self.max_bytes / 16)
+            .clamp(4096, 1 << 20)
+            .min(self.max_bytes / 2)
+    }
+
+    fn append_within(
+        &mut self,
+        topic: &str,
+        event_id: &str,
+        payload: &[u8],
+        qos: u8,
+        retain: bool,
+        reserve: u64,
     ) -> Result<u64, OutboxError> {
         let index = self.next_index;
         let body = encode_body(index, topic, event_id, payload, qos, retain);
@@ -346,7 +396,7 @@ impl Outbox {
             return Err(OutboxError::TooLarge(body.len()));
         }
         let rec_len = (HEADER + body.len()) as u64;
-        if self.total_bytes + rec_len > self.max_bytes {
+        if self.total_bytes + rec_len > self.max_bytes - reserve {
             return Err(OutboxError::Full {
                 used: self.total_bytes,
                 max: self.max_bytes,
@@ -535,7 +585,12 @@ impl Outbox {
         if crc32fast::hash(body) != crc {
             return Err(OutboxError::Corrupt { index });
         }
-        decode_body(body).ok_or(OutboxError::Corrupt { index })
+        // A record that is intact but not the one asked for (the file changed under this
+        // process) must never be published in its place.
+        match decode_body(body) {
+            Some(e) if e.index == index => Ok(e),
+            _ => Err(OutboxError::Corrupt { index }),
+        }
     }
 
     /// The first pending, unacknowledged index after `after` (from the start when `None`).
@@ -794,6 +849,18 @@ mod tests {
         ob.persist_cursor().unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700, "an existing directory is tightened");
+        let shared = base.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        create_dir_if_missing(&shared).unwrap();
+        let full = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            full(&shared),
+            0o1777,
+            "an existing data_dir is left as it is"
+        );
+        create_private_dir(&shared).unwrap();
+        assert_eq!(full(&shared), 0o1700, "the sticky bit survives tightening");
         for e in fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             assert_eq!(mode(&p), 0o600, "{}", p.display());
@@ -801,6 +868,24 @@ mod tests {
         let fresh = base.path().join("a/b/outbox");
         Outbox::open(&fresh, 1 << 20).unwrap();
         assert_eq!(mode(&fresh), 0o700);
+    }
+
+    #[test]
+    fn a_record_with_another_index_is_corrupt_not_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        add(&mut ob, 0);
+        add(&mut ob, 1);
+        ob.sync().unwrap();
+        // Both records intact (CRC good), same length, but in each other's place: what a
+        // second writer appending to the same segment does to this process's offsets.
+        let seg = dir.path().join(seg_name(0));
+        let bytes = fs::read(&seg).unwrap();
+        let half = bytes.len() / 2;
+        let swapped = [&bytes[half..], &bytes[..half]].concat();
+        fs::write(&seg, swapped).unwrap();
+        assert!(matches!(ob.read(0), Err(OutboxError::Corrupt { index: 0 })));
+        assert!(matches!(ob.read(1), Err(OutboxError::Corrupt { index: 1 })));
     }
 
     #[test]
@@ -829,6 +914,34 @@ mod tests {
         }
         assert_eq!(ob.bytes(), 0);
         assert!(ob.append("t", "c:new", &payload, 1, false).is_ok());
+    }
+
+    #[test]
+    fn lifecycle_records_may_use_the_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 64 * 1024).unwrap();
+        assert_eq!(ob.reserve(), 4096);
+        let mut n = 0;
+        while ob
+            .append("t", &format!("c:{n}"), &[0u8; 300], 1, false)
+            .is_ok()
+        {
+            n += 1;
+        }
+        // Down to the last bytes: the smallest ordinary record is refused too.
+        while ob.append("t", &format!("c:{n}"), b"", 1, false).is_ok() {
+            n += 1;
+        }
+        assert!(ob.bytes() <= 64 * 1024 - 4096 && ob.bytes() > 64 * 1024 - 4096 - 40);
+        let mut reserved = 0;
+        while ob
+            .append_reserved("t/state", "c:clear", b"", 1, true)
+            .is_ok()
+        {
+            reserved += 1;
+        }
+        assert!(reserved > 20, "only {reserved} clears fit in the reserve");
+        assert!(ob.bytes() <= 64 * 1024);
     }
 
     #[test]
