@@ -310,6 +310,9 @@ struct Track {
     active: bool,
     /// Seconds of this speaker's audio pushed (silence added by `join_at` included).
     heard_t: f64,
+    /// Call time of this speaker's first pushed sample (silence added by `join_at` is not
+    /// audio); None until the leg sends any.
+    audio_from: Option<f64>,
     /// The language this speaker's utterances are decoded in, once detected.
     language: Option<&'static str>,
     /// The job id and text of this speaker's latest transcribed utterance (raw, before
@@ -402,6 +405,7 @@ impl CallPipeline {
                 recent_words: VecDeque::new(),
                 active: false,
                 heard_t: 0.0,
+                audio_from: None,
                 language: None,
                 last_text: None,
             });
@@ -569,6 +573,13 @@ impl CallPipeline {
         };
         let track = &mut self.tracks[i];
         track.active = true;
+        if track.audio_from.is_none() && !samples.is_empty() {
+            track.audio_from = Some(track.heard_t);
+            if speaker == Speaker::Agent {
+                // From now on the agent can be scored (see `empathy::opportunity`).
+                self.empathy.on_agent_audio(track.heard_t);
+            }
+        }
         track.heard_t += samples.len() as f64 / track.resampler.in_rate() as f64;
         track.scratch16.clear();
         track.resampler.push(samples, &mut track.scratch16);
@@ -598,24 +609,27 @@ impl CallPipeline {
         self.maybe_emit_end(out);
     }
 
-    /// Empathy bookkeeping for one tick: the customer's live stress and whether an agent
-    /// reply is still being spoken or transcribed.
+    /// Empathy bookkeeping for one tick: the customer's live stress and whether agent or
+    /// customer speech is still being spoken or transcribed.
     fn empathy_tick(&mut self, customer_stress: Option<f32>, out: &mut Vec<Output>) {
-        let unheard = self.agent_unheard_from();
         let t = self.t_segmented;
-        let events = self.empathy.on_tick(t, customer_stress, unheard);
+        let x = crate::empathy::EmpathyTick {
+            t,
+            stress: customer_stress,
+            agent_unheard_from: self.unheard_from(Speaker::Agent),
+            customer_unheard_from: self.unheard_from(Speaker::Customer),
+        };
+        let events = self.empathy.on_tick(&x);
         self.emit_empathy(t, events, out);
     }
 
-    /// Start of agent speech still being spoken or transcribed, if any.
-    fn agent_unheard_from(&self) -> Option<f64> {
-        let open = self
-            .track(Speaker::Agent)
-            .and_then(|t| t.segmenter.open_start());
+    /// Start of `speaker`'s speech still being spoken or transcribed, if any.
+    fn unheard_from(&self, speaker: Speaker) -> Option<f64> {
+        let open = self.track(speaker).and_then(|t| t.segmenter.open_start());
         let queued = self
             .pending
             .values()
-            .filter(|p| p.speaker == Speaker::Agent)
+            .filter(|p| p.speaker == speaker)
             .map(|p| p.start)
             .reduce(f64::min);
         match (open, queued) {
@@ -629,7 +643,7 @@ impl CallPipeline {
         let agent_rate = self
             .track(Speaker::Agent)
             .and_then(|t| t.speaking_rate_and_speech(self.t_segmented));
-        let reply_pending = self.agent_unheard_from().is_some();
+        let reply_pending = self.unheard_from(Speaker::Agent).is_some();
         let x = crate::assist::AssistTick {
             t: self.t_segmented,
             customer_voiced: tick.customer_voiced,

@@ -413,10 +413,11 @@ struct Rescorer<'a> {
     stress: Option<f32>,
     /// The agent named on `call_started`.
     agent: Option<String>,
-    /// Customer and agent utterance spans, and agent utterances' (input index, start).
+    /// Customer and agent utterance spans, and each speaker's utterances' (input index, start).
     customer_spans: Vec<(f64, f64)>,
     agent_spans: Vec<(f64, f64)>,
     agent_starts: Vec<(usize, f64)>,
+    customer_starts: Vec<(usize, f64)>,
 }
 
 impl<'a> Rescorer<'a> {
@@ -424,16 +425,26 @@ impl<'a> Rescorer<'a> {
         let mut customer_spans = Vec::new();
         let mut agent_spans = Vec::new();
         let mut agent_starts = Vec::new();
+        let mut customer_starts = Vec::new();
         for (i, e) in call.events.iter().enumerate() {
             if let EventBody::Utterance(u) = &e.body {
                 match u.speaker {
-                    Speaker::Customer => customer_spans.push((u.start, u.end)),
+                    Speaker::Customer => {
+                        customer_spans.push((u.start, u.end));
+                        customer_starts.push((i, u.start));
+                    }
                     Speaker::Agent => {
                         agent_spans.push((u.start, u.end));
                         agent_starts.push((i, u.start));
                     }
                 }
             }
+        }
+        let mut empathy = CallEmpathy::new(cfg, std::sync::Arc::clone(&analyzers.behaviours));
+        // No audio here: the agent counts as recorded (from the start) when the call has any
+        // agent utterance; a call without one has no agent to score.
+        if !agent_starts.is_empty() {
+            empathy.on_agent_audio(0.0);
         }
         Self {
             analyzers,
@@ -443,7 +454,7 @@ impl<'a> Rescorer<'a> {
                 .then(|| crate::redact::ConversationRedactor::new(analyzers.redactor.clone())),
             stamper: EventStamper::new(call_id),
             alerts: AlertEngine::new(call_id, cfg.alerts.clone()),
-            empathy: CallEmpathy::new(cfg, std::sync::Arc::clone(&analyzers.behaviours)),
+            empathy,
             out: Vec::new(),
             position: 0,
             ts: String::new(),
@@ -453,6 +464,7 @@ impl<'a> Rescorer<'a> {
             customer_spans,
             agent_spans,
             agent_starts,
+            customer_starts,
         }
     }
 
@@ -484,14 +496,22 @@ impl<'a> Rescorer<'a> {
                 self.emit(t, EventBody::Alert(a));
             }
         }
-        // Agent speech that had begun but was not yet published at this point of the call.
-        let unheard = self
-            .agent_starts
-            .iter()
-            .filter(|&&(i, s)| i > self.position && s <= t)
-            .map(|&(_, s)| s)
-            .reduce(f64::min);
-        let events = self.empathy.on_tick(t, stress, unheard);
+        // Speech that had begun but was not yet published at this point of the call (the
+        // event being handled is not published yet either).
+        let unheard = |starts: &[(usize, f64)]| {
+            starts
+                .iter()
+                .filter(|&&(i, s)| i >= self.position && s <= t)
+                .map(|&(_, s)| s)
+                .reduce(f64::min)
+        };
+        let x = crate::empathy::EmpathyTick {
+            t,
+            stress,
+            agent_unheard_from: unheard(&self.agent_starts),
+            customer_unheard_from: unheard(&self.customer_starts),
+        };
+        let events = self.empathy.on_tick(&x);
         self.emit_empathy(t, events);
     }
 

@@ -236,15 +236,18 @@ impl AssistEngine {
             AssistKind::Acknowledge => {
                 let c = &self.cfg.acknowledge;
                 let o = x.open_opportunity?;
-                (c.enabled && !x.reply_pending && x.t - o.end >= c.after_s).then(|| {
-                    json!({
-                        "opportunity": o.kind,
-                        "distress_start": o.start,
-                        "distress_end": o.end,
-                        "waiting_s": round1(x.t - o.end),
-                        "what": distress_words(o.kind),
+                // Not while the customer is talking: that would tell the agent to cut in.
+                // Words still in the ASR queue do not hold it (they can only add distress).
+                (c.enabled && !x.reply_pending && !x.customer_voiced && x.t - o.end >= c.after_s)
+                    .then(|| {
+                        json!({
+                            "opportunity": o.kind,
+                            "distress_start": o.start,
+                            "distress_end": o.end,
+                            "waiting_s": round1(x.t - o.end),
+                            "what": distress_words(o.kind),
+                        })
                     })
-                })
             }
             AssistKind::Supervisor => {
                 let (at, words) = self.supervisor_request.as_ref()?;
@@ -585,5 +588,27 @@ mod tests {
         assert!(AssistConfig::default().validate().is_ok());
         cfg.min_gap_s = -1.0;
         assert!(cfg.validate().unwrap_err().contains("assist.min_gap_s"));
+    }
+
+    #[test]
+    fn acknowledge_waits_while_the_customer_has_the_floor() {
+        let mut e = engine();
+        let o = opportunity(10.0);
+        // The customer goes on talking (more of the complaint) until 20 s: no nudge to cut
+        // in before then.
+        let mut out = Vec::new();
+        for i in 0..1500 {
+            let t = 10.0 + f64::from(i) * FRAME;
+            let x = AssistTick {
+                t,
+                customer_voiced: t < 20.0,
+                open_opportunity: Some(&o),
+                ..Default::default()
+            };
+            out.extend(e.on_tick(&x).into_iter().map(|a| (t, a)));
+        }
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].1.kind, AssistKind::Acknowledge);
+        assert!((20.0..20.02).contains(&out[0].0), "{}", out[0].0);
     }
 }

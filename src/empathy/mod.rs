@@ -31,7 +31,7 @@ use crate::events::{
 pub use behaviour::BehaviourDetector;
 pub use config::{EmpathyConfig, ScorecardConfig};
 pub use journey::JourneyTracker;
-pub use opportunity::{Distress, OpportunityTracker};
+pub use opportunity::{Distress, EmpathyTick, OpportunityTracker};
 
 /// Dismissive phrases kept as scorecard evidence per call.
 const MAX_DISMISSALS: usize = 100;
@@ -174,21 +174,21 @@ impl CallEmpathy {
         })
     }
 
-    /// Call time `t`; `stress`: the customer's live stress; `agent_unheard_from`: start of
-    /// agent speech not yet transcribed (see [`OpportunityTracker::on_tick`]).
-    pub fn on_tick(
-        &mut self,
-        t: f64,
-        stress: Option<f32>,
-        agent_unheard_from: Option<f64>,
-    ) -> Vec<Empathy> {
-        if let Some(s) = stress {
-            self.journey.on_stress(t, s);
+    /// One tick of call time (see [`OpportunityTracker::on_tick`]).
+    pub fn on_tick(&mut self, x: &EmpathyTick) -> Vec<Empathy> {
+        if let Some(s) = x.stress {
+            self.journey.on_stress(x.t, s);
         }
         if !self.scoring {
             return Vec::new();
         }
-        self.tracker.on_tick(t, stress, agent_unheard_from)
+        self.tracker.on_tick(x)
+    }
+
+    /// The agent's track has audio from call time `from`. Until it is called, distress
+    /// moments are not scored against the agent and no opportunity waits for an answer.
+    pub fn on_agent_audio(&mut self, from: f64) {
+        self.tracker.on_agent_audio(from);
     }
 
     /// The `empathy_missed` alert for an event, when it is due (first report of a missed or
@@ -227,9 +227,10 @@ impl CallEmpathy {
         })
     }
 
-    /// The opportunity waiting for the agent's answer (none while per-agent scoring is off).
+    /// The opportunity waiting for the agent's answer (none while per-agent scoring is off,
+    /// or while the agent's track has had no audio: there is no one to wait for).
     pub fn open_opportunity(&self) -> Option<&crate::events::Opportunity> {
-        self.tracker.open()
+        self.tracker.open().filter(|_| self.tracker.agent_present())
     }
 
     /// The customer's journey label so far.

@@ -6,23 +6,37 @@
 //!   escalation phrase. One opportunity per distress *episode*: moments less than
 //!   `episode_gap_s` after the previous one (and before the customer recovered) join it.
 //! * [`OpportunityTracker::on_agent`] — a transcribed agent utterance and its behaviours.
-//! * [`OpportunityTracker::on_tick`] — call time, the customer's live stress, and the start
-//!   of agent speech not transcribed yet (so a reply still in the ASR queue is not "missed").
+//! * [`OpportunityTracker::on_agent_audio`] — the agent's track has audio from this call time.
+//! * [`OpportunityTracker::on_tick`] ([`EmpathyTick`]) — call time, the customer's live
+//!   stress, and the start of agent and of customer speech not transcribed yet (so a reply
+//!   still in the ASR queue is not "missed", and a customer utterance still in it is read
+//!   before anything is concluded).
 //!
 //! Outcome of an opportunity opened by a moment `[start, end]`: the first agent utterance
-//! starting in `[start, end + window_s]` with a relevant behaviour decides it —
+//! starting in `[start, deadline]` with a relevant behaviour decides it —
 //! `dismiss` → **harmed**; `acknowledge`/`apologise` → **met**; `commit` → **met** when the
 //! agent has acknowledged or apologised earlier in the call ("commit after one of them").
-//! No such utterance by the end of the window → **missed**. An opportunity whose window the
-//! end of the call cuts short is not scored (the agent had no chance to answer).
+//! The deadline is `end + window_s`; each later moment of the episode that joins the open
+//! opportunity moves it to `max(deadline, moment end + window_s)` and the opportunity's `end`
+//! to the moment's end (the latency is measured from it): an agent who lets the customer
+//! finish a long complaint is not late. No such utterance by the deadline → **missed**, but
+//! only decided while the customer is neither speaking nor waiting for a transcript (their
+//! words may be another moment of the episode). An opportunity whose window the end of the
+//! call cuts short is not scored (the agent had no chance to answer) unless a full window
+//! had passed after its first moment, nor is one whose
+//! deadline passed before the agent's track had any audio (a mono file of the customer, an
+//! agent leg that never connected, a transcript without agent lines): there was no agent to
+//! score.
 //!
 //! Recovery: from the response (missed: the end of the window), the customer's live stress
 //! readings must stay under the release level (`alerts.customer_stress.release`) for
 //! `recovery_hold_s` (pauses do not count against it; a higher reading or a new distress
-//! moment restarts it), within `recovery_s`. `recovery_s` in the event is the time from the
-//! response to the start of that calm stretch. At the end of the call, a recovery still open
-//! is `false` if the customer spoke again, else unknown (null); so is one where the customer
-//! said nothing within `recovery_s`.
+//! moment restarts it), within `recovery_s`. It is concluded only once no customer speech is
+//! waiting for its transcript (that speech may be a new distress moment, which breaks the
+//! calm stretch). `recovery_s` in the event is the time from the response to the start of
+//! that calm stretch. At the end of the call, a recovery still open is `true` if the calm
+//! stretch was long enough, `false` if the customer spoke again, else unknown (null); so is
+//! one where the customer said nothing within `recovery_s`.
 
 use std::collections::VecDeque;
 
@@ -47,6 +61,20 @@ pub struct Distress {
     pub evidence: serde_json::Value,
 }
 
+/// What the caller knows at one tick of call time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EmpathyTick {
+    pub t: f64,
+    /// The customer's live stress (None while they are silent).
+    pub stress: Option<f32>,
+    /// Start of the earliest agent speech not yet passed to [`OpportunityTracker::on_agent`]
+    /// (open utterance or waiting for ASR).
+    pub agent_unheard_from: Option<f64>,
+    /// Start of the earliest customer speech not yet transcribed (open utterance or waiting
+    /// for ASR).
+    pub customer_unheard_from: Option<f64>,
+}
+
 #[derive(Debug, Clone)]
 struct AgentTurn {
     start: f64,
@@ -59,6 +87,8 @@ struct AgentTurn {
 struct Open {
     opportunity: Opportunity,
     deadline: f64,
+    /// The deadline of the first moment alone (a full window the agent had).
+    first_deadline: f64,
     kinds: Vec<AlertKind>,
 }
 
@@ -71,9 +101,25 @@ pub struct Record {
     /// When recovery is measured from: the response start, or the end of the window.
     reference: f64,
     hold_s: f64,
+    /// Start of the current calm stretch.
+    calm_from: Option<f64>,
     heard_since: bool,
     /// Recovery decided (or given up as unknown: the customer never spoke again in time).
     done: bool,
+}
+
+impl Record {
+    /// The customer has been calm for the hold (the latest reading was calm).
+    fn calm_enough(&self, hold_needed: f64) -> bool {
+        self.heard_since && self.calm_from.is_some() && self.hold_s >= hold_needed
+    }
+
+    fn conclude_recovered(&mut self) {
+        let calm_from = self.calm_from.unwrap_or(self.reference);
+        self.event.recovered = Some(true);
+        self.event.recovery_s = Some(round3(calm_from - self.reference));
+        self.done = true;
+    }
 }
 
 /// Empathy opportunities of one call. See the module docs.
@@ -92,6 +138,8 @@ pub struct OpportunityTracker {
     prior_empathy: bool,
     recent_agent: VecDeque<AgentTurn>,
     prev_t: Option<f64>,
+    /// Call time from which the agent's track has audio (None: no agent heard yet).
+    agent_audio_from: Option<f64>,
 }
 
 impl OpportunityTracker {
@@ -110,7 +158,20 @@ impl OpportunityTracker {
             prior_empathy: false,
             recent_agent: VecDeque::new(),
             prev_t: None,
+            agent_audio_from: None,
         }
+    }
+
+    /// The agent's track has audio from call time `from` (the earliest call counts).
+    pub fn on_agent_audio(&mut self, from: f64) {
+        if from.is_finite() {
+            self.agent_audio_from = Some(self.agent_audio_from.map_or(from, |a| a.min(from)));
+        }
+    }
+
+    /// Whether the agent's track has had any audio.
+    pub fn agent_present(&self) -> bool {
+        self.agent_audio_from.is_some()
     }
 
     /// Resolved opportunities so far, in the order they resolved.
@@ -144,18 +205,26 @@ impl OpportunityTracker {
         for r in self.records.iter_mut().filter(|r| !r.done) {
             if d.end >= r.reference {
                 r.hold_s = 0.0;
+                r.calm_from = None;
             }
         }
         if same_episode {
+            let window = self.window_s;
             let kinds = match (&mut self.open, self.records.last_mut()) {
-                (Some(o), _) => Some(&mut o.kinds),
+                (Some(o), _) => {
+                    // The answer may wait until this moment is over.
+                    o.deadline = o.deadline.max(d.end + window);
+                    o.opportunity.end = o.opportunity.end.max(round3(d.end));
+                    Some(&mut o.kinds)
+                }
                 (None, Some(r)) => Some(&mut r.kinds),
                 (None, None) => None,
             };
             if let Some(k) = kinds.filter(|k| !k.contains(&d.kind)) {
                 k.push(d.kind);
             }
-            return Vec::new();
+            // An answer heard after the old deadline may be in the new window.
+            return self.answer_recent();
         }
         let deadline = d.end + self.window_s;
         self.open = Some(Open {
@@ -166,17 +235,24 @@ impl OpportunityTracker {
                 evidence: d.evidence,
             },
             deadline,
+            first_deadline: deadline,
             kinds: vec![d.kind],
         });
+        self.answer_recent()
+    }
+
+    /// Resolves the open opportunity with the first recent agent turn that answers it.
+    fn answer_recent(&mut self) -> Vec<Empathy> {
+        if self.open.is_none() {
+            return Vec::new();
+        }
         let turns: Vec<AgentTurn> = self.recent_agent.iter().cloned().collect();
-        let mut out = Vec::new();
         for turn in turns {
             if let Some(e) = self.answer(&turn) {
-                out.push(e);
-                break;
+                return vec![e];
             }
         }
-        out
+        Vec::new()
     }
 
     /// A transcribed agent utterance with its behaviours.
@@ -262,32 +338,36 @@ impl OpportunityTracker {
             kinds,
             reference,
             hold_s: 0.0,
+            calm_from: None,
             heard_since: false,
             done: false,
         });
         event
     }
 
-    /// Call time advanced to `t`. `stress`: the customer's live stress (None while they are
-    /// silent). `agent_unheard_from`: start of the earliest agent speech not yet passed to
-    /// [`OpportunityTracker::on_agent`] (open utterance or waiting for ASR).
-    pub fn on_tick(
-        &mut self,
-        t: f64,
-        stress: Option<f32>,
-        agent_unheard_from: Option<f64>,
-    ) -> Vec<Empathy> {
+    /// Call time advanced to `x.t` (see [`EmpathyTick`]).
+    pub fn on_tick(&mut self, x: &EmpathyTick) -> Vec<Empathy> {
+        let (t, stress) = (x.t, x.stress);
         let mut out = Vec::new();
         let dt = self.prev_t.map_or(0.0, |p| (t - p).max(0.0));
         self.prev_t = Some(t);
         if let Some(open) = &self.open {
             let deadline = open.deadline;
-            let reply_pending = agent_unheard_from.is_some_and(|s| s <= deadline);
-            if t > deadline && !reply_pending {
-                out.push(self.resolve(EmpathyOutcome::Missed, None, deadline));
+            let reply_pending = x.agent_unheard_from.is_some_and(|s| s <= deadline);
+            // The customer's words still on their way may be another moment of the episode
+            // (a later deadline); the agent is not "late" while the customer holds the floor.
+            let customer_pending = x.customer_unheard_from.is_some();
+            if t > deadline && !reply_pending && !customer_pending {
+                if self.agent_present_by(deadline) {
+                    out.push(self.resolve(EmpathyOutcome::Missed, None, deadline));
+                } else {
+                    // No agent was there to answer: not scored.
+                    self.open = None;
+                }
             }
         }
         let (release, hold_needed, limit) = (self.release, self.recovery_hold_s, self.recovery_s);
+        let customer_pending = x.customer_unheard_from.is_some_and(|s| s <= t);
         let mut recovered_any = false;
         for r in self.records.iter_mut().filter(|r| !r.done) {
             if t < r.reference {
@@ -296,16 +376,22 @@ impl OpportunityTracker {
             if let Some(s) = stress {
                 r.heard_since = true;
                 if s < release {
+                    if r.calm_from.is_none() {
+                        r.calm_from = Some((t - dt).max(r.reference));
+                    }
                     r.hold_s += dt;
                 } else {
                     r.hold_s = 0.0;
+                    r.calm_from = None;
                 }
             }
-            if r.heard_since && r.hold_s >= hold_needed && stress.is_some_and(|s| s < release) {
-                let calm_from = (t - r.hold_s).max(r.reference);
-                r.event.recovered = Some(true);
-                r.event.recovery_s = Some(round3(calm_from - r.reference));
-                r.done = true;
+            if r.calm_enough(hold_needed) {
+                // Speech still in the ASR queue may turn out to be distress (which breaks
+                // the calm stretch): wait for its words.
+                if customer_pending {
+                    continue;
+                }
+                r.conclude_recovered();
                 recovered_any = true;
                 out.push(r.event.clone());
             } else if t - r.reference > limit {
@@ -322,23 +408,38 @@ impl OpportunityTracker {
         out
     }
 
+    /// Whether the agent's track had audio by call time `t`.
+    fn agent_present_by(&self, t: f64) -> bool {
+        self.agent_audio_from.is_some_and(|a| a <= t)
+    }
+
     /// The call ended at `t`: an open opportunity whose window has passed is missed (one cut
-    /// short is dropped); open recoveries are decided (see the module docs).
+    /// short, or without an agent, is dropped); open recoveries are decided (see the module
+    /// docs).
     pub fn finish(&mut self, t: f64) -> Vec<Empathy> {
         let mut out = Vec::new();
         if let Some(open) = &self.open {
-            if t > open.deadline {
-                let deadline = open.deadline;
+            // The agent had a full window after the first moment: the end of the call cutting
+            // short the time later moments added does not excuse it.
+            let deadline = open.first_deadline;
+            if t > deadline && self.agent_present_by(deadline) {
                 out.push(self.resolve(EmpathyOutcome::Missed, None, deadline));
             } else {
                 self.open = None;
             }
         }
+        let hold_needed = self.recovery_hold_s;
         for r in self.records.iter_mut().filter(|r| !r.done) {
-            r.done = true;
-            if r.heard_since {
-                r.event.recovered = Some(false);
+            if r.calm_enough(hold_needed) {
+                // Its conclusion was waiting for the last transcripts, which were calm.
+                r.conclude_recovered();
                 out.push(r.event.clone());
+            } else {
+                r.done = true;
+                if r.heard_since {
+                    r.event.recovered = Some(false);
+                    out.push(r.event.clone());
+                }
             }
         }
         out
@@ -382,8 +483,19 @@ fn round3(x: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// A tracker of a call whose agent's track has audio from the start.
     fn tracker() -> OpportunityTracker {
-        OpportunityTracker::new(&EmpathyConfig::default(), 0.5)
+        let mut tr = OpportunityTracker::new(&EmpathyConfig::default(), 0.5);
+        tr.on_agent_audio(0.0);
+        tr
+    }
+
+    fn tick(t: f64, stress: Option<f32>) -> EmpathyTick {
+        EmpathyTick {
+            t,
+            stress,
+            ..Default::default()
+        }
     }
 
     fn moment(kind: AlertKind, start: f64, end: f64) -> Distress {
@@ -407,7 +519,7 @@ mod tests {
         let mut out = Vec::new();
         let mut t = from;
         while t < to {
-            out.extend(tr.on_tick(t, stress, None));
+            out.extend(tr.on_tick(&tick(t, stress)));
             t += 0.1;
         }
         out
@@ -444,7 +556,11 @@ mod tests {
         tr.on_distress(moment(AlertKind::CustomerStress, 1.0, 4.0));
         // The agent started speaking at 18 s (inside the window ending at 19 s); its
         // transcript is still in the ASR queue at 20 s.
-        assert!(tr.on_tick(20.0, None, Some(18.0)).is_empty());
+        let pending = EmpathyTick {
+            agent_unheard_from: Some(18.0),
+            ..tick(20.0, None)
+        };
+        assert!(tr.on_tick(&pending).is_empty());
         let e = tr.on_agent(18.0, &said(BehaviourKind::Apologise, "I'm sorry"));
         assert_eq!(e[0].outcome, EmpathyOutcome::Met);
 
@@ -540,7 +656,7 @@ mod tests {
             } else {
                 0.8
             };
-            let out = tr.on_tick(t, Some(s), None);
+            let out = tr.on_tick(&tick(t, Some(s)));
             if let Some(e) = out.first() {
                 assert_eq!(e.recovered, Some(false));
                 assert!(t > 65.0, "decided at {t}");
@@ -567,5 +683,143 @@ mod tests {
         tr.on_distress(moment(AlertKind::NegativeSentiment, 1.0, 3.0));
         let e = tr.finish(30.0);
         assert_eq!(e[0].outcome, EmpathyOutcome::Missed);
+        // A later moment moved the deadline past the end of the call, but the agent had a
+        // full window after the first one (and said nothing empathic): missed.
+        let mut tr = tracker();
+        tr.on_distress(moment(AlertKind::EscalationPhrase, 1.0, 3.0));
+        tr.on_distress(moment(AlertKind::NegativeSentiment, 8.0, 12.0));
+        tr.on_agent(13.0, &[]);
+        let e = tr.finish(20.0);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].outcome, EmpathyOutcome::Missed);
+    }
+
+    #[test]
+    fn without_agent_audio_by_the_deadline_nothing_is_scored() {
+        // No agent track at all (a mono file of the customer, a transcript without agent
+        // lines, an agent leg that never connected).
+        let mut tr = OpportunityTracker::new(&EmpathyConfig::default(), 0.5);
+        tr.on_distress(moment(AlertKind::EscalationPhrase, 1.0, 4.0));
+        assert!(ticks(&mut tr, 0.0, 40.0, Some(0.8)).is_empty());
+        assert!(tr.open().is_none(), "dropped once its window closed");
+        assert!(tr.finish(40.0).is_empty());
+        assert_eq!(tr.summary().opportunities, 0);
+        // Cut short by the end of the call, no agent either: nothing.
+        let mut tr = OpportunityTracker::new(&EmpathyConfig::default(), 0.5);
+        tr.on_distress(moment(AlertKind::EscalationPhrase, 1.0, 4.0));
+        assert!(tr.finish(30.0).is_empty());
+        // The agent's leg starts after the window closed: still nothing to score.
+        let mut tr = OpportunityTracker::new(&EmpathyConfig::default(), 0.5);
+        tr.on_agent_audio(25.0);
+        tr.on_distress(moment(AlertKind::EscalationPhrase, 1.0, 4.0));
+        assert!(ticks(&mut tr, 0.0, 30.0, None).is_empty());
+        assert_eq!(tr.summary().opportunities, 0);
+        // The agent joined inside the window and said nothing: missed.
+        let mut tr = OpportunityTracker::new(&EmpathyConfig::default(), 0.5);
+        tr.on_agent_audio(10.0);
+        tr.on_distress(moment(AlertKind::EscalationPhrase, 1.0, 4.0));
+        let e = ticks(&mut tr, 0.0, 30.0, None);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].outcome, EmpathyOutcome::Missed);
+    }
+
+    #[test]
+    fn later_moments_of_the_episode_move_the_deadline_and_missed_waits_for_the_customer() {
+        // A complaint of four moments, 2–27 s; the agent lets the customer finish and
+        // apologises at 27.5 s, 25.5 s after the first moment ended.
+        let mut tr = tracker();
+        tr.on_distress(moment(AlertKind::NegativeSentiment, 2.0, 10.0));
+        assert!(ticks(&mut tr, 0.0, 18.0, None).is_empty());
+        tr.on_distress(moment(AlertKind::NegativeSentiment, 10.5, 18.0));
+        assert!(ticks(&mut tr, 18.0, 27.0, None).is_empty());
+        tr.on_distress(moment(AlertKind::CustomerStress, 18.5, 27.0));
+        assert_eq!(tr.open().unwrap().end, 27.0, "the episode's latest moment");
+        let e = tr.on_agent(27.5, &said(BehaviourKind::Apologise, "I'm so sorry"));
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].outcome, EmpathyOutcome::Met);
+        assert_eq!(e[0].response.as_ref().unwrap().latency_s, 0.5);
+
+        // Past the deadline while the customer is still talking, or their words are still in
+        // the ASR queue: not decided. Those words turn out to be more of the complaint and
+        // the agent answers after them: met.
+        let mut tr = tracker();
+        tr.on_distress(moment(AlertKind::NegativeSentiment, 2.0, 4.0));
+        for i in 0..60 {
+            let x = EmpathyTick {
+                customer_unheard_from: Some(17.0),
+                ..tick(17.0 + f64::from(i) * 0.1, Some(0.8))
+            };
+            assert!(tr.on_tick(&x).is_empty(), "decided at {}", x.t);
+        }
+        assert!(tr
+            .on_distress(moment(AlertKind::NegativeSentiment, 17.0, 22.0))
+            .is_empty());
+        assert!(ticks(&mut tr, 23.0, 24.0, None).is_empty());
+        let e = tr.on_agent(24.0, &said(BehaviourKind::Acknowledge, "I understand"));
+        assert_eq!(e[0].outcome, EmpathyOutcome::Met);
+        assert_eq!(e[0].response.as_ref().unwrap().latency_s, 2.0);
+
+        // An answer heard after the old deadline counts once a late transcript moves it.
+        let mut tr = tracker();
+        tr.on_distress(moment(AlertKind::NegativeSentiment, 2.0, 4.0));
+        let x = EmpathyTick {
+            customer_unheard_from: Some(15.0),
+            ..tick(19.5, None)
+        };
+        assert!(tr.on_tick(&x).is_empty());
+        assert!(tr
+            .on_agent(19.2, &said(BehaviourKind::Apologise, "I'm sorry"))
+            .is_empty());
+        let e = tr.on_distress(moment(AlertKind::NegativeSentiment, 15.0, 19.0));
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].outcome, EmpathyOutcome::Met);
+    }
+
+    #[test]
+    fn recovery_waits_for_the_customers_words_still_in_asr() {
+        // Met at 5 s; the customer then speaks at their own (high) level, which reads calm
+        // relative to it, from 8 s; the words, still in the ASR queue, are more distress.
+        let mut tr = tracker();
+        tr.on_distress(moment(AlertKind::CustomerStress, 1.0, 4.0));
+        tr.on_agent(5.0, &said(BehaviourKind::Acknowledge, "I understand"));
+        let mut t = 5.0;
+        while t < 14.0 {
+            let x = EmpathyTick {
+                customer_unheard_from: (t >= 8.0).then_some(8.0),
+                ..tick(t, (t >= 8.0).then_some(0.3))
+            };
+            assert!(tr.on_tick(&x).is_empty(), "concluded at {t}");
+            t += 0.1;
+        }
+        // The transcript: a distress moment of the same episode, no new opportunity.
+        assert!(tr
+            .on_distress(moment(AlertKind::NegativeSentiment, 8.0, 14.0))
+            .is_empty());
+        assert!(ticks(&mut tr, 14.0, 20.0, None).is_empty());
+        assert_eq!(tr.summary().opportunities, 1);
+        // Calm words later: recovered, measured from the calm stretch after the distress.
+        let rec = ticks(&mut tr, 20.0, 23.0, Some(0.2));
+        assert_eq!(rec.len(), 1, "{rec:?}");
+        assert_eq!(rec[0].recovered, Some(true));
+        let rs = rec[0].recovery_s.unwrap();
+        assert!((14.8..=15.1).contains(&rs), "{rs}");
+        assert!(tr.open().is_none());
+
+        // Calm words still in the queue at the last tick: concluded when the call ends.
+        let mut tr = tracker();
+        tr.on_distress(moment(AlertKind::CustomerStress, 1.0, 4.0));
+        tr.on_agent(5.0, &said(BehaviourKind::Acknowledge, "I understand"));
+        let mut t = 5.0;
+        while t < 10.0 {
+            let x = EmpathyTick {
+                customer_unheard_from: (t >= 6.0).then_some(6.0),
+                ..tick(t, (t >= 6.0).then_some(0.2))
+            };
+            assert!(tr.on_tick(&x).is_empty());
+            t += 0.1;
+        }
+        let e = tr.finish(10.0);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].recovered, Some(true));
     }
 }
