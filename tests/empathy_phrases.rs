@@ -1,0 +1,105 @@
+//! Review fixes for empathy phrase detection, the journey's parts, the scorecard's applicable
+//! criteria and rounding, through the real binary (`calltone rescore` on plain transcripts,
+//! `calltone replay` on a silent call).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn of_type<'a>(ev: &'a [Value], t: &str) -> Vec<&'a Value> {
+    ev.iter().filter(|e| e["type"] == t).collect()
+}
+
+fn summary(ev: &[Value]) -> &Value {
+    let last = ev.last().expect("events");
+    assert_eq!(last["type"], "call_ended", "{last}");
+    &last["summary"]
+}
+
+/// `calltone rescore` of a plain transcript (JSON lines); the events and the raw stdout.
+fn rescore(name: &str, lines: &[(&str, f64, f64, &str)]) -> (Vec<Value>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join(format!("{name}.jsonl"));
+    let body: String = lines
+        .iter()
+        .map(|(speaker, start, end, text)| {
+            serde_json::json!({"speaker": speaker, "start": start, "end": end, "text": text})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&t, body).unwrap();
+    let out = run(&["rescore", t.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    (events(&out.stdout), raw)
+}
+
+fn agent_behaviours(ev: &[Value]) -> Vec<(String, Vec<String>)> {
+    of_type(ev, "utterance")
+        .into_iter()
+        .filter(|u| u["speaker"] == "agent")
+        .map(|u| {
+            let kinds = u["behaviours"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|b| b["kind"].as_str().unwrap().to_string())
+                .collect();
+            (u["text"].as_str().unwrap().to_string(), kinds)
+        })
+        .collect()
+}
+
+#[test]
+fn apologies_after_oh_no_and_empathic_blame_words_meet_the_opportunity() {
+    // Four distress episodes, 40 s apart (more than empathy.episode_gap_s), each answered at
+    // once. Only the last answer blames the customer.
+    let angry = "This is awful, I am furious and I hate this terrible service.";
+    let answers = [
+        "Oh no, I'm so sorry to hear that.",
+        "You should have received the refund last week, I apologise.",
+        "There's no way you should have been charged twice, I'm so sorry.",
+        "Like I said, I understand how frustrating this is.",
+        "You should have read the contract.",
+    ];
+    let mut lines = Vec::new();
+    for (i, a) in answers.iter().enumerate() {
+        let t = i as f64 * 40.0;
+        lines.push(("customer", t, t + 4.0, angry));
+        lines.push(("agent", t + 4.5, t + 7.5, *a));
+    }
+    let (ev, _) = rescore("phrases", &lines);
+    let said = agent_behaviours(&ev);
+    eprintln!("{said:?}");
+    let kinds: Vec<Vec<String>> = said.into_iter().map(|(_, k)| k).collect();
+    assert_eq!(
+        kinds,
+        [
+            vec!["apologise"],
+            vec!["apologise"],
+            vec!["apologise"],
+            vec!["acknowledge"],
+            vec!["dismiss"],
+        ]
+    );
+    let outcomes: Vec<String> = of_type(&ev, "empathy")
+        .iter()
+        .filter(|e| e["recovered"].is_null())
+        .map(|e| e["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["met", "met", "met", "met", "harmed"],
+        "{outcomes:?}"
+    );
+    let s = summary(&ev);
+    assert_eq!(s["empathy"]["harmed"], 1, "{s}");
+    assert_eq!(s["alerts"]["empathy_missed"], 1, "{s}");
+}
