@@ -169,8 +169,8 @@ impl AlertEngine {
             kind,
             severity,
             speaker,
-            start: span.0,
-            end: span.1,
+            start: round3(span.0),
+            end: round3(span.1),
             message,
             evidence,
         }
@@ -271,7 +271,7 @@ impl AlertEngine {
             "mean_stress": round2(due.mean.into()),
             "max_stress": round2(due.max.into()),
             "duration_s": round2(due.duration),
-            "threshold": rule.threshold,
+            "threshold": f32_json(rule.threshold),
             "sustain_s": rule.sustain_s,
         });
         let message = format!(
@@ -426,7 +426,7 @@ impl AlertEngine {
             u.sentiment
         );
         let evidence = json!({
-            "threshold": rule.threshold,
+            "threshold": f32_json(rule.threshold),
             "utterances": self.sentiments.iter().map(|s| json!({
                 "start": s.start, "end": s.end, "sentiment": round2(s.sentiment.into()),
             })).collect::<Vec<_>>(),
@@ -546,8 +546,10 @@ impl AlertEngine {
             kind,
             severity,
             speaker,
-            start,
-            end,
+            // Tick times add up in binary (10.010000000000002): published to the ms, as
+            // utterance times are.
+            start: round3(start),
+            end: round3(end),
             message,
             evidence,
         })
@@ -565,6 +567,15 @@ fn secs(x: f64) -> String {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A configured `f32` for evidence as it was written (0.7, not the widened 0.699999988…).
+fn f32_json(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 #[cfg(test)]
@@ -1106,6 +1117,28 @@ mod tests {
         assert_eq!(a[0].alert_id, "call-7:alert:0");
         assert_eq!(b[0].1.alert_id, "call-7:alert:1");
         assert_eq!(e.counts().values().sum::<u32>(), 2);
+    }
+
+    #[test]
+    fn spans_and_configured_thresholds_are_published_as_written() {
+        // Tick times summed in binary, as a replay clock makes them: 10.010000000000002.
+        let mut e = AlertEngine::new("c", AlertConfig::default());
+        let (mut t, mut out) = (0.0f64, Vec::new());
+        for _ in 0..2000 {
+            t += 0.01;
+            out.extend(e.on_tick(t, &voices(false, false)));
+        }
+        let a = out
+            .iter()
+            .find(|a| a.kind == AlertKind::LongSilence)
+            .expect("long_silence");
+        let json = serde_json::to_string(a).unwrap();
+        assert!(json.contains(r#""end":10.01,"#), "{json}");
+        let mut e = AlertEngine::new("c", only(AlertKind::CustomerStress));
+        let a = run(&mut e, 1, 100, |_| stressed(0.9));
+        let json = serde_json::to_string(&a[0].1).unwrap();
+        assert!(json.contains(r#""threshold":0.7"#), "{json}");
+        assert!(!json.contains("0.6999"), "{json}");
     }
 
     #[test]

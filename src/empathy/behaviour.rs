@@ -8,6 +8,11 @@
 //! * names someone else as its subject: "do you understand…", "they should have";
 //! * or makes it a condition or hearsay: "if I understand correctly", "as I understand it".
 //!
+//! Only a word of the phrase's own clause can do that: after punctuation ("Oh no, I'm so
+//! sorry", "No, I understand") the phrase starts a new clause, and a phrase that opens with
+//! its own subject ("I'm sorry", "I understand", "we apologise") cannot be negated by the word
+//! before it ("oh no I'm so sorry" as Whisper may write it without the comma).
+//!
 //! Each kind is reported once per utterance (its first match), in the order spoken.
 
 use crate::emotion::phrases::PhraseMatcher;
@@ -24,6 +29,11 @@ const NEGATORS: &[&str] = &[
 const OTHER_SUBJECTS: &[&str] = &["you", "they", "he", "she", "youre", "theyre"];
 /// Words that turn "I understand" into a comprehension check.
 const CONDITIONALS: &[&str] = &["if", "as", "unless", "whether"];
+/// First-person subjects: a phrase opening with one carries its own negation inside
+/// ("I'm not sorry", "I don't understand"); a negator before it belongs to another clause.
+const OWN_SUBJECTS: &[&str] = &[
+    "i", "im", "ive", "ill", "id", "we", "were", "weve", "wed", "my", "our",
+];
 
 /// Finds behaviours in agent utterances.
 #[derive(Debug, Clone)]
@@ -73,7 +83,7 @@ impl BehaviourDetector {
             let hit = matcher
                 .find_words(words)
                 .into_iter()
-                .find(|m| !disowned(*kind, &normed, m.word_index_range.start));
+                .find(|m| !disowned(*kind, words, &normed, m.word_index_range.start));
             if let Some(m) = hit {
                 let words = m
                     .matched_words
@@ -90,19 +100,32 @@ impl BehaviourDetector {
 }
 
 /// True when the words right before position `start` negate the phrase, give it another
-/// subject, or make it a condition (see the module docs).
-fn disowned(kind: BehaviourKind, normed: &[String], start: usize) -> bool {
-    let before = |k: usize| -> &str {
-        if start >= k {
-            normed[start - k].as_str()
-        } else {
-            ""
+/// subject, or make it a condition (see the module docs). Punctuation after a word ends its
+/// clause: nothing before it reaches the phrase.
+fn disowned<S: AsRef<str>>(
+    kind: BehaviourKind,
+    words: &[S],
+    normed: &[String],
+    start: usize,
+) -> bool {
+    // The words before the phrase within its clause, nearest first (at most two).
+    let mut before: Vec<&str> = Vec::with_capacity(2);
+    for k in (start.saturating_sub(2)..start).rev() {
+        if ends_clause(words[k].as_ref()) || normed[k].is_empty() {
+            break;
         }
-    };
-    let (w1, w2) = (before(1), before(2));
-    // "I don't understand", "I do not really understand", "I'm not sorry".
-    if NEGATORS.contains(&w1)
-        || (NEGATORS.contains(&w2) && matches!(w1, "really" | "even" | "actually" | "quite"))
+        before.push(normed[k].as_str());
+    }
+    let w1 = before.first().copied().unwrap_or("");
+    let w2 = before.get(1).copied().unwrap_or("");
+    // "I don't understand", "I do not really understand", "I'm not sorry". A phrase with
+    // its own subject ("I'm so sorry") is negated inside it, never by the word before.
+    let own_subject = normed
+        .get(start)
+        .is_some_and(|w| OWN_SUBJECTS.contains(&w.as_str()));
+    if !own_subject
+        && (NEGATORS.contains(&w1)
+            || (NEGATORS.contains(&w2) && matches!(w1, "really" | "even" | "actually" | "quite")))
     {
         return true;
     }
@@ -112,6 +135,14 @@ fn disowned(kind: BehaviourKind, normed: &[String], start: usize) -> bool {
         return true;
     }
     CONDITIONALS.contains(&w1)
+}
+
+/// A word with clause-ending punctuation after it ("no,", "that.", "right?", "wait -").
+fn ends_clause(word: &str) -> bool {
+    word.trim_end_matches(['"', '\'', ')', '\u{201d}', '\u{2019}'])
+        .ends_with([
+            ',', '.', ';', ':', '!', '?', '-', '\u{2013}', '\u{2014}', '\u{2026}',
+        ])
 }
 
 #[cfg(test)]
@@ -212,6 +243,69 @@ mod tests {
             "Thank you for calling.",
         ] {
             assert!(only(text).is_empty(), "{text}: {:?}", only(text));
+        }
+    }
+
+    #[test]
+    fn a_negator_before_punctuation_or_a_subject_is_another_clause() {
+        assert_eq!(only("Oh no, I'm so sorry to hear that."), ["apologise"]);
+        assert_eq!(only("Oh no, I am so sorry about this."), ["apologise"]);
+        // Whisper may drop the comma: "no" cannot negate a phrase with its own subject.
+        assert_eq!(only("oh no I'm so sorry to hear that"), ["apologise"]);
+        assert_eq!(
+            only("No, I understand completely, that must be frustrating."),
+            ["acknowledge"]
+        );
+        assert_eq!(only("No - really, I understand."), ["acknowledge"]);
+        assert_eq!(only("Not at all. Sorry for the wait."), ["apologise"]);
+        // Within a clause the negation still holds.
+        for text in [
+            "I'm not sorry about that.",
+            "We don't really understand your point.",
+            "I can't imagine why you'd think so, no sorry about that.",
+        ] {
+            assert!(!only(text).contains(&"acknowledge"), "{text}");
+        }
+        assert!(only("I do not understand how you got this.").is_empty());
+        assert!(only("Yes, as I understand it, the payment bounced.").is_empty());
+    }
+
+    #[test]
+    fn empathic_sentences_with_blame_words_are_not_dismissive() {
+        for (text, want) in [
+            (
+                "There's no way you should have been charged twice, I'm so sorry.",
+                vec!["apologise"],
+            ),
+            (
+                "You should have received the refund last week, I apologise.",
+                vec!["apologise"],
+            ),
+            (
+                "Like I said, I understand how frustrating this is.",
+                vec!["acknowledge"],
+            ),
+            ("You should have been told about the fee.", vec![]),
+            ("There's no way we'll let that happen again.", vec![]),
+        ] {
+            assert_eq!(only(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn blaming_the_customer_is_dismissive() {
+        for text in [
+            "You should have read the contract.",
+            "You should have checked your statement.",
+            "Well, you should have called us earlier.",
+            "You should've read the small print.",
+            "As I already told you, the fee stands.",
+            "I've already told you twice.",
+            "Like I already said, we can't.",
+            "Please calm down.",
+            "That's our policy.",
+        ] {
+            assert_eq!(only(text), ["dismiss"], "{text}");
         }
     }
 

@@ -147,7 +147,11 @@ pub const DEFAULT_COMMIT: &[&str] = &[
     "I'll stay with you",
 ];
 
-/// Unhelpful answers ("calm down", "there's nothing I can do", "that's our policy").
+/// Unhelpful answers ("calm down", "there's nothing I can do", "that's our policy") and
+/// blaming the customer ("you should have read the terms", "as I already told you"). Only the
+/// blaming forms of "you should have" and "I said" are listed: "you should have received the
+/// refund, I apologise", "there's no way you should have been charged" and "like I said, I
+/// understand" are empathic, and a dismissal outranks an apology in the same utterance.
 pub const DEFAULT_DISMISS: &[&str] = &[
     "calm down",
     "just relax",
@@ -166,9 +170,19 @@ pub const DEFAULT_DISMISS: &[&str] = &[
     "that is our policy",
     "that is the policy",
     "company policy",
-    "you should have",
-    "you should've",
-    "you should of",
+    "you should have read",
+    "you should have checked",
+    "you should have called",
+    "you should have contacted",
+    "you should have told us",
+    "you should have known",
+    "you should have listened",
+    "you should've read",
+    "you should've checked",
+    "you should've called",
+    "you should've told us",
+    "you should've known",
+    "you should've listened",
     "you need to calm",
     "you're overreacting",
     "you are overreacting",
@@ -177,16 +191,17 @@ pub const DEFAULT_DISMISS: &[&str] = &[
     "stop yelling",
     "as I already said",
     "as I said before",
+    "like I already said",
     "I already told you",
     "I've already told you",
-    "like I said",
+    "as I already told you",
+    "I told you already",
     "deal with it",
     "read the terms",
     "it's in the contract",
     "take it or leave it",
     "that's just how it is",
     "that's how it works",
-    "there's no way",
 ];
 
 fn strings(list: &[&str]) -> Vec<String> {

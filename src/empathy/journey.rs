@@ -6,9 +6,12 @@
 //!   the last `journey_part` (default a quarter) of the customer's *speech time*, at least
 //!   one utterance each. Speech time, not call time: hold music and agent monologues do not
 //!   shift the parts, and a quarter of a short demo call is still one or two utterances.
-//! * `opening_sentiment` / `closing_sentiment`: duration-weighted mean VADER compound of
-//!   those utterances; `opening_stress` / `closing_stress`: mean of the customer's live
-//!   stress readings within their time spans.
+//!   Each utterance counts with its seconds inside the part (the boundary utterance is
+//!   clipped), and with two or more utterances none is in both parts, so one long early
+//!   utterance cannot make up the closing part too.
+//! * `opening_sentiment` / `closing_sentiment`: mean VADER compound of those utterances,
+//!   weighted by their seconds inside the part; `opening_stress` / `closing_stress`: mean of
+//!   the customer's live stress readings within the part's (clipped) time span.
 //! * `trend` = 100 × the mean of the terms that are known: `(closing − opening sentiment) / 2`
 //!   (Genesys's formula) and `opening − closing stress` (stress falling is improvement).
 //! * `label`: `improving` when trend ≥ `journey_threshold` (default 20, Genesys's inner band),
@@ -90,33 +93,13 @@ impl JourneyTracker {
         // Utterances arrive in transcript order; sort a copy by time to be safe.
         let mut said = self.said.clone();
         said.sort_by(|a, b| a.start.total_cmp(&b.start));
-        let total: f64 = said.iter().map(|s| s.end - s.start).sum();
-        let budget = self.part * total;
-        let mut n_open = 0;
-        let mut cum = 0.0;
-        for s in &said {
-            if n_open > 0 && cum >= budget {
-                break;
-            }
-            cum += s.end - s.start;
-            n_open += 1;
-        }
-        let mut n_close = 0;
-        cum = 0.0;
-        for s in said.iter().rev() {
-            if n_close > 0 && cum >= budget {
-                break;
-            }
-            cum += s.end - s.start;
-            n_close += 1;
-        }
-        let opening = &said[..n_open];
-        let closing = &said[said.len() - n_close..];
+        let (opening, closing) = parts(&said, self.part);
+        let (n_open, n_close) = (opening.len(), closing.len());
         let comparable = said.len() >= 2;
-        let opening_sentiment = weighted_sentiment(opening);
-        let closing_sentiment = weighted_sentiment(closing);
-        let opening_stress = self.mean_stress(opening);
-        let closing_stress = self.mean_stress(closing);
+        let opening_sentiment = weighted_sentiment(&opening);
+        let closing_sentiment = weighted_sentiment(&closing);
+        let opening_stress = self.mean_stress(&opening);
+        let closing_stress = self.mean_stress(&closing);
         let mut terms = vec![f64::from(closing_sentiment - opening_sentiment) / 2.0];
         if let (Some(o), Some(c)) = (opening_stress, closing_stress) {
             terms.push(f64::from(o - c));
@@ -145,7 +128,8 @@ impl JourneyTracker {
     }
 
     fn mean_stress(&self, part: &[Said]) -> Option<f32> {
-        let (a, b) = (part.first()?.start, part.last()?.end);
+        let a = part.iter().map(|s| s.start).reduce(f64::min)?;
+        let b = part.iter().map(|s| s.end).reduce(f64::max)?;
         let (sum, n) = self
             .stress
             .iter()
@@ -155,6 +139,74 @@ impl JourneyTracker {
             });
         (n > 0).then(|| (sum / n as f64) as f32)
     }
+}
+
+/// The opening and the closing part of time-sorted utterances: the first and the last `part`
+/// of the customer's speech time. Each utterance is clipped to the stretch of speech it
+/// shares with the part (the boundary utterance counts only with the seconds inside it, so a
+/// long early rant cannot swallow the closing quarter), in call time: an opening keeps the
+/// beginning of its last utterance, a closing the end of its first one. With two or more
+/// utterances no utterance is in both parts: one that straddles both goes to the part that
+/// holds more of it, unless that would leave the other part empty.
+fn parts(said: &[Said], part: f64) -> (Vec<Said>, Vec<Said>) {
+    const EPS: f64 = 1e-9;
+    let total: f64 = said.iter().map(|s| s.end - s.start).sum();
+    let budget = part * total;
+    // (index, seconds of the utterance inside the part) on the speech-time axis.
+    let mut open: Vec<(usize, f64)> = Vec::new();
+    let mut close: Vec<(usize, f64)> = Vec::new();
+    let mut c = 0.0;
+    for (i, s) in said.iter().enumerate() {
+        let d = s.end - s.start;
+        let in_open = (c + d).min(budget) - c;
+        let in_close = c + d - c.max(total - budget);
+        if in_open > EPS {
+            open.push((i, in_open));
+        }
+        if in_close > EPS {
+            close.push((i, in_close));
+        }
+        c += d;
+    }
+    if said.len() >= 2 {
+        let shared = open
+            .last()
+            .zip(close.first())
+            .filter(|(o, c)| o.0 == c.0)
+            .map(|(o, c)| (o.1, c.1));
+        if let Some((in_open, in_close)) = shared {
+            let to_open = if open.len() == 1 {
+                true
+            } else if close.len() == 1 {
+                false
+            } else {
+                in_open >= in_close
+            };
+            if to_open {
+                close.remove(0);
+            } else {
+                open.pop();
+            }
+        }
+    }
+    let clip_open = |&(i, w): &(usize, f64)| {
+        let s = said[i];
+        Said {
+            end: (s.start + w).min(s.end),
+            ..s
+        }
+    };
+    let clip_close = |&(i, w): &(usize, f64)| {
+        let s = said[i];
+        Said {
+            start: (s.end - w).max(s.start),
+            ..s
+        }
+    };
+    (
+        open.iter().map(clip_open).collect(),
+        close.iter().map(clip_close).collect(),
+    )
 }
 
 fn weighted_sentiment(part: &[Said]) -> f32 {
@@ -209,12 +261,15 @@ mod tests {
 
     #[test]
     fn labels_follow_the_documented_bands() {
-        // Angry opening (first two of five equal utterances cover a quarter), thankful close:
-        // (0.4 − (−0.6)) / 2 = 0.5 → 50 → improving.
+        // Angry opening, thankful close. Five utterances of 4 s: a quarter is 5 s, all of the
+        // first and 1 s of the second (and of the fourth for the closing):
+        // opening (4 × −0.7 + 1 × −0.5) / 5 = −0.66, closing (4 × 0.6 + 1 × 0.2) / 5 = 0.52,
+        // (0.52 − (−0.66)) / 2 = 0.59 → 59 → improving.
         let j = call(&[-0.7, -0.5, 0.0, 0.2, 0.6]).journey().unwrap();
         assert_eq!(j.label, Some(JourneyLabel::Improving));
-        assert_eq!(j.trend, Some(50.0));
-        assert_eq!(j.opening_sentiment, Some(-0.6));
+        assert_eq!(j.trend, Some(59.0));
+        assert_eq!(j.opening_sentiment, Some(-0.66));
+        assert_eq!(j.closing_sentiment, Some(0.52));
         assert_eq!((j.opening_utterances, j.closing_utterances), (2, 2));
         assert_eq!(
             call(&[0.4, 0.0, -0.6]).label(),
@@ -224,6 +279,71 @@ mod tests {
         assert_eq!(call(&[0.0, 0.3, 0.1]).label(), Some(JourneyLabel::Steady));
         // Exactly on the band edge: 0.4/2 = 20 → improving.
         assert_eq!(call(&[0.0, 0.4]).label(), Some(JourneyLabel::Improving));
+    }
+
+    fn timed(said: &[(f64, f64, f32)]) -> Journey {
+        let mut j = JourneyTracker::new(0.25, 20.0);
+        for &(a, b, s) in said {
+            j.on_utterance(a, b, s);
+        }
+        j.journey().unwrap()
+    }
+
+    #[test]
+    fn one_long_early_utterance_does_not_make_up_the_closing_part() {
+        // 20 s of venting, then "Okay." and a thankful close (the reviewer's call): a quarter
+        // of the 23.5 s is 5.9 s, inside the rant for the opening; the rant is the opening's
+        // only utterance, so the closing is the two short ones.
+        let j = timed(&[(2.5, 22.5, -0.98), (26.5, 28.0, 0.23), (33.5, 35.5, 0.88)]);
+        assert_eq!(
+            (j.opening_utterances, j.closing_utterances),
+            (1, 2),
+            "{j:?}"
+        );
+        assert_eq!(j.opening_sentiment, Some(-0.98));
+        // (1.5 × 0.23 + 2 × 0.88) / 3.5 = 0.60.
+        assert_eq!(j.closing_sentiment, Some(0.6));
+        assert_eq!(j.label, Some(JourneyLabel::Improving), "{j:?}");
+        // The mirror image: a long closing rant after two friendly lines.
+        let j = timed(&[(0.0, 1.5, 0.23), (3.0, 5.0, 0.88), (6.0, 26.0, -0.98)]);
+        assert_eq!(
+            (j.opening_utterances, j.closing_utterances),
+            (2, 1),
+            "{j:?}"
+        );
+        assert_eq!(j.label, Some(JourneyLabel::Worsening), "{j:?}");
+    }
+
+    #[test]
+    fn the_boundary_utterance_counts_with_its_seconds_inside_the_part() {
+        // 24 s of speech, a quarter = 6 s: the 2 s opener and the first 4 s of the second
+        // utterance: (2 × −0.8 + 4 × 0.8) / 6 = 0.27 (its whole 10 s would give 0.53).
+        let j = timed(&[
+            (0.0, 2.0, -0.8),
+            (5.0, 15.0, 0.8),
+            (20.0, 30.0, 0.0),
+            (35.0, 37.0, 0.0),
+        ]);
+        assert_eq!(j.opening_sentiment, Some(0.27), "{j:?}");
+        assert_eq!(j.closing_sentiment, Some(0.0), "{j:?}");
+        assert_eq!((j.opening_utterances, j.closing_utterances), (2, 2));
+    }
+
+    #[test]
+    fn stress_is_read_over_the_clipped_part() {
+        let mut j = JourneyTracker::new(0.25, 20.0);
+        j.on_utterance(0.0, 20.0, 0.0);
+        j.on_utterance(21.0, 23.0, 0.0);
+        j.on_utterance(24.0, 26.0, 0.0);
+        for k in 0..60 {
+            let t = k as f64 * 0.5;
+            // Calm for the first 6 s of the long utterance, stressed for its rest.
+            j.on_stress(t, if t <= 6.0 { 0.2 } else { 0.9 });
+        }
+        let got = j.journey().unwrap();
+        // Opening: the first 6 s (a quarter of 24 s) of the long utterance only.
+        assert_eq!(got.opening_stress, Some(0.2), "{got:?}");
+        assert_eq!(got.closing_stress, Some(0.9), "{got:?}");
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //! | `no_dismissive` | the agent has transcribed speech | weight if dismissive phrases ≤ `max_dismissals`, else 0 |
 //! | `journey_not_worsening` | the journey has a label | weight unless `worsening` |
 //! | `overtalk` | the agent has transcribed speech | weight if over-talk ≤ `max_s` |
-//! | `long_silences` | always | weight if `long_silence` alerts ≤ `max_long_silences` |
+//! | `long_silences` | the agent has transcribed speech | weight if `long_silence` alerts ≤ `max_long_silences` |
 //! | `speaking_rate` | the agent's rate is known | weight if `min_wps` ≤ rate ≤ `max_wps` |
-//! | `escalation_handled` | always | weight × met / escalation-phrase opportunities (weight when the customer never escalated) |
+//! | `escalation_handled` | ≥ 1 escalation opportunity | weight × met / escalation-phrase opportunities |
 
 use serde_json::json;
 
@@ -102,9 +102,10 @@ pub fn score(cfg: &ScorecardConfig, x: &ScoreInputs<'_>) -> Scorecard {
         cfg.journey.weight,
         label.is_some(),
         f64::from(u8::from(label != Some(JourneyLabel::Worsening))),
-        json!({"label": label, "trend": x.journey.and_then(|j| j.trend),
-               "opening_sentiment": x.journey.and_then(|j| j.opening_sentiment),
-               "closing_sentiment": x.journey.and_then(|j| j.closing_sentiment)}),
+        json!({"label": label,
+               "trend": x.journey.and_then(|j| j.trend).map(|v| round1(f64::from(v))),
+               "opening_sentiment": x.journey.and_then(|j| j.opening_sentiment).map(round2f),
+               "closing_sentiment": x.journey.and_then(|j| j.closing_sentiment).map(round2f)}),
     );
 
     add(
@@ -118,7 +119,7 @@ pub fn score(cfg: &ScorecardConfig, x: &ScoreInputs<'_>) -> Scorecard {
     add(
         "long_silences",
         cfg.silence.weight,
-        true,
+        x.agent_utterances > 0,
         f64::from(u8::from(x.long_silences <= cfg.silence.max_long_silences)),
         json!({"long_silences": x.long_silences, "max": cfg.silence.max_long_silences}),
     );
@@ -153,12 +154,8 @@ pub fn score(cfg: &ScorecardConfig, x: &ScoreInputs<'_>) -> Scorecard {
     add(
         "escalation_handled",
         cfg.escalation.weight,
-        true,
-        if esc_n == 0 {
-            1.0
-        } else {
-            ratio(esc_met, esc_n)
-        },
+        esc_n > 0,
+        ratio(esc_met, esc_n),
         json!({"escalations": esc_n, "met": esc_met,
                "at": esc.iter().map(|o| o.opportunity.start).collect::<Vec<_>>()}),
     );
@@ -185,6 +182,12 @@ fn ratio(a: u32, b: u32) -> f64 {
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// An `f32` published through `json!` (which widens it to `f64`: −0.13 → −0.12999999523…),
+/// rounded to two decimals as the utterance events print it.
+fn round2f(x: f32) -> f64 {
+    (f64::from(x) * 100.0).round() / 100.0
 }
 
 #[cfg(test)]
@@ -244,7 +247,50 @@ mod tests {
         assert!(!c.applicable);
         assert_eq!(c.points, 0.0);
         assert_eq!(s.score, 100.0, "{s:?}");
-        assert!(criterion(&s, "escalation_handled").applicable);
+        // No escalation: not applicable, not free points either.
+        let c = criterion(&s, "escalation_handled");
+        assert!(!c.applicable, "{c:?}");
+        assert_eq!(c.points, 0.0);
+    }
+
+    #[test]
+    fn nobody_spoke_no_criterion_applies() {
+        // An empty call with a long_silence alert: no agent speech, no escalation.
+        let none = EmpathySummary::default();
+        let mut x = inputs(&none, &[], &[]);
+        x.agent_utterances = 0;
+        x.agent_rate_wps = None;
+        x.long_silences = 1;
+        let s = score(&ScorecardConfig::default(), &x);
+        assert!(s.criteria.iter().all(|c| !c.applicable), "{s:?}");
+        assert_eq!(s.score, 100.0);
+        // Once the agent has spoken, dead air counts.
+        x.agent_utterances = 3;
+        let s = score(&ScorecardConfig::default(), &x);
+        assert!(criterion(&s, "long_silences").applicable);
+        assert_eq!(criterion(&s, "long_silences").points, 0.0);
+    }
+
+    #[test]
+    fn journey_evidence_is_rounded() {
+        let j = Journey {
+            opening_sentiment: Some(0.2),
+            closing_sentiment: Some(-0.13),
+            opening_stress: None,
+            closing_stress: None,
+            trend: Some(-25.3),
+            label: Some(JourneyLabel::Worsening),
+            swings: 0,
+            opening_utterances: 1,
+            closing_utterances: 1,
+        };
+        let none = EmpathySummary::default();
+        let mut x = inputs(&none, &[], &[]);
+        x.journey = Some(&j);
+        let s = score(&ScorecardConfig::default(), &x);
+        let text = serde_json::to_string(&criterion(&s, "journey_not_worsening").evidence).unwrap();
+        assert!(text.contains(r#""closing_sentiment":-0.13,"#), "{text}");
+        assert!(text.contains(r#""trend":-25.3}"#), "{text}");
     }
 
     #[test]
@@ -298,8 +344,8 @@ mod tests {
         assert_eq!(criterion(&s, "empathy_met").points, 15.0);
         assert_eq!(criterion(&s, "journey_not_worsening").points, 0.0);
         assert_eq!(criterion(&s, "speaking_rate").points, 0.0);
-        // 15 + 20 + 0 + 10 + 5 + 0 + 15 = 65 of 100.
-        assert_eq!(s.score, 65.0);
+        // 15 + 20 + 0 + 10 + 5 + 0 = 50 of 85 (no escalation: not applicable).
+        assert_eq!(s.score, round1(100.0 * 50.0 / 85.0));
     }
 
     #[test]
