@@ -117,7 +117,10 @@ impl CallEmpathy {
                         kind: AlertKind::NegativeSentiment,
                         start: u.start,
                         end: u.end,
-                        evidence: json!({"sentiment": u.sentiment, "text": u.text}),
+                        evidence: json!({
+                            "sentiment": (f64::from(u.sentiment) * 100.0).round() / 100.0,
+                            "text": u.text
+                        }),
                     }));
                 }
                 for a in alerts {
