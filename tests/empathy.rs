@@ -25,10 +25,6 @@ fn replay(file: &str, extra: &[&str]) -> Option<Vec<Value>> {
     Some(events(&out.stdout))
 }
 
-fn of_type<'a>(ev: &'a [Value], t: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["type"] == t).collect()
-}
-
 fn summary(ev: &[Value]) -> &Value {
     &ev.last().unwrap()["summary"]
 }

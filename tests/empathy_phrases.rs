@@ -7,29 +7,11 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn of_type<'a>(ev: &'a [Value], t: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["type"] == t).collect()
-}
-
-fn summary(ev: &[Value]) -> &Value {
-    let last = ev.last().expect("events");
-    assert_eq!(last["type"], "call_ended", "{last}");
-    &last["summary"]
-}
-
 /// `calltone rescore` of a plain transcript (JSON lines); the events and the raw stdout.
 fn rescore(name: &str, lines: &[(&str, f64, f64, &str)]) -> (Vec<Value>, String) {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join(format!("{name}.jsonl"));
-    let body: String = lines
-        .iter()
-        .map(|(speaker, start, end, text)| {
-            serde_json::json!({"speaker": speaker, "start": start, "end": end, "text": text})
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    std::fs::write(&t, body).unwrap();
+    write_transcript(&t, lines);
     let out = run(&["rescore", t.to_str().unwrap()]);
     assert!(
         out.status.success(),

@@ -9,16 +9,6 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-fn of_type<'a>(ev: &'a [Value], t: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["type"] == t).collect()
-}
-
-fn summary(ev: &[Value]) -> &Value {
-    let last = ev.last().expect("events");
-    assert_eq!(last["type"], "call_ended", "{last}");
-    &last["summary"]
-}
-
 fn criterion<'a>(ev: &'a [Value], name: &str) -> &'a Value {
     summary(ev)["scorecard"]["criteria"]
         .as_array()
@@ -39,15 +29,7 @@ fn ok(out: &std::process::Output) -> Vec<Value> {
 
 fn rescore(dir: &Path, name: &str, lines: &[(&str, f64, f64, &str)]) -> Vec<Value> {
     let path = dir.join(format!("{name}.jsonl"));
-    let text: String = lines
-        .iter()
-        .map(|(speaker, start, end, text)| {
-            serde_json::json!({"speaker": speaker, "start": start, "end": end, "text": text})
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    std::fs::write(&path, text).unwrap();
+    write_transcript(&path, lines);
     ok(&run(&["rescore", path.to_str().unwrap()]))
 }
 

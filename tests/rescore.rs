@@ -9,16 +9,6 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-fn of_type<'a>(ev: &'a [Value], t: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["type"] == t).collect()
-}
-
-fn summary(ev: &[Value]) -> &Value {
-    let last = ev.last().expect("events");
-    assert_eq!(last["type"], "call_ended", "{last}");
-    &last["summary"]
-}
-
 fn read_events(p: &Path) -> Vec<Value> {
     events(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
 }

@@ -58,6 +58,32 @@ pub fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The events of one type.
+pub fn of_type<'a>(ev: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
+    ev.iter().filter(|e| e["type"] == t).collect()
+}
+
+/// The `summary` of the last event, which must be `call_ended`.
+pub fn summary(ev: &[serde_json::Value]) -> &serde_json::Value {
+    let last = ev.last().expect("events");
+    assert_eq!(last["type"], "call_ended", "{last}");
+    &last["summary"]
+}
+
+/// Writes a plain transcript (JSON lines of speaker, start, end, text) to `path`, as
+/// `calltone rescore` reads it.
+pub fn write_transcript(path: &Path, lines: &[(&str, f64, f64, &str)]) {
+    let body: String = lines
+        .iter()
+        .map(|(speaker, start, end, text)| {
+            serde_json::json!({"speaker": speaker, "start": start, "end": end, "text": text})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(path, body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 /// Lower-case words with punctuation stripped (apostrophes kept inside words).
 pub fn normalise(text: &str) -> Vec<String> {
     text.to_lowercase()
