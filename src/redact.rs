@@ -10,9 +10,12 @@
 //!   Luhn away from card words (order and tracking numbers) are left alone.
 //! * `[CVV]` — 3–4 digits near "cvv", "cvc", "security code", "code on the back".
 //! * `[PIN]` — 3–8 digits near "pin", "passcode", "access code", "password", "telephone
-//!   banking", or in the answer to a question naming one.
-//! * `[ACCOUNT]` — bank account, sort code and routing numbers: 6–17 digits near "account",
-//!   "sort code", "routing", "transit", "bsb", "bank" (not when "phone", "mobile", … is as near,
+//!   banking" (a written four-digit number right after "in", "at", … is a year or a time), or
+//!   in the answer to a question naming a PIN, passcode or access code. With `cvv` on and `pin`
+//!   off, these are `[CVV]` as before `pin` existed.
+//! * `[ACCOUNT]` — bank account, sort code and routing numbers: 6–17 digits near "account
+//!   number", "account is", "bank account", "sort code", "routing", "transit number", "bsb"
+//!   (not when "phone", "mobile", … is as near, not right after "order", "case", "ticket", …,
 //!   and not sums of money), or in the answer to a question naming an account number, sort code
 //!   or routing number.
 //! * `[EXPIRY]` — the date after "expires", "expiry", "expiration", "valid thru": "04/27",
@@ -285,15 +288,40 @@ impl Redactor {
         (groups, r.redacted)
     }
 
-    /// The items to replace in `text` read after `ctx.prefix`, as non-overlapping byte
-    /// ranges of `text` in text order; an item that starts in the prefix is clipped to `text`.
+    /// The items to replace in `text` read after each of `ctx.prefixes` in turn, as
+    /// non-overlapping byte ranges of `text` in text order (items found after different
+    /// prefixes that overlap become one); an item that starts in a prefix is clipped to `text`.
     fn find_in(&self, text: &str, ctx: &Context) -> Vec<(PiiKind, Range<usize>)> {
-        if ctx.prefix.is_empty() && !ctx.payment {
+        if ctx.prefixes.len() <= 1 {
+            let (prefix, payment) = ctx
+                .prefixes
+                .first()
+                .map_or(("", false), |(p, pay)| (p.as_str(), *pay));
+            return self.find_after(text, prefix, payment);
+        }
+        let mut all: Vec<(PiiKind, Range<usize>)> = ctx
+            .prefixes
+            .iter()
+            .flat_map(|(p, payment)| self.find_after(text, p, *payment))
+            .collect();
+        all.sort_by_key(|(_, r)| (r.start, std::cmp::Reverse(r.end)));
+        let mut merged: Vec<(PiiKind, Range<usize>)> = Vec::with_capacity(all.len());
+        for (kind, r) in all {
+            match merged.last_mut() {
+                Some((_, last)) if r.start < last.end => last.end = last.end.max(r.end),
+                _ => merged.push((kind, r)),
+            }
+        }
+        merged
+    }
+
+    fn find_after(&self, text: &str, prefix: &str, payment: bool) -> Vec<(PiiKind, Range<usize>)> {
+        if prefix.is_empty() && !payment {
             return self.find(text, false);
         }
-        let full = format!("{} {text}", ctx.prefix);
+        let full = format!("{prefix} {text}");
         let off = full.len() - text.len();
-        self.find(&full, ctx.payment)
+        self.find(&full, payment)
             .into_iter()
             .filter(|(_, r)| r.end > off)
             .map(|(k, r)| (k, r.start.max(off) - off..r.end - off))
@@ -305,12 +333,14 @@ impl Redactor {
     /// of 6+ digits is a card number.
     fn find(&self, text: &str, payment: bool) -> Vec<(PiiKind, Range<usize>)> {
         let toks = lex(text);
+        let wants = |k: PiiKind| self.config.kinds.contains(&k);
         let mut scan = Scan {
             toks: &toks,
             taken: vec![false; toks.len()],
             found: Vec::new(),
+            // A config that lists the kinds from before `pin` existed keeps its PINs as `[CVV]`.
+            pin_as_cvv: wants(PiiKind::Cvv) && !wants(PiiKind::Pin),
         };
-        let wants = |k: PiiKind| self.config.kinds.contains(&k);
         if wants(PiiKind::Email) {
             scan.emails();
         }
@@ -365,8 +395,9 @@ impl Redactor {
 /// speaker's trailing digits) and whether a payment is being taken.
 #[derive(Debug, Clone, Default)]
 struct Context {
-    prefix: String,
-    payment: bool,
+    /// Each is read before the text in turn (a question's cue, the speaker's trailing
+    /// digits), with whether a payment is being taken in that reading.
+    prefixes: Vec<(String, bool)>,
 }
 
 /// A question's cue carries over to answers this many seconds after the question ended.
@@ -420,7 +451,14 @@ impl Ask {
 
     /// The question cue in `lower` (lowercase text), if any: of the most specific kind
     /// named ([`Ask::rank`]), the last.
+    #[cfg(test)]
     fn in_text(lower: &str) -> Option<Ask> {
+        Self::all_in_text(lower).first().copied()
+    }
+
+    /// Every kind a question in `lower` names, the most specific ([`Ask::rank`]) first, then
+    /// the last named.
+    fn all_in_text(lower: &str) -> Vec<Ask> {
         const ASKS: &[(Ask, &[&str])] = &[
             (
                 Ask::Cvv,
@@ -449,7 +487,18 @@ impl Ask {
                 &["date of birth", "birth date", "birthday", "born"],
             ),
             (Ask::Iban, &["iban"]),
-            (Ask::Pin, PIN_WORDS),
+            // Not "password": "I'll reset your password" asks for nothing.
+            (
+                Ask::Pin,
+                &[
+                    "pin",
+                    "pin number",
+                    "pin code",
+                    "passcode",
+                    "pass code",
+                    "access code",
+                ],
+            ),
             (
                 Ask::Account,
                 &[
@@ -494,15 +543,17 @@ impl Ask {
                 ],
             ),
         ];
-        ASKS.iter()
+        let mut named: Vec<(usize, Ask)> = ASKS
+            .iter()
             .filter_map(|(ask, cues)| {
                 cues.iter()
                     .filter_map(|c| rfind_words(lower, c))
                     .max()
                     .map(|at| (at, *ask))
             })
-            .max_by_key(|(at, ask)| (ask.rank(), *at))
-            .map(|(_, ask)| ask)
+            .collect();
+        named.sort_by_key(|(at, ask)| std::cmp::Reverse((ask.rank(), *at)));
+        named.into_iter().map(|(_, ask)| ask).collect()
     }
 }
 
@@ -519,7 +570,7 @@ fn rfind_words(text: &str, cue: &str) -> Option<usize> {
 pub struct ConversationRedactor {
     redactor: std::sync::Arc<Redactor>,
     /// The latest question cue: what, and when its utterance ended.
-    ask: Option<(Ask, f64)>,
+    ask: Option<(Vec<Ask>, f64)>,
     /// Per speaker: trailing digits of the last utterance (as spoken) and when it ended.
     tails: Vec<(crate::audio::Speaker, String, f64)>,
 }
@@ -544,17 +595,17 @@ impl ConversationRedactor {
         text: &str,
         words: &[crate::events::Word],
     ) -> (Redacted, Vec<crate::events::Word>, bool) {
-        let ask = self
-            .ask
-            .filter(|(_, at)| start - at <= ASK_WINDOW_S && start >= at - 1.0)
-            .map(|(a, _)| a);
-        // Trailing digits continue a card number; after a CVV, expiry or birth-date question
-        // the answer stands on its own.
+        let asks: &[Ask] = match &self.ask {
+            Some((asks, at)) if start - at <= ASK_WINDOW_S && start >= at - 1.0 => asks,
+            _ => &[],
+        };
+        // Trailing digits continue a card or account number; after a CVV, expiry or
+        // birth-date question the answer stands on its own.
+        let continues = |a: &Ask| matches!(a, Ask::Card | Ask::Account);
         let tail = self
             .tails
             .iter()
             .find(|(s, _, at)| *s == speaker && start - at <= TAIL_WINDOW_S)
-            .filter(|_| matches!(ask, None | Some(Ask::Card | Ask::Account)))
             .map(|(_, t, _)| t.clone())
             .unwrap_or_default();
         let lower = text.to_lowercase();
@@ -562,19 +613,33 @@ impl ConversationRedactor {
             .iter()
             .chain(PAY_WORDS)
             .any(|w| rfind_words(&lower, w).is_some());
-        let ctx = Context {
-            prefix: [ask.map(Ask::cue).unwrap_or(""), tail.as_str()]
+        // A question may name several things ("your date of birth and your passcode"): the
+        // answer is read after each one's cue in turn.
+        let join = |cue: &str, tail: &str| {
+            [cue, tail]
                 .iter()
                 .filter(|s| !s.is_empty())
                 .copied()
                 .collect::<Vec<_>>()
-                .join(" "),
-            payment: card_words || matches!(ask, Some(Ask::Card | Ask::Cvv | Ask::Expiry)),
+                .join(" ")
         };
+        let pays = |a: &Ask| matches!(a, Ask::Card | Ask::Cvv | Ask::Expiry);
+        let prefixes: Vec<(String, bool)> = if asks.is_empty() {
+            vec![(tail.clone(), card_words)]
+        } else {
+            asks.iter()
+                .map(|a| {
+                    let tail = if continues(a) { tail.as_str() } else { "" };
+                    (join(a.cue(), tail), card_words || pays(a))
+                })
+                .collect()
+        };
+        let ctx = Context { prefixes };
         let red = self.redactor.redact_in(text, &ctx);
         let (w, wr) = self.redactor.redact_event_words_in(words, &ctx);
-        if let Some(a) = Ask::in_text(&lower) {
-            self.ask = Some((a, end));
+        let named = Ask::all_in_text(&lower);
+        if !named.is_empty() {
+            self.ask = Some((named, end));
         }
         self.tails.retain(|(s, _, _)| *s != speaker);
         let toks = lex(text);
@@ -825,6 +890,16 @@ fn digit_runs(toks: &[Tok]) -> Vec<Run> {
     runs
 }
 
+/// Written thousands, "1,250,000": a sum, however its currency was said.
+fn thousands(run: &Run) -> bool {
+    run.groups.len() > 1
+        && !run.groups.iter().any(|g| g.spoken)
+        && (1..=3).contains(&run.groups[0].digits.len())
+        && run.groups[1..]
+            .iter()
+            .all(|g| g.sep == Sep::Comma && g.digits.len() == 3)
+}
+
 fn four_digits(t: &Tok) -> bool {
     t.class == Class::Digits && t.lower.len() == 4
 }
@@ -903,15 +978,39 @@ const PIN_WORDS: &[&str] = &[
 /// Bank account, sort code and routing (ABA, transit, BSB) numbers: 6 to 17 digits after one
 /// of these, when no phone word is as near.
 const ACCOUNT_WORDS: &[&str] = &[
-    "account",
+    "account number",
+    "account no",
+    "account is",
+    "account it's",
+    "bank account",
+    "checking account",
+    "savings account",
+    "current account",
     "acct",
     "sort code",
-    "sort",
     "routing",
     "aba",
-    "transit",
+    "transit number",
     "bsb",
-    "bank",
+];
+/// Numbers right after these are references, not bank details ("a note on your account, your
+/// case number is 20931187").
+const REFERENCE_WORDS: &[&str] = &[
+    "order",
+    "case",
+    "ticket",
+    "reference",
+    "ref",
+    "claim",
+    "tracking",
+    "invoice",
+    "balance",
+    "confirmation",
+];
+/// A written four-digit number right after these is a year or a clock time ("changed my
+/// password in 2019", "at 0930").
+const TIME_WORDS: &[&str] = &[
+    "in", "since", "at", "by", "from", "until", "till", "before", "after", "around", "about",
 ];
 /// Words that make a number near "account" the account's phone number.
 const PHONE_ONLY_WORDS: &[&str] = &[
@@ -982,6 +1081,8 @@ struct Scan<'a> {
     toks: &'a [Tok],
     taken: Vec<bool>,
     found: Vec<(PiiKind, Range<usize>)>,
+    /// "pin", "passcode" … are CVV cues (when the `pin` kind is off).
+    pin_as_cvv: bool,
 }
 
 impl Scan<'_> {
@@ -1070,16 +1171,22 @@ impl Scan<'_> {
                     PiiKind::Ssn => self.is_ssn(&digits, groups, &span),
                     PiiKind::Phone => self.is_phone(&digits, groups, run.plus && a == 0, &span),
                     PiiKind::Cvv => {
-                        (3..=4).contains(&digits.len()) && self.near(&span, 6, 3, CVV_WORDS)
+                        (3..=4).contains(&digits.len())
+                            && (self.near(&span, 6, 3, CVV_WORDS)
+                                || self.pin_as_cvv && self.near(&span, 6, 3, PIN_WORDS))
                     }
                     PiiKind::Pin => {
-                        (3..=8).contains(&digits.len()) && self.near(&span, 6, 3, PIN_WORDS)
+                        (3..=8).contains(&digits.len())
+                            && self.near(&span, 6, 3, PIN_WORDS)
+                            && !self.year_or_time(groups, &span)
                     }
                     PiiKind::Account => {
                         (6..=17).contains(&digits.len())
                             && self.near(&span, 8, 3, ACCOUNT_WORDS)
                             && !self.near(&span, 8, 3, PHONE_ONLY_WORDS)
+                            && !self.near(&span, 3, 0, REFERENCE_WORDS)
                             && !self.is_amount(run)
+                            && !thousands(run)
                     }
                     _ => false,
                 };
@@ -1088,6 +1195,13 @@ impl Scan<'_> {
                 }
             }
         }
+    }
+
+    /// A written four-digit number right after a time word.
+    fn year_or_time(&self, groups: &[Group], span: &Range<usize>) -> bool {
+        matches!(groups, [g] if !g.spoken && g.digits.len() == 4)
+            && span.start > 0
+            && TIME_WORDS.contains(&self.toks[span.start - 1].lower.as_str())
     }
 
     /// `loose`: Visa, Mastercard and Amex lengths (15, 16) count without a check. One
@@ -2456,6 +2570,75 @@ mod tests {
             "I tried the pin 3 times",
             "the pin stopped working in 2 days",
         ]);
+    }
+
+    #[test]
+    fn a_question_naming_two_things_keeps_both_cues() {
+        for (question, reply, want) in [
+            (
+                "Can I have your date of birth and then your telephone banking passcode?",
+                "Sure, it's the 12th of May 1980.",
+                "Sure, it's the [DOB].",
+            ),
+            (
+                "Can you confirm your date of birth and your account number?",
+                "Sure, it's the 12th of May 1980.",
+                "Sure, it's the [DOB].",
+            ),
+            (
+                "Could I have the last four of your social and the account number?",
+                "It's 4821.",
+                "It's [SSN].",
+            ),
+            (
+                "And what's the expiry, and your PIN please?",
+                "oh four twenty seven",
+                "[EXPIRY]",
+            ),
+            (
+                "Could I get the card number please? I'll reset your password after that.",
+                "Sure, 453201511283.",
+                "Sure, [CARD].",
+            ),
+            (
+                "Your date of birth and your passcode, please.",
+                "It's 48213.",
+                "It's [PIN].",
+            ),
+        ] {
+            assert_eq!(answer(question, reply), want, "{question} / {reply}");
+        }
+    }
+
+    #[test]
+    fn a_config_without_the_pin_kind_keeps_pins_as_cvv() {
+        let old = Redactor::new(RedactConfig {
+            kinds: PiiKind::ALL[..8].to_vec(),
+            ..Default::default()
+        });
+        assert_eq!(old.redact("My pin is 4829.").text, "My pin is [CVV].");
+        assert_eq!(
+            old.redact("My pin number is 4829.").text,
+            "My pin number is [CVV]."
+        );
+    }
+
+    #[test]
+    fn numbers_near_bank_words_that_are_no_bank_details() {
+        untouched(&[
+            "The claim was for 1,250,000 and the bank refused.",
+            "They have taken 120000 from my account.",
+            "My order 100234 is in transit.",
+            "Tracking number 940011189922 says in transit.",
+            "I was at the bank, ticket 4500123.",
+            "I added a note to your account, your case number is 20931187.",
+            "I changed my password in 2019 and again since.",
+            "The password reset email came at 0930.",
+        ]);
+        assert_eq!(
+            answer("I'll reset your password now.", "My new number is 0930."),
+            "My new number is 0930."
+        );
     }
 
     #[test]
