@@ -304,6 +304,9 @@ mod tests {
             "Like I already said, we can't.",
             "Please calm down.",
             "That's our policy.",
+            "You should have paid on time.",
+            "You should have kept the receipt.",
+            "There's no way I can refund that.",
         ] {
             assert_eq!(only(text), ["dismiss"], "{text}");
         }
