@@ -488,17 +488,7 @@ impl Ask {
             ),
             (Ask::Iban, &["iban"]),
             // Not "password": "I'll reset your password" asks for nothing.
-            (
-                Ask::Pin,
-                &[
-                    "pin",
-                    "pin number",
-                    "pin code",
-                    "passcode",
-                    "pass code",
-                    "access code",
-                ],
-            ),
+            (Ask::Pin, PIN_CUES),
             (
                 Ask::Account,
                 &[
@@ -964,17 +954,18 @@ const CVV_WORDS: &[&str] = &[
     "verification code",
     "three digit code",
 ];
-/// A PIN or passcode: 3 to 8 digits after one of these.
-const PIN_WORDS: &[&str] = &[
+/// A PIN or passcode: 3 to 8 digits after one of these, or of [`PIN_MORE_WORDS`]; a question
+/// naming one of these asks for a PIN.
+const PIN_CUES: &[&str] = &[
     "pin",
     "pin number",
     "pin code",
     "passcode",
     "pass code",
     "access code",
-    "password",
-    "telephone banking",
 ];
+/// Cues of a PIN said by the customer, not of a question ("I'll reset your password").
+const PIN_MORE_WORDS: &[&str] = &["password", "telephone banking"];
 /// Bank account, sort code and routing (ABA, transit, BSB) numbers: 6 to 17 digits after one
 /// of these, when no phone word is as near.
 const ACCOUNT_WORDS: &[&str] = &[
@@ -1173,11 +1164,11 @@ impl Scan<'_> {
                     PiiKind::Cvv => {
                         (3..=4).contains(&digits.len())
                             && (self.near(&span, 6, 3, CVV_WORDS)
-                                || self.pin_as_cvv && self.near(&span, 6, 3, PIN_WORDS))
+                                || self.pin_as_cvv && self.near_pin(&span))
                     }
                     PiiKind::Pin => {
                         (3..=8).contains(&digits.len())
-                            && self.near(&span, 6, 3, PIN_WORDS)
+                            && self.near_pin(&span)
                             && !self.year_or_time(groups, &span)
                     }
                     PiiKind::Account => {
@@ -1195,6 +1186,10 @@ impl Scan<'_> {
                 }
             }
         }
+    }
+
+    fn near_pin(&self, span: &Range<usize>) -> bool {
+        self.near(span, 6, 3, PIN_CUES) || self.near(span, 6, 3, PIN_MORE_WORDS)
     }
 
     /// A written four-digit number right after a time word.
