@@ -29,15 +29,6 @@ fn summary(ev: &[Value]) -> &Value {
     &ev.last().unwrap()["summary"]
 }
 
-fn criterion<'a>(ev: &'a [Value], name: &str) -> &'a Value {
-    summary(ev)["scorecard"]["criteria"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no criterion {name}"))
-}
-
 fn agent_behaviours(ev: &[Value]) -> Vec<String> {
     of_type(ev, "utterance")
         .into_iter()

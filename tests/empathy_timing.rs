@@ -9,15 +9,6 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-fn criterion<'a>(ev: &'a [Value], name: &str) -> &'a Value {
-    summary(ev)["scorecard"]["criteria"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no criterion {name}"))
-}
-
 fn ok(out: &std::process::Output) -> Vec<Value> {
     assert!(
         out.status.success(),

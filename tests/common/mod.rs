@@ -70,6 +70,16 @@ pub fn summary(ev: &[serde_json::Value]) -> &serde_json::Value {
     &last["summary"]
 }
 
+/// The scorecard criterion `name` of the call's summary.
+pub fn criterion<'a>(ev: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    summary(ev)["scorecard"]["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no criterion {name}"))
+}
+
 /// Writes a plain transcript (JSON lines of speaker, start, end, text) to `path`, as
 /// `calltone rescore` reads it.
 pub fn write_transcript(path: &Path, lines: &[(&str, f64, f64, &str)]) {
