@@ -21,10 +21,16 @@ pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const LO: u32 = 20000;
     const SPAN: u32 = 12000;
-    let seed = std::process::id().wrapping_mul(2_654_435_761)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+    // One seed per test process: with a fixed seed and a stride coprime to SPAN, one process
+    // never hands out the same port twice (a fresh seed per call did, now and then: the
+    // embedded broker and the media listener of one test got the same port).
+    static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        std::process::id().wrapping_mul(2_654_435_761)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+    });
     loop {
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = (LO + seed.wrapping_add(k.wrapping_mul(7919)) % SPAN) as u16;
