@@ -231,7 +231,8 @@ fn transcript_call(id: &str, mut lines: Vec<TranscriptLine>, clock: fn() -> Stri
             arousal: None,
             emotion: None,
             prosody: ProsodySummary {
-                speaking_rate_wps: (words > 0 && span > 0.0).then(|| (words as f64 / span) as f32),
+                speaking_rate_wps: (words > 0 && span > 0.0)
+                    .then(|| round2((words as f64 / span) as f32)),
                 ..Default::default()
             },
             behaviours: None,
@@ -255,14 +256,15 @@ fn transcript_call(id: &str, mut lines: Vec<TranscriptLine>, clock: fn() -> Stri
             let summary = SpeakerSummary {
                 mean_stress: None,
                 max_stress: None,
+                // Rounded as the pipeline rounds them (`replay`, `serve`).
                 talk_ratio: if duration > 0.0 {
-                    (talk / duration) as f32
+                    round2((talk / duration) as f32)
                 } else {
                     0.0
                 },
-                talk_s: talk,
-                overtalk_s: overtalk,
-                silence_s: silence,
+                talk_s: round3(talk),
+                overtalk_s: round3(overtalk),
+                silence_s: round3(silence),
                 utterances: lines.iter().filter(|l| l.speaker == s).count() as u32,
             };
             (s, summary)
@@ -631,6 +633,10 @@ impl<'a> Rescorer<'a> {
     }
 }
 
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 fn round2(x: f32) -> f32 {
     (x * 100.0).round() / 100.0
 }
@@ -703,6 +709,31 @@ mod tests {
         // Nobody spoke 0.5 + 1.0 + 0.5 + 11 s: one long silence, from the spans.
         assert!((cust.silence_s - 13.0).abs() < 1e-9, "{cust:?}");
         assert_eq!(c.summary.alerts.get(&AlertKind::LongSilence), Some(&1));
+    }
+
+    #[test]
+    fn transcript_figures_are_rounded_as_the_pipeline_rounds_them() {
+        // 2 words in 3 s, 3 s of 7 s, times with float noise: 0.67 words/s, a talk ratio of
+        // 0.43, and times to the millisecond, as `replay` publishes them.
+        let text = r#"{"speaker":"agent","start":0.1,"end":3.1,"text":"hello there"}
+{"speaker":"customer","start":3.3000001,"end":7.0,"text":"hi"}
+"#;
+        let ev = rescore_text(text, &Config::default());
+        let rates: Vec<Option<f32>> = ev
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Utterance(u) => Some(u.prosody.speaking_rate_wps),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rates, vec![Some(0.67), Some(0.27)]);
+        let c = ended(&ev);
+        let agent = &c.summary.speakers[&Speaker::Agent];
+        assert_eq!(agent.talk_ratio, 0.43, "{agent:?}");
+        assert_eq!(agent.talk_s, 3.0, "{agent:?}");
+        assert_eq!(agent.silence_s, 0.3, "{agent:?}");
+        let json = serde_json::to_string(c).unwrap();
+        assert!(!json.contains("0000000"), "unrounded: {json}");
     }
 
     #[test]
