@@ -20,7 +20,8 @@ pub struct IndexRow {
     pub peak_stress: Option<f32>,
     pub mean_stress: Option<f32>,
     pub alerts: BTreeMap<AlertKind, u32>,
-    /// QA scorecard score (0–100), when the call has one.
+    /// QA scorecard score (0–100), when the call has one with at least one applicable
+    /// criterion.
     pub score: Option<f64>,
     /// Empathy opportunities (met, total), when per-agent scoring is on.
     pub empathy: Option<(u32, u32)>,
@@ -41,7 +42,13 @@ impl IndexRow {
             peak_stress: r.peak_stress(Speaker::Customer),
             mean_stress: r.mean_stress(Speaker::Customer),
             alerts: r.alerts_by_kind(),
-            score: summary.and_then(|s| s.scorecard.as_ref()).map(|c| c.score),
+            // A scorecard with no applicable criterion (a dead line, a customer-only
+            // recording) reads 100 by convention; it is no score of the agent, and would be
+            // free points in the agent's mean.
+            score: summary
+                .and_then(|s| s.scorecard.as_ref())
+                .filter(|c| c.criteria.iter().any(|k| k.applicable))
+                .map(|c| c.score),
             empathy: summary
                 .and_then(|s| s.empathy.as_ref())
                 .map(|e| (e.met, e.opportunities)),
@@ -235,7 +242,7 @@ fn agent_table(rows: &[IndexRow]) -> String {
     }
     let mut s = String::from(
         r#"<h2>Agents</h2>
-<p class="sub">Per agent over the calls below. Score: the mean QA scorecard score. Empathy met: opportunities (customer distress) answered with an acknowledgement or apology in time, of all opportunities; harmed: answered with dismissive words. Journeys: the customer's opening vs closing.</p>
+<p class="sub">Per agent over the calls below. Score: the mean QA scorecard score over the calls that gave the agent something to be scored on ("–" in the call table for the others: a dead line, a customer-only recording). Empathy met: opportunities (customer distress) answered with an acknowledgement or apology in time, of all opportunities; harmed: answered with dismissive words. Journeys: the customer's opening vs closing.</p>
 <div class="scroll"><table id="agents"><thead><tr><th>agent</th><th class="num">calls</th><th class="num">mean score</th><th class="num">empathy met</th><th class="num">harmed</th><th class="num">improving</th><th class="num">steady</th><th class="num">worsening</th><th class="num">alerts</th></tr></thead><tbody>
 "#,
     );
@@ -316,6 +323,50 @@ mod tests {
         assert!(p.contains(r#"<td class="num high" data-v="0.000">0/1</td>"#));
         assert!(p.contains("<td>worsening</td>"));
         assert!(!p.contains("<th>agent</th>") && !p.contains(">agent</th>"));
+    }
+
+    #[test]
+    fn a_scorecard_with_nothing_applicable_is_no_score() {
+        use crate::events::{Criterion, EventBody, Scorecard};
+        let mut events = fixtures::call();
+        let Some(EventBody::CallEnded(c)) = events.last_mut().map(|e| &mut e.body) else {
+            panic!("the fixture ends with call_ended");
+        };
+        let criterion = |applicable: bool, points: f64| Criterion {
+            name: "empathy_met".into(),
+            weight: 40.0,
+            points,
+            max: 40.0,
+            applicable,
+            evidence: serde_json::Value::Null,
+        };
+        c.summary.scorecard = Some(Box::new(Scorecard {
+            score: 100.0,
+            criteria: vec![criterion(false, 0.0)],
+        }));
+        let idle = IndexRow::new(&CallReport::from_events(&events), "idle.report.html");
+        assert_eq!(idle.score, None, "a dead line is not a perfect call");
+        let Some(EventBody::CallEnded(c)) = events.last_mut().map(|e| &mut e.body) else {
+            unreachable!()
+        };
+        c.summary.scorecard = Some(Box::new(Scorecard {
+            score: 35.0,
+            criteria: vec![criterion(true, 14.0), criterion(false, 0.0)],
+        }));
+        let scored = IndexRow::new(&CallReport::from_events(&events), "s.report.html");
+        assert_eq!(scored.score, Some(35.0));
+        // An agent's mean is over the calls that scored them: 35, not (35 + 100) / 2.
+        let mut rows = [scored, idle.clone(), idle];
+        rows[0].agent = Some("carol".into());
+        rows[1].agent = Some("carol".into());
+        rows[2].agent = Some("dan".into());
+        let p = index_page(&rows, StressLevels::default());
+        assert!(
+            p.contains(
+                r#"<tr class="agent"><td>carol</td><td class="num">2</td><td class="num">35</td>"#
+            ),
+            "{p}"
+        );
     }
 
     #[test]
