@@ -164,12 +164,13 @@ pub fn call_id_for(path: &Path) -> String {
     }
 }
 
-/// `s` with every character but ASCII letters, digits, `-`, `_` and `.` replaced by `_`
-/// (safe in MQTT topics and file names).
+/// `s` with every character but letters, digits (of any script: "客户", "Müller"), `-`, `_`
+/// and `.` replaced by `_` (safe in MQTT topics and file names; a recording named in Chinese
+/// keeps a recognisable id instead of `__`).
 pub fn safe_name(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+            if c.is_alphanumeric() || c == '-' || c == '_' || c == '.' {
                 c
             } else {
                 '_'
@@ -570,5 +571,23 @@ fn in_file(path: &Path, source: AudioError) -> ReplayError {
     ReplayError::InFile {
         path: path.into(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids_keep_the_file_name_in_any_script() {
+        let id = |p: &str| call_id_for(Path::new(p));
+        assert_eq!(id("calls/客户.wav"), "客户");
+        assert_eq!(id("calls/投诉.wav"), "投诉");
+        assert_eq!(id("Müller call 2.wav"), "Müller_call_2");
+        assert_eq!(id("شكوى.wav"), "شكوى");
+        // What is unsafe in a topic or a path still goes.
+        assert_eq!(id("a+b#c.wav"), "a_b_c");
+        assert_eq!(id("tab\there.wav"), "tab_here");
+        assert_eq!(id("!!.wav"), "__");
     }
 }
