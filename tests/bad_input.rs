@@ -310,3 +310,37 @@ fn files_with_one_stem_are_two_calls() {
         assert_eq!(end["duration"].as_f64(), Some(duration));
     }
 }
+
+/// A recording cut short (its header announces more audio than the file holds) is replayed
+/// as far as it goes, and the operator is told, naming the file: a QA report of 1 s from a
+/// 4 s recording must not pass for the whole call.
+#[test]
+fn a_wav_cut_short_is_replayed_with_a_warning() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut-short.wav");
+    let tone: Vec<f32> = (0..4 * 16000)
+        .map(|i| (i as f32 * 0.05).sin() * 0.2)
+        .collect();
+    write_wav_f32(&path, 16000, &tone);
+    let bytes = std::fs::read(&path).unwrap();
+    // The 44-byte header and the first second of the four.
+    std::fs::write(&path, &bytes[..44 + 2 * 16000]).unwrap();
+    let out = calltone()
+        .args(["replay", path.to_str().unwrap(), "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warning: Vec<&str> = stderr.lines().filter(|l| l.contains("cut short")).collect();
+    assert_eq!(warning.len(), 1, "{stderr}");
+    assert!(
+        warning[0].contains("cut-short.wav") && warning[0].contains("25 %"),
+        "{stderr}"
+    );
+    let ev = events(&out.stdout);
+    let end = ev.last().unwrap();
+    assert_eq!(end["type"], "call_ended");
+    assert_eq!(end["duration"].as_f64(), Some(1.0));
+}

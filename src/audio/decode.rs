@@ -247,6 +247,17 @@ fn decode_wav(bytes: Vec<u8>, path: &Path) -> Result<DecodedAudio, AudioError> {
     })?;
     errors.check_channels(usize::from(header.channels))?;
     errors.check_rate(header.sample_rate)?;
+    if let Some(declared) = header.declared_data {
+        // Kept (a recording still being written reads as far as it goes), but said: a QA
+        // report of 2 s from a 50 s recording must not pass for the whole call.
+        tracing::warn!(
+            file = %path.display(),
+            declared_bytes = declared,
+            present_bytes = header.data.len(),
+            "WAV file cut short: {:.0} % of the audio its header announces is there; using that",
+            header.data.len() as f64 * 100.0 / declared as f64
+        );
+    }
     let bits = header.bits_per_sample;
     match header.format_tag {
         wav::FORMAT_PCM if matches!(bits, 8 | 16 | 24 | 32) => {}

@@ -21,6 +21,9 @@ pub(super) struct WavHeader {
     /// Byte range of the audio data, clamped to the bytes actually present (a recording cut
     /// off mid-write still yields what it has).
     pub data: Range<usize>,
+    /// The data chunk's declared size when fewer bytes are present (a file cut short; a
+    /// streaming writer's 0xFFFFFFFF placeholder is not counted).
+    pub declared_data: Option<usize>,
 }
 
 pub(super) const FORMAT_PCM: u16 = 0x0001;
@@ -67,6 +70,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<WavHeader, HeaderError> {
 
     let mut fmt: Option<(u16, u16, u32, u16, u16)> = None;
     let mut data: Option<Range<usize>> = None;
+    let mut declared_data = None;
     let mut pos = 12usize;
     while fmt.is_none() || data.is_none() {
         if bytes.len().saturating_sub(pos) < 8 {
@@ -107,6 +111,9 @@ pub(super) fn parse(bytes: &[u8]) -> Result<WavHeader, HeaderError> {
                 } else {
                     declared
                 };
+                if declared != 0xFFFF_FFFF && declared > available {
+                    declared_data = Some(declared);
+                }
                 data = Some(body..body + len);
             }
             _ => {}
@@ -125,6 +132,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<WavHeader, HeaderError> {
         bits_per_sample,
         block_align,
         data,
+        declared_data,
     })
 }
 
@@ -201,6 +209,14 @@ mod tests {
         let mut b = header(FORMAT_PCM, 16, &[0; 10]);
         let at = b.len() - 14;
         b[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
-        assert_eq!(parse(&b).expect("valid").data.len(), 10);
+        let h = parse(&b).expect("valid");
+        assert_eq!(h.data.len(), 10);
+        // Said, so that the decoder can warn that the file is cut short.
+        assert_eq!(h.declared_data, Some(1000));
+        // A streaming writer's placeholder is not a cut file, nor is a whole one.
+        b[at..at + 4].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+        assert_eq!(parse(&b).expect("valid").declared_data, None);
+        let whole = header(FORMAT_PCM, 16, &[0; 10]);
+        assert_eq!(parse(&whole).expect("valid").declared_data, None);
     }
 }
