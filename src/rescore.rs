@@ -101,6 +101,8 @@ pub fn read_calls(path: &Path, clock: fn() -> String) -> Result<Vec<CallInput>, 
     let mut lines: Vec<TranscriptLine> = Vec::new();
     let mut buf = Vec::new();
     let mut n = 0;
+    let mut skipped = 0usize;
+    let mut first_skipped: Option<(usize, String)> = None;
     loop {
         buf.clear();
         let read = std::io::Read::take(&mut reader, MAX_LINE_BYTES as u64 + 1)
@@ -118,18 +120,36 @@ pub fn read_calls(path: &Path, clock: fn() -> String) -> Result<Vec<CallInput>, 
         if text.is_empty() {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| line_err(n, format!("not JSON: {e}")))?;
+        // Once the file is an event stream (a dump of the MQTT topics, say), a line that is
+        // not an event is set aside, not a reason to refuse every call of the file: a torn
+        // last line of a capture that was killed, a retained hand-off `context` payload. A
+        // call it leaves without its `call_ended` is still refused, naming it.
+        let in_events = !events.is_empty();
+        let mut skip = |line: usize, why: String| {
+            skipped += 1;
+            first_skipped.get_or_insert((line, why));
+        };
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) if in_events => {
+                skip(n, format!("not JSON: {e}"));
+                continue;
+            }
+            Err(e) => return Err(line_err(n, format!("not JSON: {e}"))),
+        };
         if value.get("type").is_some() {
             if !lines.is_empty() {
                 return Err(line_err(n, "an event in a transcript".into()));
             }
-            let e: Event = serde_json::from_value(value)
-                .map_err(|e| line_err(n, format!("not a calltone event: {e}")))?;
-            events.push(e);
+            match serde_json::from_value::<Event>(value) {
+                Ok(e) => events.push(e),
+                Err(e) if in_events => skip(n, format!("not a calltone event: {e}")),
+                Err(e) => return Err(line_err(n, format!("not a calltone event: {e}"))),
+            }
         } else {
-            if !events.is_empty() {
-                return Err(line_err(n, "a transcript line among events".into()));
+            if in_events {
+                skip(n, "not an event (no `type`: a hand-off context?)".into());
+                continue;
             }
             let l: TranscriptLine = serde_json::from_value(value).map_err(|e| {
                 line_err(
@@ -149,6 +169,14 @@ pub fn read_calls(path: &Path, clock: fn() -> String) -> Result<Vec<CallInput>, 
     }
     if events.is_empty() {
         return Err(file_err("no events and no transcript lines".into()));
+    }
+    if let Some((line, why)) = first_skipped {
+        tracing::warn!(
+            file = %path.display(),
+            skipped,
+            first = line,
+            "{skipped} line(s) that are not calltone events skipped (line {line}: {why})"
+        );
     }
     Ok(group_events(events))
 }
@@ -391,6 +419,20 @@ pub fn rescore_call(
         r.advance_to(t);
         if r.on_event(e) {
             break;
+        }
+    }
+    // A serve run's events carry the run (`{call_id}:{run}:{seq}`) so that a call id used
+    // again is never the same events; its rescored events and alerts keep it, or two runs of
+    // one call would share ids and the second be dropped as a repeat wherever they meet.
+    if let Some(run) = call.name.strip_prefix(&format!("{call_id}:")) {
+        let prefix = format!("{call_id}:");
+        for e in &mut r.out {
+            e.event_id = format!("{}:{}", call.name, e.seq);
+            if let EventBody::Alert(a) = &mut e.body {
+                if let Some(rest) = a.alert_id.strip_prefix(&prefix) {
+                    a.alert_id = format!("{call_id}:{run}:{rest}");
+                }
+            }
         }
     }
     Ok(r.out)
@@ -788,6 +830,32 @@ mod tests {
         let calls = group_events(ev.into_iter().chain(other).collect());
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[1].name, "t:1700000000000");
+        // Rescored, the two runs keep distinct ids: merged again (a database keyed by
+        // event_id, a rescore of the rescore), neither is dropped as a repeat of the other.
+        let cfg = Config::default();
+        let a = Analyzers::from_config(&cfg).unwrap();
+        let runs: Vec<Vec<Event>> = calls
+            .iter()
+            .map(|c| rescore_call(c, &cfg, &a).unwrap())
+            .collect();
+        assert_eq!(runs[1][0].event_id, "t:1700000000000:0");
+        assert_eq!(runs[0][0].event_id, "t:0");
+        let alert_ids = |ev: &[Event]| -> Vec<String> {
+            ev.iter()
+                .filter_map(|e| match &e.body {
+                    EventBody::Alert(a) => Some(a.alert_id.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(!alert_ids(&runs[1]).is_empty());
+        assert!(alert_ids(&runs[1])
+            .iter()
+            .all(|id| id.starts_with("t:1700000000000:alert:")));
+        let merged = group_events(runs.concat());
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].events, runs[0]);
+        assert_eq!(merged[1].events, runs[1]);
     }
 
     #[test]
@@ -830,6 +898,35 @@ mod tests {
             rescore_call(&call, &cfg, &a).unwrap_err(),
             CallError::NoEnd("t".into())
         );
+    }
+
+    #[test]
+    fn a_dump_keeps_its_calls_past_lines_that_are_not_events() {
+        // An MQTT capture: a call's events, a retained hand-off context among them, and the
+        // torn last line of a capture killed mid-write.
+        let ev = rescore_text(ACK, &Config::default());
+        let mut text = String::new();
+        for (i, e) in ev.iter().enumerate() {
+            text.push_str(&serde_json::to_string(e).unwrap());
+            text.push('\n');
+            if i == 2 {
+                text.push_str("{\"call_id\":\"t\",\"t\":4.0,\"stress\":0.25,\"peaks\":[]}\n");
+            }
+        }
+        text.push_str(&serde_json::to_string(&ev[1]).unwrap()[..40]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "dump.jsonl", &text);
+        let calls = read_calls(&p, ts).unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].events.len(), ev.len());
+        let cfg = Config::default();
+        let a = Analyzers::from_config(&cfg).unwrap();
+        let again = rescore_call(&calls[0], &cfg, &a).unwrap();
+        assert_eq!(ended(&again).summary, ended(&ev).summary);
+        // Before the first event the file's kind is unknown: still refused, naming the line.
+        let p = write(dir.path(), "torn.jsonl", &format!("{{\"type\n{text}"));
+        let e = read_calls(&p, ts).unwrap_err().to_string();
+        assert!(e.contains("line 1: not JSON"), "{e}");
     }
 
     #[test]
