@@ -8,16 +8,26 @@
 //! call ends). [`HandoffContext::to_form`] is the same content as `key=value&…` for
 //! Asterisk's `CURL()` with `CURLOPT(hashcompat)` and FreeSWITCH's `curl` API.
 //!
-//! Trend: the mean of the customer's stress readings over the last [`TREND_S`] seconds
-//! against the [`TREND_S`] seconds before; a difference of at least [`TREND_DELTA`] is
+//! Readings: `state` events repeat the customer's last stress while they are silent (it is a
+//! state), so a `state` value counts as a reading of the customer's stress only when it
+//! moved since the previous `state` (live stress is smoothed window by window and moves
+//! while the customer speaks) or when it falls within a customer utterance heard so far.
+//! Stress now: the latest reading, null once it is older than [`STALE_S`] seconds.
+//! Trend: the mean of the readings over the last [`TREND_S`] seconds of the call against the
+//! [`TREND_S`] seconds before; a difference of at least [`TREND_DELTA`] is
 //! `rising`/`falling`, else `steady` (`unknown` without readings in both).
-//! Peaks: the [`PEAKS`] highest stress readings at least [`PEAK_GAP_S`] apart (and at or above
+//! Peaks: the [`PEAKS`] highest readings at least [`PEAK_GAP_S`] apart (and at or above
 //! [`PEAK_MIN`]), each with the customer's words around that time.
+//! Escalation phrases: every one the customer said, found in their utterances by the
+//! `escalation_phrase` rule, including those said inside the alert's cooldown (which spares
+//! supervisors repeated alerts, not the person taking the call).
+//! Empathy: present (zero counts) from the start while per-agent scoring is on.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{AlertConfig, AlertEngine, UtteranceInfo};
 use crate::audio::Speaker;
 use crate::events::{AlertKind, EmpathyOutcome, Event, EventBody, JourneyLabel, Severity};
 
@@ -25,6 +35,10 @@ use crate::events::{AlertKind, EmpathyOutcome, Event, EventBody, JourneyLabel, S
 pub const TREND_S: f64 = 30.0;
 /// Mean stress difference that counts as a trend.
 pub const TREND_DELTA: f32 = 0.1;
+/// A reading older than this is no stress "now", seconds.
+pub const STALE_S: f64 = 10.0;
+/// A `state` this long after the end of a customer utterance still reads it, seconds.
+const SPAN_SLACK_S: f64 = 1.0;
 /// Peak moments kept.
 pub const PEAKS: usize = 3;
 /// Peaks at least this far apart, seconds.
@@ -91,7 +105,8 @@ pub struct HandoffContext {
     /// Alerts so far by kind, and the last few.
     pub alert_counts: BTreeMap<AlertKind, u32>,
     pub alerts: Vec<ContextAlert>,
-    /// Empathy opportunities resolved so far (absent with per-agent scoring off).
+    /// Empathy opportunities resolved so far, zero counts before the first (absent with
+    /// per-agent scoring off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub empathy: Option<ContextEmpathy>,
     /// The last few customer utterances, redacted, oldest first.
@@ -163,7 +178,14 @@ pub struct ContextBuilder {
     call_id: String,
     agent: Option<String>,
     t: f64,
-    stress: Option<f32>,
+    /// The latest reading `(t, stress)` (see the module docs).
+    latest: Option<(f64, f32)>,
+    /// The previous `state`'s customer stress, read or repeated.
+    last_state: Option<f32>,
+    /// `(start, end)` of the customer's recent utterances, transcribed or not.
+    spans: VecDeque<(f64, f64)>,
+    /// The `escalation_phrase` rule, run on the customer's utterances.
+    phrases: AlertEngine,
     max_stress: Option<f32>,
     /// `(t, stress)` of the last 2 × [`TREND_S`] seconds.
     readings: VecDeque<(f64, f32)>,
@@ -179,12 +201,32 @@ pub struct ContextBuilder {
 }
 
 impl ContextBuilder {
+    /// A call's context with the default alert rules and per-agent scoring on.
     pub fn new(call_id: &str) -> Self {
+        Self::with_rules(call_id, &AlertConfig::default(), true)
+    }
+
+    /// A call's context with the configured escalation phrases (`alerts`) and
+    /// `empathy.agent_scoring`.
+    pub fn with_rules(call_id: &str, alerts: &AlertConfig, agent_scoring: bool) -> Self {
+        let mut rules = AlertConfig {
+            escalation_phrase: alerts.escalation_phrase.clone(),
+            ..Default::default()
+        };
+        rules.escalation_phrase.include_agent = false;
+        rules.customer_stress.enabled = false;
+        rules.negative_sentiment.enabled = false;
+        rules.overtalk.enabled = false;
+        rules.long_silence.enabled = false;
+        rules.agent_speaking_rate.enabled = false;
         Self {
             call_id: call_id.to_string(),
             agent: None,
             t: 0.0,
-            stress: None,
+            latest: None,
+            last_state: None,
+            spans: VecDeque::new(),
+            phrases: AlertEngine::new(call_id, rules).record_suppressed(),
             max_stress: None,
             readings: VecDeque::new(),
             peaks: Vec::new(),
@@ -194,7 +236,7 @@ impl ContextBuilder {
             escalation_count: 0,
             alert_counts: BTreeMap::new(),
             alerts: VecDeque::new(),
-            empathy: None,
+            empathy: agent_scoring.then(ContextEmpathy::default),
             changed: false,
         }
     }
@@ -204,7 +246,22 @@ impl ContextBuilder {
         if ev.call_id != self.call_id {
             return;
         }
+        let now_before = self.stress_now();
         self.t = self.t.max(ev.t);
+        self.observe_body(ev);
+        if self.stress_now() != now_before {
+            self.changed = true;
+        }
+    }
+
+    /// The customer's stress now: the latest reading unless it is stale.
+    fn stress_now(&self) -> Option<f32> {
+        self.latest
+            .filter(|(t, _)| self.t - t <= STALE_S)
+            .map(|(_, s)| s)
+    }
+
+    fn observe_body(&mut self, ev: &Event) {
         match &ev.body {
             EventBody::CallStarted(s) => {
                 self.agent = s.agent.clone();
@@ -218,17 +275,52 @@ impl ContextBuilder {
                     self.journey = c.journey;
                     self.changed = true;
                 }
-                if c.stress != self.stress {
-                    self.changed = true;
-                }
-                self.stress = c.stress;
-                if let Some(st) = c.stress.filter(|s| s.is_finite()) {
+                let Some(st) = c.stress.filter(|s| s.is_finite()) else {
+                    return;
+                };
+                let moved = self.last_state != Some(st);
+                self.last_state = Some(st);
+                let spoken = self
+                    .spans
+                    .iter()
+                    .any(|&(s, e)| s <= ev.t && ev.t <= e + SPAN_SLACK_S);
+                if moved || spoken {
+                    self.latest = Some((ev.t, st));
                     self.reading(ev.t, st);
                 }
             }
             EventBody::Utterance(u) if u.speaker == Speaker::Customer => {
+                self.spans.push_back((u.start, u.end));
+                if self.spans.len() > KEPT_UTTERANCES {
+                    self.spans.pop_front();
+                }
                 if u.not_transcribed.is_some() || u.text.trim().is_empty() {
                     return;
+                }
+                let alerted = self.phrases.on_utterance(&UtteranceInfo::from(u));
+                let held = self.phrases.take_suppressed();
+                let said = alerted
+                    .into_iter()
+                    .map(|a| (a.start, a.evidence))
+                    .chain(held.into_iter().map(|m| (m.start, m.evidence)));
+                for (start, evidence) in said {
+                    self.escalation_count += 1;
+                    let words = evidence["phrases"]
+                        .as_array()
+                        .map(|p| {
+                            p.iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    push_bounded(
+                        &mut self.escalation,
+                        Said {
+                            t: start,
+                            text: clip(&words),
+                        },
+                    );
                 }
                 let text = clip(&u.text);
                 for p in self.peaks.iter_mut().filter(|p| p.words.is_none()) {
@@ -253,26 +345,7 @@ impl ContextBuilder {
                         message: a.message.clone(),
                     },
                 );
-                if a.kind == AlertKind::EscalationPhrase && a.speaker == Some(Speaker::Customer) {
-                    self.escalation_count += 1;
-                    let words = a.evidence["phrases"]
-                        .as_array()
-                        .map(|p| {
-                            p.iter()
-                                .filter_map(|v| v.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or_else(|| a.message.clone());
-                    push_bounded(
-                        &mut self.escalation,
-                        Said {
-                            t: a.start,
-                            text: clip(&words),
-                        },
-                    );
-                }
+                // Escalation phrases are read from the utterances (cooldown or not).
                 self.changed = true;
             }
             EventBody::Empathy(e) if e.recovered.is_none() => {
@@ -349,7 +422,7 @@ impl ContextBuilder {
                 .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32)
         };
-        let now = self.readings.back().map_or(self.t, |r| r.0);
+        let now = self.t;
         let trend = match (
             mean(now - TREND_S, now),
             mean(now - 2.0 * TREND_S, now - TREND_S),
@@ -364,7 +437,7 @@ impl ContextBuilder {
             call_id: self.call_id.clone(),
             t: (self.t * 10.0).round() / 10.0,
             agent: self.agent.clone(),
-            stress: self.stress.map(r2),
+            stress: self.stress_now().map(r2),
             trend: trend.into(),
             max_stress: self.max_stress.map(r2),
             journey: self.journey,
@@ -454,8 +527,10 @@ mod tests {
     fn a_call_that_heats_up_reads_rising_with_its_peak_words() {
         let mut st = EventStamper::new("c");
         let mut b = ContextBuilder::new("c");
+        // Live stress moves from one `state` to the next while the customer speaks.
         for i in 0..60 {
-            b.observe(&state(&mut st, f64::from(i), 0.2));
+            let s = if i % 2 == 0 { 0.2 } else { 0.21 };
+            b.observe(&state(&mut st, f64::from(i), s));
         }
         b.observe(&said(
             &mut st,
@@ -464,9 +539,14 @@ mod tests {
             "This is the third time I call about it",
         ));
         for i in 60..90 {
-            let s = if i == 62 { 0.95 } else { 0.7 };
+            let s = match i {
+                62 => 0.95,
+                _ if i % 2 == 0 => 0.72,
+                _ => 0.7,
+            };
             b.observe(&state(&mut st, f64::from(i), s));
         }
+        b.observe(&said(&mut st, 66.0, 68.0, "I want to cancel"));
         for i in 0..12 {
             b.observe(&said(
                 &mut st,
@@ -504,6 +584,7 @@ mod tests {
         assert!(c.peaks.windows(2).all(|w| w[1].t - w[0].t >= PEAK_GAP_S));
         assert_eq!(c.escalation_count, 1);
         assert_eq!(c.escalation[0].text, "cancel");
+        assert_eq!(c.escalation[0].t, 66.0);
         assert_eq!(c.alert_counts[&AlertKind::EscalationPhrase], 1);
         assert_eq!(c.last_utterances.len(), LAST_UTTERANCES);
         assert_eq!(c.last_utterances[2].text, "line 11");
@@ -536,6 +617,103 @@ mod tests {
         assert!(b.utterances.len() <= KEPT_UTTERANCES);
         assert!(b.take_changed());
         assert!(!b.take_changed());
+    }
+
+    #[test]
+    fn a_stress_repeated_while_the_customer_is_silent_is_no_reading() {
+        let mut st = EventStamper::new("c");
+        let mut b = ContextBuilder::new("c");
+        // The customer speaks for 20 s, their stress rising to 0.9; then the agent talks for
+        // a minute and every `state` repeats the customer's last value.
+        for i in 0..20 {
+            b.observe(&state(&mut st, f64::from(i), 0.45 + 0.45 * i as f32 / 19.0));
+        }
+        b.observe(&said(&mut st, 0.0, 19.5, "I have been charged twice"));
+        for i in 20..25 {
+            b.observe(&state(&mut st, f64::from(i), 0.9));
+        }
+        assert_eq!(b.snapshot().stress, Some(0.9), "a moment ago");
+        for i in 25..90 {
+            b.observe(&state(&mut st, f64::from(i), 0.9));
+        }
+        let c = b.snapshot();
+        assert_eq!(c.stress, None, "no reading for 70 s: {c:?}");
+        assert_eq!(c.trend, "unknown", "no readings in the last minute: {c:?}");
+        assert_eq!(c.max_stress, Some(0.9));
+        // One peak where the customer spoke, not one every 10 s of silence.
+        assert_eq!(c.peaks.len(), 1, "{:?}", c.peaks);
+        assert_eq!(c.peaks[0].t, 19.0);
+        assert_eq!(
+            c.peaks[0].words.as_deref(),
+            Some("I have been charged twice")
+        );
+        // The customer speaks again: a value equal to the last counts inside their utterance.
+        b.observe(&said(&mut st, 89.0, 95.0, "Hello?"));
+        b.observe(&state(&mut st, 95.0, 0.9));
+        assert_eq!(b.snapshot().stress, Some(0.9));
+        assert!(b.take_changed());
+    }
+
+    #[test]
+    fn escalation_phrases_inside_the_alert_cooldown_are_listed() {
+        let mut st = EventStamper::new("c");
+        let mut b = ContextBuilder::new("c");
+        b.observe(&said(&mut st, 10.0, 12.0, "Get me a supervisor."));
+        // 20 s later: inside the phrase alert's 60 s cooldown, no alert; still said.
+        b.observe(&said(&mut st, 32.0, 35.0, "I want to cancel my account."));
+        b.observe(&said(
+            &mut st,
+            40.0,
+            42.0,
+            "I don't want to cancel, I want it fixed.",
+        ));
+        let c = b.snapshot();
+        assert_eq!(c.escalation_count, 2, "{c:?}");
+        let listed: Vec<(f64, &str)> = c
+            .escalation
+            .iter()
+            .map(|s| (s.t, s.text.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![(10.0, "supervisor"), (32.0, "cancel my account")]
+        );
+        // Configured phrases only.
+        let mut rules = AlertConfig::default();
+        rules.escalation_phrase.phrases = vec!["fix it now".into()];
+        let mut b = ContextBuilder::with_rules("c", &rules, true);
+        let mut st = EventStamper::new("c");
+        b.observe(&said(&mut st, 10.0, 12.0, "Get me a supervisor."));
+        b.observe(&said(&mut st, 13.0, 15.0, "Fix it now."));
+        let c = b.snapshot();
+        assert_eq!(c.escalation_count, 1, "{c:?}");
+        assert_eq!(c.escalation[0].text, "fix it now");
+    }
+
+    #[test]
+    fn the_empathy_section_is_there_from_the_first_context() {
+        let mut st = EventStamper::new("c");
+        let mut b = ContextBuilder::new("c");
+        b.observe(&st.stamp(
+            0.0,
+            String::new(),
+            EventBody::CallStarted(crate::events::CallStarted {
+                source: "test".into(),
+                speakers: vec![Speaker::Customer, Speaker::Agent],
+                sample_rate: 8000,
+                agent: None,
+            }),
+        ));
+        let json = serde_json::to_value(b.snapshot()).unwrap();
+        assert_eq!(
+            json["empathy"],
+            serde_json::json!({"met": 0, "missed": 0, "harmed": 0}),
+            "{json}"
+        );
+        // With per-agent scoring off there is no agent to score: no section.
+        let b = ContextBuilder::with_rules("c", &AlertConfig::default(), false);
+        let json = serde_json::to_value(b.snapshot()).unwrap();
+        assert!(json.get("empathy").is_none(), "{json}");
     }
 
     #[test]

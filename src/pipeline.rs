@@ -428,7 +428,8 @@ impl CallPipeline {
             silence_s: 0.0,
             cfg: cfg.clone(),
             analyzers: analyzers.clone(),
-            alerts: AlertEngine::new(call_id, cfg.alerts.clone()),
+            // Stress moments a cooldown holds back still reach empathy (`advance`).
+            alerts: AlertEngine::new(call_id, cfg.alerts.clone()).record_suppressed(),
             empathy: CallEmpathy::new(cfg, Arc::clone(&analyzers.behaviours)),
             assist: crate::assist::AssistEngine::new(call_id, &cfg.assist),
             ended: false,
@@ -764,6 +765,11 @@ impl CallPipeline {
                 self.emit(self.t_segmented, EventBody::Alert(a), out);
                 self.emit_empathy(self.t_segmented, opened, out);
             }
+            // Distress the cooldown kept from the supervisors is still distress.
+            for m in self.alerts.take_suppressed() {
+                let opened = self.empathy.on_suppressed(&m);
+                self.emit_empathy(self.t_segmented, opened, out);
+            }
             self.empathy_tick(tick.customer_stress, out);
             self.assist_tick(&tick, out);
             for tr in &mut self.tracks {
@@ -1078,6 +1084,8 @@ impl CallPipeline {
             }
         }
         let alerts = self.alerts.on_utterance(&UtteranceInfo::from(&utterance));
+        // `CallEmpathy` reads the transcript rules' moments, held back or not, itself.
+        self.alerts.take_suppressed();
         let empathy = self.empathy.on_utterance(&utterance, &alerts);
         self.emit(p.end, EventBody::Utterance(utterance), out);
         for a in alerts {

@@ -85,7 +85,8 @@ fn a_transcript_without_agent_lines_does_not_score_an_agent() {
 
 /// The reviewer's `rant.jsonl`: the customer complains for 24.5 s (the last distress moment
 /// ends at 18 s), the agent apologises 0.5 s after the customer stops. Before: missed at
-/// 25.1 s (15 s after the first moment), `empathy_missed`.
+/// 25.1 s (15 s after the first moment), `empathy_missed`; then `latency_s` 9.5 (from the
+/// last distress moment) for an answer 0.5 s after the customer's turn.
 #[test]
 fn an_agent_who_lets_the_customer_finish_a_long_complaint_meets_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,9 +129,10 @@ fn an_agent_who_lets_the_customer_finish_a_long_complaint_meets_it() {
     for e in &empathy {
         assert_eq!(e["outcome"], "met", "{e}");
         assert_eq!(e["response"]["start"], 27.5, "{e}");
-        // Measured from the episode's latest distress moment, not its first.
+        // The episode's latest distress moment ends at 18 s; the latency runs from the end
+        // of the customer's turn (27 s), not from a moment the customer talked on after.
         assert_eq!(e["opportunity"]["end"], 18.0, "{e}");
-        assert_eq!(e["response"]["latency_s"], 9.5, "{e}");
+        assert_eq!(e["response"]["latency_s"], 0.5, "{e}");
     }
     assert_eq!(summary(&ev)["empathy"]["opportunities"], 1);
     assert!(

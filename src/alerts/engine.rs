@@ -22,6 +22,12 @@
 //!   above the threshold, once the agent has spoken `min_speech_s` in the window.
 //!
 //! Every rule has a per-kind cooldown on top of its hysteresis, so one episode gives one alert.
+//! The cooldown spares supervisors repeated alerts; it does not make the customer's distress
+//! disappear: with [`AlertEngine::record_suppressed`] on, each distress moment
+//! (`customer_stress`, `negative_sentiment`, `escalation_phrase`) that a cooldown kept from
+//! being an alert is kept as a [`Suppressed`] moment for [`AlertEngine::take_suppressed`]
+//! (empathy opportunities and the hand-off context read them). A `customer_stress` run held
+//! back by the cooldown counts once, when it first became due.
 //! Only the customer's stress and sentiment are read: the agent's behaviour (rate, over-talk)
 //! is reported, never their emotion.
 
@@ -91,8 +97,28 @@ struct Spoken {
     word_starts: Vec<f64>,
 }
 
+/// A distress moment that would have been an alert but for its kind's cooldown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppressed {
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub speaker: Option<Speaker>,
+    pub start: f64,
+    pub end: f64,
+    /// As the alert's `evidence` would have been.
+    pub evidence: serde_json::Value,
+}
+
+/// Alert kinds that are a customer distress moment (an empathy opportunity).
+pub fn is_distress(kind: AlertKind) -> bool {
+    matches!(
+        kind,
+        AlertKind::CustomerStress | AlertKind::NegativeSentiment | AlertKind::EscalationPhrase
+    )
+}
+
 /// Alert rules for one call; pure and deterministic.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AlertEngine {
     call_id: String,
     config: AlertConfig,
@@ -114,6 +140,11 @@ pub struct AlertEngine {
     critical_phrases: PhraseMatcher,
     agent_speech: VecDeque<Spoken>,
     rate_fired: bool,
+    /// Whether suppressed distress moments are kept (see the module docs).
+    record_suppressed: bool,
+    suppressed: Vec<Suppressed>,
+    /// Start of the `customer_stress` run last kept as suppressed (one moment per run).
+    stress_suppressed_run: Option<f64>,
 }
 
 impl AlertEngine {
@@ -141,7 +172,22 @@ impl AlertEngine {
             sentiment_fired: false,
             agent_speech: VecDeque::new(),
             rate_fired: false,
+            record_suppressed: false,
+            suppressed: Vec::new(),
+            stress_suppressed_run: None,
         }
+    }
+
+    /// Keeps the distress moments a cooldown holds back, for [`Self::take_suppressed`].
+    /// Off by default; whoever turns it on must take them (they are kept until then).
+    pub fn record_suppressed(mut self) -> Self {
+        self.record_suppressed = true;
+        self
+    }
+
+    /// The distress moments held back by a cooldown since the last call, oldest first.
+    pub fn take_suppressed(&mut self) -> Vec<Suppressed> {
+        std::mem::take(&mut self.suppressed)
     }
 
     /// Alerts emitted so far, by kind (for the `call_ended` summary).
@@ -280,6 +326,13 @@ impl AlertEngine {
             secs(due.duration)
         );
         let cooldown = rule.cooldown_s;
+        if self.stress_suppressed_run == Some(due.start)
+            && !self.cooled(AlertKind::CustomerStress, severity, t, cooldown)
+        {
+            // Still the run already kept as a suppressed moment: nothing new.
+            return None;
+        }
+        self.stress_suppressed_run = Some(due.start);
         self.emit_if_cooled(
             AlertKind::CustomerStress,
             severity,
@@ -518,7 +571,19 @@ impl AlertEngine {
         alert
     }
 
+    /// Whether an alert of `kind` ending at `end` is past the kind's cooldown (a `critical`
+    /// escalation phrase breaks through a `warning`'s).
+    fn cooled(&self, kind: AlertKind, severity: Severity, end: f64, cooldown_s: f64) -> bool {
+        match self.last.get(&kind) {
+            Some(&(t0, sev0)) => {
+                end - t0 >= cooldown_s || (kind == AlertKind::EscalationPhrase && severity > sev0)
+            }
+            None => true,
+        }
+    }
+
     /// Emits unless the kind is cooling down; a more severe escalation phrase breaks through.
+    /// A distress moment held back is kept where [`Self::record_suppressed`] is on.
     #[allow(clippy::too_many_arguments)]
     fn emit_if_cooled(
         &mut self,
@@ -530,12 +595,18 @@ impl AlertEngine {
         message: String,
         evidence: serde_json::Value,
     ) -> Option<Alert> {
-        if let Some(&(t0, sev0)) = self.last.get(&kind) {
-            let cooled = end - t0 >= cooldown_s;
-            let breaks_through = kind == AlertKind::EscalationPhrase && severity > sev0;
-            if !cooled && !breaks_through {
-                return None;
+        if !self.cooled(kind, severity, end, cooldown_s) {
+            if self.record_suppressed && is_distress(kind) {
+                self.suppressed.push(Suppressed {
+                    kind,
+                    severity,
+                    speaker,
+                    start: round3(start),
+                    end: round3(end),
+                    evidence,
+                });
             }
+            return None;
         }
         self.last.insert(kind, (end, severity));
         *self.counts.entry(kind).or_default() += 1;
@@ -1014,6 +1085,59 @@ mod tests {
         assert_eq!(legal[0].severity, Severity::Critical);
         assert!(say_words(&mut e, cu, 30.0, "my attorney will hear about this").is_empty());
         assert_eq!(say_words(&mut e, cu, 90.0, "refund please").len(), 1);
+    }
+
+    #[test]
+    fn distress_held_back_by_a_cooldown_is_kept_as_suppressed_not_alerted() {
+        let cu = Speaker::Customer;
+        // Off by default: nothing kept.
+        let mut e = AlertEngine::new("c", only(AlertKind::EscalationPhrase));
+        assert_eq!(say_words(&mut e, cu, 0.0, "get me a supervisor").len(), 1);
+        assert!(say_words(&mut e, cu, 20.0, "I want to cancel my account").is_empty());
+        assert!(e.take_suppressed().is_empty());
+
+        let mut e = AlertEngine::new("c", only(AlertKind::EscalationPhrase)).record_suppressed();
+        assert_eq!(say_words(&mut e, cu, 0.0, "get me a supervisor").len(), 1);
+        assert!(
+            e.take_suppressed().is_empty(),
+            "an alert is not a suppressed moment"
+        );
+        // 20 s later, inside the 60 s cooldown: no alert, but the moment is kept.
+        assert!(say_words(&mut e, cu, 20.0, "I want to cancel my account").is_empty());
+        let s = e.take_suppressed();
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].kind, AlertKind::EscalationPhrase);
+        assert_eq!(s[0].speaker, Some(cu));
+        assert_eq!(s[0].evidence["phrases"][0], "cancel my account");
+        assert!((s[0].start - 20.9).abs() < 1e-9, "{:?}", s[0]);
+        assert!(e.take_suppressed().is_empty(), "taken once");
+        // Alerts are rate-limited exactly as without recording.
+        assert_eq!(e.counts()[&AlertKind::EscalationPhrase], 1);
+        assert_eq!(say_words(&mut e, cu, 90.0, "refund please").len(), 1);
+
+        // A stress run inside the cooldown is one moment, not one per tick; the alert after
+        // the cooldown comes as it did without recording.
+        let mut plain = AlertEngine::new("c", only(AlertKind::CustomerStress));
+        let mut e = AlertEngine::new("c", only(AlertKind::CustomerStress)).record_suppressed();
+        let pattern = |t: f64| {
+            // High 0–10 s, calm 10–20 s, high again 20–90 s.
+            if (10.0..20.0).contains(&t) {
+                stressed(0.2)
+            } else {
+                stressed(0.9)
+            }
+        };
+        let a = run(&mut plain, 1, 900, pattern);
+        let b = run(&mut e, 1, 900, pattern);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(
+            a.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            b.iter().map(|(t, _)| *t).collect::<Vec<_>>()
+        );
+        let s = e.take_suppressed();
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].kind, AlertKind::CustomerStress);
+        assert!(s[0].start >= 19.9 && s[0].start < 20.1, "{:?}", s[0]);
     }
 
     #[test]

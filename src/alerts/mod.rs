@@ -12,4 +12,4 @@ pub use config::{
     AlertConfig, AlertConfigError, OvertalkRule, PhraseRule, SentimentRule, SilenceRule,
     SpeakingRateRule, StressRule,
 };
-pub use engine::{AlertEngine, Tick, UtteranceInfo};
+pub use engine::{is_distress, AlertEngine, Suppressed, Tick, UtteranceInfo};

@@ -10,6 +10,13 @@
 //!
 //! [`CallEmpathy`] bundles them for one call; the pipeline feeds it utterances, alerts and
 //! ticks and publishes what it returns. All of it is pure (no I/O, no clock).
+//!
+//! Distress moments are what the alert rules see, *without* their cooldowns (which only spare
+//! supervisors repeated alerts): the transcript rules (`escalation_phrase`,
+//! `negative_sentiment`) run here on every utterance in an alert engine of their own, so a
+//! phrase said inside the phrase alert's cooldown still opens or extends an opportunity; the
+//! audio rule (`customer_stress`) comes from the caller, as alerts ([`CallEmpathy::on_alert`])
+//! and as moments its cooldown held back ([`CallEmpathy::on_suppressed`]).
 
 pub mod behaviour;
 pub mod config;
@@ -21,6 +28,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::alerts::{AlertEngine, Suppressed, UtteranceInfo};
 use crate::audio::Speaker;
 use crate::config::Config;
 use crate::events::{
@@ -54,6 +62,25 @@ pub struct EndSummary {
     pub scorecard: Option<Scorecard>,
 }
 
+/// Alert kinds decided on the transcript, which [`CallEmpathy`] reads itself.
+fn is_transcript_rule(kind: AlertKind) -> bool {
+    matches!(
+        kind,
+        AlertKind::EscalationPhrase | AlertKind::NegativeSentiment
+    )
+}
+
+/// The alert config with only the transcript distress rules on (the rest need audio, or are
+/// no distress).
+fn transcript_rules(alerts: &crate::alerts::AlertConfig) -> crate::alerts::AlertConfig {
+    let mut c = alerts.clone();
+    c.customer_stress.enabled = false;
+    c.overtalk.enabled = false;
+    c.long_silence.enabled = false;
+    c.agent_speaking_rate.enabled = false;
+    c
+}
+
 /// Empathy analytics of one call.
 #[derive(Debug, Clone)]
 pub struct CallEmpathy {
@@ -62,6 +89,8 @@ pub struct CallEmpathy {
     missed_alert: bool,
     negative: f32,
     detector: Arc<BehaviourDetector>,
+    /// The transcript alert rules, to read their distress moments with or without a cooldown.
+    transcript_rules: AlertEngine,
     tracker: OpportunityTracker,
     journey: JourneyTracker,
     dismissals: Vec<(f64, String)>,
@@ -80,6 +109,8 @@ impl CallEmpathy {
             missed_alert: e.agent_scoring && e.missed_alert,
             negative: e.negative_sentiment,
             detector,
+            transcript_rules: AlertEngine::new("", transcript_rules(&cfg.alerts))
+                .record_suppressed(),
             tracker: OpportunityTracker::new(e, cfg.alerts.customer_stress.release),
             journey: JourneyTracker::new(e.journey_part, e.journey_threshold),
             dismissals: Vec::new(),
@@ -99,7 +130,9 @@ impl CallEmpathy {
         (self.scoring && speaker == Speaker::Agent).then(|| self.detector.detect_words(words))
     }
 
-    /// A published utterance and the alerts it raised.
+    /// A published utterance and the alerts it raised. Its distress moments (a strongly
+    /// negative utterance, and the transcript alert rules' moments, cooldown or not) are
+    /// read from the utterance itself; of `alerts`, only stress alerts would count.
     pub fn on_utterance(&mut self, u: &Utterance, alerts: &[Alert]) -> Vec<Empathy> {
         let mut out = Vec::new();
         let transcribed = u.not_transcribed.is_none() && !u.text.trim().is_empty();
@@ -112,6 +145,7 @@ impl CallEmpathy {
                 if !self.scoring {
                     return out;
                 }
+                self.tracker.on_customer_speech(u.start, u.end);
                 if u.sentiment <= self.negative {
                     out.extend(self.tracker.on_distress(Distress {
                         kind: AlertKind::NegativeSentiment,
@@ -123,6 +157,27 @@ impl CallEmpathy {
                         }),
                     }));
                 }
+                // The transcript rules' moments, alerted or held back by a cooldown; the
+                // caller's alerts of these kinds are the same moments.
+                let alerted = self.transcript_rules.on_utterance(&UtteranceInfo::from(u));
+                let held = self.transcript_rules.take_suppressed();
+                let moments = alerted
+                    .into_iter()
+                    .map(|a| (a.kind, a.speaker, a.start, a.end, a.evidence))
+                    .chain(
+                        held.into_iter()
+                            .map(|m| (m.kind, m.speaker, m.start, m.end, m.evidence)),
+                    );
+                for (kind, speaker, start, end, evidence) in moments {
+                    if speaker == Some(Speaker::Customer) {
+                        out.extend(self.tracker.on_distress(Distress {
+                            kind,
+                            start,
+                            end,
+                            evidence,
+                        }));
+                    }
+                }
                 for a in alerts {
                     out.extend(self.on_alert(a));
                 }
@@ -131,6 +186,10 @@ impl CallEmpathy {
                 if !self.scoring {
                     return out;
                 }
+                // The agent's words can be phrases too (`include_agent`): the rules' state
+                // follows the alert engine's, though the agent's are no customer distress.
+                self.transcript_rules.on_utterance(&UtteranceInfo::from(u));
+                self.transcript_rules.take_suppressed();
                 self.agent_utterances += 1;
                 if let Some(wps) = u.prosody.speaking_rate_wps {
                     // Back to speech seconds from the event's rate (words / speech_s).
@@ -160,12 +219,11 @@ impl CallEmpathy {
         out
     }
 
-    /// An alert about the customer that opens an opportunity (stress, sentiment, phrase).
+    /// An alert about the customer's stress that opens an opportunity. The transcript kinds
+    /// (`escalation_phrase`, `negative_sentiment`) are read in [`Self::on_utterance`] and
+    /// ignored here (they would count twice).
     pub fn on_alert(&mut self, a: &Alert) -> Vec<Empathy> {
-        let distress = matches!(
-            a.kind,
-            AlertKind::CustomerStress | AlertKind::NegativeSentiment | AlertKind::EscalationPhrase
-        );
+        let distress = crate::alerts::is_distress(a.kind) && !is_transcript_rule(a.kind);
         if !self.scoring || !distress || a.speaker != Some(Speaker::Customer) {
             return Vec::new();
         }
@@ -174,6 +232,25 @@ impl CallEmpathy {
             start: a.start,
             end: a.end,
             evidence: a.evidence.clone(),
+        })
+    }
+
+    /// A customer distress moment that an alert's cooldown held back (from the caller's
+    /// alert engine with [`AlertEngine::record_suppressed`]): the same as the alert would
+    /// have been. The transcript kinds are read in [`Self::on_utterance`] and ignored here.
+    pub fn on_suppressed(&mut self, m: &Suppressed) -> Vec<Empathy> {
+        if !self.scoring
+            || is_transcript_rule(m.kind)
+            || !crate::alerts::is_distress(m.kind)
+            || m.speaker != Some(Speaker::Customer)
+        {
+            return Vec::new();
+        }
+        self.tracker.on_distress(Distress {
+            kind: m.kind,
+            start: m.start,
+            end: m.end,
+            evidence: m.evidence.clone(),
         })
     }
 

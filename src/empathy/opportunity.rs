@@ -18,8 +18,11 @@
 //! agent has acknowledged or apologised earlier in the call ("commit after one of them").
 //! The deadline is `end + window_s`; each later moment of the episode that joins the open
 //! opportunity moves it to `max(deadline, moment end + window_s)` and the opportunity's `end`
-//! to the moment's end (the latency is measured from it): an agent who lets the customer
-//! finish a long complaint is not late. No such utterance by the deadline → **missed**, but
+//! to the moment's end: an agent who lets the customer finish a long complaint is not late.
+//! The response's `latency_s` is the time from the end of the customer's turn to the start of
+//! the answer: the end of the latest customer speech ([`OpportunityTracker::on_customer_speech`])
+//! that began before the answer, or the opportunity's `end` if later; 0 for an agent who
+//! talks over the customer. Waiting politely for the customer to finish costs nothing. No such utterance by the deadline → **missed**, but
 //! only decided while the customer is neither speaking nor waiting for a transcript (their
 //! words may be another moment of the episode). An opportunity whose window the end of the
 //! call cuts short is not scored (the agent had no chance to answer) unless a full window
@@ -51,6 +54,8 @@ use super::config::EmpathyConfig;
 
 /// Agent utterances kept for distress moments transcribed after the agent's answer.
 const RECENT_AGENT: usize = 16;
+/// Customer utterance spans kept to find the end of the customer's turn.
+const RECENT_CUSTOMER: usize = 32;
 
 /// One distress moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +142,8 @@ pub struct OpportunityTracker {
     recovered_since: bool,
     prior_empathy: bool,
     recent_agent: VecDeque<AgentTurn>,
+    /// `(start, end)` of the customer's recent utterances, in the order heard.
+    recent_customer: VecDeque<(f64, f64)>,
     prev_t: Option<f64>,
     /// Call time from which the agent's track has audio (None: no agent heard yet).
     agent_audio_from: Option<f64>,
@@ -157,6 +164,7 @@ impl OpportunityTracker {
             recovered_since: false,
             prior_empathy: false,
             recent_agent: VecDeque::new(),
+            recent_customer: VecDeque::new(),
             prev_t: None,
             agent_audio_from: None,
         }
@@ -190,6 +198,28 @@ impl OpportunityTracker {
             .iter()
             .map(|r| r.kinds.contains(&AlertKind::EscalationPhrase))
             .collect()
+    }
+
+    /// The customer spoke over `[start, end]` (a transcribed utterance; call it before the
+    /// utterance's distress moments).
+    pub fn on_customer_speech(&mut self, start: f64, end: f64) {
+        if !(start.is_finite() && end.is_finite()) {
+            return;
+        }
+        if self.recent_customer.len() == RECENT_CUSTOMER {
+            self.recent_customer.pop_front();
+        }
+        self.recent_customer.push_back((start, end));
+    }
+
+    /// End of the customer's turn before an answer starting at `answer`: the latest end of
+    /// customer speech that began before it, and never before the opportunity's `end`.
+    fn turn_end(&self, opportunity_end: f64, answer: f64) -> f64 {
+        self.recent_customer
+            .iter()
+            .filter(|(s, _)| *s < answer)
+            .map(|(_, e)| *e)
+            .fold(opportunity_end, f64::max)
     }
 
     /// A customer distress moment; returns events of opportunities it resolves at once
@@ -302,7 +332,9 @@ impl OpportunityTracker {
             start: round3(turn.start),
             kind: b.kind,
             words: b.words.clone(),
-            latency_s: round3((turn.start - open.opportunity.end).max(0.0)),
+            latency_s: round3(
+                (turn.start - self.turn_end(open.opportunity.end, turn.start)).max(0.0),
+            ),
         };
         let reference = turn.start;
         Some(self.resolve(outcome, Some(response), reference))
@@ -548,6 +580,32 @@ mod tests {
         let s = tr.summary();
         assert_eq!((s.opportunities, s.met, s.recovered), (1, 1, 1));
         assert_eq!(s.median_response_s, Some(1.5));
+    }
+
+    #[test]
+    fn latency_runs_from_the_end_of_the_customers_turn() {
+        // The distress moment ends at 5 s; the customer keeps talking until 14 s; the agent
+        // apologises 0.8 s after they stop.
+        let mut tr = tracker();
+        tr.on_customer_speech(2.0, 5.0);
+        tr.on_distress(moment(AlertKind::NegativeSentiment, 2.0, 5.0));
+        tr.on_customer_speech(5.5, 14.0);
+        let e = tr.on_agent(14.8, &said(BehaviourKind::Apologise, "I'm so sorry"));
+        assert_eq!(e[0].response.as_ref().unwrap().latency_s, 0.8);
+        assert_eq!(tr.summary().median_response_s, Some(0.8));
+        // Speech after the answer began is not part of the turn it answered.
+        let mut tr = tracker();
+        tr.on_customer_speech(2.0, 5.0);
+        tr.on_distress(moment(AlertKind::NegativeSentiment, 2.0, 5.0));
+        tr.on_customer_speech(9.0, 12.0);
+        let e = tr.on_agent(7.0, &said(BehaviourKind::Acknowledge, "I understand"));
+        assert_eq!(e[0].response.as_ref().unwrap().latency_s, 2.0);
+        // An agent who talks over the customer: 0, not negative.
+        let mut tr = tracker();
+        tr.on_customer_speech(2.0, 9.0);
+        tr.on_distress(moment(AlertKind::NegativeSentiment, 2.0, 9.0));
+        let e = tr.on_agent(7.5, &said(BehaviourKind::Apologise, "sorry"));
+        assert_eq!(e[0].response.as_ref().unwrap().latency_s, 0.0);
     }
 
     #[test]
