@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use super::{clock, escape_html, evidence_text, kind_label, CallReport};
-use crate::events::{Empathy, EmpathyOutcome};
+use crate::audio::Speaker;
+use crate::events::{AlertKind, Empathy, EmpathyOutcome};
 
 fn outcome_colour(o: EmpathyOutcome) -> &'static str {
     match o {
@@ -80,9 +81,28 @@ pub fn empathy_section(r: &CallReport) -> String {
     // Writing to a String cannot fail; results are ignored for that reason.
     s.push_str(r#"<h2>Empathy</h2>"#);
     if opps.is_empty() {
-        s.push_str(
-            r#"<p class="empty" id="empathy-none">No distress moment called for empathy.</p>"#,
-        );
+        // Distress was alerted but nothing scored: say why, not "no distress" beside the
+        // alerts table.
+        let distress = r
+            .alerts
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.alert.kind,
+                    AlertKind::CustomerStress
+                        | AlertKind::NegativeSentiment
+                        | AlertKind::EscalationPhrase
+                )
+            })
+            .count();
+        let text = if distress == 0 {
+            "No distress moment called for empathy.".to_string()
+        } else if !r.speakers.contains(&Speaker::Agent) {
+            format!("This recording has no agent track: its {distress} distress alert(s) are not scored for empathy.")
+        } else {
+            format!("{distress} distress alert(s), none scored for empathy: the agent's line had no audio yet, or the call ended before the agent's response window closed.")
+        };
+        let _ = write!(s, r#"<p class="empty" id="empathy-none">{text}</p>"#);
     } else {
         s.push_str(r#"<div class="scroll"><table id="empathy" class="stack"><thead><tr><th>distress</th><th>outcome</th><th>response</th><th>recovery</th></tr></thead><tbody>"#);
         for e in &opps {
@@ -215,6 +235,28 @@ mod tests {
         );
         assert!(html.contains("nothing I can do"));
         assert!(!html.contains("<b>ridiculous"), "evidence escaped: {html}");
+    }
+
+    #[test]
+    fn distress_that_was_not_scored_says_why() {
+        use crate::events::Scorecard;
+        let mut r = CallReport::from_events(&crate::report::fixtures::call());
+        r.empathy.clear();
+        if let Some(end) = r.ended.as_mut() {
+            end.summary.scorecard = Some(Box::new(Scorecard {
+                score: 100.0,
+                criteria: vec![],
+            }));
+        }
+        assert_eq!(r.speakers, [Speaker::Customer, Speaker::Agent]);
+        let html = empathy_section(&r);
+        assert!(html.contains("2 distress alert(s), none scored"), "{html}");
+        r.speakers.retain(|&s| s == Speaker::Customer);
+        let html = empathy_section(&r);
+        assert!(html.contains("no agent track"), "{html}");
+        assert!(!html.contains("No distress moment"), "{html}");
+        r.alerts.clear();
+        assert!(empathy_section(&r).contains("No distress moment called for empathy."));
     }
 
     #[test]
