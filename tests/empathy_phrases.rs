@@ -152,3 +152,46 @@ fn a_call_where_nobody_spoke_is_not_penalised_and_its_alert_span_is_rounded() {
         assert_eq!(v, (v * 1000.0).round() / 1000.0, "{silence}");
     }
 }
+
+/// The scorecard judges the agent's speaking rate only on as much speech as the
+/// `agent_speaking_rate` alert needs (`min_speech_s`, 8 s): one quick "Thank you." before a
+/// hang-up is no measure of a rate, and cost a short call the criterion.
+#[test]
+fn the_speaking_rate_is_scored_only_on_enough_agent_speech() {
+    let speaking_rate = |ev: &[Value]| -> Value {
+        summary(ev)["scorecard"]["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "speaking_rate")
+            .cloned()
+            .expect("a speaking_rate criterion")
+    };
+    let (short, _) = rescore(
+        "short",
+        &[
+            (
+                "customer",
+                0.0,
+                2.0,
+                "Hello, I just wanted to say it works now.",
+            ),
+            ("agent", 2.5, 2.9, "Thank you."),
+        ],
+    );
+    let c = speaking_rate(&short);
+    assert_eq!(c["applicable"], false, "{c}");
+    // Fast and long enough: judged, and too fast.
+    let fast = "I can certainly help you with that today let me just pull up the account and check what happened with the last two payments";
+    let (long, _) = rescore(
+        "long",
+        &[
+            ("customer", 0.0, 2.0, "Hello, can you check my payments?"),
+            ("agent", 2.5, 7.0, fast),
+            ("agent", 7.5, 12.0, fast),
+        ],
+    );
+    let c = speaking_rate(&long);
+    assert_eq!(c["applicable"], true, "{c}");
+    assert_eq!(c["points"], 0.0, "{c}");
+}

@@ -97,6 +97,9 @@ pub struct CallEmpathy {
     agent_words: usize,
     agent_speech_s: f64,
     agent_utterances: u32,
+    /// Agent speech needed before their speaking rate is judged (the
+    /// `agent_speaking_rate` alert's `min_speech_s`).
+    rate_min_speech_s: f64,
 }
 
 impl CallEmpathy {
@@ -117,6 +120,7 @@ impl CallEmpathy {
             agent_words: 0,
             agent_speech_s: 0.0,
             agent_utterances: 0,
+            rate_min_speech_s: cfg.alerts.agent_speaking_rate.min_speech_s,
         }
     }
 
@@ -349,7 +353,8 @@ impl CallEmpathy {
                     journey: journey.as_ref(),
                     overtalk_s,
                     long_silences,
-                    agent_rate_wps: (self.agent_speech_s > 0.0)
+                    agent_rate_wps: (self.agent_speech_s > 0.0
+                        && self.agent_speech_s >= self.rate_min_speech_s)
                         .then(|| self.agent_words as f64 / self.agent_speech_s),
                     agent_utterances: self.agent_utterances,
                 },

@@ -12,7 +12,7 @@
 //! | `journey_not_worsening` | the journey has a label | weight unless `worsening` |
 //! | `overtalk` | the agent has transcribed speech | weight if over-talk ≤ `max_s` |
 //! | `long_silences` | the agent has transcribed speech | weight if `long_silence` alerts ≤ `max_long_silences` |
-//! | `speaking_rate` | the agent's rate is known | weight if `min_wps` ≤ rate ≤ `max_wps` |
+//! | `speaking_rate` | the agent spoke ≥ `alerts.agent_speaking_rate.min_speech_s` | weight if `min_wps` ≤ rate ≤ `max_wps` |
 //! | `escalation_handled` | ≥ 1 escalation opportunity | weight × met / escalation-phrase opportunities |
 
 use serde_json::json;
