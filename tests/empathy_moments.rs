@@ -4,22 +4,9 @@
 
 mod common;
 
-use std::path::Path;
 
 use common::*;
 use serde_json::Value;
-
-fn rescore(dir: &Path, name: &str, lines: &[(&str, f64, f64, &str)]) -> Vec<Value> {
-    let path = dir.join(format!("{name}.jsonl"));
-    write_transcript(&path, lines);
-    let out = run(&["rescore", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    events(&out.stdout)
-}
 
 fn alerts_of<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
     of_type(ev, "alert")
@@ -34,7 +21,7 @@ fn alerts_of<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
 #[test]
 fn a_phrase_inside_the_alert_cooldown_is_a_missed_opportunity_without_a_second_alert() {
     let dir = tempfile::tempdir().unwrap();
-    let ev = rescore(
+    let ev = rescore_transcript(
         dir.path(),
         "cooldown",
         &[
@@ -96,7 +83,7 @@ fn a_phrase_inside_the_alert_cooldown_is_a_missed_opportunity_without_a_second_a
 #[test]
 fn a_phrase_inside_the_alert_cooldown_extends_the_running_opportunity() {
     let dir = tempfile::tempdir().unwrap();
-    let ev = rescore(
+    let ev = rescore_transcript(
         dir.path(),
         "extends",
         &[
@@ -135,7 +122,7 @@ fn a_phrase_inside_the_alert_cooldown_extends_the_running_opportunity() {
 #[test]
 fn latency_is_measured_from_the_end_of_the_customers_turn() {
     let dir = tempfile::tempdir().unwrap();
-    let ev = rescore(
+    let ev = rescore_transcript(
         dir.path(),
         "turn",
         &[

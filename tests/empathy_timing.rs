@@ -18,12 +18,6 @@ fn ok(out: &std::process::Output) -> Vec<Value> {
     events(&out.stdout)
 }
 
-fn rescore(dir: &Path, name: &str, lines: &[(&str, f64, f64, &str)]) -> Vec<Value> {
-    let path = dir.join(format!("{name}.jsonl"));
-    write_transcript(&path, lines);
-    ok(&run(&["rescore", path.to_str().unwrap()]))
-}
-
 fn replay(path: &Path, model: &Path) -> Vec<Value> {
     ok(&run(&[
         "replay",
@@ -59,7 +53,7 @@ fn assert_agent_not_scored(name: &str, ev: &[Value]) {
 #[test]
 fn a_transcript_without_agent_lines_does_not_score_an_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let ev = rescore(
+    let ev = rescore_transcript(
         dir.path(),
         "custonly",
         &[
@@ -90,8 +84,7 @@ fn a_transcript_without_agent_lines_does_not_score_an_agent() {
 #[test]
 fn an_agent_who_lets_the_customer_finish_a_long_complaint_meets_it() {
     let dir = tempfile::tempdir().unwrap();
-    let ev = rescore(
-        dir.path(),
+    let ev = rescore_transcript(dir.path(),
         "rant",
         &[
             ("agent", 0.0, 2.0, "Thank you for calling, how can I help?"),

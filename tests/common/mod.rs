@@ -94,6 +94,24 @@ pub fn write_transcript(path: &Path, lines: &[(&str, f64, f64, &str)]) {
     std::fs::write(path, body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
+/// `calltone rescore` of a plain transcript written to `dir/{name}.jsonl`; its events
+/// (the run must succeed).
+pub fn rescore_transcript(
+    dir: &Path,
+    name: &str,
+    lines: &[(&str, f64, f64, &str)],
+) -> Vec<serde_json::Value> {
+    let path = dir.join(format!("{name}.jsonl"));
+    write_transcript(&path, lines);
+    let out = run(&["rescore", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    events(&out.stdout)
+}
+
 /// Lower-case words with punctuation stripped (apostrophes kept inside words).
 pub fn normalise(text: &str) -> Vec<String> {
     text.to_lowercase()
