@@ -208,6 +208,59 @@ struct AgentRow {
     alerts: u32,
 }
 
+/// `DIR/index.csv`: the index's rows for a spreadsheet, one line per call, the same figures as
+/// the HTML (empty cells where the page shows "–"), an alert column per kind seen in the run.
+pub fn index_csv(rows: &[IndexRow]) -> String {
+    let kinds: BTreeSet<AlertKind> = rows.iter().flat_map(|r| r.alerts.keys().copied()).collect();
+    let mut s = String::from(
+        "call_id,agent,duration_s,peak_stress,mean_stress,score,empathy_met,empathy_opportunities,harmed,journey,alerts",
+    );
+    for k in &kinds {
+        s.push(',');
+        s.push_str(k.as_str());
+    }
+    s.push('\n');
+    let opt = |x: Option<String>| x.unwrap_or_default();
+    for r in rows {
+        let total: u32 = r.alerts.values().sum();
+        let _ = write!(
+            s,
+            "{},{},{:.2},{},{},{},{},{},{},{},{total}",
+            csv_text(&r.call_id),
+            csv_text(r.agent.as_deref().unwrap_or("")),
+            r.duration,
+            opt(r.peak_stress.map(|x| format!("{x:.2}"))),
+            opt(r.mean_stress.map(|x| format!("{x:.2}"))),
+            opt(r.score.map(|x| format!("{x:.1}"))),
+            opt(r.empathy.map(|(met, _)| met.to_string())),
+            opt(r.empathy.map(|(_, n)| n.to_string())),
+            r.harmed,
+            r.journey.map_or("", |j| j.as_str()),
+        );
+        for k in &kinds {
+            let _ = write!(s, ",{}", r.alerts.get(k).copied().unwrap_or(0));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// A CSV cell for text that comes from outside (file names, agent ids): quoted when it holds
+/// a comma, quote or line break (RFC 4180), and never read as a formula by a spreadsheet
+/// (a leading `=`, `+`, `-`, `@` gets a `'`, as OWASP advises against CSV injection).
+fn csv_text(x: &str) -> String {
+    let x = if x.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{x}")
+    } else {
+        x.to_string()
+    };
+    if x.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", x.replace('"', "\"\""))
+    } else {
+        x
+    }
+}
+
 /// The per-agent summary above the call table, when the calls have more than one agent.
 fn agent_table(rows: &[IndexRow]) -> String {
     let mut agents: BTreeMap<&str, AgentRow> = BTreeMap::new();
@@ -367,6 +420,33 @@ mod tests {
             ),
             "{p}"
         );
+    }
+
+    #[test]
+    fn the_csv_has_the_index_figures_and_no_formulas() {
+        let r = CallReport::from_events(&fixtures::call());
+        let mut a = IndexRow::new(&r, "a.report.html");
+        a.call_id = "=HYPERLINK(\"http://x\",\"a, b\")".into();
+        a.agent = Some("ann".into());
+        a.score = Some(87.5);
+        a.empathy = Some((1, 2));
+        a.journey = Some(crate::events::JourneyLabel::Improving);
+        let mut b = IndexRow::new(&r, "b.report.html");
+        b.alerts.clear();
+        b.peak_stress = None;
+        let csv = index_csv(&[a, b]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert_eq!(
+            lines[0],
+            "call_id,agent,duration_s,peak_stress,mean_stress,score,empathy_met,empathy_opportunities,harmed,journey,alerts,customer_stress,escalation_phrase"
+        );
+        assert_eq!(
+            lines[1],
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"a, b\"\")\",ann,20.00,0.90,0.40,87.5,1,2,0,improving,2,1,1",
+            "{csv}"
+        );
+        assert_eq!(lines[2], "c1,,20.00,,0.40,,,,0,,0,0,0", "{csv}");
     }
 
     #[test]
