@@ -46,7 +46,7 @@ async fn a_record_corrupted_between_runs_is_kept_aside_and_the_rest_published() 
         let h = sink.handle();
         let mut ids = vec![];
         for n in 0..5 {
-            let mut st = EventStamper::new(&format!("call-{n}"));
+            let mut st = EventStamper::new(format!("call-{n}"));
             let ev = st.stamp(
                 0.0,
                 calltone::events::now_rfc3339(),
@@ -69,12 +69,20 @@ async fn a_record_corrupted_between_runs_is_kept_aside_and_the_rest_published() 
     let outbox = data.join("outbox");
     let seg = outbox.join(format!("{:020}.seg", 0));
     let mut bytes = std::fs::read(&seg).unwrap();
-    let rec = bytes.len() / 5;
-    assert_eq!(bytes.len(), rec * 5, "five records of the same size");
-    let damaged = bytes[2 * rec..3 * rec].to_vec();
-    bytes[2 * rec + rec - 2] ^= 0x04;
-    let damaged_now = bytes[2 * rec..3 * rec].to_vec();
-    assert_ne!(damaged, damaged_now);
+    // Records are `[len u32 LE][crc32 u32 LE][body of len bytes]`.
+    let mut starts = vec![0usize];
+    while *starts.last().unwrap() < bytes.len() {
+        let at = *starts.last().unwrap();
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        starts.push(at + 8 + len);
+    }
+    assert_eq!(starts.len(), 6, "five records");
+    assert_eq!(*starts.last().unwrap(), bytes.len());
+    let (from, to) = (starts[2], starts[3]);
+    let intact = bytes[from..to].to_vec();
+    bytes[to - 2] ^= 0x04;
+    let damaged_now = bytes[from..to].to_vec();
+    assert_ne!(intact, damaged_now);
     std::fs::write(&seg, &bytes).unwrap();
 
     // Run 2: the broker is there.

@@ -51,7 +51,7 @@ async fn publish_latency_while_the_outbox_syncs() {
         .map(|t| {
             let h = handle.clone();
             std::thread::spawn(move || {
-                let mut st = EventStamper::new(&format!("lat-call-{t}"));
+                let mut st = EventStamper::new(format!("lat-call-{t}"));
                 let mut took = Vec::with_capacity(PER_THREAD);
                 for i in 0..PER_THREAD {
                     let ev = st.stamp(
