@@ -1022,6 +1022,69 @@ async fn sample_pool_gauges(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
+/// Makes sure `data_dir` is a directory: creates it (`0700`) when it is missing and its parent
+/// directory exists. A missing parent is refused rather than created: it is usually a typo or
+/// a volume that is not mounted, and the outbox must not land silently on the root file
+/// system. The error is one line naming the path and the problem.
+fn prepare_data_dir(data_dir: &Path) -> Result<(), String> {
+    use std::io::ErrorKind;
+    let shown = data_dir.display();
+    let not_dir = |what: &str| {
+        format!("serve.data_dir {shown} is not a directory ({what}); remove it or choose another data_dir")
+    };
+    match std::fs::metadata(data_dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(m) if m.is_file() => return Err(not_dir("it is a regular file")),
+        Ok(_) => return Err(not_dir("it is a device, socket or pipe")),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(data_dir).is_ok() {
+                return Err(not_dir("it is a symbolic link to nothing"));
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            let file = data_dir
+                .ancestors()
+                .skip(1)
+                .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()));
+            return Err(match file {
+                Some(f) => format!(
+                    "serve.data_dir {shown}: {} is not a directory (it is a file)",
+                    f.display()
+                ),
+                None => format!("serve.data_dir {shown}: {e}"),
+            });
+        }
+        Err(e) => return Err(format!("serve.data_dir {shown}: {e}")),
+    }
+    let parent = match data_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "serve.data_dir {shown}: its parent {} is not a directory",
+                parent.display()
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(format!(
+                "serve.data_dir {shown}: its parent directory {} does not exist; create it (or mount its volume) or choose another data_dir",
+                parent.display()
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "serve.data_dir {shown}: its parent {}: {e}",
+                parent.display()
+            ))
+        }
+    }
+    crate::publish::outbox::create_dir_if_missing(data_dir)
+        .map_err(|e| format!("serve.data_dir {shown}: cannot create it: {e}"))
+}
+
 /// An exclusive `flock(2)` on `{data_dir}/lock`, held for the life of the process (the
 /// kernel releases it when the process ends, however it ends). The file holds the owner's pid
 /// for the message a second start prints.
@@ -1039,7 +1102,7 @@ impl DataDirLock {
             |e: &dyn std::fmt::Display| ServeError::Setup(format!("serve.data_dir {shown}: {e}"));
         // Created 0700 when missing; an existing directory is left as it is (it may be a
         // shared one): calltone's own subdirectories are owner-only.
-        crate::publish::outbox::create_dir_if_missing(data_dir).map_err(|e| fail(&e))?;
+        prepare_data_dir(data_dir).map_err(ServeError::Setup)?;
         let path = data_dir.join("lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)

@@ -49,7 +49,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, OutboxError};
+use super::outbox::{Outbox, OutboxError, SetAside};
 use crate::events::{Event, EventBody};
 use crate::metrics::Metrics;
 
@@ -612,6 +612,12 @@ impl MqttSink {
         config.validate().map_err(MqttError::Config)?;
         let outbox = Outbox::open(data_dir.join("outbox"), config.outbox_max_bytes)?;
         metrics.outbox_truncations.add(outbox.truncations());
+        let (kept, not_kept) = outbox.corrupt_at_open();
+        metrics.mqtt_refused.with(&["corrupt"]).add(kept);
+        metrics
+            .mqtt_refused
+            .with(&["corrupt_not_kept"])
+            .add(not_kept);
         metrics.outbox_max_bytes.set(config.outbox_max_bytes as f64);
         let topics = Topics {
             base: config.base_topic(),
@@ -1072,6 +1078,11 @@ impl SinkTask {
             let Some(index) = ob.next_pending_after(self.last_sent) else {
                 break;
             };
+            // Appended after the last fsync began: sent after the next one (the append
+            // woke this task, so that is soon).
+            if index >= ob.synced_below() {
+                break;
+            }
             // A suspect entry (lost with a connection before) goes out alone.
             let suspect = ob
                 .next_pending_after(None)
@@ -1087,9 +1098,9 @@ impl SinkTask {
             let entry = match ob.read(index) {
                 Ok(e) => e,
                 Err(e) => {
-                    // Unreadable on disk: nothing can ever send it; drop it loudly.
-                    tracing::error!(index, error = %e, "mqtt: outbox entry unreadable; dropped");
-                    let _ = ob.ack(index);
+                    // Unreadable on disk: nothing can ever send it. Its raw bytes are kept
+                    // for the operator, and delivery goes on past it.
+                    self.set_aside_corrupt(&mut ob, index, &e);
                     continue;
                 }
             };
@@ -1152,25 +1163,68 @@ impl SinkTask {
         }
     }
 
-    /// fsyncs new outbox records (group commit), off the runtime threads.
-    async fn sync_outbox(&self) {
-        if !self.shared.outbox().needs_sync() {
-            return;
+    /// Takes an unreadable outbox entry out of the queue, keeping its raw bytes in
+    /// `{data_dir}/outbox/corrupt/` (see [`Outbox::set_aside_corrupt`]); logged and counted
+    /// (`calltone_mqtt_events_refused_total{reason="corrupt"}`, or `corrupt_not_kept` when
+    /// the bytes could not be kept).
+    fn set_aside_corrupt(&self, ob: &mut Outbox, index: u64, error: &OutboxError) {
+        match ob.set_aside_corrupt(index) {
+            Ok(SetAside::Kept { path, bytes }) => {
+                self.shared.metrics.mqtt_refused.with(&["corrupt"]).inc();
+                tracing::error!(index, error = %error, path = %path.display(), bytes, reason = "corrupt", "mqtt: outbox entry unreadable; not sent, its raw bytes are kept for recovery");
+            }
+            Ok(SetAside::NotKept(why)) => {
+                self.shared
+                    .metrics
+                    .mqtt_refused
+                    .with(&["corrupt_not_kept"])
+                    .inc();
+                tracing::error!(index, error = %error, not_kept = %why, reason = "corrupt_not_kept", "mqtt: outbox entry unreadable; not sent and its bytes are NOT kept");
+            }
+            Err(e) => {
+                tracing::error!(index, error = %e, "mqtt: outbox entry unreadable and not taken out of the queue");
+            }
         }
+        self.shared.update_gauges(ob);
+    }
+
+    /// fsyncs new outbox records (group commit), off the runtime threads and without the
+    /// outbox lock: pipeline threads appending events never wait for the disk. Entries
+    /// appended while the fsync runs are not covered; they wait for the next one before
+    /// they are sent (see [`Outbox::synced_below`]).
+    async fn sync_outbox(&self) {
+        let job = match self.shared.outbox().begin_sync() {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "mqtt: outbox fsync failed");
+                return;
+            }
+        };
         let sh = self.shared.clone();
-        let synced = tokio::task::spawn_blocking(move || sh.outbox().sync()).await;
+        let synced = tokio::task::spawn_blocking(move || {
+            let r = job.run();
+            sh.outbox().finish_sync(job, r)
+        })
+        .await;
         if let Ok(Err(e)) = synced {
             tracing::error!(error = %e, "mqtt: outbox fsync failed");
         }
     }
 
+    /// Persists the outbox cursor, like [`SinkTask::sync_outbox`] without the lock.
     async fn persist_cursor(&self) {
-        if !self.shared.outbox().cursor_moved() {
+        let Some(w) = self.shared.outbox().cursor_to_persist() else {
             return;
-        }
+        };
         let sh = self.shared.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sh.outbox().persist_cursor()).await
-        {
+        let written = tokio::task::spawn_blocking(move || {
+            w.run()?;
+            sh.outbox().cursor_persisted(&w);
+            Ok::<(), OutboxError>(())
+        })
+        .await;
+        if let Ok(Err(e)) = written {
             tracing::error!(error = %e, "mqtt: outbox cursor not persisted");
         }
     }
@@ -1190,6 +1244,8 @@ impl SinkTask {
                     Some(n) => self.on_notice(n).await,
                     None => break,
                 },
+                // Events appended while stopping (calls ending) go out with the rest.
+                _ = self.shared.wake.notified() => {}
             }
         }
         if self.connected && !grace.is_zero() {

@@ -12,9 +12,17 @@
 //!
 //! Policies:
 //! * **fsync**: [`Outbox::append`] writes the record to the segment file (so a killed process
-//!   loses nothing); [`Outbox::sync`] fsyncs it. The MQTT sink calls `sync` once per batch of
+//!   loses nothing); [`Outbox::sync`] fsyncs it. The MQTT sink syncs once per batch of
 //!   appends before handing them to the broker (group commit), and every 250 ms while the
 //!   broker is down, so a power loss can lose at most the batch being written or 250 ms.
+//!   The fsync itself runs without the outbox lock, so appends never wait for the disk:
+//!   [`Outbox::begin_sync`] (under the lock) takes what is unsynced — handles on the segment
+//!   files written since the last sync, whether the directory needs one — and the index up
+//!   to which that covers; [`SyncJob::run`] fsyncs (no lock); [`Outbox::finish_sync`]
+//!   (under the lock) records the result. Records appended meanwhile stay unsynced for the
+//!   next round, and only entries below [`Outbox::synced_below`] are handed to the broker. A
+//!   segment rolled over during a flush keeps its handle in the list of files to sync; a
+//!   failed fsync puts every file of the job back on it.
 //! * **cursor**: persisted lazily (the sink does it every 250 ms and at shutdown). A cursor
 //!   that lags only causes duplicates after a restart, never loss; consumers de-duplicate by
 //!   `event_id`. Out-of-order acks beyond the cursor are kept in memory only.
@@ -26,9 +34,16 @@
 //!   an ended call's retained topics.
 //! * **corruption**: a record with a bad length, CRC or index is skipped on open: the scan
 //!   looks for the next intact record after it (length, CRC, index in order, decodable) and
-//!   goes on from there, so one damaged record mid-segment loses only itself. With no intact
+//!   goes on from there, so one damaged record mid-segment costs only itself. With no intact
 //!   record after it (a torn write at the end after `kill -9` or power loss) the file is
-//!   truncated there. Either way a warning is logged and counted; open never fails for it.
+//!   truncated there. A record found unreadable later, when it is about to be sent, is taken
+//!   out of the queue the same way ([`Outbox::set_aside_corrupt`]). In every case the raw
+//!   bytes are first copied to `corrupt/` in the outbox directory (`0600`, named
+//!   `{segment}-{offset}.bin` or `entry-{index}.bin`) so an operator can recover what they
+//!   held, and an error naming the file is logged; open never fails for it. What is kept
+//!   there is bounded ([`CORRUPT_MAX_FILES`], [`CORRUPT_MAX_BYTES`], counted across
+//!   restarts from what the directory holds): past that the bytes are not kept, only
+//!   counted and logged.
 //! * **permissions**: the directory is created `0700` (an existing one loses group and other
 //!   access, never its sticky or setgid bit), segment and cursor files `0600`: events carry
 //!   transcripts. Directories above it are only created (`0700`), never changed.
@@ -108,6 +123,22 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(contents)
+}
+
+/// Subdirectory of the outbox where the raw bytes of unreadable records are kept.
+pub const CORRUPT_DIR: &str = "corrupt";
+/// At most this many files in [`CORRUPT_DIR`]; further corrupt records are counted, not kept.
+pub const CORRUPT_MAX_FILES: usize = 256;
+/// At most this many bytes in [`CORRUPT_DIR`]; a region that does not fit is cut there.
+pub const CORRUPT_MAX_BYTES: u64 = 16 << 20;
+
+/// What became of an unreadable record's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetAside {
+    /// Copied to this file (the first `bytes` of it, when the bound cut it).
+    Kept { path: PathBuf, bytes: u64 },
+    /// Not kept: the bound is reached, or the disk refused (why).
+    NotKept(String),
 }
 
 /// Largest record accepted (MQTT payloads from calltone are far smaller).
@@ -190,7 +221,78 @@ pub struct Outbox {
     total_bytes: u64,
     dirty: bool,
     new_segment_unsynced: bool,
+    /// Earlier segments (by first index) rolled over with records not yet fsynced.
+    unsynced_segments: Vec<(u64, File)>,
+    /// Entries below this index have been through an fsync (see [`Outbox::synced_below`]).
+    synced_below: u64,
     truncations: u64,
+    /// Files and bytes in [`CORRUPT_DIR`].
+    corrupt_files: usize,
+    corrupt_bytes: u64,
+    /// Corrupt regions found when opening: kept in [`CORRUPT_DIR`], or only counted.
+    corrupt_kept_at_open: u64,
+    corrupt_not_kept_at_open: u64,
+}
+
+/// An fsync of the outbox prepared by [`Outbox::begin_sync`] under the outbox lock, to run
+/// without it ([`SyncJob::run`]) and be reported with [`Outbox::finish_sync`].
+#[derive(Debug)]
+pub struct SyncJob {
+    /// The outbox directory.
+    dir: PathBuf,
+    /// Segment files with unsynced records, by first index (cloned handles).
+    files: Vec<(u64, File)>,
+    /// Whether the directory needs an fsync (a segment was created since the last one).
+    sync_dir: bool,
+    /// Every entry below this index was written before the job was taken.
+    upto: u64,
+}
+
+impl SyncJob {
+    /// fsyncs the files and the directory. Blocking disk I/O: call it without the lock.
+    pub fn run(&self) -> Result<(), OutboxError> {
+        for (first, f) in &self.files {
+            f.sync_data()
+                .map_err(io_err(&self.dir.join(seg_name(*first))))?;
+        }
+        if self.sync_dir {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&self.dir))?;
+        }
+        Ok(())
+    }
+}
+
+/// A cursor write prepared by [`Outbox::cursor_to_persist`].
+#[derive(Debug)]
+pub struct CursorWrite {
+    dir: PathBuf,
+    cursor: u64,
+}
+
+impl CursorWrite {
+    /// Writes the cursor to a temp file, fsyncs it and renames it over `cursor`. Blocking
+    /// disk I/O: call it without the lock.
+    pub fn run(&self) -> Result<(), OutboxError> {
+        let tmp = self.dir.join("cursor.tmp");
+        let path = self.dir.join("cursor");
+        let mut buf = self.cursor.to_le_bytes().to_vec();
+        let crc = crc32fast::hash(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_data()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(io_err(&path))
+    }
 }
 
 fn seg_name(first: u64) -> String {
@@ -229,8 +331,20 @@ impl Outbox {
             total_bytes: 0,
             dirty: false,
             new_segment_unsynced: false,
+            unsynced_segments: Vec::new(),
+            synced_below: 0,
             truncations: 0,
+            corrupt_files: 0,
+            corrupt_bytes: 0,
+            corrupt_kept_at_open: 0,
+            corrupt_not_kept_at_open: 0,
         };
+        if let Ok(rd) = fs::read_dir(ob.dir.join(CORRUPT_DIR)) {
+            for e in rd.flatten() {
+                ob.corrupt_files += 1;
+                ob.corrupt_bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
         let mut last_index: Option<u64> = None;
         for first in firsts {
             let path = ob.dir.join(seg_name(first));
@@ -255,6 +369,8 @@ impl Outbox {
             .unwrap_or(ob.next_index)
             .max(cursor);
         ob.unacked = ob.pending.len();
+        // What is on disk at open is what a restart has; nothing to wait for.
+        ob.synced_below = ob.next_index;
         ob.drop_acked_segments()?;
         // Keep appending to the last segment if it has room.
         if let Some(last) = ob.segments.back() {
@@ -301,6 +417,7 @@ impl Outbox {
                                 reason = %why,
                                 "outbox: corrupt record skipped; the records after it are kept"
                             );
+                            self.set_aside_at_open(first, off, &data[off..next], &why);
                             self.truncations += 1;
                             off = next;
                             continue;
@@ -323,6 +440,7 @@ impl Outbox {
             off += HEADER + len;
         }
         if let Some(why) = bad {
+            self.set_aside_at_open(first, off, &data[off..], &why);
             tracing::warn!(
                 path = %path.display(),
                 offset = off,
@@ -339,6 +457,90 @@ impl Outbox {
             self.truncations += 1;
         }
         Ok((off as u64, locs))
+    }
+
+    /// Keeps a corrupt region found by the open-time scan (see [`Outbox::keep_corrupt`]).
+    fn set_aside_at_open(&mut self, segment: u64, offset: usize, bytes: &[u8], why: &str) {
+        let name = format!("{segment:020}-{offset:010}.bin");
+        match self.keep_corrupt(&name, bytes) {
+            SetAside::Kept { path, bytes: kept } => {
+                self.corrupt_kept_at_open += 1;
+                tracing::error!(path = %path.display(), bytes = kept, of_bytes = bytes.len(), segment = %seg_name(segment), offset, reason = %why, "outbox: unreadable record taken out of the queue; its raw bytes are kept for recovery");
+            }
+            SetAside::NotKept(not) => {
+                self.corrupt_not_kept_at_open += 1;
+                tracing::error!(bytes = bytes.len(), segment = %seg_name(segment), offset, reason = %why, not_kept = %not, "outbox: unreadable record taken out of the queue; its bytes are NOT kept");
+            }
+        }
+    }
+
+    /// Copies the raw bytes of an unreadable record to `{dir}/corrupt/{name}` (`0600`), within
+    /// [`CORRUPT_MAX_FILES`] and [`CORRUPT_MAX_BYTES`]. The same name again (the same skipped
+    /// region seen by a later open) is kept once.
+    fn keep_corrupt(&mut self, name: &str, bytes: &[u8]) -> SetAside {
+        let dir = self.dir.join(CORRUPT_DIR);
+        let path = dir.join(name);
+        if path.exists() {
+            return SetAside::Kept {
+                bytes: fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                path,
+            };
+        }
+        let room = CORRUPT_MAX_BYTES.saturating_sub(self.corrupt_bytes);
+        if self.corrupt_files >= CORRUPT_MAX_FILES || room == 0 {
+            return SetAside::NotKept(format!(
+                "{} already holds {} files, {} bytes (the bound is {CORRUPT_MAX_FILES} files, {CORRUPT_MAX_BYTES} bytes)",
+                dir.display(),
+                self.corrupt_files,
+                self.corrupt_bytes
+            ));
+        }
+        let n = (bytes.len() as u64).min(room);
+        let write = create_private_dir(&dir).and_then(|()| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(&bytes[..n as usize])?;
+            f.sync_data()
+        });
+        match write {
+            Ok(()) => {
+                self.corrupt_files += 1;
+                self.corrupt_bytes += n;
+                SetAside::Kept { path, bytes: n }
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                SetAside::NotKept(format!("{}: {e}", path.display()))
+            }
+        }
+    }
+
+    /// Takes a pending entry that cannot be read back ([`Outbox::read`] failed) out of the
+    /// queue: its raw bytes as stored are copied to [`CORRUPT_DIR`] first (see
+    /// [`Outbox::keep_corrupt`]), then it is acknowledged so delivery goes on past it.
+    pub fn set_aside_corrupt(&mut self, index: u64) -> Result<SetAside, OutboxError> {
+        let i = self
+            .pending
+            .binary_search_by_key(&index, |l| l.index)
+            .map_err(|_| OutboxError::NotPending(index))?;
+        let loc = self.pending[i];
+        let path = self.dir.join(seg_name(loc.segment));
+        let mut buf = vec![0u8; loc.len as usize];
+        let kept = match File::open(&path).and_then(|f| f.read_exact_at(&mut buf, loc.offset)) {
+            Ok(()) => self.keep_corrupt(&format!("entry-{index:020}.bin"), &buf),
+            Err(e) => SetAside::NotKept(format!("{}: {e}", path.display())),
+        };
+        self.ack(index)?;
+        Ok(kept)
+    }
+
+    /// Corrupt regions found when this outbox was opened whose bytes were kept in
+    /// [`CORRUPT_DIR`], and those that were only counted (the bound, or a disk error).
+    pub fn corrupt_at_open(&self) -> (u64, u64) {
+        (self.corrupt_kept_at_open, self.corrupt_not_kept_at_open)
     }
 
     /// Queues an event. The record is in the segment file when this returns (durable against
@@ -446,9 +648,14 @@ impl Outbox {
     }
 
     fn roll(&mut self, first: u64) -> Result<(), OutboxError> {
-        if let Some(f) = self.active.take() {
-            let _ = f.sync_data();
+        // The old segment's unsynced records are fsynced by the next sync, not here under
+        // the lock.
+        if let (Some(f), Some(seg)) = (self.active.take(), self.segments.back()) {
+            if self.dirty {
+                self.keep_unsynced(seg.first, f);
+            }
         }
+        self.dirty = false;
         let path = self.dir.join(seg_name(first));
         let f = OpenOptions::new()
             .create(true)
@@ -464,21 +671,84 @@ impl Outbox {
         Ok(())
     }
 
-    /// fsyncs appended records (and the directory after a new segment was created).
+    fn keep_unsynced(&mut self, first: u64, f: File) {
+        if !self.unsynced_segments.iter().any(|(s, _)| *s == first) {
+            self.unsynced_segments.push((first, f));
+        }
+    }
+
+    /// fsyncs appended records (and the directory after a new segment was created), holding
+    /// `&mut self` throughout. The sink uses [`Outbox::begin_sync`] and friends instead, so
+    /// that appends do not wait for the disk.
     pub fn sync(&mut self) -> Result<(), OutboxError> {
-        if self.dirty {
-            if let Some(f) = &self.active {
-                f.sync_data().map_err(io_err(&self.dir))?;
+        match self.begin_sync()? {
+            None => Ok(()),
+            Some(job) => {
+                let r = job.run();
+                self.finish_sync(job, r)
             }
-            self.dirty = false;
         }
-        if self.new_segment_unsynced {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&self.dir))?;
-            self.new_segment_unsynced = false;
+    }
+
+    /// Takes what awaits an fsync (see [`SyncJob`]) and marks it clean, so that records
+    /// appended from now on are dirty again; `None` when nothing awaits one. Cheap: no disk
+    /// I/O beyond duplicating a file descriptor. One job at a time.
+    pub fn begin_sync(&mut self) -> Result<Option<SyncJob>, OutboxError> {
+        if !self.needs_sync() {
+            self.synced_below = self.next_index;
+            return Ok(None);
         }
-        Ok(())
+        let mut files = std::mem::take(&mut self.unsynced_segments);
+        if self.dirty {
+            if let (Some(f), Some(seg)) = (&self.active, self.segments.back()) {
+                let path = self.dir.join(seg_name(seg.first));
+                let clone = match f.try_clone() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.unsynced_segments = files;
+                        return Err(io_err(&path)(e));
+                    }
+                };
+                if !files.iter().any(|(s, _)| *s == seg.first) {
+                    files.push((seg.first, clone));
+                }
+            }
+        }
+        self.dirty = false;
+        Ok(Some(SyncJob {
+            dir: self.dir.clone(),
+            files,
+            sync_dir: std::mem::take(&mut self.new_segment_unsynced),
+            upto: self.next_index,
+        }))
+    }
+
+    /// Records how `job` went. On success its entries count as synced. On failure its files
+    /// (and the directory) are unsynced again, to be retried by the next sync, and the error
+    /// is returned; its entries are still released to the broker, as before this lock-free
+    /// flush existed: a disk that refuses fsync is no reason to hold events back from the
+    /// one place that could still keep them.
+    pub fn finish_sync(
+        &mut self,
+        job: SyncJob,
+        result: Result<(), OutboxError>,
+    ) -> Result<(), OutboxError> {
+        self.synced_below = self.synced_below.max(job.upto);
+        if result.is_err() {
+            for (first, f) in job.files {
+                self.keep_unsynced(first, f);
+            }
+            if job.sync_dir {
+                self.new_segment_unsynced = true;
+            }
+        }
+        result
+    }
+
+    /// Entries below this index have been through an fsync (or were on disk at open): the
+    /// only ones the sink may hand to the broker.
+    pub fn synced_below(&self) -> u64 {
+        self.synced_below
     }
 
     /// Marks an entry acknowledged; advances the cursor over the acknowledged prefix and
@@ -537,30 +807,32 @@ impl Outbox {
         }
     }
 
-    /// Writes the cursor if it moved since the last call.
+    /// Writes the cursor if it moved since the last call, holding `&mut self` throughout. The
+    /// sink uses [`Outbox::cursor_to_persist`] instead, so appends do not wait for the disk.
     pub fn persist_cursor(&mut self) -> Result<(), OutboxError> {
-        if self.cursor == self.persisted_cursor {
-            return Ok(());
+        match self.cursor_to_persist() {
+            None => Ok(()),
+            Some(w) => {
+                w.run()?;
+                self.cursor_persisted(&w);
+                Ok(())
+            }
         }
-        let tmp = self.dir.join("cursor.tmp");
-        let path = self.dir.join("cursor");
-        let mut buf = self.cursor.to_le_bytes().to_vec();
-        let crc = crc32fast::hash(&buf);
-        buf.extend_from_slice(&crc.to_le_bytes());
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_data()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(io_err(&path))?;
-        self.persisted_cursor = self.cursor;
-        Ok(())
+    }
+
+    /// The cursor write to do (without the lock: [`CursorWrite::run`]) if the cursor moved
+    /// since it was last persisted; report it with [`Outbox::cursor_persisted`]. One at a
+    /// time.
+    pub fn cursor_to_persist(&self) -> Option<CursorWrite> {
+        (self.cursor != self.persisted_cursor).then(|| CursorWrite {
+            dir: self.dir.clone(),
+            cursor: self.cursor,
+        })
+    }
+
+    /// Records a cursor write that succeeded.
+    pub fn cursor_persisted(&mut self, w: &CursorWrite) {
+        self.persisted_cursor = w.cursor;
     }
 
     /// Reads a pending entry back from disk.
@@ -607,7 +879,7 @@ impl Outbox {
 
     /// Whether appended records await [`Outbox::sync`].
     pub fn needs_sync(&self) -> bool {
-        self.dirty || self.new_segment_unsynced
+        self.dirty || self.new_segment_unsynced || !self.unsynced_segments.is_empty()
     }
 
     /// Whether the cursor moved since it was last persisted.
@@ -833,6 +1105,162 @@ mod tests {
         drop(ob);
         let ob = Outbox::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(pending(&ob), vec![0, 2, 4, 5]);
+    }
+
+    #[test]
+    fn records_appended_during_a_flush_stay_unsynced_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        add(&mut ob, 0);
+        add(&mut ob, 1);
+        let job = ob.begin_sync().unwrap().expect("records to sync");
+        assert_eq!(job.upto, 2);
+        assert!(job.sync_dir, "a new segment's directory entry is synced");
+        // Appended while the fsync runs without the lock.
+        add(&mut ob, 2);
+        let r = job.run();
+        ob.finish_sync(job, r).unwrap();
+        assert_eq!(
+            ob.synced_below(),
+            2,
+            "record 2 is not covered by that fsync"
+        );
+        assert!(ob.needs_sync(), "record 2 is still dirty");
+        let job = ob.begin_sync().unwrap().expect("record 2 to sync");
+        assert_eq!(job.files.len(), 1);
+        assert!(!job.sync_dir);
+        let r = job.run();
+        ob.finish_sync(job, r).unwrap();
+        assert_eq!(ob.synced_below(), 3);
+        assert!(!ob.needs_sync());
+        assert!(ob.begin_sync().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_segment_rolled_during_a_flush_is_still_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 64 * 1024).unwrap(); // 8 KiB segments
+        ob.append("t", "c:0", &[1u8; 500], 1, false).unwrap();
+        ob.sync().unwrap();
+        let job = ob.begin_sync().unwrap();
+        assert!(job.is_none(), "nothing to sync");
+        // A flush starts, then records fill segment 0 and roll over to new ones.
+        ob.append("t", "c:1", &[1u8; 500], 1, false).unwrap();
+        let job = ob.begin_sync().unwrap().expect("record 1");
+        let mut n = 2;
+        while ob.segments.len() < 3 {
+            ob.append("t", &format!("c:{n}"), &[1u8; 500], 1, false)
+                .unwrap();
+            n += 1;
+        }
+        let r = job.run();
+        ob.finish_sync(job, r).unwrap();
+        assert!(ob.needs_sync());
+        let job = ob.begin_sync().unwrap().expect("the rolled segments");
+        let firsts: Vec<u64> = job.files.iter().map(|(f, _)| *f).collect();
+        let expect: Vec<u64> = ob.segments.iter().map(|s| s.first).collect();
+        assert_eq!(
+            firsts, expect,
+            "the old segment's records written after the flush began, and the new ones"
+        );
+        assert!(job.sync_dir, "the new segments' directory entries");
+        assert_eq!(job.upto, n);
+        let r = job.run();
+        ob.finish_sync(job, r).unwrap();
+        assert!(!ob.needs_sync());
+        assert_eq!(ob.synced_below(), n);
+    }
+
+    #[test]
+    fn a_failed_flush_leaves_its_records_unsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        add(&mut ob, 0);
+        let job = ob.begin_sync().unwrap().unwrap();
+        assert!(!ob.needs_sync(), "taken by the job");
+        let failed = Err(OutboxError::Io {
+            path: dir.path().into(),
+            source: io::Error::other("EIO"),
+        });
+        assert!(ob.finish_sync(job, failed).is_err());
+        assert!(ob.needs_sync(), "dirty again");
+        let job = ob.begin_sync().unwrap().unwrap();
+        assert_eq!(job.files.len(), 1, "the same segment, once");
+        assert!(job.sync_dir, "the directory too");
+        let r = job.run();
+        ob.finish_sync(job, r).unwrap();
+        assert!(!ob.needs_sync());
+    }
+
+    #[test]
+    fn corrupt_records_are_kept_aside_for_recovery_within_a_bound() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+            for n in 0..4 {
+                add(&mut ob, n);
+            }
+            ob.sync().unwrap();
+        }
+        let seg = dir.path().join(seg_name(0));
+        let mut bytes = fs::read(&seg).unwrap();
+        let rec = bytes.len() / 4;
+        bytes[rec + rec - 3] ^= 0x10; // record 1's payload
+        fs::write(&seg, &bytes).unwrap();
+        let ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(pending(&ob), vec![0, 2, 3]);
+        assert_eq!(ob.corrupt_at_open(), (1, 0));
+        let kept = dir
+            .path()
+            .join(CORRUPT_DIR)
+            .join(format!("{:020}-{:010}.bin", 0, rec));
+        assert_eq!(fs::read(&kept).unwrap(), &bytes[rec..2 * rec]);
+        assert_eq!(
+            fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        drop(ob);
+        // The same damaged region seen again by the next open is kept once.
+        let ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(ob.corrupt_at_open(), (1, 0));
+        assert_eq!(
+            fs::read_dir(dir.path().join(CORRUPT_DIR)).unwrap().count(),
+            1
+        );
+        drop(ob);
+
+        // Damaged after open, found when it is read for sending.
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        let at = bytes.len() - 3; // record 3's payload
+        bytes[at] ^= 0x01;
+        fs::write(&seg, &bytes).unwrap();
+        assert!(matches!(ob.read(3), Err(OutboxError::Corrupt { index: 3 })));
+        let SetAside::Kept { path, bytes: n } = ob.set_aside_corrupt(3).unwrap() else {
+            panic!("not kept")
+        };
+        assert_eq!(n as usize, rec);
+        assert_eq!(fs::read(&path).unwrap(), &bytes[bytes.len() - rec..]);
+        assert_eq!(pending(&ob), vec![0, 2], "taken out of the queue");
+
+        // The bound: past it, nothing more is written.
+        ob.corrupt_files = CORRUPT_MAX_FILES;
+        assert!(matches!(ob.set_aside_corrupt(2), Ok(SetAside::NotKept(_))));
+        assert_eq!(pending(&ob), vec![0]);
+        ob.corrupt_files = 0;
+        ob.corrupt_bytes = CORRUPT_MAX_BYTES - 5;
+        add(&mut ob, 4);
+        let SetAside::Kept { path, bytes: n } = ob.set_aside_corrupt(4).unwrap() else {
+            panic!("not kept")
+        };
+        assert_eq!(
+            (n, fs::metadata(&path).unwrap().len()),
+            (5, 5),
+            "cut at the bound"
+        );
+        assert!(matches!(ob.set_aside_corrupt(0), Ok(SetAside::NotKept(_))));
+        assert_eq!(ob.depth(), 0);
     }
 
     #[test]
