@@ -92,6 +92,9 @@ struct Live {
     contexts: BTreeMap<String, crate::context::ContextBuilder>,
     /// Newest last.
     alerts: VecDeque<RecentAlert>,
+    /// The escalation-phrase rules and `empathy.agent_scoring` a new call's context is read
+    /// with (the defaults until [`CallRegistry::set_context_rules`]).
+    context_rules: Option<(crate::alerts::AlertConfig, bool)>,
 }
 
 /// Live calls, fed from the event bus. Cheap to clone.
@@ -109,6 +112,13 @@ impl CallRegistry {
         }
     }
 
+    /// The configured escalation phrases and `empathy.agent_scoring` for the hand-off context
+    /// of calls that start from now on (at start and on SIGHUP).
+    pub fn set_context_rules(&self, alerts: &crate::alerts::AlertConfig, agent_scoring: bool) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.context_rules = Some((alerts.clone(), agent_scoring));
+    }
+
     /// Applies one event.
     pub fn observe(&self, ev: &Event) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,6 +126,7 @@ impl CallRegistry {
             calls,
             contexts,
             alerts,
+            context_rules,
         } = &mut *live;
         if let Some(c) = contexts.get_mut(&ev.call_id) {
             c.observe(ev);
@@ -141,7 +152,12 @@ impl CallRegistry {
                         nudges: Vec::new(),
                     },
                 );
-                let mut ctx = crate::context::ContextBuilder::new(&ev.call_id);
+                let mut ctx = match context_rules {
+                    Some((rules, scoring)) => {
+                        crate::context::ContextBuilder::with_rules(&ev.call_id, rules, *scoring)
+                    }
+                    None => crate::context::ContextBuilder::new(&ev.call_id),
+                };
                 ctx.observe(ev);
                 contexts.insert(ev.call_id.clone(), ctx);
             }

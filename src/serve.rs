@@ -141,6 +141,8 @@ struct Shared {
     bus: broadcast::Sender<Event>,
     metrics: Arc<Metrics>,
     open_calls: OpenCalls,
+    /// Live calls for the HTTP side; its hand-off context rules follow SIGHUP.
+    registry: CallRegistry,
 }
 
 /// The configuration and analyzers a call runs with, fixed for the call's life.
@@ -235,6 +237,7 @@ pub async fn run_with_reload(
 
     let (bus, _) = broadcast::channel::<Event>(4096);
     let registry = CallRegistry::new(metrics.clone());
+    registry.set_context_rules(&cfg.alerts, cfg.empathy.agent_scoring);
     let stop_sources = CancellationToken::new();
     let mut background = JoinSet::new();
     background.spawn(registry.clone().follow(bus.subscribe(), shutdown.clone()));
@@ -252,6 +255,7 @@ pub async fn run_with_reload(
         bus: bus.clone(),
         metrics: metrics.clone(),
         open_calls,
+        registry: registry.clone(),
     });
     let (tx, rx) = mpsc::channel::<CallEvent>(1024);
     let sec = &cfg.security;
@@ -506,6 +510,8 @@ impl Shared {
             .validate(std::path::Path::new("<reloaded>"))
             .map_err(|e| e.to_string())?;
         let analyzers = Analyzers::from_config(&merged).map_err(|e| e.to_string())?;
+        self.registry
+            .set_context_rules(&merged.alerts, merged.empathy.agent_scoring);
         *self.calls.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(CallSetup {
             cfg: merged,
             analyzers,
@@ -831,7 +837,11 @@ fn call_task(
     let mut arrivals: VecDeque<(f64, Instant)> = Default::default();
     let mut audio_t = 0.0f64;
     let mut agent: Option<String> = None;
-    let mut context = crate::context::ContextBuilder::new(&call_id);
+    let mut context = crate::context::ContextBuilder::with_rules(
+        &call_id,
+        &cfg.alerts,
+        cfg.empathy.agent_scoring,
+    );
     let context_every = Duration::from_secs_f64(cfg.serve.context_interval_s);
     let mut context_sent: Option<Instant> = None;
     loop {
