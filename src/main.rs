@@ -379,6 +379,7 @@ fn run_replay(
     let mut index_rows = Vec::new();
     let stdout = std::io::stdout();
     let mut first_failure: Option<Failure> = None;
+    let mut stdout_open = true;
     // Two inputs with one stem ("a/call.wav", "b/call.wav") are two calls: "call", "call-2".
     let mut names = std::collections::HashSet::new();
     for file in files {
@@ -387,10 +388,13 @@ fn run_replay(
             call_id: Some(name.clone()),
             ..opts.clone()
         };
-        let mut file_out = match out_dir {
-            Some(dir) => {
-                let p = dir.join(format!("{name}.events.jsonl"));
-                let f = std::fs::File::create(&p)
+        // Written as `NAME.events.jsonl.part` and renamed when the call is whole: a refused
+        // input leaves no empty events file (which `rescore` would refuse) and does not
+        // truncate an earlier run's good one.
+        let part = out_dir.map(|dir| dir.join(format!("{name}.events.jsonl.part")));
+        let mut file_out = match &part {
+            Some(p) => {
+                let f = std::fs::File::create(p)
                     .map_err(|e| Failure::bad_input(format!("{}: {e}", p.display())))?;
                 Some(std::io::BufWriter::new(f))
             }
@@ -400,8 +404,19 @@ fn run_replay(
         let mut kept: Vec<calltone::events::Event> = Vec::new();
         let mut lock = stdout.lock();
         let mut sink = |e: &calltone::events::Event| -> std::io::Result<()> {
-            replay::write_jsonl(&mut lock, e)?;
-            lock.flush()?;
+            // A reader that stops early (`| head`, a closed pager) ends stdout, not the
+            // `--out` files: those go on.
+            if stdout_open {
+                let written = replay::write_jsonl(&mut lock, e).and_then(|()| lock.flush());
+                match written {
+                    Err(err)
+                        if err.kind() == std::io::ErrorKind::BrokenPipe && out_dir.is_some() =>
+                    {
+                        stdout_open = false;
+                    }
+                    other => other?,
+                }
+            }
             if let Some(f) = file_out.as_mut() {
                 replay::write_jsonl(f, e)?;
                 kept.push(e.clone());
@@ -427,14 +442,27 @@ fn run_replay(
                     "replayed"
                 );
                 bars.finish_file(stats.audio_s);
-                if let (Some(mut f), Some(dir)) = (file_out, out_dir) {
+                if let (Some(mut f), Some(dir), Some(part)) = (file_out, out_dir, &part) {
                     f.flush()
                         .map_err(|e| Failure::internal(format!("{}: {e}", file.display())))?;
+                    drop(f);
+                    let done = dir.join(format!("{name}.events.jsonl"));
+                    std::fs::rename(part, &done)
+                        .map_err(|e| Failure::internal(format!("{}: {e}", done.display())))?;
                     index_rows.push(write_report(dir, &name, &kept, levels)?);
                 }
             }
             Err(e) => {
                 bars.finish_file(0.0);
+                drop(file_out);
+                if let Some(part) = &part {
+                    let _ = std::fs::remove_file(part);
+                }
+                if e.is_closed_stdout() {
+                    // Whoever read the events has stopped reading (`| head`): stop too.
+                    break;
+                }
+                let fatal = e.is_fatal_for_run();
                 let failure = if e.is_bad_input() {
                     Failure::bad_input(&e)
                 } else {
@@ -446,6 +474,10 @@ fn run_replay(
                     code: failure.code,
                     message: String::new(),
                 });
+                // A missing or unreadable model fails every file alike: say it once.
+                if fatal {
+                    break;
+                }
             }
         }
     }
@@ -542,7 +574,8 @@ fn write_index(
 ) -> Result<(), Failure> {
     match out_dir {
         Some(dir) if !rows.is_empty() => {
-            write_output(&dir.join("index.html"), &index::index_page(rows, levels))
+            write_output(&dir.join("index.html"), &index::index_page(rows, levels))?;
+            write_output(&dir.join("index.csv"), &index::index_csv(rows))
         }
         _ => Ok(()),
     }

@@ -57,6 +57,22 @@ pub enum ReplayError {
 }
 
 impl ReplayError {
+    /// Whether the error is the run's, not the file's (the Whisper model is missing or
+    /// unreadable): every later file would fail the same way.
+    pub fn is_fatal_for_run(&self) -> bool {
+        matches!(
+            self,
+            ReplayError::Asr(AsrError::ModelMissing { .. })
+                | ReplayError::Asr(AsrError::ModelLoad { .. })
+                | ReplayError::Asr(AsrError::EnglishOnly { .. })
+        )
+    }
+
+    /// Whether the events' reader went away (`| head`): the run ends quietly.
+    pub fn is_closed_stdout(&self) -> bool {
+        matches!(self, ReplayError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// Whether the error is the user's input (exit 2) rather than an internal failure.
     pub fn is_bad_input(&self) -> bool {
         matches!(

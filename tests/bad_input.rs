@@ -138,6 +138,115 @@ fn missing_model_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/ggml-x.bin"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Said once for the run, not once per file, and no event files are left behind.
+    let out_dir = dir.path().join("qa");
+    let out = calltone()
+        .args([
+            "replay",
+            p.to_str().unwrap(),
+            p.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ])
+        .args(["--model", "/nonexistent/ggml-x.bin", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// With `--out`, a refused input leaves no events file (an empty one made the README's next
+/// step, `rescore qa/*.events.jsonl`, fail) and does not truncate an earlier run's; the good
+/// calls get their events, report, and a row in index.html and index.csv.
+#[test]
+fn out_holds_only_whole_calls() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wav");
+    std::fs::write(&bad, "not audio").unwrap();
+    let good = root().join("demo/calm-call.wav");
+    let out_dir = dir.path().join("qa");
+    std::fs::create_dir(&out_dir).unwrap();
+    // An earlier run's events of a call named "bad".
+    std::fs::write(out_dir.join("bad.events.jsonl"), "{\"earlier\":1}\n").unwrap();
+    let out = calltone()
+        .args([
+            "replay",
+            bad.to_str().unwrap(),
+            good.to_str().unwrap(),
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("bad.events.jsonl")).unwrap(),
+        "{\"earlier\":1}\n"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "bad.events.jsonl",
+            "calm-call.events.jsonl",
+            "calm-call.report.html",
+            "index.csv",
+            "index.html"
+        ]
+    );
+    let csv = std::fs::read_to_string(out_dir.join("index.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.lines().nth(1).unwrap().starts_with("calm-call,"),
+        "{csv}"
+    );
+}
+
+/// A reader that stops early (`calltone replay --out qa … | head -1`) ends stdout, not the
+/// `--out` files: every call is still written whole.
+#[test]
+fn a_closed_stdout_does_not_stop_the_out_files() {
+    let Some(model) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.wav");
+    let b = dir.path().join("b.wav");
+    std::fs::copy(root().join("demo/calm-call.wav"), &a).unwrap();
+    std::fs::copy(root().join("demo/calm-call.wav"), &b).unwrap();
+    let out_dir = dir.path().join("qa");
+    let mut child = calltone()
+        .args([
+            "replay",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    for name in ["a", "b"] {
+        let ev = events(&std::fs::read(out_dir.join(format!("{name}.events.jsonl"))).unwrap());
+        assert_eq!(ev.last().unwrap()["type"], "call_ended", "{name}");
+        assert!(out_dir.join(format!("{name}.report.html")).is_file());
+    }
 }
 
 #[test]
