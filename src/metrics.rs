@@ -192,7 +192,9 @@ pub struct Metrics {
     /// Events missed by a lagging event-bus subscriber, by subscriber.
     pub bus_lagged: Family<Counter>,
     /// Events not delivered over MQTT, by reason (`oversize`: over `mqtt.max_packet_bytes`,
-    /// refused at publish; `set_aside`: the broker kept refusing it, kept on disk).
+    /// refused at publish; `set_aside`: the broker kept refusing it, kept on disk; `corrupt`:
+    /// unreadable in the outbox, its bytes kept in `outbox/corrupt/`; `corrupt_not_kept`: the
+    /// same past that directory's bound).
     pub mqtt_refused: Family<Counter>,
 }
 
@@ -379,7 +381,7 @@ impl Metrics {
         counter_family(
             w,
             "calltone_mqtt_events_refused_total",
-            "Events not delivered over MQTT (oversize at publish, set aside after repeated broker refusals).",
+            "Events not delivered over MQTT (oversize at publish, set aside after repeated broker refusals, corrupt on disk).",
             &self.mqtt_refused,
         );
         out
