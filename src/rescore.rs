@@ -103,6 +103,7 @@ pub fn read_calls(path: &Path, clock: fn() -> String) -> Result<Vec<CallInput>, 
     let mut n = 0;
     let mut skipped = 0usize;
     let mut first_skipped: Option<(usize, String)> = None;
+    let mut torn: Option<(usize, String)> = None;
     loop {
         buf.clear();
         let read = std::io::Read::take(&mut reader, MAX_LINE_BYTES as u64 + 1)
@@ -125,6 +126,10 @@ pub fn read_calls(path: &Path, clock: fn() -> String) -> Result<Vec<CallInput>, 
         // last line of a capture that was killed, a retained hand-off `context` payload. A
         // call it leaves without its `call_ended` is still refused, naming it.
         let in_events = !events.is_empty();
+        // A line cut off is only a torn *last* line: one followed by more is damage.
+        if let Some((line, why)) = torn.take() {
+            return Err(line_err(line, why));
+        }
         let mut skip = |line: usize, why: String| {
             skipped += 1;
             first_skipped.get_or_insert((line, why));
@@ -132,7 +137,7 @@ pub fn read_calls(path: &Path, clock: fn() -> String) -> Result<Vec<CallInput>, 
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) if in_events => {
-                skip(n, format!("not JSON: {e}"));
+                torn = Some((n, format!("not JSON: {e}")));
                 continue;
             }
             Err(e) => return Err(line_err(n, format!("not JSON: {e}"))),
@@ -141,11 +146,11 @@ pub fn read_calls(path: &Path, clock: fn() -> String) -> Result<Vec<CallInput>, 
             if !lines.is_empty() {
                 return Err(line_err(n, "an event in a transcript".into()));
             }
-            match serde_json::from_value::<Event>(value) {
-                Ok(e) => events.push(e),
-                Err(e) if in_events => skip(n, format!("not a calltone event: {e}")),
-                Err(e) => return Err(line_err(n, format!("not a calltone event: {e}"))),
-            }
+            // An event that does not parse is refused, not skipped: a call rescored without
+            // one of its utterances would be scored wrong without a word.
+            let e: Event = serde_json::from_value(value)
+                .map_err(|e| line_err(n, format!("not a calltone event: {e}")))?;
+            events.push(e);
         } else {
             if in_events {
                 skip(n, "not an event (no `type`: a hand-off context?)".into());
@@ -169,6 +174,10 @@ pub fn read_calls(path: &Path, clock: fn() -> String) -> Result<Vec<CallInput>, 
     }
     if events.is_empty() {
         return Err(file_err("no events and no transcript lines".into()));
+    }
+    if let Some((line, why)) = torn {
+        skipped += 1;
+        first_skipped.get_or_insert((line, format!("{why}; the last line, cut off")));
     }
     if let Some((line, why)) = first_skipped {
         tracing::warn!(
@@ -961,6 +970,21 @@ mod tests {
         let p = write(dir.path(), "torn.jsonl", &format!("{{\"type\n{text}"));
         let e = read_calls(&p, ts).unwrap_err().to_string();
         assert!(e.contains("line 1: not JSON"), "{e}");
+        // A cut line with more after it is damage, not a torn end: refused.
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.insert(3, "{\"type\":\"utter");
+        let p = write(dir.path(), "mid.jsonl", &lines.join("\n"));
+        let e = read_calls(&p, ts).unwrap_err().to_string();
+        assert!(e.contains("line 4: not JSON"), "{e}");
+        // An event that does not parse is refused, not skipped (the call would be scored
+        // without it).
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        // (line 4 is the context; line 5 an event)
+        assert!(lines[4].contains("\"seq\":"), "{}", lines[4]);
+        lines[4] = lines[4].replace("\"seq\":", "\"seq\":\"x\",\"was\":");
+        let p = write(dir.path(), "bad-event.jsonl", &lines.join("\n"));
+        let e = read_calls(&p, ts).unwrap_err().to_string();
+        assert!(e.contains("line 5: not a calltone event"), "{e}");
     }
 
     #[test]

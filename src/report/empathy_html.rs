@@ -87,12 +87,13 @@ pub fn empathy_section(r: &CallReport) -> String {
             .alerts
             .iter()
             .filter(|a| {
-                matches!(
-                    a.alert.kind,
-                    AlertKind::CustomerStress
-                        | AlertKind::NegativeSentiment
-                        | AlertKind::EscalationPhrase
-                )
+                a.alert.speaker != Some(Speaker::Agent)
+                    && matches!(
+                        a.alert.kind,
+                        AlertKind::CustomerStress
+                            | AlertKind::NegativeSentiment
+                            | AlertKind::EscalationPhrase
+                    )
             })
             .count();
         let text = if distress == 0 {
