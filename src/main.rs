@@ -380,6 +380,7 @@ fn run_replay(
     let stdout = std::io::stdout();
     let mut first_failure: Option<Failure> = None;
     let mut stdout_open = true;
+    let mut refused: Vec<(String, String)> = Vec::new();
     // Two inputs with one stem ("a/call.wav", "b/call.wav") are two calls: "call", "call-2".
     let mut names = std::collections::HashSet::new();
     for file in files {
@@ -470,6 +471,10 @@ fn run_replay(
                 };
                 // Report now and go on with the other files; the exit code reflects the first.
                 bars.println(&format!("calltone: {}", failure.message.replace('\n', " ")));
+                refused.push((
+                    file.display().to_string(),
+                    failure.message.replace('\n', " "),
+                ));
                 first_failure.get_or_insert(Failure {
                     code: failure.code,
                     message: String::new(),
@@ -482,7 +487,7 @@ fn run_replay(
         }
     }
     bars.finish();
-    write_index(out_dir, &index_rows, levels)?;
+    write_index(out_dir, &index_rows, &refused, levels)?;
     match first_failure {
         // Already printed; exit with its code and no second message.
         Some(f) => std::process::exit(f.code as i32),
@@ -545,7 +550,7 @@ fn run_rescore(
             index_rows.push(write_report(dir, &name, &events, levels)?);
         }
     }
-    write_index(out_dir, &index_rows, levels)?;
+    write_index(out_dir, &index_rows, &[], levels)?;
     if failed {
         // Each bad input was named on its own line; the others were re-scored.
         std::process::exit(2);
@@ -570,11 +575,17 @@ fn write_report(
 fn write_index(
     out_dir: Option<&Path>,
     rows: &[IndexRow],
+    refused: &[(String, String)],
     levels: StressLevels,
 ) -> Result<(), Failure> {
     match out_dir {
-        Some(dir) if !rows.is_empty() => {
-            write_output(&dir.join("index.html"), &index::index_page(rows, levels))?;
+        // Also when every input was refused: an earlier run's index must not pass for
+        // this one's.
+        Some(dir) if !rows.is_empty() || !refused.is_empty() => {
+            write_output(
+                &dir.join("index.html"),
+                &index::index_page_with(rows, refused, levels),
+            )?;
             write_output(&dir.join("index.csv"), &index::index_csv(rows))
         }
         _ => Ok(()),

@@ -154,8 +154,18 @@ fn missing_model_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
-    assert!(left.is_empty(), "{left:?}");
+    // No events files; the index names the refusal.
+    let mut left: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["index.csv", "index.html"]);
+    let index = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    assert!(
+        index.contains("Not analysed (1)") && index.contains("ggml-x.bin"),
+        "{index}"
+    );
 }
 
 /// With `--out`, a refused input leaves no events file (an empty one made the README's next
@@ -210,6 +220,23 @@ fn out_holds_only_whole_calls() {
         csv.lines().nth(1).unwrap().starts_with("calm-call,"),
         "{csv}"
     );
+    // The index says which input was not analysed, and why.
+    let index = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    assert!(index.contains("Not analysed (1)"), "{index}");
+    assert!(index.contains("bad.wav</b>: "), "{index}");
+    // A run where every input is refused rewrites the index: the earlier run's calls are
+    // not shown as this run's.
+    let out = calltone()
+        .args(["replay", bad.to_str().unwrap(), "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let index = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    assert!(index.contains("QA replay: 0 calls"), "{index}");
+    assert!(!index.contains("calm-call.report.html"), "{index}");
 }
 
 /// A reader that stops early (`calltone replay --out qa … | head -1`) ends stdout, not the

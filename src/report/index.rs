@@ -83,6 +83,34 @@ document.querySelectorAll('th[data-col]').forEach(function (th) {
 
 /// The index page of several calls, in the order given.
 pub fn index_page(rows: &[IndexRow], levels: StressLevels) -> String {
+    index_page_with(rows, &[], levels)
+}
+
+/// [`index_page`], listing above the calls the inputs of the run that were not analysed
+/// (`(input, reason)`), so that a QA lead who reads only the index sees them.
+pub fn index_page_with(
+    rows: &[IndexRow],
+    refused: &[(String, String)],
+    levels: StressLevels,
+) -> String {
+    let refused_html = if refused.is_empty() {
+        String::new()
+    } else {
+        let mut h = format!(
+            r#"<h2>Not analysed ({})</h2><ul id="refused">"#,
+            refused.len()
+        );
+        for (input, reason) in refused {
+            let _ = write!(
+                h,
+                "<li><b>{}</b>: {}</li>",
+                escape_html(input),
+                escape_html(reason)
+            );
+        }
+        h.push_str("</ul>\n");
+        h
+    };
     let kinds: BTreeSet<AlertKind> = rows.iter().flat_map(|r| r.alerts.keys().copied()).collect();
     let mut s = String::with_capacity(8 * 1024);
     // Writing to a String cannot fail; results are ignored for that reason.
@@ -97,7 +125,7 @@ th[data-dir=asc]::after {{ content: " ▲"; }} th[data-dir=desc]::after {{ conte
 <body><main>
 <h1>QA replay: {n} calls</h1>
 <p class="sub">Click a column to sort. Stress is the customer's, relative to their own baseline (0–1): the peak may be a moment, the mean is the whole call.</p>
-{agents}<div class="scroll"><table id="calls"><thead><tr>"#,
+{refused_html}{agents}<div class="scroll"><table id="calls"><thead><tr>"#,
         n = rows.len(),
         agents = agent_table(rows),
     );
@@ -420,6 +448,23 @@ mod tests {
             ),
             "{p}"
         );
+    }
+
+    #[test]
+    fn inputs_that_were_not_analysed_are_listed_escaped() {
+        let refused = [(
+            "in/<b>x</b>.wav".to_string(),
+            "not an audio file (looks like text)".to_string(),
+        )];
+        let p = index_page_with(&[], &refused, StressLevels::default());
+        assert!(p.contains("QA replay: 0 calls"), "{p}");
+        assert!(
+            p.contains(
+                "<li><b>in/&lt;b&gt;x&lt;/b&gt;.wav</b>: not an audio file (looks like text)</li>"
+            ),
+            "{p}"
+        );
+        assert!(!index_page(&[], StressLevels::default()).contains("Not analysed"));
     }
 
     #[test]
