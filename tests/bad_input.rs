@@ -13,6 +13,18 @@ fn pcm16(n: usize, channels: u16) -> Vec<u8> {
         .collect()
 }
 
+/// `calltone replay FILES… --model M --out DIR`, not yet run.
+fn replay_out(files: &[&Path], model: &Path, out_dir: &Path) -> std::process::Command {
+    let mut cmd = calltone();
+    cmd.arg("replay")
+        .args(files)
+        .arg("--model")
+        .arg(model)
+        .arg("--out")
+        .arg(out_dir);
+    cmd
+}
+
 /// Runs replay on `path` and checks the failure contract; returns the stderr line.
 fn assert_rejected(path: &Path, what: &str) -> String {
     let out = calltone()
@@ -182,16 +194,7 @@ fn out_holds_only_whole_calls() {
     std::fs::create_dir(&out_dir).unwrap();
     // An earlier run's events of a call named "bad".
     std::fs::write(out_dir.join("bad.events.jsonl"), "{\"earlier\":1}\n").unwrap();
-    let out = calltone()
-        .args([
-            "replay",
-            bad.to_str().unwrap(),
-            good.to_str().unwrap(),
-            "--model",
-        ])
-        .arg(&model)
-        .arg("--out")
-        .arg(&out_dir)
+    let out = replay_out(&[&bad, &good], &model, &out_dir)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -226,13 +229,7 @@ fn out_holds_only_whole_calls() {
     assert!(index.contains("bad.wav</b>: "), "{index}");
     // A run where every input is refused rewrites the index: the earlier run's calls are
     // not shown as this run's.
-    let out = calltone()
-        .args(["replay", bad.to_str().unwrap(), "--model"])
-        .arg(&model)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
+    let out = replay_out(&[&bad], &model, &out_dir).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let index = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
     assert!(index.contains("QA replay: 0 calls"), "{index}");
@@ -250,16 +247,7 @@ fn a_closed_stdout_does_not_stop_the_out_files() {
     std::fs::copy(root().join("demo/calm-call.wav"), &a).unwrap();
     std::fs::copy(root().join("demo/calm-call.wav"), &b).unwrap();
     let out_dir = dir.path().join("qa");
-    let mut child = calltone()
-        .args([
-            "replay",
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-            "--model",
-        ])
-        .arg(&model)
-        .arg("--out")
-        .arg(&out_dir)
+    let mut child = replay_out(&[&a, &b], &model, &out_dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

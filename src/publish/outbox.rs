@@ -976,6 +976,17 @@ fn decode_body(b: &[u8]) -> Option<OutboxEntry> {
 mod tests {
     use super::*;
 
+    /// An outbox directory holding records 0..n, synced and closed.
+    fn written(n: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
+        for i in 0..n {
+            add(&mut ob, i);
+        }
+        ob.sync().unwrap();
+        dir
+    }
+
     fn add(ob: &mut Outbox, n: u64) -> u64 {
         ob.append(
             &format!("t/{n}"),
@@ -1069,14 +1080,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_record_mid_segment_loses_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
-            for n in 0..5 {
-                add(&mut ob, n);
-            }
-            ob.sync().unwrap();
-        }
+        let dir = written(5);
         let seg = dir.path().join(seg_name(0));
         let mut bytes = fs::read(&seg).unwrap();
         let rec = bytes.len() / 5;
@@ -1195,14 +1199,7 @@ mod tests {
     #[test]
     fn corrupt_records_are_kept_aside_for_recovery_within_a_bound() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut ob = Outbox::open(dir.path(), 1 << 20).unwrap();
-            for n in 0..4 {
-                add(&mut ob, n);
-            }
-            ob.sync().unwrap();
-        }
+        let dir = written(4);
         let seg = dir.path().join(seg_name(0));
         let mut bytes = fs::read(&seg).unwrap();
         let rec = bytes.len() / 4;
